@@ -1,0 +1,79 @@
+// Package commandlog is the durable record of every command a node decided:
+// its id, the aggregate and command name, and its outcome (accepted with the
+// sequence range of its events, or rejected with its error code). Records are
+// read back by command id, which is what lets a retried command get its
+// original outcome instead of running again.
+//
+// Requests that were invalid (bad JSON, unknown type, …) are never recorded:
+// they never reached a decision.
+//
+// Implementations live with their backends (storage/memory, storage/bolt,
+// storage/cassandra) and all pass commandlog/commandlogtest.
+package commandlog
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/concursus-go/concursus/model"
+)
+
+var (
+	// ErrNotFound: no record for that command id (never seen, or expired).
+	ErrNotFound = errors.New("commandlog: not found")
+	// ErrUnavailable: the store could not be reached; retry later.
+	ErrUnavailable = errors.New("commandlog: unavailable")
+	// ErrClosed: the log was closed.
+	ErrClosed = errors.New("commandlog: closed")
+)
+
+// Outcome is what became of a command.
+type Outcome string
+
+const (
+	// Accepted: the command's events (possibly none) are durable.
+	Accepted Outcome = "accepted"
+	// Rejected: the domain refused the command; nothing was written.
+	Rejected Outcome = "rejected"
+)
+
+// Record is one decided command.
+type Record struct {
+	CommandID string    `json:"commandId"`
+	Ref       model.Ref `json:"aggregate"`
+	Command   string    `json:"command"`
+	Outcome   Outcome   `json:"outcome"`
+	// FirstSequence..LastSequence are the sequence numbers of the events an
+	// accepted command produced. A command that produced no events has
+	// FirstSequence = LastSequence+1 (an empty range ending at the current
+	// sequence).
+	FirstSequence uint64 `json:"firstSequence,omitempty"`
+	LastSequence  uint64 `json:"lastSequence,omitempty"`
+	// Code, Reason and Message describe a rejection: Code is the stable API
+	// error code, Reason the domain's own code ("not_screwed_in").
+	Code    string `json:"code,omitempty"`
+	Reason  string `json:"reason,omitempty"`
+	Message string `json:"message,omitempty"`
+	// At is the processing time of the decision.
+	At time.Time `json:"at"`
+}
+
+// Log stores command records. Safe for concurrent use; slices passed in are
+// not retained.
+type Log interface {
+	// Put stores records durably; a record for an existing command id
+	// replaces it. The whole batch is durable when Put returns nil.
+	Put(ctx context.Context, records []Record) error
+	// Get returns the record of a command id, or an error wrapping ErrNotFound.
+	Get(ctx context.Context, commandID string) (Record, error)
+	// Close releases the log. Calls after Close return ErrClosed.
+	Close() error
+}
+
+// Pruner is implemented by logs that expire records on request (stores
+// with native TTLs expire them by themselves and need not implement it).
+type Pruner interface {
+	// Prune deletes records decided before cutoff and returns how many.
+	Prune(ctx context.Context, cutoff time.Time) (int, error)
+}

@@ -1,0 +1,167 @@
+// Package eventlog defines the persistent schedule of the system: the
+// per-aggregate, append-only, gap-free event history that is the source of
+// truth. It holds the contract every store implements (Log), the errors they
+// return, and store-independent helpers for streaming a history.
+//
+// Implementations live in their own packages:
+//   - storage/memory: in memory, for unit tests;
+//   - storage/bolt: an embedded durable store, the single-node default;
+//   - storage/cassandra: the production store.
+//
+// Every implementation runs the same conformance suite, eventlog/eventlogtest.
+//
+// # Fencing
+//
+// Append carries the sequence number the writer last saw. A store rejects an
+// append whose sequence numbers already exist with ErrConflict and writes
+// nothing for that aggregate. This is what makes a stale owner harmless while
+// the cluster's ring moves: the second writer is refused, never merged.
+package eventlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"time"
+
+	"github.com/concursus-go/concursus/model"
+)
+
+// Errors returned by every Log. Check them with errors.Is; stores wrap them
+// with the aggregate and sequence concerned.
+var (
+	// ErrConflict: the expected sequence was stale — another writer appended
+	// first. Nothing of the rejected append was written. Reload the
+	// aggregate and decide again; retrying the same append is pointless.
+	ErrConflict = errors.New("eventlog: conflict")
+	// ErrInvalidAppend: the append is malformed (no events, events for
+	// another aggregate, sequence numbers that do not follow Expected).
+	// Nothing was written; it is a caller bug and retrying will not help.
+	ErrInvalidAppend = errors.New("eventlog: invalid append")
+	// ErrUnavailable: the store could not be reached or failed part-way.
+	// For a single-aggregate append nothing is half-written (stores are
+	// atomic per aggregate), but the caller cannot know whether the write
+	// landed: reload before deciding again.
+	ErrUnavailable = errors.New("eventlog: unavailable")
+	// ErrClosed: the Log was closed.
+	ErrClosed = errors.New("eventlog: closed")
+)
+
+// Append is one aggregate's share of a batch: events to add after Expected.
+type Append struct {
+	Ref model.Ref
+	// Expected is the last sequence number the writer saw (0 for an
+	// aggregate with no history). Events[i].Sequence must be Expected+i+1.
+	Expected uint64
+	// Events must be non-empty and belong to Ref. The store keeps them as
+	// given (it does not assign ids or times) and does not retain the slice.
+	Events []model.Event
+}
+
+// Log is an append-only store of per-aggregate histories.
+//
+// All methods are safe for concurrent use. Slices passed in are not retained;
+// slices returned belong to the caller.
+type Log interface {
+	// Append writes a batch of appends, each for a different aggregate.
+	// It returns one error per entry, in order: nil when the entry is
+	// durable, an error wrapping ErrConflict, ErrInvalidAppend or
+	// ErrUnavailable otherwise. Each entry is atomic on its own; entries are
+	// independent (one conflict does not fail the others). Stores may
+	// commit the whole batch at once — that is why the executor batches.
+	Append(ctx context.Context, batch []Append) []error
+
+	// ReadPage returns up to limit events of ref with Sequence >= from, in
+	// sequence order, and the sequence to pass as from for the next page
+	// (0 when the history is exhausted). limit must be positive.
+	ReadPage(ctx context.Context, ref model.Ref, from uint64, limit int) (events []model.Event, next uint64, err error)
+
+	// LastSequence returns the sequence of ref's latest event, 0 if none.
+	LastSequence(ctx context.Context, ref model.Ref) (uint64, error)
+
+	// Close releases the store. Calls after Close return ErrClosed.
+	Close() error
+}
+
+// DefaultPageSize is the page size the helpers read with.
+const DefaultPageSize = 512
+
+// Events streams ref's history from sequence from (1 for all of it) in
+// sequence order, reading pageSize events at a time (DefaultPageSize if <= 0),
+// so memory stays bounded whatever the history's length. The stream stops at
+// the first error, which it yields with a zero event.
+func Events(ctx context.Context, log Log, ref model.Ref, from uint64, pageSize int) iter.Seq2[model.Event, error] {
+	if pageSize <= 0 {
+		pageSize = DefaultPageSize
+	}
+	if from == 0 {
+		from = 1
+	}
+	return func(yield func(model.Event, error) bool) {
+		next := from
+		for next != 0 {
+			page, n, err := log.ReadPage(ctx, ref, next, pageSize)
+			if err != nil {
+				yield(model.Event{}, err)
+				return
+			}
+			for _, e := range page {
+				if !yield(e, nil) {
+					return
+				}
+			}
+			next = n
+		}
+	}
+}
+
+// EventsAsOf streams the events of ref whose event timestamp is not after
+// asOf, in sequence order: the history as it was known to have happened by
+// that instant. Later events are skipped, not stopped at, because sources may
+// deliver events out of timestamp order.
+func EventsAsOf(ctx context.Context, log Log, ref model.Ref, asOf time.Time, pageSize int) iter.Seq2[model.Event, error] {
+	return func(yield func(model.Event, error) bool) {
+		for e, err := range Events(ctx, log, ref, 1, pageSize) {
+			if err != nil {
+				yield(e, err)
+				return
+			}
+			if e.Timestamp.After(asOf) {
+				continue
+			}
+			if !yield(e, nil) {
+				return
+			}
+		}
+	}
+}
+
+// CheckAppend validates an append's shape; stores call it before writing
+// anything. The error wraps ErrInvalidAppend.
+func CheckAppend(a *Append) error {
+	if err := a.Ref.Validate(); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidAppend, err)
+	}
+	if len(a.Events) == 0 {
+		return fmt.Errorf("%w: %s: no events", ErrInvalidAppend, a.Ref)
+	}
+	for i := range a.Events {
+		e := &a.Events[i]
+		if e.AggregateType != a.Ref.Type || e.AggregateID != a.Ref.ID {
+			return fmt.Errorf("%w: %s: event %d belongs to %s", ErrInvalidAppend, a.Ref, i, e.Ref())
+		}
+		if want := a.Expected + uint64(i) + 1; e.Sequence != want {
+			return fmt.Errorf("%w: %s: event %d has sequence %d, want %d", ErrInvalidAppend, a.Ref, i, e.Sequence, want)
+		}
+		if e.EventID == "" {
+			return fmt.Errorf("%w: %s: event %d has no event id", ErrInvalidAppend, a.Ref, e.Sequence)
+		}
+	}
+	return nil
+}
+
+// ConflictError builds the error a store returns when expected is stale.
+func ConflictError(ref model.Ref, expected, actual uint64) error {
+	return fmt.Errorf("%w: %s: expected sequence %d, log is at %d", ErrConflict, ref, expected, actual)
+}

@@ -1,0 +1,124 @@
+package executor
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/concursus-go/concursus/commandlog"
+	"github.com/concursus-go/concursus/eventlog"
+	"github.com/concursus-go/concursus/model"
+)
+
+// Config tunes an Executor. Zero fields take the documented default.
+type Config struct {
+	// MaxCached is the most aggregates whose state is kept in memory.
+	// Idle aggregates are evicted least-recently-used first and reloaded
+	// from the event log on their next command. Default 100,000.
+	MaxCached int
+	// MailboxSize is the most commands queued for one aggregate; one more
+	// is answered ErrUnavailable at once. Default 256.
+	MailboxSize int
+	// MaxInFlight is the most commands accepted but not yet answered, for
+	// the whole executor; past it new commands get ErrUnavailable at once
+	// (back-pressure instead of an unbounded queue). Default 65,536.
+	MaxInFlight int
+	// MaxBatch is the most appends handed to the event log in one call.
+	// Under load, appends from many aggregates queue while the previous
+	// batch is being written and go out together. Default 512.
+	MaxBatch int
+	// Flushers is how many batches may be written at once. 1 suits an
+	// embedded single-writer store; a networked store (Cassandra) gains
+	// from a few. Default 1.
+	Flushers int
+	// StoreTimeout bounds one event-log or command-log call. Default 10s.
+	StoreTimeout time.Duration
+	// LoadPageSize is the page size used to load a history. Default 512.
+	LoadPageSize int
+}
+
+// DefaultConfig returns the defaults described on Config.
+func DefaultConfig() Config {
+	return Config{
+		MaxCached:    100_000,
+		MailboxSize:  256,
+		MaxInFlight:  65_536,
+		MaxBatch:     512,
+		Flushers:     1,
+		StoreTimeout: 10 * time.Second,
+		LoadPageSize: eventlog.DefaultPageSize,
+	}
+}
+
+func (c *Config) fillDefaults() {
+	d := DefaultConfig()
+	if c.MaxCached == 0 {
+		c.MaxCached = d.MaxCached
+	}
+	if c.MailboxSize == 0 {
+		c.MailboxSize = d.MailboxSize
+	}
+	if c.MaxInFlight == 0 {
+		c.MaxInFlight = d.MaxInFlight
+	}
+	if c.MaxBatch == 0 {
+		c.MaxBatch = d.MaxBatch
+	}
+	if c.Flushers == 0 {
+		c.Flushers = d.Flushers
+	}
+	if c.StoreTimeout == 0 {
+		c.StoreTimeout = d.StoreTimeout
+	}
+	if c.LoadPageSize == 0 {
+		c.LoadPageSize = d.LoadPageSize
+	}
+}
+
+// Validate reports the first unusable value, naming it.
+func (c Config) Validate() error {
+	switch {
+	case c.MaxCached < 1:
+		return fmt.Errorf("executor: MaxCached %d must be at least 1", c.MaxCached)
+	case c.MailboxSize < 1:
+		return fmt.Errorf("executor: MailboxSize %d must be at least 1", c.MailboxSize)
+	case c.MaxInFlight < 1:
+		return fmt.Errorf("executor: MaxInFlight %d must be at least 1", c.MaxInFlight)
+	case c.MaxBatch < 1:
+		return fmt.Errorf("executor: MaxBatch %d must be at least 1", c.MaxBatch)
+	case c.Flushers < 1 || c.Flushers > 64:
+		return fmt.Errorf("executor: Flushers %d must be between 1 and 64", c.Flushers)
+	case c.StoreTimeout <= 0:
+		return fmt.Errorf("executor: StoreTimeout %v must be positive", c.StoreTimeout)
+	case c.LoadPageSize < 1:
+		return fmt.Errorf("executor: LoadPageSize %d must be at least 1", c.LoadPageSize)
+	}
+	return nil
+}
+
+// Publisher receives events once they are durable. The executor calls it
+// from the aggregate's single worker, so the events of one aggregate arrive
+// in sequence order. It must not block for long and must not retain the
+// slice after returning (copy if needed).
+type Publisher interface {
+	Publish(events []model.Event)
+}
+
+// Deps are the executor's collaborators.
+type Deps struct {
+	Registry *model.Registry  // required
+	Events   eventlog.Log     // required
+	Commands commandlog.Log   // required
+	Publish  Publisher        // optional
+	Clock    func() time.Time // optional; default time.Now
+	IDs      IDs              // optional; default UUIDs (see UUIDs)
+	Logger   *slog.Logger     // optional; default slog.Default()
+}
+
+// IDs makes the ids of one captured event.
+type IDs interface {
+	// EventID returns a new unique event id.
+	EventID() (string, error)
+	// ProcessingID returns a new time-based processing id for instant t.
+	ProcessingID(t time.Time) (string, error)
+}

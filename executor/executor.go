@@ -1,0 +1,548 @@
+package executor
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+
+	"github.com/concursus-go/concursus/commandlog"
+	"github.com/concursus-go/concursus/eventlog"
+	"github.com/concursus-go/concursus/model"
+)
+
+// Errors the executor returns besides the model's (model.ErrUnknownCommand,
+// model.ErrInvalidArgs, *model.Rejection). Check with errors.Is.
+var (
+	// ErrUnknownType: no aggregate type of that name is registered.
+	ErrUnknownType = errors.New("executor: unknown aggregate type")
+	// ErrInvalidRequest: the request itself is malformed (bad aggregate
+	// id, …). Nothing was decided or written.
+	ErrInvalidRequest = errors.New("executor: invalid request")
+	// ErrUnavailable: the executor is saturated, or a store failed. The
+	// command may be retried with the same command id; if it was in fact
+	// written, the retry returns the recorded outcome.
+	ErrUnavailable = errors.New("executor: unavailable")
+	// ErrConflict: another writer appended to the aggregate, and the
+	// command conflicted again after one reload and re-run. Retry with the
+	// same command id.
+	ErrConflict = errors.New("executor: conflict")
+	// ErrTimeout: the request's deadline passed before the command ran;
+	// nothing was decided or written.
+	ErrTimeout = errors.New("executor: timeout")
+	// ErrClosed: the executor is closed or closing.
+	ErrClosed = errors.New("executor: closed")
+	// ErrCommandIDReused: the command id was already used for a command
+	// on another aggregate or with another name.
+	ErrCommandIDReused = errors.New("executor: command id reused")
+)
+
+// Request is one command addressed to one aggregate.
+type Request struct {
+	Ref model.Ref
+	// CommandID is the idempotency key; required (the API generates one
+	// when the client sends none).
+	CommandID string
+	Command   string
+	Args      []byte
+	// Timestamp and StreamID describe the source event time (optional).
+	Timestamp time.Time
+	StreamID  string
+}
+
+// Result is the outcome of an accepted command.
+type Result struct {
+	Ref       model.Ref
+	CommandID string
+	// Events are the events the command produced (possibly none).
+	Events []model.Event
+	// Sequence is the aggregate's sequence after the command.
+	Sequence uint64
+	// Duplicate is true when the command id had already been decided and
+	// the recorded outcome was returned without running anything.
+	Duplicate bool
+}
+
+// Executor runs commands one at a time per aggregate and many aggregates in
+// parallel. See the package documentation for its structure.
+type Executor struct {
+	cfg      Config
+	reg      *model.Registry
+	events   eventlog.Log
+	commands commandlog.Log
+	publish  Publisher
+	clock    func() time.Time
+	ids      IDs
+	log      *slog.Logger
+
+	shards   [numShards]shard
+	inflight atomic.Int64
+	closing  atomic.Bool
+	workers  sync.WaitGroup // aggregate workers
+	flushers sync.WaitGroup
+	flushq   chan *flushItem
+	stats    counters
+}
+
+const numShards = 64
+
+type shard struct {
+	mu struct {
+		sync.Mutex
+		entities map[model.Ref]*entity
+		idle     *list.List // of *entity, least recently used first
+	}
+	capacity int
+}
+
+// entity is one aggregate's mailbox and cached state. queue, running, idle
+// and stale are guarded by the shard's mutex; agg is owned by the worker
+// while running is true, and by nobody otherwise.
+type entity struct {
+	ref     model.Ref
+	kind    model.Kind
+	queue   []*job
+	running bool
+	stale   bool
+	idle    *list.Element
+	agg     model.Aggregate
+}
+
+type jobKind uint8
+
+const (
+	jobCommand jobKind = iota
+	jobQuery
+)
+
+type job struct {
+	kind  jobKind
+	ctx   context.Context
+	req   Request
+	query Query
+	done  func(Result, error)
+	qdone func(QueryResult, error)
+}
+
+// New builds an executor. It starts its flushers; Close stops them.
+func New(cfg Config, deps Deps) (*Executor, error) {
+	cfg.fillDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	switch {
+	case deps.Registry == nil:
+		return nil, errors.New("executor: Deps.Registry is required")
+	case deps.Events == nil:
+		return nil, errors.New("executor: Deps.Events is required")
+	case deps.Commands == nil:
+		return nil, errors.New("executor: Deps.Commands is required")
+	}
+	x := &Executor{
+		cfg:      cfg,
+		reg:      deps.Registry,
+		events:   deps.Events,
+		commands: deps.Commands,
+		publish:  deps.Publish,
+		clock:    deps.Clock,
+		ids:      deps.IDs,
+		log:      deps.Logger,
+		flushq:   make(chan *flushItem, cfg.MaxBatch*cfg.Flushers),
+	}
+	if x.clock == nil {
+		x.clock = time.Now
+	}
+	if x.ids == nil {
+		x.ids = UUIDs{}
+	}
+	if x.log == nil {
+		x.log = slog.Default()
+	}
+	per := (cfg.MaxCached + numShards - 1) / numShards
+	for i := range x.shards {
+		sh := &x.shards[i]
+		sh.capacity = per
+		sh.mu.entities = make(map[model.Ref]*entity)
+		sh.mu.idle = list.New()
+	}
+	for range cfg.Flushers {
+		x.flushers.Add(1)
+		go x.flushLoop()
+	}
+	return x, nil
+}
+
+func (x *Executor) shardOf(ref model.Ref) *shard {
+	h := xxhash.New()
+	_, _ = h.WriteString(ref.Type)
+	_, _ = h.Write([]byte{0})
+	_, _ = h.WriteString(ref.ID)
+	return &x.shards[h.Sum64()%numShards]
+}
+
+// Submit queues a command and returns at once; done is called exactly once,
+// from another goroutine, with the result. An error that can be known
+// without running (unknown type, saturation, closed) is also delivered
+// through done, before Submit returns. ctx bounds how long the command may
+// wait in the mailbox: once it has started, it runs to completion.
+func (x *Executor) Submit(ctx context.Context, req Request, done func(Result, error)) {
+	j := &job{kind: jobCommand, ctx: ctx, req: req, done: done}
+	if err := x.checkRequest(&req); err != nil {
+		x.stats.invalid.Add(1)
+		done(Result{}, err)
+		return
+	}
+	x.enqueue(j)
+}
+
+// Execute runs a command and waits for its outcome.
+func (x *Executor) Execute(ctx context.Context, req Request) (Result, error) {
+	type outcome struct {
+		res Result
+		err error
+	}
+	ch := make(chan outcome, 1)
+	x.Submit(ctx, req, func(r Result, err error) { ch <- outcome{r, err} })
+	select {
+	case o := <-ch:
+		return o.res, o.err
+	case <-ctx.Done():
+		// The command may still run; its outcome is recorded under its
+		// command id, so a retry with the same id learns it.
+		return Result{}, fmt.Errorf("%w: %s %s: %v", ErrTimeout, req.Ref, req.Command, ctx.Err())
+	}
+}
+
+func (x *Executor) checkRequest(req *Request) error {
+	if err := req.Ref.Validate(); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidRequest, err)
+	}
+	kind, ok := x.reg.Lookup(req.Ref.Type)
+	if !ok {
+		return fmt.Errorf("%w: %q", ErrUnknownType, req.Ref.Type)
+	}
+	if !kind.HasCommand(req.Command) {
+		return fmt.Errorf("%w: %q has no command %q", model.ErrUnknownCommand, req.Ref.Type, req.Command)
+	}
+	if req.CommandID == "" {
+		return fmt.Errorf("%w: command id is empty", ErrInvalidRequest)
+	}
+	if len(req.CommandID) > maxCommandIDLen {
+		return fmt.Errorf("%w: command id is %d bytes, limit %d", ErrInvalidRequest, len(req.CommandID), maxCommandIDLen)
+	}
+	return nil
+}
+
+const maxCommandIDLen = 128
+
+// fail delivers an error to a job's callback.
+func (j *job) fail(err error) {
+	if j.kind == jobQuery {
+		j.qdone(QueryResult{}, err)
+	} else {
+		j.done(Result{}, err)
+	}
+}
+
+func (x *Executor) enqueue(j *job) {
+	ref := j.ref()
+	if x.closing.Load() {
+		j.fail(ErrClosed)
+		return
+	}
+	if n := x.inflight.Add(1); n > int64(x.cfg.MaxInFlight) {
+		x.inflight.Add(-1)
+		x.stats.saturated.Add(1)
+		j.fail(fmt.Errorf("%w: node saturated (%d commands in flight)", ErrUnavailable, x.cfg.MaxInFlight))
+		return
+	}
+	kind, _ := x.reg.Lookup(ref.Type)
+	sh := x.shardOf(ref)
+	sh.mu.Lock()
+	e := sh.mu.entities[ref]
+	if e == nil {
+		e = &entity{ref: ref, kind: kind}
+		sh.mu.entities[ref] = e
+	}
+	if len(e.queue) >= x.cfg.MailboxSize {
+		sh.mu.Unlock()
+		x.inflight.Add(-1)
+		x.stats.saturated.Add(1)
+		j.fail(fmt.Errorf("%w: %s has %d commands queued", ErrUnavailable, ref, x.cfg.MailboxSize))
+		return
+	}
+	e.queue = append(e.queue, j)
+	start := !e.running
+	if start {
+		e.running = true
+		if e.idle != nil {
+			sh.mu.idle.Remove(e.idle)
+			e.idle = nil
+		}
+		x.workers.Add(1)
+	}
+	sh.mu.Unlock()
+	if start {
+		go x.work(sh, e)
+	}
+}
+
+func (j *job) ref() model.Ref {
+	if j.kind == jobQuery {
+		return j.query.Ref
+	}
+	return j.req.Ref
+}
+
+// work drains one aggregate's mailbox, then parks the entity as idle.
+func (x *Executor) work(sh *shard, e *entity) {
+	defer x.workers.Done()
+	for {
+		sh.mu.Lock()
+		if len(e.queue) == 0 {
+			e.running = false
+			e.idle = sh.mu.idle.PushBack(e)
+			sh.evictLocked()
+			sh.mu.Unlock()
+			return
+		}
+		j := e.queue[0]
+		e.queue[0] = nil
+		e.queue = e.queue[1:]
+		if len(e.queue) == 0 {
+			e.queue = nil // let a burst's backing array go
+		}
+		if e.stale {
+			e.stale = false
+			e.agg = nil
+		}
+		sh.mu.Unlock()
+
+		x.run(e, j)
+		x.inflight.Add(-1)
+	}
+}
+
+// evictLocked drops the least recently used idle entities past capacity.
+func (sh *shard) evictLocked() {
+	for len(sh.mu.entities) > sh.capacity {
+		front := sh.mu.idle.Front()
+		if front == nil {
+			return // everything left is busy; they park later
+		}
+		e := sh.mu.idle.Remove(front).(*entity)
+		e.idle = nil
+		delete(sh.mu.entities, e.ref)
+	}
+}
+
+func (x *Executor) run(e *entity, j *job) {
+	if err := j.ctx.Err(); err != nil {
+		x.stats.timeouts.Add(1)
+		j.fail(fmt.Errorf("%w: %s waited past its deadline: %v", ErrTimeout, e.ref, err))
+		return
+	}
+	if j.kind == jobQuery {
+		j.qdone(x.query(e, j))
+		return
+	}
+	res, err := x.command(e, j)
+	x.count(err)
+	j.done(res, err)
+}
+
+func (x *Executor) count(err error) {
+	var rej *model.Rejection
+	switch {
+	case err == nil:
+		x.stats.accepted.Add(1)
+	case errors.As(err, &rej):
+		x.stats.rejected.Add(1)
+	case errors.Is(err, ErrConflict):
+		x.stats.conflicts.Add(1)
+	case errors.Is(err, ErrUnavailable):
+		x.stats.unavailable.Add(1)
+	default:
+		x.stats.invalid.Add(1)
+	}
+}
+
+func (x *Executor) storeCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), x.cfg.StoreTimeout)
+}
+
+// command runs one command on its aggregate's worker.
+func (x *Executor) command(e *entity, j *job) (Result, error) {
+	req := &j.req
+	if res, err, found := x.recall(req); found {
+		return res, err
+	}
+	for attempt := 0; ; attempt++ {
+		if err := x.load(e); err != nil {
+			return Result{}, err
+		}
+		now := x.clock()
+		events, err := e.agg.Decide(&model.CommandRequest{
+			CommandID: req.CommandID,
+			Command:   req.Command,
+			Args:      req.Args,
+			Timestamp: req.Timestamp,
+			StreamID:  req.StreamID,
+			Now:       now,
+		})
+		var rej *model.Rejection
+		switch {
+		case errors.As(err, &rej):
+			x.record(&flushItem{record: commandlog.Record{
+				CommandID: req.CommandID, Ref: e.ref, Command: req.Command, Outcome: commandlog.Rejected,
+				Code: "rejected", Reason: rej.Reason, Message: rej.Message, At: model.NormalizeTime(now),
+			}})
+			return Result{}, err
+		case err != nil:
+			return Result{}, err // invalid arguments, unknown command: not recorded
+		}
+		seq := e.agg.Sequence()
+		for i := range events {
+			if events[i].EventID, err = x.ids.EventID(); err == nil {
+				events[i].ProcessingID, err = x.ids.ProcessingID(events[i].ProcessingTime)
+			}
+			if err != nil {
+				return Result{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
+			}
+		}
+		item := &flushItem{record: commandlog.Record{
+			CommandID: req.CommandID, Ref: e.ref, Command: req.Command, Outcome: commandlog.Accepted,
+			FirstSequence: seq + 1, LastSequence: seq + uint64(len(events)), At: model.NormalizeTime(now),
+		}}
+		if len(events) > 0 {
+			item.append = &eventlog.Append{Ref: e.ref, Expected: seq, Events: events}
+		}
+		err = x.record(item)
+		switch {
+		case err == nil:
+		case errors.Is(err, eventlog.ErrConflict) && attempt == 0:
+			x.log.Info("append conflict; reloading and deciding again", "aggregate", e.ref.String(), "command", req.Command, "commandId", req.CommandID)
+			e.agg = nil
+			continue
+		case errors.Is(err, eventlog.ErrConflict):
+			e.agg = nil
+			return Result{}, fmt.Errorf("%w: %s: %v", ErrConflict, e.ref, err)
+		default:
+			e.agg = nil // whether it landed is unknown: reload next time
+			return Result{}, fmt.Errorf("%w: %s: %v", ErrUnavailable, e.ref, err)
+		}
+		for i := range events {
+			if err := e.agg.Apply(&events[i]); err != nil {
+				// The log has the events; the cache could not follow.
+				// Drop it so the next command reloads from the log.
+				x.log.Error("applying appended event failed; dropping cached state", "aggregate", e.ref.String(), "err", err)
+				e.agg = nil
+				break
+			}
+		}
+		if x.publish != nil && len(events) > 0 {
+			x.publish.Publish(events)
+		}
+		return Result{Ref: e.ref, CommandID: req.CommandID, Events: events, Sequence: seq + uint64(len(events))}, nil
+	}
+}
+
+// recall returns the recorded outcome of an already decided command id.
+func (x *Executor) recall(req *Request) (Result, error, bool) {
+	ctx, cancel := x.storeCtx()
+	defer cancel()
+	rec, err := x.commands.Get(ctx, req.CommandID)
+	switch {
+	case errors.Is(err, commandlog.ErrNotFound):
+		return Result{}, nil, false
+	case err != nil:
+		return Result{}, fmt.Errorf("%w: command log: %v", ErrUnavailable, err), true
+	}
+	x.stats.duplicates.Add(1)
+	if rec.Ref != req.Ref || rec.Command != req.Command {
+		return Result{}, fmt.Errorf("%w: %q was %s on %s, now %s on %s", ErrCommandIDReused, req.CommandID, rec.Command, rec.Ref, req.Command, req.Ref), true
+	}
+	if rec.Outcome == commandlog.Rejected {
+		return Result{}, &model.Rejection{Reason: rec.Reason, Message: rec.Message}, true
+	}
+	res := Result{Ref: rec.Ref, CommandID: rec.CommandID, Sequence: rec.LastSequence, Duplicate: true}
+	if rec.LastSequence >= rec.FirstSequence && rec.FirstSequence > 0 {
+		n := int(rec.LastSequence - rec.FirstSequence + 1)
+		events, _, err := x.events.ReadPage(ctx, rec.Ref, rec.FirstSequence, n)
+		if err != nil {
+			return Result{}, fmt.Errorf("%w: reading recorded events: %v", ErrUnavailable, err), true
+		}
+		res.Events = events
+	}
+	return res, nil, true
+}
+
+// load makes sure e.agg holds the aggregate's state, reading the log on a miss.
+func (x *Executor) load(e *entity) error {
+	if e.agg != nil {
+		return nil
+	}
+	ctx, cancel := x.storeCtx()
+	defer cancel()
+	agg := e.kind.NewAggregate(e.ref.ID)
+	for ev, err := range eventlog.Events(ctx, x.events, e.ref, 1, x.cfg.LoadPageSize) {
+		if err == nil {
+			err = agg.Apply(&ev)
+		}
+		if err != nil {
+			if errors.Is(err, model.ErrCorruptHistory) {
+				x.log.Error("corrupt history", "aggregate", e.ref.String(), "err", err)
+			}
+			return fmt.Errorf("%w: loading %s: %v", ErrUnavailable, e.ref, err)
+		}
+	}
+	x.stats.loads.Add(1)
+	e.agg = agg
+	return nil
+}
+
+// Close stops taking commands, lets queued and running ones finish, flushes
+// and stops the flushers. It does not close the stores.
+func (x *Executor) Close() error {
+	if x.closing.Swap(true) {
+		return nil
+	}
+	x.workers.Wait()
+	close(x.flushq)
+	x.flushers.Wait()
+	return nil
+}
+
+// Invalidate drops the cached state of every aggregate for which drop
+// returns true; the next command reloads it from the log. Running
+// aggregates drop it before their next command.
+func (x *Executor) Invalidate(drop func(model.Ref) bool) int {
+	n := 0
+	for i := range x.shards {
+		sh := &x.shards[i]
+		sh.mu.Lock()
+		for ref, e := range sh.mu.entities {
+			if !drop(ref) {
+				continue
+			}
+			n++
+			if e.running {
+				e.stale = true
+				continue
+			}
+			if e.idle != nil {
+				sh.mu.idle.Remove(e.idle)
+				e.idle = nil
+			}
+			delete(sh.mu.entities, ref)
+		}
+		sh.mu.Unlock()
+	}
+	return n
+}

@@ -1,0 +1,102 @@
+package executor
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/concursus-go/concursus/commandlog"
+	"github.com/concursus-go/concursus/eventlog"
+)
+
+// flushItem is one command's write: its events (nil for a rejection or a
+// command that produced none) and its command-log record.
+type flushItem struct {
+	append *eventlog.Append
+	record commandlog.Record
+	done   chan error
+}
+
+// record hands an item to the flushers and waits until it is durable. The
+// calling worker blocks, which is what keeps one aggregate's commands
+// strictly sequential; meanwhile other aggregates' items join the batch.
+func (x *Executor) record(it *flushItem) error {
+	it.done = make(chan error, 1)
+	x.flushq <- it
+	return <-it.done
+}
+
+// flushLoop is group commit: take one item, then whatever else is already
+// waiting (up to MaxBatch), and write them with one event-log call and one
+// command-log call. With no load a batch is one item and adds no delay;
+// under load batches grow while the previous one is being written.
+func (x *Executor) flushLoop() {
+	defer x.flushers.Done()
+	batch := make([]*flushItem, 0, x.cfg.MaxBatch)
+	for it := range x.flushq {
+		batch = append(batch[:0], it)
+	fill:
+		for len(batch) < x.cfg.MaxBatch {
+			select {
+			case more, ok := <-x.flushq:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, more)
+			default:
+				break fill
+			}
+		}
+		x.flush(batch)
+		clear(batch)
+	}
+}
+
+func (x *Executor) flush(batch []*flushItem) {
+	ctx, cancel := x.storeCtx()
+	defer cancel()
+	errs := make([]error, len(batch))
+
+	appends := make([]eventlog.Append, 0, len(batch))
+	owners := make([]int, 0, len(batch))
+	for i, it := range batch {
+		if it.append != nil {
+			appends = append(appends, *it.append)
+			owners = append(owners, i)
+		}
+	}
+	if len(appends) > 0 {
+		results := x.events.Append(ctx, appends)
+		if len(results) != len(appends) {
+			err := fmt.Errorf("%w: store returned %d results for %d appends", eventlog.ErrUnavailable, len(results), len(appends))
+			for _, i := range owners {
+				errs[i] = err
+			}
+		} else {
+			for k, i := range owners {
+				errs[i] = results[k]
+			}
+		}
+		x.stats.batches.Add(1)
+		x.stats.appended.Add(int64(len(appends)))
+	}
+
+	records := make([]commandlog.Record, 0, len(batch))
+	for i, it := range batch {
+		if errs[i] == nil {
+			records = append(records, it.record)
+		}
+	}
+	if len(records) > 0 {
+		if err := x.commands.Put(ctx, records); err != nil {
+			// The events (if any) are durable, so the commands stand; only
+			// the record that answers retries is missing.
+			x.log.Error("command log write failed; retries of these commands may run again", "commands", len(records), "err", err)
+		}
+	}
+	for i, it := range batch {
+		if errs[i] != nil && !errors.Is(errs[i], eventlog.ErrConflict) && !errors.Is(errs[i], eventlog.ErrInvalidAppend) {
+			x.log.Warn("append failed", "aggregate", it.record.Ref.String(), "err", errs[i])
+		}
+		it.done <- errs[i]
+	}
+}

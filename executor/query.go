@@ -1,0 +1,110 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/concursus-go/concursus/eventlog"
+	"github.com/concursus-go/concursus/model"
+)
+
+// Query asks for one view of one aggregate.
+type Query struct {
+	Ref model.Ref
+	// View names the view; empty means the primary state view.
+	View string
+	// AsOf, when set, rolls up only events whose event timestamp is not
+	// after it.
+	AsOf time.Time
+}
+
+// QueryResult is a view's value, encoded with the type's codec.
+type QueryResult struct {
+	Ref      model.Ref
+	View     string
+	Exists   bool
+	Sequence uint64
+	Value    []byte
+}
+
+// ErrUnknownView: the aggregate type has no view of that name.
+var ErrUnknownView = errors.New("executor: unknown view")
+
+// SubmitQuery queues a read of one view. It runs in the aggregate's mailbox,
+// after the commands queued before it, so it sees their effects.
+func (x *Executor) SubmitQuery(ctx context.Context, q Query, done func(QueryResult, error)) {
+	if q.View == "" {
+		q.View = model.StateView
+	}
+	if err := q.Ref.Validate(); err != nil {
+		done(QueryResult{}, fmt.Errorf("%w: %v", ErrInvalidRequest, err))
+		return
+	}
+	kind, ok := x.reg.Lookup(q.Ref.Type)
+	if !ok {
+		done(QueryResult{}, fmt.Errorf("%w: %q", ErrUnknownType, q.Ref.Type))
+		return
+	}
+	if _, ok := kind.FoldView(q.View, true); !ok {
+		done(QueryResult{}, fmt.Errorf("%w: %q has no view %q (views: %v)", ErrUnknownView, q.Ref.Type, q.View, kind.Views()))
+		return
+	}
+	x.enqueue(&job{kind: jobQuery, ctx: ctx, query: q, qdone: done})
+}
+
+// Ask runs a query and waits for it.
+func (x *Executor) Ask(ctx context.Context, q Query) (QueryResult, error) {
+	type outcome struct {
+		res QueryResult
+		err error
+	}
+	ch := make(chan outcome, 1)
+	x.SubmitQuery(ctx, q, func(r QueryResult, err error) { ch <- outcome{r, err} })
+	select {
+	case o := <-ch:
+		return o.res, o.err
+	case <-ctx.Done():
+		return QueryResult{}, fmt.Errorf("%w: query %s: %v", ErrTimeout, q.Ref, ctx.Err())
+	}
+}
+
+// query answers from the cached aggregate for the current primary state,
+// and by replaying the log for other views or past instants.
+func (x *Executor) query(e *entity, j *job) (QueryResult, error) {
+	q := j.query
+	res := QueryResult{Ref: e.ref, View: q.View}
+	if q.View == model.StateView && q.AsOf.IsZero() {
+		if err := x.load(e); err != nil {
+			return res, err
+		}
+		v, err := e.agg.MarshalState()
+		if err != nil {
+			return res, fmt.Errorf("%w: encoding state of %s: %v", ErrUnavailable, e.ref, err)
+		}
+		res.Exists, res.Sequence, res.Value = e.agg.Exists(), e.agg.Sequence(), v
+		return res, nil
+	}
+	ctx, cancel := x.storeCtx()
+	defer cancel()
+	f, _ := e.kind.FoldView(q.View, q.AsOf.IsZero())
+	events := eventlog.Events(ctx, x.events, e.ref, 1, x.cfg.LoadPageSize)
+	if !q.AsOf.IsZero() {
+		events = eventlog.EventsAsOf(ctx, x.events, e.ref, q.AsOf, x.cfg.LoadPageSize)
+	}
+	for ev, err := range events {
+		if err == nil {
+			err = f.Apply(&ev)
+		}
+		if err != nil {
+			return res, fmt.Errorf("%w: replaying %s view %q: %v", ErrUnavailable, e.ref, q.View, err)
+		}
+	}
+	v, err := f.MarshalValue()
+	if err != nil {
+		return res, fmt.Errorf("%w: encoding view %q of %s: %v", ErrUnavailable, q.View, e.ref, err)
+	}
+	res.Exists, res.Sequence, res.Value = f.Exists(), f.Sequence(), v
+	return res, nil
+}

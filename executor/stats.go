@@ -1,0 +1,62 @@
+package executor
+
+import "sync/atomic"
+
+type counters struct {
+	accepted, rejected, invalid, conflicts, unavailable atomic.Int64
+	timeouts, saturated, duplicates, loads              atomic.Int64
+	batches, appended                                   atomic.Int64
+}
+
+// Stats are cumulative counters since the executor started.
+type Stats struct {
+	Accepted    int64 `json:"accepted"`
+	Rejected    int64 `json:"rejected"`
+	Invalid     int64 `json:"invalid"`
+	Conflicts   int64 `json:"conflicts"`
+	Unavailable int64 `json:"unavailable"`
+	Timeouts    int64 `json:"timeouts"`
+	// Saturated counts commands refused at once by back-pressure.
+	Saturated int64 `json:"saturated"`
+	// Duplicates counts command ids answered from the command log.
+	Duplicates int64 `json:"duplicates"`
+	// Loads counts aggregates loaded from the event log.
+	Loads int64 `json:"loads"`
+	// Batches and Appended: event-log calls and the appends they carried;
+	// Appended/Batches is the mean batch size.
+	Batches  int64 `json:"batches"`
+	Appended int64 `json:"appended"`
+	// InFlight is commands accepted and not yet answered; Cached is
+	// aggregates with state or work in memory.
+	InFlight int64 `json:"inFlight"`
+	Cached   int64 `json:"cached"`
+}
+
+// Stats returns a snapshot of the counters.
+func (x *Executor) Stats() Stats {
+	s := Stats{
+		Accepted:    x.stats.accepted.Load(),
+		Rejected:    x.stats.rejected.Load(),
+		Invalid:     x.stats.invalid.Load(),
+		Conflicts:   x.stats.conflicts.Load(),
+		Unavailable: x.stats.unavailable.Load(),
+		Timeouts:    x.stats.timeouts.Load(),
+		Saturated:   x.stats.saturated.Load(),
+		Duplicates:  x.stats.duplicates.Load(),
+		Loads:       x.stats.loads.Load(),
+		Batches:     x.stats.batches.Load(),
+		Appended:    x.stats.appended.Load(),
+		InFlight:    x.inflight.Load(),
+	}
+	for i := range x.shards {
+		sh := &x.shards[i]
+		sh.mu.Lock()
+		s.Cached += int64(len(sh.mu.entities))
+		sh.mu.Unlock()
+	}
+	return s
+}
+
+// CountInvalid counts a request refused before it reached the executor
+// (for example malformed JSON at the API), so Stats covers every request.
+func (x *Executor) CountInvalid() { x.stats.invalid.Add(1) }

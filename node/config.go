@@ -1,0 +1,143 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/concursus-go/concursus/api"
+	"github.com/concursus-go/concursus/executor"
+)
+
+// Config configures a Node. Zero fields take the documented defaults;
+// cmd/node maps each field to a flag and an environment variable.
+type Config struct {
+	// NodeID names this node in logs and admin replies. Default: the host
+	// name.
+	NodeID string
+	// Prefix is the NATS subject prefix. Default "concursus".
+	Prefix string
+	// DataDir holds the embedded store (concursus.db) when no event log is
+	// injected. Default "./data". Created if missing.
+	DataDir string
+	// NATS says which NATS server to use.
+	NATS NATSConfig
+	// MaxPayload is the largest request accepted, in bytes; larger ones get
+	// invalid_request. Default 1 MiB.
+	MaxPayload int
+	// RequestTimeout is how long a request may wait before it runs when the
+	// client gives no timeout. Default 10s.
+	RequestTimeout time.Duration
+	// Subscribers is how many queue subscriptions decode requests in
+	// parallel. Default 4.
+	Subscribers int
+	// ShutdownTimeout bounds the graceful part of Shutdown. Default 30s.
+	ShutdownTimeout time.Duration
+	// Executor tunes the command executor (see executor.Config).
+	Executor executor.Config
+	// Logger receives structured logs. Default slog.Default().
+	Logger *slog.Logger
+	// Clock supplies processing time. Default time.Now.
+	Clock func() time.Time
+}
+
+// NATSConfig selects the NATS server.
+type NATSConfig struct {
+	// URL of an existing server ("nats://host:4222"). Empty: the node starts
+	// an embedded nats-server on EmbeddedHost:EmbeddedPort.
+	URL string
+	// Credentials for URL, at most one kind: a token, a user and password,
+	// or a credentials (.creds) file.
+	Token     string
+	User      string
+	Password  string
+	CredsFile string
+	// EmbeddedHost and EmbeddedPort are where the embedded server listens.
+	// Defaults 127.0.0.1 and 4222; port -1 picks a free port.
+	EmbeddedHost string
+	EmbeddedPort int
+}
+
+// DefaultConfig returns a configuration with every default filled in.
+func DefaultConfig() Config {
+	c := Config{Executor: executor.DefaultConfig()}
+	c.fillDefaults()
+	return c
+}
+
+func (c *Config) fillDefaults() {
+	if c.NodeID == "" {
+		host, err := os.Hostname()
+		if err != nil || host == "" {
+			host = "node"
+		}
+		c.NodeID = host
+	}
+	if c.Prefix == "" {
+		c.Prefix = api.DefaultPrefix
+	}
+	if c.DataDir == "" {
+		c.DataDir = "data"
+	}
+	if c.MaxPayload == 0 {
+		c.MaxPayload = api.DefaultMaxPayload
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = 10 * time.Second
+	}
+	if c.Subscribers == 0 {
+		c.Subscribers = 4
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 30 * time.Second
+	}
+	if c.NATS.URL == "" && c.NATS.EmbeddedHost == "" {
+		c.NATS.EmbeddedHost = "127.0.0.1"
+	}
+	if c.NATS.URL == "" && c.NATS.EmbeddedPort == 0 {
+		c.NATS.EmbeddedPort = 4222
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+}
+
+// Validate reports the first unusable value, naming it.
+func (c *Config) Validate() error {
+	switch {
+	case c.Prefix == "" || strings.ContainsAny(c.Prefix, " *>\t\r\n") || strings.HasPrefix(c.Prefix, ".") || strings.HasSuffix(c.Prefix, "."):
+		return fmt.Errorf("node: subject prefix %q is not a valid NATS subject prefix", c.Prefix)
+	case c.MaxPayload < 1024 || c.MaxPayload > 64<<20:
+		return fmt.Errorf("node: max payload %d must be between 1 KiB and 64 MiB", c.MaxPayload)
+	case c.RequestTimeout <= 0:
+		return fmt.Errorf("node: request timeout %v must be positive", c.RequestTimeout)
+	case c.Subscribers < 1 || c.Subscribers > 64:
+		return fmt.Errorf("node: subscribers %d must be between 1 and 64", c.Subscribers)
+	case c.ShutdownTimeout <= 0:
+		return fmt.Errorf("node: shutdown timeout %v must be positive", c.ShutdownTimeout)
+	}
+	n := &c.NATS
+	kinds := 0
+	for _, set := range []bool{n.Token != "", n.User != "" || n.Password != "", n.CredsFile != ""} {
+		if set {
+			kinds++
+		}
+	}
+	switch {
+	case kinds > 1:
+		return errors.New("node: give at most one of NATS token, user/password, credentials file")
+	case kinds == 1 && n.URL == "":
+		return errors.New("node: NATS credentials need a NATS URL (the embedded server has no auth)")
+	case n.User != "" && n.Password == "":
+		return fmt.Errorf("node: NATS user %q has no password", n.User)
+	case n.URL == "" && (n.EmbeddedPort < -1 || n.EmbeddedPort > 65535):
+		return fmt.Errorf("node: embedded NATS port %d out of range", n.EmbeddedPort)
+	}
+	return nil
+}

@@ -1,0 +1,316 @@
+// Package node assembles a Concursus node: a NATS connection (to a given
+// server, or to an embedded nats-server it starts), the event and command
+// logs (an embedded bbolt store unless others are injected), the executor,
+// the event publisher, and the NATS request API of package api.
+//
+// A node is what cmd/node runs, and what a Go service embeds to host its
+// own aggregate types:
+//
+//	reg, _ := model.NewRegistry(myType)
+//	n, err := node.New(node.Config{DataDir: "data"}, reg)
+//	...
+//	defer n.Shutdown(context.Background())
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/concursus-go/concursus/api"
+	"github.com/concursus-go/concursus/commandlog"
+	"github.com/concursus-go/concursus/eventbus"
+	"github.com/concursus-go/concursus/eventlog"
+	"github.com/concursus-go/concursus/executor"
+	"github.com/concursus-go/concursus/model"
+	"github.com/concursus-go/concursus/storage/bolt"
+)
+
+// Version is reported in admin replies.
+const Version = "0.1.0"
+
+// Node is a running Concursus node. Its methods are safe for concurrent use.
+type Node struct {
+	cfg      Config
+	reg      *model.Registry
+	log      *slog.Logger
+	started  time.Time
+	server   *server.Server // nil when connected to an external server
+	nc       *nats.Conn
+	db       *bolt.DB // nil when both logs were injected
+	events   eventlog.Log
+	commands commandlog.Log
+	exec     *executor.Executor
+	pub      *eventbus.Publisher
+	subs     []*nats.Subscription
+
+	// cmdSubjectPrefix and querySubjectPrefix precede the aggregate type.
+	cmdSubjectPrefix, querySubjectPrefix string
+
+	shutdownOnce sync.Once
+	shutdownErr  error
+}
+
+// Option changes how New builds a node.
+type Option func(*options)
+
+type options struct {
+	events   eventlog.Log
+	commands commandlog.Log
+}
+
+// WithEventLog makes the node use log instead of the embedded store's event
+// log. The node does not close it.
+func WithEventLog(log eventlog.Log) Option { return func(o *options) { o.events = log } }
+
+// WithCommandLog makes the node use log instead of the embedded store's
+// command log. The node does not close it.
+func WithCommandLog(log commandlog.Log) Option { return func(o *options) { o.commands = log } }
+
+// New starts a node: stores, NATS, executor, subscriptions. When it returns
+// without error the node is taking requests.
+func New(cfg Config, reg *model.Registry, opts ...Option) (n *Node, err error) {
+	cfg.fillDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if reg == nil {
+		return nil, errors.New("node: a model.Registry is required")
+	}
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	n = &Node{
+		cfg:                cfg,
+		reg:                reg,
+		log:                cfg.Logger.With("node", cfg.NodeID),
+		started:            cfg.Clock(),
+		events:             o.events,
+		commands:           o.commands,
+		cmdSubjectPrefix:   api.CommandSubject(cfg.Prefix, ""),
+		querySubjectPrefix: api.QuerySubject(cfg.Prefix, ""),
+	}
+	defer func() {
+		if err != nil {
+			n.closeResources()
+		}
+	}()
+
+	if n.events == nil || n.commands == nil {
+		if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+			return nil, fmt.Errorf("node: creating data dir: %w", err)
+		}
+		path := filepath.Join(cfg.DataDir, "concursus.db")
+		n.db, err = bolt.Open(path, bolt.DefaultOptions())
+		if err != nil {
+			return nil, fmt.Errorf("node: opening embedded store: %w", err)
+		}
+		if n.events == nil {
+			n.events = n.db.EventLog()
+		}
+		if n.commands == nil {
+			n.commands = n.db.CommandLog()
+		}
+		n.log.Info("embedded store open", "path", path)
+	}
+
+	if err := n.connectNATS(); err != nil {
+		return nil, err
+	}
+	n.pub = eventbus.NewPublisher(n.nc, cfg.Prefix, n.log)
+	n.exec, err = executor.New(cfg.Executor, executor.Deps{
+		Registry: reg,
+		Events:   n.events,
+		Commands: n.commands,
+		Publish:  n.pub,
+		Clock:    cfg.Clock,
+		Logger:   n.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := n.subscribe(); err != nil {
+		return nil, err
+	}
+	n.log.Info("node ready", "prefix", cfg.Prefix, "nats", n.nc.ConnectedUrlRedacted(), "aggregateTypes", reg.Names())
+	return n, nil
+}
+
+func (n *Node) connectNATS() error {
+	c := n.cfg.NATS
+	opts := []nats.Option{
+		nats.Name("concursus-node-" + n.cfg.NodeID),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				n.log.Warn("NATS disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) { n.log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted()) }),
+	}
+	url := c.URL
+	if url == "" {
+		s, err := server.NewServer(&server.Options{
+			ServerName: n.cfg.NodeID,
+			Host:       c.EmbeddedHost,
+			Port:       c.EmbeddedPort,
+			// Leave room above our own limit so oversized requests reach
+			// the node and get a typed reply instead of a NATS error.
+			MaxPayload: int32(2*n.cfg.MaxPayload + 64<<10),
+			NoLog:      true,
+			NoSigs:     true,
+		})
+		if err != nil {
+			return fmt.Errorf("node: configuring embedded NATS: %w", err)
+		}
+		go s.Start()
+		if !s.ReadyForConnections(10 * time.Second) {
+			s.Shutdown()
+			return fmt.Errorf("node: embedded NATS did not start on %s:%d (port in use?)", c.EmbeddedHost, c.EmbeddedPort)
+		}
+		n.server = s
+		url = s.ClientURL()
+		opts = append(opts, nats.InProcessServer(s))
+		n.log.Info("embedded NATS server started", "url", url)
+	} else {
+		switch {
+		case c.Token != "":
+			opts = append(opts, nats.Token(c.Token))
+		case c.User != "":
+			opts = append(opts, nats.UserInfo(c.User, c.Password))
+		case c.CredsFile != "":
+			opts = append(opts, nats.UserCredentials(c.CredsFile))
+		}
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return fmt.Errorf("node: connecting to NATS at %s: %w", url, err)
+	}
+	n.nc = nc
+	return nil
+}
+
+// queueGroup is the queue group every node's request subscriptions join,
+// so each request is delivered to one node.
+func (n *Node) queueGroup() string { return n.cfg.Prefix + ".nodes" }
+
+func (n *Node) subscribe() error {
+	for range n.cfg.Subscribers {
+		s, err := n.nc.QueueSubscribe(n.cmdSubjectPrefix+"*", n.queueGroup(), n.onCommand)
+		if err != nil {
+			return fmt.Errorf("node: subscribing to commands: %w", err)
+		}
+		if err := s.SetPendingLimits(-1, 256<<20); err != nil {
+			return fmt.Errorf("node: setting pending limits: %w", err)
+		}
+		n.subs = append(n.subs, s)
+	}
+	s, err := n.nc.QueueSubscribe(n.querySubjectPrefix+"*", n.queueGroup(), n.onQuery)
+	if err != nil {
+		return fmt.Errorf("node: subscribing to queries: %w", err)
+	}
+	n.subs = append(n.subs, s)
+	s, err = n.nc.Subscribe(api.AdminInfoSubject(n.cfg.Prefix), n.onInfo)
+	if err != nil {
+		return fmt.Errorf("node: subscribing to admin: %w", err)
+	}
+	n.subs = append(n.subs, s)
+	return n.nc.Flush()
+}
+
+// ClientURL is the URL clients use to reach this node's NATS server.
+func (n *Node) ClientURL() string {
+	if n.server != nil {
+		return n.server.ClientURL()
+	}
+	return n.cfg.NATS.URL
+}
+
+// Conn is the node's own NATS connection.
+func (n *Node) Conn() *nats.Conn { return n.nc }
+
+// Executor is the node's command executor (for stats and direct calls).
+func (n *Node) Executor() *executor.Executor { return n.exec }
+
+// EventLog is the event log the node writes.
+func (n *Node) EventLog() eventlog.Log { return n.events }
+
+// CommandLog is the command log the node writes.
+func (n *Node) CommandLog() commandlog.Log { return n.commands }
+
+// Registry is the node's aggregate types.
+func (n *Node) Registry() *model.Registry { return n.reg }
+
+// Shutdown stops taking requests, lets queued and running commands finish
+// and reply, then closes NATS, the stores and the embedded server. It
+// returns when everything is closed or ctx (bounded by ShutdownTimeout) ends;
+// it is safe to call more than once.
+func (n *Node) Shutdown(ctx context.Context) error {
+	n.shutdownOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(ctx, n.cfg.ShutdownTimeout)
+		defer cancel()
+		n.log.Info("shutting down: draining requests")
+		n.shutdownErr = n.drain(ctx)
+		n.closeResources()
+		n.log.Info("shut down")
+	})
+	return n.shutdownErr
+}
+
+// drain stops the subscriptions after their delivered messages are handled,
+// then waits for the executor to finish what it accepted.
+func (n *Node) drain(ctx context.Context) error {
+	for _, s := range n.subs {
+		if err := s.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+			n.log.Warn("draining subscription", "subject", s.Subject, "err", err)
+		}
+	}
+	for _, s := range n.subs {
+		for s.IsValid() {
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("node: draining subscriptions: %w", ctx.Err())
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}
+	done := make(chan struct{})
+	go func() { _ = n.exec.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("node: waiting for in-flight commands: %w", ctx.Err())
+	}
+	if err := n.nc.FlushWithContext(ctx); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		return fmt.Errorf("node: flushing NATS: %w", err)
+	}
+	return nil
+}
+
+func (n *Node) closeResources() {
+	if n.exec != nil {
+		_ = n.exec.Close() // idempotent; waits for running commands
+	}
+	if n.nc != nil {
+		n.nc.Close()
+	}
+	if n.db != nil {
+		if err := n.db.Close(); err != nil {
+			n.log.Error("closing embedded store", "err", err)
+		}
+	}
+	if n.server != nil {
+		n.server.Shutdown()
+		n.server.WaitForShutdown()
+	}
+}
