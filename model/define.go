@@ -53,7 +53,7 @@ func NewType[S any](name string, codec Codec) *Type[S] {
 	if err := (Ref{Type: name, ID: "x"}).Validate(); err != nil {
 		t.errorf("aggregate type name: %v", err)
 	}
-	t.state = &View[S]{name: StateView, owner: t.name, events: t.events, codec: t.codec, appliers: map[VersionedName]func(*S, *Event) error{}}
+	t.state = &View[S]{name: StateView, owner: t.name, events: t.events, codec: t.codec, report: t.errorf, appliers: map[VersionedName]func(*S, *Event) error{}}
 	t.views[StateView] = t.state
 	return t
 }
@@ -65,8 +65,13 @@ func (t *Type[S]) errorf(format string, args ...any) {
 	t.errs = append(t.errs, fmt.Errorf("model: "+format, args...))
 }
 
-// Name returns the aggregate type's name.
-func (t *Type[S]) Name() string { return t.name }
+// Name returns the aggregate type's name ("" for a nil *Type).
+func (t *Type[S]) Name() string {
+	if t == nil {
+		return ""
+	}
+	return t.name
+}
 
 // Codec returns the codec for payloads and arguments.
 func (t *Type[S]) Codec() Codec { return t.codec }
@@ -76,6 +81,9 @@ func (t *Type[S]) State() *View[S] { return t.state }
 
 // Err reports every definition mistake found so far, joined.
 func (t *Type[S]) Err() error {
+	if t == nil {
+		return errors.New("model: nil aggregate type")
+	}
 	if len(t.commands) == 0 {
 		return errors.Join(append(t.errs, fmt.Errorf("model: aggregate type %q defines no command", t.name))...)
 	}
@@ -194,16 +202,18 @@ type Recorded[P any] struct {
 // type V. The primary view (Type.State) is what commands see; NewView adds
 // more (for example totals computed from event timestamps).
 type View[V any] struct {
-	name     string
-	owner    string
-	events   map[VersionedName]*eventInfo
-	codec    Codec
+	name   string
+	owner  string
+	events map[VersionedName]*eventInfo
+	codec  Codec
+	// report adds a definition mistake to the owning type's errors.
+	report   func(format string, args ...any)
 	appliers map[VersionedName]func(*V, *Event) error
 }
 
 // NewView adds a named extra view of type V to an aggregate type.
 func NewView[V any](t eventOwner, name string) *View[V] {
-	v := &View[V]{name: name, owner: t.typeName(), events: t.eventSet(), codec: t.typeCodec(), appliers: map[VersionedName]func(*V, *Event) error{}}
+	v := &View[V]{name: name, owner: t.typeName(), events: t.eventSet(), codec: t.typeCodec(), report: t.errorf, appliers: map[VersionedName]func(*V, *Event) error{}}
 	if name == "" {
 		t.errorf("aggregate type %q: view with an empty name", t.typeName())
 	} else if err := t.addView(name, v); err != nil {
@@ -220,11 +230,11 @@ func (v *View[V]) Name() string { return v.name }
 // not do I/O: they run on every replay.
 func On[V, P any](v *View[V], et *EventType[P], apply func(v *V, e Recorded[P])) {
 	if et.info.owner != v.owner {
-		// Recorded in the view and reported when folding; views do not
-		// know their Type, so the mistake surfaces at the first replay.
-		v.appliers[et.info.name] = func(*V, *Event) error {
-			return fmt.Errorf("model: view %q of %q cannot apply event %s of %q", v.name, v.owner, et.info.name, et.info.owner)
-		}
+		v.report("view %q of %q cannot apply event %s of %q", v.name, v.owner, et.info.name, et.info.owner)
+		return
+	}
+	if _, dup := v.appliers[et.info.name]; dup {
+		v.report("view %q of %q has two appliers for %s", v.name, v.owner, et.info.name)
 		return
 	}
 	v.appliers[et.info.name] = func(state *V, e *Event) error {
@@ -274,6 +284,17 @@ type commandInfo[S any] struct {
 	decide func(codec Codec, s Snapshot[S], args []byte) ([]Emit, error)
 }
 
+// CommandOption adjusts a command definition.
+type CommandOption func(*commandOptions)
+
+type commandOptions struct{ creates bool }
+
+// Creates marks a command that may run on an aggregate that does not exist
+// yet (its first event must then be initial). Every other command sent to an
+// absent aggregate is rejected with reason "not_found" before its handler
+// runs, so handlers of ordinary commands can assume the aggregate exists.
+func Creates(o *commandOptions) { o.creates = true }
+
 // Validator is implemented by argument types that check their own values;
 // a non-nil error makes the request invalid (nothing is decided or written).
 type Validator interface {
@@ -281,8 +302,12 @@ type Validator interface {
 }
 
 // DefineCommand adds a command to an aggregate type.
-func DefineCommand[S, A any](t *Type[S], name string, handle Handler[S, A]) *CommandType[S, A] {
+func DefineCommand[S, A any](t *Type[S], name string, handle Handler[S, A], opts ...CommandOption) *CommandType[S, A] {
 	ct := &CommandType[S, A]{aggregateType: t.name, name: name}
+	var o commandOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	switch {
 	case name == "":
 		t.errorf("aggregate type %q: command with an empty name", t.name)
@@ -309,6 +334,9 @@ func DefineCommand[S, A any](t *Type[S], name string, handle Handler[S, A]) *Com
 				if err := v.Validate(); err != nil {
 					return nil, fmt.Errorf("%w: command %q: %v", ErrInvalidArgs, name, err)
 				}
+			}
+			if !s.Exists && !o.creates {
+				return nil, Reject(ReasonNotFound, "%s does not exist and %s does not create it", s.Ref, name)
 			}
 			return handle(s, args)
 		},

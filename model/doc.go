@@ -21,7 +21,7 @@
 //	model.On(bulb.State(), created, func(b *Bulb, e model.Recorded[Created]) { b.Wattage = e.Payload.Wattage })
 //	model.DefineCommand(bulb, "create", func(s model.Snapshot[Bulb], a CreateArgs) ([]model.Emit, error) {
 //		return []model.Emit{created.New(Created{Wattage: a.Wattage})}, nil
-//	})
+//	}, model.Creates)
 //	reg, err := model.NewRegistry(bulb)
 //
 // More views of the same history are added with NewView and On.
@@ -29,9 +29,10 @@
 // # Rules the model enforces
 //
 //   - Events apply in sequence order, without gaps (Replay, Aggregate.Apply).
-//   - While an aggregate does not exist, only a command whose first event is
-//     initial may run (rejection reason "not_found"); an initial event on an
-//     existing aggregate is refused ("already_exists").
+//   - While an aggregate does not exist, only a command defined with
+//     Creates may run, and its first event must be initial; any other command
+//     is refused with reason "not_found" before its handler runs. An initial
+//     event on an existing aggregate is refused ("already_exists").
 //   - After a terminal event every command is rejected ("terminated").
 //   - Arguments decode strictly with the type's Codec and may validate
 //     themselves (Validator); failures are ErrInvalidArgs, not rejections,

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Characteristics mark an event's place in an aggregate's life.
@@ -56,9 +57,14 @@ func ParseVersionedName(s string) (VersionedName, error) {
 	if i <= 0 || i == len(s)-1 {
 		return VersionedName{}, fmt.Errorf("model: versioned name %q is not <name>_<version>", s)
 	}
-	v, err := strconv.Atoi(s[i+1:])
-	if err != nil || v < 0 {
-		return VersionedName{}, fmt.Errorf("model: versioned name %q has no valid version", s)
+	digits := s[i+1:]
+	canonical := digits == "0" || digits[0] != '0'
+	for _, c := range digits {
+		canonical = canonical && c >= '0' && c <= '9'
+	}
+	v, err := strconv.Atoi(digits)
+	if !canonical || err != nil {
+		return VersionedName{}, fmt.Errorf("model: versioned name %q: has no valid version (decimal digits, no leading zero)", s)
 	}
 	return VersionedName{Name: s[:i], Version: v}, nil
 }
@@ -104,12 +110,18 @@ func (r Ref) Validate() error {
 	if strings.ContainsAny(r.ID, "\x00\r\n") {
 		return fmt.Errorf("%w: aggregate id contains a NUL or line break", ErrInvalidRef)
 	}
+	if !utf8.ValidString(r.Type) || !utf8.ValidString(r.ID) {
+		return fmt.Errorf("%w: aggregate type and id must be valid UTF-8", ErrInvalidRef)
+	}
 	return nil
 }
 
 // Event is one recorded fact about one aggregate, in the form every store,
 // the bus and the wire share. Its payload is the codec's encoding of the
 // event type's payload struct; use EventType.Decode for a typed view.
+//
+// Times are recorded at millisecond precision in UTC (see NormalizeTime):
+// every store, Cassandra included, returns them in that form.
 type Event struct {
 	AggregateType string `json:"aggregateType"`
 	AggregateID   string `json:"aggregateId"`

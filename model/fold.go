@@ -59,7 +59,10 @@ func Reject(reason, format string, args ...any) error {
 // gap-free; as-of replays skip later events and so only require increasing
 // sequence numbers.
 type fold[V any] struct {
-	view       *View[V]
+	view *View[V]
+	// id is the aggregate id of the first event folded; every later event
+	// must have the same.
+	id         string
 	value      V
 	seq        uint64
 	exists     bool
@@ -75,6 +78,8 @@ func (f *fold[V]) apply(e *Event) error {
 		return fmt.Errorf("%w: %s seq %d: event of type %q folded into %q", ErrCorruptHistory, ref, e.Sequence, e.AggregateType, f.view.owner)
 	case !known:
 		return fmt.Errorf("%w: %s seq %d: event %s is not defined for %q", ErrCorruptHistory, ref, e.Sequence, e.VersionedName(), f.view.owner)
+	case f.seq > 0 && e.AggregateID != f.id:
+		return fmt.Errorf("%w: %s seq %d: event of another aggregate folded into %q", ErrCorruptHistory, ref, e.Sequence, f.id)
 	case f.strict && e.Sequence != f.seq+1:
 		return fmt.Errorf("%w: %s: sequence %d follows %d", ErrCorruptHistory, ref, e.Sequence, f.seq)
 	case !f.strict && e.Sequence <= f.seq:
@@ -90,7 +95,12 @@ func (f *fold[V]) apply(e *Event) error {
 		if err := apply(&f.value, e); err != nil {
 			return fmt.Errorf("%w: %w", ErrCorruptHistory, err)
 		}
+	} else if err := info.check(f.view.codec, e.Payload); err != nil {
+		// Every view refuses an undecodable payload, not just the views
+		// that apply that event.
+		return fmt.Errorf("%w: %s seq %d: decoding %s: %v", ErrCorruptHistory, ref, e.Sequence, info.name, err)
 	}
+	f.id = e.AggregateID
 	f.seq = e.Sequence
 	f.exists = true
 	f.terminated = info.chars.IsTerminal()

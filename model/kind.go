@@ -144,18 +144,20 @@ func (a *instance[S]) Decide(req *CommandRequest) ([]Event, error) {
 			return nil, &Rejection{Reason: ReasonHandlerError, Message: err.Error()}
 		}
 	}
-	if !a.f.exists && (len(emits) == 0 || !emits[0].info.chars.IsInitial()) {
-		return nil, Reject(ReasonNotFound, "%s does not exist and %s does not create it", a.ref, req.Command)
-	}
-	events := make([]Event, len(emits))
-	exists, terminated := a.f.exists, false
-	for i, em := range emits {
+	for _, em := range emits {
 		if em.info == nil {
 			return nil, Reject(ReasonHandlerError, "%s emitted a zero Emit (use EventType.New)", req.Command)
 		}
 		if known := a.t.events[em.info.name]; known != em.info {
 			return nil, Reject(ReasonHandlerError, "%s emitted event %s of type %q, not defined for %q", req.Command, em.info.name, em.info.owner, a.t.name)
 		}
+	}
+	if !a.f.exists && (len(emits) == 0 || !emits[0].info.chars.IsInitial()) {
+		return nil, Reject(ReasonNotFound, "%s does not exist and %s does not create it", a.ref, req.Command)
+	}
+	events := make([]Event, len(emits))
+	exists, terminated := a.f.exists, false
+	for i, em := range emits {
 		switch {
 		case terminated:
 			return nil, Reject(ReasonHandlerError, "%s emitted %s after a terminal event", req.Command, em.info.name)

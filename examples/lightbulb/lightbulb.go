@@ -159,7 +159,7 @@ func Define() *Lightbulb {
 
 	l.Create = model.DefineCommand(t, "create", func(s model.Snapshot[Bulb], a CreateArgs) ([]model.Emit, error) {
 		return []model.Emit{l.Created.New(Created(a))}, nil
-	})
+	}, model.Creates)
 	l.ScrewIn = model.DefineCommand(t, "screwIn", func(s model.Snapshot[Bulb], a ScrewInArgs) ([]model.Emit, error) {
 		if s.Value.ScrewedIn {
 			return nil, model.Reject(ReasonAlreadyScrewedIn, "the bulb is already screwed in at %q", s.Value.Location)
