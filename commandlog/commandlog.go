@@ -16,6 +16,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/concursus-go/concursus/eventlog"
 	"github.com/concursus-go/concursus/model"
 )
 
@@ -76,4 +77,26 @@ type Log interface {
 type Pruner interface {
 	// Prune deletes records decided before cutoff and returns how many.
 	Prune(ctx context.Context, cutoff time.Time) (int, error)
+}
+
+// Decision is one decided command as a DecisionWriter writes it: the events
+// to append (nil for a rejection or a command that produced none) and the
+// command's record.
+type Decision struct {
+	Append *eventlog.Append
+	Record Record
+}
+
+// DecisionWriter is an optional capability of a store that holds both the
+// event log and the command log (the embedded store): it writes a batch of
+// decisions in one transaction, so a batch costs one commit instead of two.
+//
+// WriteDecisions returns one error per decision, as eventlog.Log.Append
+// does: nil when the decision's events and record are durable; an error
+// wrapping eventlog.ErrConflict or eventlog.ErrInvalidAppend when its append
+// was refused, in which case its record is not written either; an error
+// wrapping eventlog.ErrUnavailable when the transaction failed. Safe for
+// concurrent use; slices are not retained.
+type DecisionWriter interface {
+	WriteDecisions(ctx context.Context, decisions []Decision) []error
 }

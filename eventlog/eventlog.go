@@ -64,7 +64,9 @@ type Append struct {
 // All methods are safe for concurrent use. Slices passed in are not retained;
 // slices returned belong to the caller.
 type Log interface {
-	// Append writes a batch of appends, each for a different aggregate.
+	// Append writes a batch of appends, each for a different aggregate
+	// (two entries for one aggregate in one batch are a caller bug whose
+	// outcome is undefined; the executor never sends them).
 	// It returns one error per entry, in order: nil when the entry is
 	// durable, an error wrapping ErrConflict, ErrInvalidAppend or
 	// ErrUnavailable otherwise. Each entry is atomic on its own; entries are
@@ -74,7 +76,9 @@ type Log interface {
 
 	// ReadPage returns up to limit events of ref with Sequence >= from, in
 	// sequence order, and the sequence to pass as from for the next page
-	// (0 when the history is exhausted). limit must be positive.
+	// (0 when the history is exhausted; a store may also return the
+	// sequence after a full last page, whose next read is then empty with
+	// 0). limit must be positive. Errors from a cancelled ctx wrap ctx.Err().
 	ReadPage(ctx context.Context, ref model.Ref, from uint64, limit int) (events []model.Event, next uint64, err error)
 
 	// LastSequence returns the sequence of ref's latest event, 0 if none.
@@ -110,6 +114,10 @@ func Events(ctx context.Context, log Log, ref model.Ref, from uint64, pageSize i
 				if !yield(e, nil) {
 					return
 				}
+			}
+			if n != 0 && n <= next {
+				yield(model.Event{}, fmt.Errorf("%w: %s: store returned next page %d after reading from %d", ErrUnavailable, ref, n, next))
+				return
 			}
 			next = n
 		}

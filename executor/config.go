@@ -106,13 +106,17 @@ type Publisher interface {
 
 // Deps are the executor's collaborators.
 type Deps struct {
-	Registry *model.Registry  // required
-	Events   eventlog.Log     // required
-	Commands commandlog.Log   // required
-	Publish  Publisher        // optional
-	Clock    func() time.Time // optional; default time.Now
-	IDs      IDs              // optional; default UUIDs (see UUIDs)
-	Logger   *slog.Logger     // optional; default slog.Default()
+	Registry *model.Registry // required
+	Events   eventlog.Log    // required
+	Commands commandlog.Log  // required
+	// Decisions, when set, writes each batch's events and command records
+	// in one transaction instead of one Events.Append and one
+	// Commands.Put. It must write to the same logs as Events and Commands.
+	Decisions commandlog.DecisionWriter // optional
+	Publish   Publisher                 // optional
+	Clock     func() time.Time          // optional; default time.Now
+	IDs       IDs                       // optional; default UUIDs (see UUIDs)
+	Logger    *slog.Logger              // optional; default slog.Default()
 }
 
 // IDs makes the ids of one captured event.

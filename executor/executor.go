@@ -76,6 +76,7 @@ type Executor struct {
 	reg      *model.Registry
 	events   eventlog.Log
 	commands commandlog.Log
+	decide   commandlog.DecisionWriter
 	publish  Publisher
 	clock    func() time.Time
 	ids      IDs
@@ -149,6 +150,7 @@ func New(cfg Config, deps Deps) (*Executor, error) {
 		reg:      deps.Registry,
 		events:   deps.Events,
 		commands: deps.Commands,
+		decide:   deps.Decisions,
 		publish:  deps.Publish,
 		clock:    deps.Clock,
 		ids:      deps.IDs,

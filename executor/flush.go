@@ -1,6 +1,7 @@
 package executor
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -54,6 +55,48 @@ func (x *Executor) flushLoop() {
 func (x *Executor) flush(batch []*flushItem) {
 	ctx, cancel := x.storeCtx()
 	defer cancel()
+	var errs []error
+	if x.decide != nil {
+		errs = x.flushDecisions(ctx, batch)
+	} else {
+		errs = x.flushSeparately(ctx, batch)
+	}
+	for i, it := range batch {
+		if errs[i] != nil && !errors.Is(errs[i], eventlog.ErrConflict) && !errors.Is(errs[i], eventlog.ErrInvalidAppend) {
+			x.log.Warn("write failed", "aggregate", it.record.Ref.String(), "command", it.record.CommandID, "err", errs[i])
+		}
+		it.done <- errs[i]
+	}
+}
+
+// flushDecisions writes the batch with one DecisionWriter call.
+func (x *Executor) flushDecisions(ctx context.Context, batch []*flushItem) []error {
+	decisions := make([]commandlog.Decision, len(batch))
+	appends := 0
+	for i, it := range batch {
+		decisions[i] = commandlog.Decision{Append: it.append, Record: it.record}
+		if it.append != nil {
+			appends++
+		}
+	}
+	errs := x.decide.WriteDecisions(ctx, decisions)
+	if len(errs) != len(batch) {
+		err := fmt.Errorf("%w: store returned %d results for %d decisions", eventlog.ErrUnavailable, len(errs), len(batch))
+		errs = make([]error, len(batch))
+		for i := range errs {
+			errs[i] = err
+		}
+	}
+	if appends > 0 {
+		x.stats.batches.Add(1)
+		x.stats.appended.Add(int64(appends))
+	}
+	return errs
+}
+
+// flushSeparately writes the batch's events with one Append call, then the
+// records of the commands whose events are durable with one Put call.
+func (x *Executor) flushSeparately(ctx context.Context, batch []*flushItem) []error {
 	errs := make([]error, len(batch))
 
 	appends := make([]eventlog.Append, 0, len(batch))
@@ -93,10 +136,5 @@ func (x *Executor) flush(batch []*flushItem) {
 			x.log.Error("command log write failed; retries of these commands may run again", "commands", len(records), "err", err)
 		}
 	}
-	for i, it := range batch {
-		if errs[i] != nil && !errors.Is(errs[i], eventlog.ErrConflict) && !errors.Is(errs[i], eventlog.ErrInvalidAppend) {
-			x.log.Warn("append failed", "aggregate", it.record.Ref.String(), "err", errs[i])
-		}
-		it.done <- errs[i]
-	}
+	return errs
 }

@@ -127,14 +127,18 @@ func New(cfg Config, reg *model.Registry, opts ...Option) (n *Node, err error) {
 		return nil, err
 	}
 	n.pub = eventbus.NewPublisher(n.nc, cfg.Prefix, n.log)
-	n.exec, err = executor.New(cfg.Executor, executor.Deps{
+	deps := executor.Deps{
 		Registry: reg,
 		Events:   n.events,
 		Commands: n.commands,
 		Publish:  n.pub,
 		Clock:    cfg.Clock,
 		Logger:   n.log,
-	})
+	}
+	if o.events == nil && o.commands == nil {
+		deps.Decisions = n.db // both logs in one file: one commit per batch
+	}
+	n.exec, err = executor.New(cfg.Executor, deps)
 	if err != nil {
 		return nil, err
 	}

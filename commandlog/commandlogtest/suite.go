@@ -1,0 +1,326 @@
+// Package commandlogtest is the conformance suite every commandlog.Log
+// implementation runs, so that the memory, bolt and Cassandra command logs
+// are interchangeable.
+//
+// A backend uses it from its own tests:
+//
+//	func TestCommandLog(t *testing.T) {
+//		commandlogtest.Run(t, func(t *testing.T) commandlog.Log {
+//			return memory.NewCommandLog()
+//		})
+//	}
+//
+// newLog is called once per subtest and must return a fresh, empty, open log;
+// it should register with t.Cleanup whatever else it opened. The suite closes
+// the log it was given at the end of each subtest (a Close error other than
+// ErrClosed fails the test). If the log implements commandlog.Pruner, the
+// suite also checks Prune.
+//
+// Test records carry times truncated to milliseconds in UTC, the precision
+// stores are required to keep; times are compared with time.Time.Equal.
+package commandlogtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/concursus-go/concursus/commandlog"
+	"github.com/concursus-go/concursus/model"
+)
+
+// Run runs the conformance suite against the logs newLog returns.
+func Run(t *testing.T, newLog func(t *testing.T) commandlog.Log) {
+	t.Helper()
+	open := func(t *testing.T) commandlog.Log {
+		t.Helper()
+		l := newLog(t)
+		t.Cleanup(func() {
+			if err := l.Close(); err != nil && !errors.Is(err, commandlog.ErrClosed) {
+				t.Errorf("Close: %v", err)
+			}
+		})
+		return l
+	}
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, l commandlog.Log)
+	}{
+		{"RoundTrip", testRoundTrip},
+		{"NotFound", testNotFound},
+		{"Replace", testReplace},
+		{"Batch", testBatch},
+		{"CanceledContext", testCanceledContext},
+		{"Closed", testClosed},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
+	}
+	t.Run("Prune", func(t *testing.T) {
+		l := open(t)
+		p, ok := l.(commandlog.Pruner)
+		if !ok {
+			t.Skipf("%T does not implement commandlog.Pruner", l)
+		}
+		testPrune(t, l, p)
+	})
+}
+
+// base is the time test records start from; it has millisecond precision.
+var base = time.Date(2025, time.March, 14, 15, 9, 26, 535_000_000, time.UTC)
+
+// newRecord builds an accepted record for command id.
+func newRecord(id string, at time.Time) commandlog.Record {
+	return commandlog.Record{
+		CommandID:     id,
+		Ref:           model.Ref{Type: "lightbulb", ID: "bulb-" + id},
+		Command:       "switchOn",
+		Outcome:       commandlog.Accepted,
+		FirstSequence: 3,
+		LastSequence:  4,
+		At:            at,
+	}
+}
+
+// diffRecord lists the fields in which got differs from want.
+func diffRecord(want, got *commandlog.Record) []string {
+	var d []string
+	f := func(name string, w, g any) { d = append(d, fmt.Sprintf("%s: got %v, want %v", name, g, w)) }
+	if got.CommandID != want.CommandID {
+		f("CommandID", want.CommandID, got.CommandID)
+	}
+	if got.Ref != want.Ref {
+		f("Ref", want.Ref, got.Ref)
+	}
+	if got.Command != want.Command {
+		f("Command", want.Command, got.Command)
+	}
+	if got.Outcome != want.Outcome {
+		f("Outcome", want.Outcome, got.Outcome)
+	}
+	if got.FirstSequence != want.FirstSequence {
+		f("FirstSequence", want.FirstSequence, got.FirstSequence)
+	}
+	if got.LastSequence != want.LastSequence {
+		f("LastSequence", want.LastSequence, got.LastSequence)
+	}
+	if got.Code != want.Code {
+		f("Code", want.Code, got.Code)
+	}
+	if got.Reason != want.Reason {
+		f("Reason", want.Reason, got.Reason)
+	}
+	if got.Message != want.Message {
+		f("Message", want.Message, got.Message)
+	}
+	if !got.At.Equal(want.At) {
+		f("At", want.At, got.At)
+	}
+	return d
+}
+
+// mustPut stores records, failing the test on error.
+func mustPut(t *testing.T, l commandlog.Log, records ...commandlog.Record) {
+	t.Helper()
+	if err := l.Put(t.Context(), records); err != nil {
+		t.Fatalf("Put(%d records): %v", len(records), err)
+	}
+}
+
+// check fails the test unless the log holds want under want.CommandID.
+func check(t *testing.T, l commandlog.Log, want commandlog.Record) {
+	t.Helper()
+	got, err := l.Get(t.Context(), want.CommandID)
+	if err != nil {
+		t.Errorf("Get(%q): %v", want.CommandID, err)
+		return
+	}
+	for _, d := range diffRecord(&want, &got) {
+		t.Errorf("Get(%q): %s", want.CommandID, d)
+	}
+}
+
+// checkAbsent fails the test unless Get of id returns ErrNotFound.
+func checkAbsent(t *testing.T, l commandlog.Log, id string) {
+	t.Helper()
+	if r, err := l.Get(t.Context(), id); !errors.Is(err, commandlog.ErrNotFound) {
+		t.Errorf("Get(%q) = %+v, %v; want ErrNotFound", id, r, err)
+	}
+}
+
+func testRoundTrip(t *testing.T, l commandlog.Log) {
+	accepted := commandlog.Record{
+		CommandID:     "0194c3a2-0000-7000-8000-00000000000a",
+		Ref:           model.Ref{Type: "lightbulb", ID: "254ddc61 hall ✨"},
+		Command:       "screwIn",
+		Outcome:       commandlog.Accepted,
+		FirstSequence: 1,
+		LastSequence:  2,
+		At:            base,
+	}
+	noEvents := commandlog.Record{
+		CommandID:     "noop",
+		Ref:           model.Ref{Type: "lightbulb", ID: "b-2"},
+		Command:       "switchOn",
+		Outcome:       commandlog.Accepted,
+		FirstSequence: 8,
+		LastSequence:  7,
+		At:            base.Add(-400 * 24 * time.Hour).In(time.FixedZone("UTC-7", -7*3600)),
+	}
+	rejected := commandlog.Record{
+		CommandID: "client-key/with:odd chars",
+		Ref:       model.Ref{Type: "lightbulb", ID: "b-3"},
+		Command:   "switchOn",
+		Outcome:   commandlog.Rejected,
+		Code:      "rejected",
+		Reason:    "not_screwed_in",
+		Message:   "the bulb \"b-3\" is not screwed in\nso it cannot be switched on",
+		At:        base.Add(time.Millisecond),
+	}
+	mustPut(t, l, accepted, noEvents)
+	mustPut(t, l, rejected)
+	for _, r := range []commandlog.Record{accepted, noEvents, rejected} {
+		check(t, l, r)
+	}
+}
+
+func testNotFound(t *testing.T, l commandlog.Log) {
+	checkAbsent(t, l, "never-seen")
+	mustPut(t, l, newRecord("seen", base))
+	checkAbsent(t, l, "never-seen")
+	checkAbsent(t, l, "see")   // a prefix of a stored id
+	checkAbsent(t, l, "seen2") // a stored id is a prefix of it
+	checkAbsent(t, l, "")
+}
+
+func testReplace(t *testing.T, l commandlog.Log) {
+	first := newRecord("cmd-1", base)
+	mustPut(t, l, first)
+	second := first
+	second.Outcome = commandlog.Rejected
+	second.FirstSequence, second.LastSequence = 0, 0
+	second.Code, second.Reason, second.Message = "conflict", "", "stale owner"
+	second.At = base.Add(time.Minute)
+	mustPut(t, l, second)
+	check(t, l, second)
+
+	// A replacement moves the record in time, and Prune follows it.
+	if p, ok := l.(commandlog.Pruner); ok {
+		n, err := p.Prune(t.Context(), base.Add(time.Second))
+		if err != nil {
+			t.Fatalf("Prune: %v", err)
+		}
+		if n != 0 {
+			t.Errorf("Prune before the replaced record's old time removed %d records, want 0", n)
+		}
+		check(t, l, second)
+		third := second
+		third.At = base.Add(-time.Hour)
+		mustPut(t, l, third)
+		if n, err := p.Prune(t.Context(), base); err != nil || n != 1 {
+			t.Errorf("Prune after moving the record back in time = %d, %v; want 1, nil", n, err)
+		}
+		checkAbsent(t, l, "cmd-1")
+	}
+}
+
+func testBatch(t *testing.T, l commandlog.Log) {
+	const n = 200
+	rs := make([]commandlog.Record, n)
+	for i := range rs {
+		rs[i] = newRecord(fmt.Sprintf("batch-%03d", i), base.Add(time.Duration(i%7)*time.Millisecond))
+		rs[i].Ref.ID = fmt.Sprintf("b-%d", i)
+		rs[i].FirstSequence, rs[i].LastSequence = uint64(i)+1, uint64(i)+1
+	}
+	mustPut(t, l, rs...)
+	for _, r := range rs {
+		check(t, l, r)
+	}
+	if err := l.Put(t.Context(), nil); err != nil {
+		t.Errorf("Put(nil): %v", err)
+	}
+}
+
+func testCanceledContext(t *testing.T, l commandlog.Log) {
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := l.Put(ctx, []commandlog.Record{newRecord("canceled", base)}); !errors.Is(err, context.Canceled) {
+		t.Errorf("Put with a canceled context: %v, want an error wrapping context.Canceled", err)
+	}
+	checkAbsent(t, l, "canceled")
+	if _, err := l.Get(ctx, "canceled"); !errors.Is(err, context.Canceled) {
+		t.Errorf("Get with a canceled context: %v, want an error wrapping context.Canceled", err)
+	}
+}
+
+func testClosed(t *testing.T, l commandlog.Log) {
+	ctx := t.Context()
+	mustPut(t, l, newRecord("before-close", base))
+	if err := l.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := l.Put(ctx, []commandlog.Record{newRecord("after-close", base)}); !errors.Is(err, commandlog.ErrClosed) {
+		t.Errorf("Put after Close: %v, want ErrClosed", err)
+	}
+	if _, err := l.Get(ctx, "before-close"); !errors.Is(err, commandlog.ErrClosed) {
+		t.Errorf("Get after Close: %v, want ErrClosed", err)
+	}
+	if p, ok := l.(commandlog.Pruner); ok {
+		if _, err := p.Prune(ctx, base); !errors.Is(err, commandlog.ErrClosed) {
+			t.Errorf("Prune after Close: %v, want ErrClosed", err)
+		}
+	}
+	if err := l.Close(); err != nil && !errors.Is(err, commandlog.ErrClosed) {
+		t.Errorf("second Close: %v, want nil or ErrClosed", err)
+	}
+}
+
+func testPrune(t *testing.T, l commandlog.Log, p commandlog.Pruner) {
+	ctx := t.Context()
+	// Ten records a minute apart, stored out of time order, plus one long
+	// before the epoch.
+	var rs []commandlog.Record
+	for _, i := range []int{7, 2, 9, 0, 4, 5, 1, 8, 3, 6} {
+		rs = append(rs, newRecord(fmt.Sprintf("r-%d", i), base.Add(time.Duration(i)*time.Minute)))
+	}
+	ancient := newRecord("ancient", time.Date(1901, 1, 1, 0, 0, 0, 0, time.UTC))
+	mustPut(t, l, append(rs, ancient)...)
+
+	if n, err := p.Prune(ctx, ancient.At); err != nil || n != 0 {
+		t.Fatalf("Prune(before everything) = %d, %v; want 0, nil", n, err)
+	}
+	// Records at r-0 … r-4 and the ancient one are before the cutoff; r-5
+	// is exactly at it and stays.
+	n, err := p.Prune(ctx, base.Add(5*time.Minute))
+	if err != nil {
+		t.Fatalf("Prune: %v", err)
+	}
+	if n != 6 {
+		t.Errorf("Prune removed %d records, want 6", n)
+	}
+	checkAbsent(t, l, "ancient")
+	for _, r := range rs {
+		if r.At.Before(base.Add(5 * time.Minute)) {
+			checkAbsent(t, l, r.CommandID)
+		} else {
+			check(t, l, r)
+		}
+	}
+	if n, err := p.Prune(ctx, base.Add(5*time.Minute)); err != nil || n != 0 {
+		t.Errorf("second Prune with the same cutoff = %d, %v; want 0, nil", n, err)
+	}
+	// A cutoff half a millisecond after r-5 removes it.
+	if n, err := p.Prune(ctx, base.Add(5*time.Minute+500*time.Microsecond)); err != nil || n != 1 {
+		t.Errorf("Prune just after r-5 = %d, %v; want 1, nil", n, err)
+	}
+	checkAbsent(t, l, "r-5")
+	check(t, l, rs[len(rs)-1]) // r-6
+	// Everything else.
+	if n, err := p.Prune(ctx, base.Add(time.Hour)); err != nil || n != 4 {
+		t.Errorf("Prune(all) = %d, %v; want 4, nil", n, err)
+	}
+	mustPut(t, l, newRecord("after-prune", base))
+	check(t, l, newRecord("after-prune", base))
+}

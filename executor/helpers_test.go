@@ -1,0 +1,487 @@
+package executor_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/concursus-go/concursus/commandlog"
+	"github.com/concursus-go/concursus/eventlog"
+	"github.com/concursus-go/concursus/examples/lightbulb"
+	"github.com/concursus-go/concursus/executor"
+	"github.com/concursus-go/concursus/model"
+	"github.com/concursus-go/concursus/storage/memory"
+)
+
+// ---- the counter: a test aggregate type that detects interleaving ----
+
+const counterType = "counter"
+
+// Counter is the counter's state. Every incremented event carries the N its
+// command saw; the applier counts the events whose Prev is not the N they
+// are applied to, so any interleaving or lost update shows as Mismatch > 0.
+type Counter struct {
+	N        int `json:"n"`
+	Mismatch int `json:"mismatch"`
+}
+
+type (
+	counterCreated struct{}
+	incremented    struct {
+		Prev int `json:"prev"`
+	}
+)
+
+// incArgs: Times (0 means 1, at most 10) incremented events in one command.
+type incArgs struct {
+	Times int `json:"times,omitempty"`
+}
+
+func (a incArgs) Validate() error {
+	if a.Times < 0 || a.Times > 10 {
+		return fmt.Errorf("times %d must be between 0 and 10", a.Times)
+	}
+	return nil
+}
+
+type noArgs struct{}
+
+type counterDef struct {
+	typ         *model.Type[Counter]
+	created     *model.EventType[counterCreated]
+	incremented *model.EventType[incremented]
+}
+
+// ReasonRefused is the counter's "refuse" command's rejection reason.
+const ReasonRefused = "refused"
+
+// defineCounter builds the counter type: create (initial created event),
+// increment (Times incremented events), noop (accepted, no events) and
+// refuse (always rejected).
+func defineCounter() *counterDef {
+	t := model.NewType[Counter](counterType, model.JSON{})
+	d := &counterDef{
+		typ:         t,
+		created:     model.DefineEvent[counterCreated](t, "created", 0, model.Initial),
+		incremented: model.DefineEvent[incremented](t, "incremented", 0, 0),
+	}
+	model.On(t.State(), d.incremented, func(c *Counter, e model.Recorded[incremented]) {
+		if e.Payload.Prev != c.N {
+			c.Mismatch++
+		}
+		c.N++
+	})
+	model.DefineCommand(t, "create", func(s model.Snapshot[Counter], _ noArgs) ([]model.Emit, error) {
+		return []model.Emit{d.created.New(counterCreated{})}, nil
+	})
+	model.DefineCommand(t, "increment", func(s model.Snapshot[Counter], a incArgs) ([]model.Emit, error) {
+		n := max(a.Times, 1)
+		out := make([]model.Emit, n)
+		for i := range out {
+			out[i] = d.incremented.New(incremented{Prev: s.Value.N + i})
+		}
+		return out, nil
+	})
+	model.DefineCommand(t, "noop", func(s model.Snapshot[Counter], _ noArgs) ([]model.Emit, error) {
+		return nil, nil
+	})
+	model.DefineCommand(t, "refuse", func(s model.Snapshot[Counter], _ noArgs) ([]model.Emit, error) {
+		return nil, model.Reject(ReasonRefused, "counter %s refuses at %d", s.Ref.ID, s.Value.N)
+	})
+	return d
+}
+
+func counterRef(id string) model.Ref { return model.Ref{Type: counterType, ID: id} }
+
+// ---- stores with hooks ----
+
+// hookLog wraps an eventlog.Log, counts Append calls and records their batch
+// sizes. If hook is set it runs first; a non-nil result is returned instead
+// of appending, and pass=true appends anyway after the hook returned.
+type hookLog struct {
+	eventlog.Log
+	mu    sync.Mutex
+	sizes []int
+	hook  func(ctx context.Context, batch []eventlog.Append) []error
+}
+
+func (h *hookLog) Append(ctx context.Context, batch []eventlog.Append) []error {
+	h.mu.Lock()
+	h.sizes = append(h.sizes, len(batch))
+	hook := h.hook
+	h.mu.Unlock()
+	if hook != nil {
+		if errs := hook(ctx, batch); errs != nil {
+			return errs
+		}
+	}
+	return h.Log.Append(ctx, batch)
+}
+
+func (h *hookLog) setHook(f func(ctx context.Context, batch []eventlog.Append) []error) {
+	h.mu.Lock()
+	h.hook = f
+	h.mu.Unlock()
+}
+
+func (h *hookLog) batchSizes() []int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]int(nil), h.sizes...)
+}
+
+func (h *hookLog) calls() int { return len(h.batchSizes()) }
+
+func errsFor(batch []eventlog.Append, f func(a *eventlog.Append) error) []error {
+	errs := make([]error, len(batch))
+	for i := range batch {
+		errs[i] = f(&batch[i])
+	}
+	return errs
+}
+
+// gate blocks every Append that reaches it until released. Each arrival is
+// signalled on entered (buffered, never blocks the store).
+type gate struct {
+	entered chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
+
+func newGate(t *testing.T) *gate {
+	g := &gate{entered: make(chan struct{}, 1024), release: make(chan struct{})}
+	t.Cleanup(g.open) // never leave a store blocked, even when a test fails
+	return g
+}
+
+func (g *gate) open() { g.once.Do(func() { close(g.release) }) }
+
+func (g *gate) hook(ctx context.Context, batch []eventlog.Append) []error {
+	select {
+	case g.entered <- struct{}{}:
+	default:
+	}
+	select {
+	case <-g.release:
+		return nil
+	case <-ctx.Done():
+		return errsFor(batch, func(a *eventlog.Append) error {
+			return fmt.Errorf("%w: gate: %v", eventlog.ErrUnavailable, ctx.Err())
+		})
+	}
+}
+
+// waitEntered waits until n more Appends have reached the gate.
+func (g *gate) waitEntered(t *testing.T, n int) {
+	t.Helper()
+	timer := time.NewTimer(testDeadline)
+	defer timer.Stop()
+	for range n {
+		select {
+		case <-g.entered:
+		case <-timer.C:
+			t.Fatalf("no append reached the gate within %v", testDeadline)
+		}
+	}
+}
+
+// flakyCommands wraps a commandlog.Log; Put or Get fail while the
+// matching flag is set.
+type flakyCommands struct {
+	commandlog.Log
+	failPut, failGet atomic.Bool
+}
+
+func (f *flakyCommands) Put(ctx context.Context, records []commandlog.Record) error {
+	if f.failPut.Load() {
+		return fmt.Errorf("%w: injected put failure", commandlog.ErrUnavailable)
+	}
+	return f.Log.Put(ctx, records)
+}
+
+func (f *flakyCommands) Get(ctx context.Context, id string) (commandlog.Record, error) {
+	if f.failGet.Load() {
+		return commandlog.Record{}, fmt.Errorf("%w: injected get failure", commandlog.ErrUnavailable)
+	}
+	return f.Log.Get(ctx, id)
+}
+
+// ---- clock, publisher ----
+
+// fakeClock is a settable clock, safe for concurrent use.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+var epoch = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+func newFakeClock() *fakeClock { return &fakeClock{now: epoch} }
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Set(t time.Time) {
+	c.mu.Lock()
+	c.now = t
+	c.mu.Unlock()
+}
+
+// recordingPublisher keeps every published event, in arrival order per
+// aggregate, and notes any batch that mixes aggregates.
+type recordingPublisher struct {
+	mu    sync.Mutex
+	byRef map[model.Ref][]model.Event
+	calls int
+	mixed int
+}
+
+func newRecordingPublisher() *recordingPublisher {
+	return &recordingPublisher{byRef: map[model.Ref][]model.Event{}}
+}
+
+func (p *recordingPublisher) Publish(events []model.Event) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.calls++
+	for i := range events {
+		if events[i].Ref() != events[0].Ref() {
+			p.mixed++
+		}
+		p.byRef[events[i].Ref()] = append(p.byRef[events[i].Ref()], events[i])
+	}
+}
+
+// ---- harness ----
+
+const testDeadline = 20 * time.Second
+
+type harness struct {
+	x        *executor.Executor
+	events   *memory.EventLog
+	commands *memory.CommandLog
+	store    *hookLog
+	clock    *fakeClock
+	counter  *counterDef
+	bulb     *lightbulb.Lightbulb
+}
+
+type option func(*harness, *executor.Deps)
+
+func withPublisher(p executor.Publisher) option {
+	return func(_ *harness, d *executor.Deps) { d.Publish = p }
+}
+
+// withFlakyCommands puts f (wrapping the harness's memory command log)
+// between the executor and its command log.
+func withFlakyCommands(f *flakyCommands) option {
+	return func(h *harness, d *executor.Deps) {
+		f.Log = h.commands
+		d.Commands = f
+	}
+}
+
+// quietLogger discards the executor's logs (conflicts and store failures
+// are expected in these tests).
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// newHarness builds an executor over memory stores (the event log wrapped in
+// a hookLog) serving the counter and the lightbulb; Close runs at cleanup.
+func newHarness(t testing.TB, cfg executor.Config, opts ...option) *harness {
+	t.Helper()
+	h := &harness{
+		events:   memory.NewEventLog(),
+		commands: memory.NewCommandLog(),
+		clock:    newFakeClock(),
+		counter:  defineCounter(),
+		bulb:     lightbulb.Define(),
+	}
+	h.store = &hookLog{Log: h.events}
+	reg, err := model.NewRegistry(h.counter.typ, h.bulb.Type)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deps := executor.Deps{
+		Registry: reg,
+		Events:   h.store,
+		Commands: h.commands,
+		Clock:    h.clock.Now,
+		Logger:   quietLogger(),
+	}
+	for _, o := range opts {
+		o(h, &deps)
+	}
+	h.x, err = executor.New(cfg, deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = h.x.Close() })
+	return h
+}
+
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), testDeadline)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func (h *harness) exec(t testing.TB, ref model.Ref, id, command string, args string) (executor.Result, error) {
+	t.Helper()
+	req := executor.Request{Ref: ref, CommandID: id, Command: command}
+	if args != "" {
+		req.Args = []byte(args)
+	}
+	return h.x.Execute(ctxT(t), req)
+}
+
+// mustExec runs a command that must be accepted.
+func (h *harness) mustExec(t testing.TB, ref model.Ref, id, command string, args string) executor.Result {
+	t.Helper()
+	res, err := h.exec(t, ref, id, command, args)
+	if err != nil {
+		t.Fatalf("%s %s (%s): %v", ref, command, id, err)
+	}
+	return res
+}
+
+// submit queues a command and returns a channel that receives its outcome.
+func (h *harness) submit(ctx context.Context, ref model.Ref, id, command string) <-chan outcome {
+	ch := make(chan outcome, 1)
+	h.x.Submit(ctx, executor.Request{Ref: ref, CommandID: id, Command: command},
+		func(r executor.Result, err error) { ch <- outcome{r, err} })
+	return ch
+}
+
+type outcome struct {
+	res executor.Result
+	err error
+}
+
+// answered reports the outcome if it has already been delivered.
+func answered(ch <-chan outcome) (outcome, bool) {
+	select {
+	case o := <-ch:
+		return o, true
+	default:
+		return outcome{}, false
+	}
+}
+
+func await(t testing.TB, ch <-chan outcome) outcome {
+	t.Helper()
+	select {
+	case o := <-ch:
+		return o
+	case <-time.After(testDeadline):
+		t.Fatalf("no answer within %v", testDeadline)
+		return outcome{}
+	}
+}
+
+// history reads ref's whole history straight from the memory log.
+func (h *harness) history(t testing.TB, ref model.Ref) []model.Event {
+	t.Helper()
+	var out []model.Event
+	for e, err := range eventlog.Events(context.Background(), h.events, ref, 1, 100) {
+		if err != nil {
+			t.Fatalf("reading %s: %v", ref, err)
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// checkCounterHistory verifies a counter's history: created at 1, then
+// gap-free incremented events each carrying Prev = its position among the
+// increments. It returns the number of increments.
+func (h *harness) checkCounterHistory(t testing.TB, ref model.Ref) int {
+	t.Helper()
+	hist := h.history(t, ref)
+	if len(hist) == 0 {
+		t.Fatalf("%s: empty history", ref)
+	}
+	for i, e := range hist {
+		if e.Sequence != uint64(i+1) {
+			t.Fatalf("%s: event %d has sequence %d (gap or reorder)", ref, i, e.Sequence)
+		}
+		if i == 0 {
+			if !h.counter.created.Is(&e) {
+				t.Fatalf("%s: first event is %s, want created_0", ref, e.VersionedName())
+			}
+			continue
+		}
+		p, ok, err := h.counter.incremented.Decode(&e)
+		if !ok || err != nil {
+			t.Fatalf("%s seq %d: %s is not incremented_0 (%v)", ref, e.Sequence, e.VersionedName(), err)
+		}
+		if p.Prev != i-1 {
+			t.Fatalf("%s seq %d: Prev %d, want %d (commands interleaved or an update was lost)", ref, e.Sequence, p.Prev, i-1)
+		}
+	}
+	return len(hist) - 1
+}
+
+// state asks for a counter's primary state.
+func (h *harness) state(t testing.TB, ref model.Ref) (Counter, executor.QueryResult) {
+	t.Helper()
+	qr, err := h.x.Ask(ctxT(t), executor.Query{Ref: ref})
+	if err != nil {
+		t.Fatalf("query %s: %v", ref, err)
+	}
+	var c Counter
+	if err := json.Unmarshal(qr.Value, &c); err != nil {
+		t.Fatalf("decoding %s state %s: %v", ref, qr.Value, err)
+	}
+	return c, qr
+}
+
+func (h *harness) lastSeq(t testing.TB, ref model.Ref) uint64 {
+	t.Helper()
+	n, err := h.events.LastSequence(context.Background(), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func (h *harness) recorded(t testing.TB, id string) (commandlog.Record, bool) {
+	t.Helper()
+	rec, err := h.commands.Get(context.Background(), id)
+	switch {
+	case errors.Is(err, commandlog.ErrNotFound):
+		return rec, false
+	case err != nil:
+		t.Fatal(err)
+	}
+	return rec, true
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(testDeadline)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", testDeadline, what)
+		}
+		runtime.Gosched()
+		time.Sleep(time.Millisecond) // poll interval, not a wait for an outcome
+	}
+}
+
+// idle waits until no aggregate has a worker (every one parked).
+func (h *harness) idle(t testing.TB) {
+	t.Helper()
+	eventually(t, "all workers to park", func() bool { return h.x.Running() == 0 })
+}

@@ -1,0 +1,125 @@
+package bolt
+
+import (
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	bbolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// Storage format of the file, kept in the meta bucket. A file written in
+// another format is refused rather than misread.
+const formatVersion = 1
+
+var (
+	bucketMeta     = []byte("meta")
+	bucketEvents   = []byte("events")
+	bucketCommands = []byte("commands")
+	bucketCmdTime  = []byte("commands_by_time")
+	keyFormat      = []byte("format")
+)
+
+var (
+	// ErrInUse is returned by Open when another process (or another DB in
+	// this process) holds the file and did not release it within
+	// Options.Timeout. Retrying is safe once the other holder has exited.
+	ErrInUse = errors.New("bolt: data file in use by another process")
+	// ErrCorrupt is wrapped (together with eventlog.ErrUnavailable or
+	// commandlog.ErrUnavailable) in the errors of reads that found a stored
+	// key or value they cannot decode. Retrying will not help.
+	ErrCorrupt = errors.New("bolt: corrupt data")
+	// ErrFormat is returned by Open for a file written in a storage format
+	// this build does not read.
+	ErrFormat = errors.New("bolt: unsupported storage format")
+)
+
+// DB is one open bbolt file holding an event log and a command log. Its
+// methods are safe for concurrent use.
+type DB struct {
+	path     string
+	bdb      *bbolt.DB
+	closed   atomic.Bool
+	events   *EventLog
+	commands *CommandLog
+}
+
+// Open opens or creates the file at path. Its directory must exist. The
+// file is locked while it is open; if another process holds it, Open waits
+// up to opts.Timeout and then fails with an error wrapping ErrInUse.
+func Open(path string, opts Options) (*DB, error) {
+	opts = opts.withDefaults()
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	bdb, err := bbolt.Open(path, opts.FileMode, &bbolt.Options{
+		Timeout:         opts.Timeout,
+		NoSync:          opts.NoSync,
+		InitialMmapSize: opts.InitialMmapSize,
+		FreelistType:    bbolt.FreelistMapType,
+	})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, fmt.Errorf("%w: %s still locked after %s", ErrInUse, path, opts.Timeout)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
+	}
+	if err := bdb.Update(initBuckets); err != nil {
+		return nil, errors.Join(fmt.Errorf("bolt: open %s: %w", path, err), bdb.Close())
+	}
+	db := &DB{path: path, bdb: bdb}
+	db.events = &EventLog{db: db}
+	db.commands = &CommandLog{db: db}
+	return db, nil
+}
+
+// initBuckets creates the buckets of a new file and checks the format of an
+// existing one.
+func initBuckets(tx *bbolt.Tx) error {
+	meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+	if err != nil {
+		return err
+	}
+	switch v := meta.Get(keyFormat); {
+	case v == nil:
+		if err := meta.Put(keyFormat, []byte{formatVersion}); err != nil {
+			return err
+		}
+	case len(v) != 1 || v[0] != formatVersion:
+		return fmt.Errorf("%w: file format %x, this build reads %d", ErrFormat, v, formatVersion)
+	}
+	for _, name := range [][]byte{bucketEvents, bucketCommands, bucketCmdTime} {
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return fmt.Errorf("create bucket %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// Path returns the path the DB was opened with.
+func (db *DB) Path() string { return db.path }
+
+// EventLog returns the event log stored in the file. Every call returns the
+// same view; once that view is closed it stays closed.
+func (db *DB) EventLog() *EventLog { return db.events }
+
+// CommandLog returns the command log stored in the file. Every call returns
+// the same view; once that view is closed it stays closed.
+func (db *DB) CommandLog() *CommandLog { return db.commands }
+
+// Close waits for running transactions to finish and closes the file. Calls
+// on its logs then return ErrClosed. Closing a closed DB returns nil.
+func (db *DB) Close() error {
+	if !db.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	if err := db.bdb.Close(); err != nil {
+		return fmt.Errorf("bolt: close %s: %w", db.path, err)
+	}
+	return nil
+}
+
+// isClosed reports whether a bbolt error means the file was closed under a
+// call.
+func isClosed(err error) bool { return errors.Is(err, berrors.ErrDatabaseNotOpen) }

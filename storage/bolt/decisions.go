@@ -1,0 +1,104 @@
+package bolt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/concursus-go/concursus/commandlog"
+	"github.com/concursus-go/concursus/eventlog"
+)
+
+var _ commandlog.DecisionWriter = (*DB)(nil)
+
+// WriteDecisions implements commandlog.DecisionWriter: the events and
+// command records of a whole batch go into one transaction, one commit. A
+// decision whose append is refused (conflict, invalid) has its record left
+// out; the rest of the batch still commits.
+func (db *DB) WriteDecisions(ctx context.Context, decisions []commandlog.Decision) []error {
+	errs := make([]error, len(decisions))
+	fail := func(err error) []error {
+		for i := range decisions {
+			errs[i] = fmt.Errorf("bolt: write command %q: %w", decisions[i].Record.CommandID, err)
+		}
+		return errs
+	}
+	if len(decisions) == 0 {
+		return errs
+	}
+	if db.closed.Load() {
+		return fail(eventlog.ErrClosed)
+	}
+	if err := ctx.Err(); err != nil {
+		return fail(fmt.Errorf("%w: %w", eventlog.ErrUnavailable, err))
+	}
+
+	// Validate and encode outside the writer lock. Appends are gathered
+	// into one slice so appendInTx can check and write them.
+	var (
+		appends   []eventlog.Append
+		pending   []pendingAppend
+		appendErr []error
+		owner     = make([]int, len(decisions)) // index into appends, or -1
+		records   = make([][]byte, len(decisions))
+	)
+	for i := range decisions {
+		d := &decisions[i]
+		owner[i] = -1
+		if err := checkRecord(&d.Record); err != nil {
+			errs[i] = fmt.Errorf("%w: %v", eventlog.ErrInvalidAppend, err)
+			continue
+		}
+		if d.Append != nil {
+			if err := eventlog.CheckAppend(d.Append); err != nil {
+				errs[i] = err
+				continue
+			}
+			owner[i] = len(appends)
+			appends = append(appends, *d.Append)
+			pending = append(pending, encodeAppend(d.Append))
+			appendErr = append(appendErr, nil)
+		}
+		records[i] = appendRecord(nil, &d.Record)
+	}
+
+	err := db.bdb.Update(func(tx *bbolt.Tx) error {
+		if _, err := appendInTx(tx.Bucket(bucketEvents), appends, pending, appendErr); err != nil {
+			return err
+		}
+		wrote := false
+		for i := range decisions {
+			if errs[i] != nil {
+				continue
+			}
+			if k := owner[i]; k >= 0 && appendErr[k] != nil {
+				errs[i] = appendErr[k] // conflict: no record
+				continue
+			}
+			if err := putRecordInTx(tx, &decisions[i].Record, records[i]); err != nil {
+				return err
+			}
+			wrote = true
+		}
+		if !wrote {
+			return errNothingToCommit
+		}
+		return nil
+	})
+	if err == nil || errors.Is(err, errNothingToCommit) {
+		return errs
+	}
+	if isClosed(err) {
+		err = eventlog.ErrClosed
+	} else {
+		err = fmt.Errorf("%w: %w", eventlog.ErrUnavailable, err)
+	}
+	for i := range decisions {
+		if errs[i] == nil || errors.Is(errs[i], eventlog.ErrConflict) {
+			errs[i] = fmt.Errorf("bolt: write command %q: %w", decisions[i].Record.CommandID, err)
+		}
+	}
+	return errs
+}

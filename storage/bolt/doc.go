@@ -1,0 +1,72 @@
+// Package bolt is the embedded, durable store: the single-node default. One
+// bbolt file (go.etcd.io/bbolt) holds both the event log and the command log.
+//
+//	db, err := bolt.Open(filepath.Join(dataDir, "concursus.db"), bolt.DefaultOptions())
+//	if err != nil { … }
+//	defer db.Close()
+//	events, commands := db.EventLog(), db.CommandLog()
+//
+// The DB owns the file: DB.Close closes it. The EventLog and CommandLog are
+// views of it; their Close methods only mark the view closed (later calls on
+// it return ErrClosed) and leave the file open for the other view, so the
+// code that opened the DB must also close it.
+//
+// # Why bbolt
+//
+// The executor already batches the appends of many aggregates into one
+// eventlog.Log.Append call. bbolt runs one read-write transaction at a time
+// and makes it durable with one fsync on commit, so a whole batch — dozens of
+// aggregates — costs one fsync: the single writer is no bottleneck because
+// the executor is the only writer and it batches. Its keys live in one
+// ordered B+tree, so reading an aggregate's history is one cursor range scan
+// and finding its last sequence is one seek. It does no background
+// compaction that would take CPU from the command path on a small (2-core)
+// machine, it keeps everything in one file, and it is pure Go with a small
+// dependency tree. An LSM store such as Pebble writes faster under heavy
+// random load, but brings background compactions, many files and a much
+// larger dependency for throughput this node does not need.
+//
+// The trade-offs: write throughput is bound by one fsync per batch (see
+// BenchmarkAppendBatch; Options.NoSync lifts it at the price of durability),
+// and the file never shrinks — pages freed by Prune are reused, not returned
+// to the file system.
+//
+// # Layout
+//
+// Buckets:
+//
+//	meta              "format" → storage format version (1 byte, currently 1)
+//	events            eventKey(type, id, seq) → encoded event
+//	commands          command id → encoded record
+//	commands_by_time  8-byte time key ‖ command id → empty
+//
+// An event key is uvarint(len(type)) ‖ type ‖ uvarint(len(id)) ‖ id ‖
+// 8-byte big-endian sequence. The length prefixes make the aggregate part
+// prefix-free: no aggregate's key prefix is a prefix of another's, so a
+// prefix scan never strays into a neighbouring aggregate ("a" and "ab",
+// type "a/b" id "c" and type "a" id "b/c"), and the big-endian sequence makes
+// keys sort in sequence order within an aggregate. LastSequence seeks to the
+// end of the aggregate's range and steps back one key.
+//
+// Values start with a format byte (1) followed by a compact binary encoding:
+// varints for numbers and millisecond timestamps, length-prefixed bytes for
+// strings and the payload. The aggregate and sequence are not repeated in the
+// value; they come from the key. Timestamps are kept at millisecond
+// precision and read back in UTC, like every other store.
+//
+// The time key of the command index is the record's At in Unix milliseconds,
+// big-endian with the sign bit flipped so that times before 1970 sort first;
+// Prune walks it from the start and deletes records (and their index
+// entries) in bounded transactions.
+//
+// # Append
+//
+// Append validates every entry (eventlog.CheckAppend) and encodes its events
+// before taking the write lock, then runs ONE transaction for the whole
+// batch. Inside it each entry's last sequence is compared with Expected; a
+// mismatch gives that entry a conflict and writes nothing of it, while the
+// other entries go on. If no entry had anything to write the transaction is
+// rolled back instead of committed (no fsync). If the commit fails, every
+// entry that would have been written gets an error wrapping
+// eventlog.ErrUnavailable, and none of them was written.
+package bolt

@@ -1,0 +1,158 @@
+package memory
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/concursus-go/concursus/eventlog"
+	"github.com/concursus-go/concursus/model"
+)
+
+var _ eventlog.Log = (*EventLog)(nil)
+
+// EventLog is an in-memory eventlog.Log. The zero value is not usable; call
+// NewEventLog.
+type EventLog struct {
+	mu struct {
+		sync.Mutex
+		closed bool
+		// histories holds each aggregate's events; histories[r][i] has
+		// Sequence i+1.
+		histories map[model.Ref][]model.Event
+	}
+}
+
+// NewEventLog returns an empty, open in-memory event log.
+func NewEventLog() *EventLog {
+	l := &EventLog{}
+	l.mu.histories = make(map[model.Ref][]model.Event)
+	return l
+}
+
+// Append implements eventlog.Log. Entries are applied in order under one lock,
+// so the batch is atomic as a whole with respect to readers.
+func (l *EventLog) Append(ctx context.Context, batch []eventlog.Append) []error {
+	errs := make([]error, len(batch))
+	if err := ctx.Err(); err != nil {
+		for i := range batch {
+			errs[i] = fmt.Errorf("%w: append %s: %w", eventlog.ErrUnavailable, batch[i].Ref, err)
+		}
+		return errs
+	}
+	// Validate and copy outside the lock; only the sequence check and the
+	// slice append need it.
+	copies := make([][]model.Event, len(batch))
+	for i := range batch {
+		a := &batch[i]
+		if err := eventlog.CheckAppend(a); err != nil {
+			errs[i] = err
+			continue
+		}
+		copies[i] = make([]model.Event, len(a.Events))
+		for j := range a.Events {
+			copies[i][j] = copyEvent(&a.Events[j])
+		}
+	}
+
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.mu.closed {
+		for i := range batch {
+			errs[i] = fmt.Errorf("append %s: %w", batch[i].Ref, eventlog.ErrClosed)
+		}
+		return errs
+	}
+	for i := range batch {
+		if errs[i] != nil {
+			continue
+		}
+		a := &batch[i]
+		h := l.mu.histories[a.Ref]
+		if last := uint64(len(h)); last != a.Expected {
+			errs[i] = eventlog.ConflictError(a.Ref, a.Expected, last)
+			continue
+		}
+		l.mu.histories[a.Ref] = append(h, copies[i]...)
+	}
+	return errs
+}
+
+// ReadPage implements eventlog.Log.
+func (l *EventLog) ReadPage(ctx context.Context, ref model.Ref, from uint64, limit int) ([]model.Event, uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, 0, fmt.Errorf("%w: read %s from %d: %w", eventlog.ErrUnavailable, ref, from, err)
+	}
+	if limit <= 0 {
+		return nil, 0, fmt.Errorf("memory: read %s from %d: limit %d is not positive", ref, from, limit)
+	}
+	if from == 0 {
+		from = 1
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.mu.closed {
+		return nil, 0, fmt.Errorf("read %s: %w", ref, eventlog.ErrClosed)
+	}
+	h := l.mu.histories[ref]
+	last := uint64(len(h))
+	if from > last {
+		return nil, 0, nil
+	}
+	end := min(from-1+uint64(limit), last)
+	page := make([]model.Event, 0, end-(from-1))
+	for i := from - 1; i < end; i++ {
+		page = append(page, copyEvent(&h[i]))
+	}
+	next := end + 1
+	if end == last {
+		next = 0
+	}
+	return page, next, nil
+}
+
+// LastSequence implements eventlog.Log.
+func (l *EventLog) LastSequence(ctx context.Context, ref model.Ref) (uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("%w: last sequence of %s: %w", eventlog.ErrUnavailable, ref, err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.mu.closed {
+		return 0, fmt.Errorf("last sequence of %s: %w", ref, eventlog.ErrClosed)
+	}
+	return uint64(len(l.mu.histories[ref])), nil
+}
+
+// Close implements eventlog.Log. It drops the data; a second Close returns
+// ErrClosed.
+func (l *EventLog) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.mu.closed {
+		return eventlog.ErrClosed
+	}
+	l.mu.closed = true
+	l.mu.histories = nil
+	return nil
+}
+
+// copyEvent returns a deep copy of e with its times cut to milliseconds in
+// UTC, the precision every durable store keeps.
+func copyEvent(e *model.Event) model.Event {
+	c := *e
+	c.Timestamp = toMillis(e.Timestamp)
+	c.ProcessingTime = toMillis(e.ProcessingTime)
+	if e.Payload != nil {
+		c.Payload = bytes.Clone(e.Payload)
+	}
+	return c
+}
+
+// toMillis truncates t to milliseconds and returns it in UTC without a
+// monotonic clock reading.
+func toMillis(t time.Time) time.Time {
+	return time.UnixMilli(t.UnixMilli()).UTC()
+}
