@@ -51,7 +51,13 @@ type Error struct {
 	CommandID string
 	// Attempts is how many times the request was sent.
 	Attempts int
+	// cause is the context's error when the caller's context ended.
+	cause error
 }
+
+// Unwrap returns context.Canceled or context.DeadlineExceeded when the
+// request ended because its context did.
+func (e *Error) Unwrap() error { return e.cause }
 
 func (e *Error) Error() string {
 	s := "concursus: " + string(e.Code)
@@ -75,7 +81,8 @@ type Options struct {
 	// is retried after a timed-out attempt. Default 5s.
 	Attempt time.Duration
 	// MinBackoff and MaxBackoff bound the pause between retries (jittered,
-	// doubling). Defaults 20ms and 1s.
+	// doubling). Defaults 20ms and 1s; a MaxBackoff below MinBackoff is
+	// raised to max(1s, MinBackoff).
 	MinBackoff, MaxBackoff time.Duration
 }
 
@@ -137,7 +144,9 @@ func WithStream(stream string) SendOption { return func(c *api.Command) { c.Stre
 
 // Send submits a command with typed arguments and waits for its outcome,
 // retrying conflicts, unavailability and timeouts with the same command id
-// until ctx (or Options.Timeout) runs out.
+// until ctx (or Options.Timeout) runs out. When the time runs out, the error
+// is the last attempt's (so ErrUnavailable when no node ever answered) and
+// also matches the context's error.
 func Send[S, A any](ctx context.Context, c *Client, cmd *model.CommandType[S, A], aggregateID string, args A, opts ...SendOption) (*Result, error) {
 	raw, err := json.Marshal(args)
 	if err != nil {
@@ -167,7 +176,11 @@ func (c *Client) SendRaw(ctx context.Context, aggregateType, aggregateID, comman
 	attempts, err := c.roundTrip(ctx, subject, func(attemptDeadline time.Duration) ([]byte, error) {
 		env.TimeoutMs = attemptDeadline.Milliseconds()
 		return json.Marshal(&env)
-	}, &reply, func() *api.Error { return reply.Error })
+	}, func(data []byte) (*api.Error, error) {
+		reply = api.Reply{} // a success reply has no error field: start clean
+		err := json.Unmarshal(data, &reply)
+		return reply.Error, err
+	})
 	if err != nil {
 		var ce *Error
 		if errors.As(err, &ce) {
@@ -215,7 +228,11 @@ func (c *Client) Query(ctx context.Context, aggregateType, aggregateID string, o
 	var reply api.QueryReply
 	_, err := c.roundTrip(ctx, api.QuerySubject(c.opts.Prefix, aggregateType), func(time.Duration) ([]byte, error) {
 		return json.Marshal(&q)
-	}, &reply, func() *api.Error { return reply.Error })
+	}, func(data []byte) (*api.Error, error) {
+		reply = api.QueryReply{}
+		err := json.Unmarshal(data, &reply)
+		return reply.Error, err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -246,8 +263,8 @@ func (c *Client) withDeadline(ctx context.Context) (context.Context, context.Can
 
 // roundTrip sends requests until one gets a reply that is not retryable or
 // ctx ends. encode builds the body given the attempt's time budget; decode
-// target and errOf read the reply.
-func (c *Client) roundTrip(ctx context.Context, subject string, encode func(time.Duration) ([]byte, error), target any, errOf func() *api.Error) (int, error) {
+// reads one reply afresh and returns its error part.
+func (c *Client) roundTrip(ctx context.Context, subject string, encode func(time.Duration) ([]byte, error), decode func([]byte) (*api.Error, error)) (int, error) {
 	backoff := c.opts.MinBackoff
 	var last *Error
 	for attempt := 1; ; attempt++ {
@@ -267,10 +284,10 @@ func (c *Client) roundTrip(ctx context.Context, subject string, encode func(time
 		cancel()
 		switch {
 		case err == nil:
-			if err := json.Unmarshal(msg.Data, target); err != nil {
+			e, err := decode(msg.Data)
+			if err != nil {
 				return attempt, fmt.Errorf("client: decoding reply: %w", err)
 			}
-			e := errOf()
 			if e == nil {
 				return attempt, nil
 			}
@@ -291,6 +308,13 @@ func (c *Client) roundTrip(ctx context.Context, subject string, encode func(time
 		}
 		pause := backoff/2 + rand.N(backoff/2+1)
 		backoff = min(2*backoff, c.opts.MaxBackoff)
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < pause+c.opts.MinBackoff {
+			// Too little time left for a useful attempt: an attempt with
+			// a budget of ~0 would only replace the informative error
+			// with a timeout.
+			last.cause = context.DeadlineExceeded
+			return attempt, last
+		}
 		select {
 		case <-ctx.Done():
 			return attempt, c.finalErr(last, ctx)
@@ -299,9 +323,12 @@ func (c *Client) roundTrip(ctx context.Context, subject string, encode func(time
 	}
 }
 
+// finalErr is the error of a request whose context ended: the last
+// attempt's error (or a timeout), unwrapping to the context's error.
 func (c *Client) finalErr(last *Error, ctx context.Context) error {
-	if last != nil {
-		return last
+	if last == nil {
+		last = &Error{Code: api.CodeTimeout, Message: ctx.Err().Error()}
 	}
-	return &Error{Code: api.CodeTimeout, Message: ctx.Err().Error()}
+	last.cause = ctx.Err()
+	return last
 }

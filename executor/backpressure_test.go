@@ -194,3 +194,29 @@ func TestExecuteTimeoutThenRetryLearnsOutcome(t *testing.T) {
 		t.Errorf("last sequence %d, want 2", got)
 	}
 }
+
+// Ask gives up when its context ends; the query stays queued behind the
+// command that blocks it and is answered to nobody.
+func TestAskTimeout(t *testing.T) {
+	h := newHarness(t, executor.Config{})
+	ref := counterRef("ask-timeout")
+	h.mustExec(t, ref, "create", "create", "")
+	g := newGate(t)
+	h.store.setHook(g.hook)
+	blocked := h.submit(ctxT(t), ref, "inc", "increment")
+	g.waitEntered(t, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := h.x.Ask(ctx, executor.Query{Ref: ref}); !errors.Is(err, executor.ErrTimeout) {
+		t.Fatalf("got %v, want ErrTimeout", err)
+	}
+	h.store.setHook(nil)
+	g.open()
+	if o := await(t, blocked); o.err != nil {
+		t.Fatal(o.err)
+	}
+	h.idle(t)
+	if s := h.x.Stats(); s.InFlight != 0 || s.Timeouts != 1 {
+		t.Errorf("stats %+v: want nothing in flight, the expired query counted as a timeout", s)
+	}
+}

@@ -23,6 +23,12 @@ type Config struct {
 	// the whole executor; past it new commands get ErrUnavailable at once
 	// (back-pressure instead of an unbounded queue). Default 65,536.
 	MaxInFlight int
+	// Workers is the most goroutines running commands at once (each
+	// drains one aggregate's mailbox at a time and waits for that
+	// aggregate's writes, so this also bounds how many aggregates' writes
+	// can share a batch). Workers start as load needs them and are kept.
+	// Default 1024.
+	Workers int
 	// MaxBatch is the most appends handed to the event log in one call.
 	// Under load, appends from many aggregates queue while the previous
 	// batch is being written and go out together. Default 512.
@@ -43,6 +49,7 @@ func DefaultConfig() Config {
 		MaxCached:    100_000,
 		MailboxSize:  256,
 		MaxInFlight:  65_536,
+		Workers:      1024,
 		MaxBatch:     512,
 		Flushers:     1,
 		StoreTimeout: 10 * time.Second,
@@ -60,6 +67,9 @@ func (c *Config) fillDefaults() {
 	}
 	if c.MaxInFlight == 0 {
 		c.MaxInFlight = d.MaxInFlight
+	}
+	if c.Workers == 0 {
+		c.Workers = d.Workers
 	}
 	if c.MaxBatch == 0 {
 		c.MaxBatch = d.MaxBatch
@@ -84,6 +94,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("executor: MailboxSize %d must be at least 1", c.MailboxSize)
 	case c.MaxInFlight < 1:
 		return fmt.Errorf("executor: MaxInFlight %d must be at least 1", c.MaxInFlight)
+	case c.Workers < 1 || c.Workers > 1<<20:
+		return fmt.Errorf("executor: Workers %d must be between 1 and 1048576", c.Workers)
 	case c.MaxBatch < 1:
 		return fmt.Errorf("executor: MaxBatch %d must be at least 1", c.MaxBatch)
 	case c.Flushers < 1 || c.Flushers > 64:

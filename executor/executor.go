@@ -85,7 +85,18 @@ type Executor struct {
 	shards   [numShards]shard
 	inflight atomic.Int64
 	closing  atomic.Bool
-	workers  sync.WaitGroup // aggregate workers
+	// drained is closed once closing is set and nothing is in flight.
+	drained   chan struct{}
+	drainOnce sync.Once
+
+	// The worker pool: entities with work wait in ready; workers (at most
+	// cfg.Workers, started as load needs them and kept, with their grown
+	// stacks) take one and drain its mailbox.
+	ready       chan *entity
+	idleWorkers atomic.Int64
+	spawned     atomic.Int64
+	workers     sync.WaitGroup
+
 	flushers sync.WaitGroup
 	flushq   chan *flushItem
 	stats    counters
@@ -113,6 +124,25 @@ type entity struct {
 	stale   bool
 	idle    *list.Element
 	agg     model.Aggregate
+	// tail is the command that wrote the aggregate's latest events (owned
+	// like agg): a retry whose record never reached the command log (an
+	// append of unknown outcome, a failed record write) is recognised by it
+	// instead of running again.
+	tail tailCommand
+}
+
+// tailCommand is the contiguous run of latest events caused by one command.
+type tailCommand struct {
+	id          string
+	first, last uint64
+}
+
+func (t *tailCommand) observe(ev *model.Event) {
+	if ev.CommandID != "" && ev.CommandID == t.id && ev.Sequence == t.last+1 {
+		t.last = ev.Sequence
+		return
+	}
+	*t = tailCommand{id: ev.CommandID, first: ev.Sequence, last: ev.Sequence}
 }
 
 type jobKind uint8
@@ -156,6 +186,10 @@ func New(cfg Config, deps Deps) (*Executor, error) {
 		ids:      deps.IDs,
 		log:      deps.Logger,
 		flushq:   make(chan *flushItem, cfg.MaxBatch*cfg.Flushers),
+		// A ready entity has at least one job in flight, so MaxInFlight
+		// bounds them and sends never block.
+		ready:   make(chan *entity, cfg.MaxInFlight),
+		drained: make(chan struct{}),
 	}
 	if x.clock == nil {
 		x.clock = time.Now
@@ -254,14 +288,18 @@ func (j *job) fail(err error) {
 
 func (x *Executor) enqueue(j *job) {
 	ref := j.ref()
-	if x.closing.Load() {
-		j.fail(ErrClosed)
-		return
-	}
+	// Count first, then look at closing: Close sets closing and then waits
+	// for the count to reach zero, so a job counted here is either refused
+	// below or waited for.
 	if n := x.inflight.Add(1); n > int64(x.cfg.MaxInFlight) {
-		x.inflight.Add(-1)
+		x.release()
 		x.stats.saturated.Add(1)
 		j.fail(fmt.Errorf("%w: node saturated (%d commands in flight)", ErrUnavailable, x.cfg.MaxInFlight))
+		return
+	}
+	if x.closing.Load() {
+		x.release()
+		j.fail(ErrClosed)
 		return
 	}
 	kind, _ := x.reg.Lookup(ref.Type)
@@ -274,7 +312,7 @@ func (x *Executor) enqueue(j *job) {
 	}
 	if len(e.queue) >= x.cfg.MailboxSize {
 		sh.mu.Unlock()
-		x.inflight.Add(-1)
+		x.release()
 		x.stats.saturated.Add(1)
 		j.fail(fmt.Errorf("%w: %s has %d commands queued", ErrUnavailable, ref, x.cfg.MailboxSize))
 		return
@@ -287,11 +325,50 @@ func (x *Executor) enqueue(j *job) {
 			sh.mu.idle.Remove(e.idle)
 			e.idle = nil
 		}
-		x.workers.Add(1)
 	}
 	sh.mu.Unlock()
 	if start {
-		go x.work(sh, e)
+		x.ready <- e
+		if int64(len(x.ready)) > x.idleWorkers.Load() {
+			x.spawnWorker()
+		}
+	}
+}
+
+// release marks one job finished (or refused) and, when closing and nothing
+// is left, signals Close.
+func (x *Executor) release() {
+	if x.inflight.Add(-1) == 0 && x.closing.Load() {
+		x.drainOnce.Do(func() { close(x.drained) })
+	}
+}
+
+// spawnWorker starts another pool worker unless the pool is full.
+func (x *Executor) spawnWorker() {
+	for {
+		n := x.spawned.Load()
+		if n >= int64(x.cfg.Workers) {
+			return
+		}
+		if x.spawned.CompareAndSwap(n, n+1) {
+			break
+		}
+	}
+	x.workers.Add(1)
+	go x.workerLoop()
+}
+
+// workerLoop takes entities with work until Close closes ready.
+func (x *Executor) workerLoop() {
+	defer x.workers.Done()
+	for {
+		x.idleWorkers.Add(1)
+		e, ok := <-x.ready
+		x.idleWorkers.Add(-1)
+		if !ok {
+			return
+		}
+		x.work(x.shardOf(e.ref), e)
 	}
 }
 
@@ -304,7 +381,6 @@ func (j *job) ref() model.Ref {
 
 // work drains one aggregate's mailbox, then parks the entity as idle.
 func (x *Executor) work(sh *shard, e *entity) {
-	defer x.workers.Done()
 	for {
 		sh.mu.Lock()
 		if len(e.queue) == 0 {
@@ -326,8 +402,7 @@ func (x *Executor) work(sh *shard, e *entity) {
 		}
 		sh.mu.Unlock()
 
-		x.run(e, j)
-		x.inflight.Add(-1)
+		x.run(e, j) // releases the job's in-flight slot before answering
 	}
 }
 
@@ -347,15 +422,19 @@ func (sh *shard) evictLocked() {
 func (x *Executor) run(e *entity, j *job) {
 	if err := j.ctx.Err(); err != nil {
 		x.stats.timeouts.Add(1)
+		x.release()
 		j.fail(fmt.Errorf("%w: %s waited past its deadline: %v", ErrTimeout, e.ref, err))
 		return
 	}
 	if j.kind == jobQuery {
-		j.qdone(x.query(e, j))
+		res, err := x.query(e, j)
+		x.release()
+		j.qdone(res, err)
 		return
 	}
 	res, err := x.command(e, j)
 	x.count(err)
+	x.release() // the slot is free once answered: free it before answering
 	j.done(res, err)
 }
 
@@ -388,6 +467,9 @@ func (x *Executor) command(e *entity, j *job) (Result, error) {
 	for attempt := 0; ; attempt++ {
 		if err := x.load(e); err != nil {
 			return Result{}, err
+		}
+		if attempt == 0 && e.tail.id == req.CommandID && e.agg.Sequence() == e.tail.last {
+			return x.recallFromLog(e, req)
 		}
 		now := x.clock()
 		events, err := e.agg.Decide(&model.CommandRequest{
@@ -440,6 +522,7 @@ func (x *Executor) command(e *entity, j *job) (Result, error) {
 			return Result{}, fmt.Errorf("%w: %s: %v", ErrUnavailable, e.ref, err)
 		}
 		for i := range events {
+			e.tail.observe(&events[i])
 			if err := e.agg.Apply(&events[i]); err != nil {
 				// The log has the events; the cache could not follow.
 				// Drop it so the next command reloads from the log.
@@ -493,9 +576,11 @@ func (x *Executor) load(e *entity) error {
 	ctx, cancel := x.storeCtx()
 	defer cancel()
 	agg := e.kind.NewAggregate(e.ref.ID)
+	var tail tailCommand
 	for ev, err := range eventlog.Events(ctx, x.events, e.ref, 1, x.cfg.LoadPageSize) {
 		if err == nil {
 			err = agg.Apply(&ev)
+			tail.observe(&ev)
 		}
 		if err != nil {
 			if errors.Is(err, model.ErrCorruptHistory) {
@@ -506,15 +591,52 @@ func (x *Executor) load(e *entity) error {
 	}
 	x.stats.loads.Add(1)
 	e.agg = agg
+	e.tail = tail
 	return nil
+}
+
+// recallFromLog answers a command whose events are the aggregate's latest
+// but whose command-log record is missing (the append's outcome was
+// unknown, or the record failed to write): it returns them as a duplicate
+// and writes the record, so later retries are answered by recall.
+//
+// This covers a retry that arrives before another command on the same
+// aggregate; the replicated idempotency filter covers the rest.
+func (x *Executor) recallFromLog(e *entity, req *Request) (Result, error) {
+	ctx, cancel := x.storeCtx()
+	defer cancel()
+	n := e.tail.last - e.tail.first + 1
+	events, _, err := x.events.ReadPage(ctx, e.ref, e.tail.first, int(n))
+	if err == nil && uint64(len(events)) != n {
+		err = fmt.Errorf("read %d events of %d..%d", len(events), e.tail.first, e.tail.last)
+	}
+	if err != nil {
+		return Result{}, fmt.Errorf("%w: reading recorded events: %v", ErrUnavailable, err)
+	}
+	x.stats.duplicates.Add(1)
+	if err := x.record(&flushItem{record: commandlog.Record{
+		CommandID: req.CommandID, Ref: e.ref, Command: req.Command, Outcome: commandlog.Accepted,
+		FirstSequence: e.tail.first, LastSequence: e.tail.last, At: events[0].ProcessingTime,
+	}}); err != nil {
+		x.log.Warn("re-recording a command failed", "aggregate", e.ref.String(), "commandId", req.CommandID, "err", err)
+	}
+	return Result{Ref: e.ref, CommandID: req.CommandID, Events: events, Sequence: e.tail.last, Duplicate: true}, nil
 }
 
 // Close stops taking commands, lets queued and running ones finish, flushes
 // and stops the flushers. It does not close the stores.
 func (x *Executor) Close() error {
 	if x.closing.Swap(true) {
+		<-x.drained // a concurrent Close returns when the first is done
+		x.workers.Wait()
+		x.flushers.Wait()
 		return nil
 	}
+	if x.inflight.Load() == 0 {
+		x.drainOnce.Do(func() { close(x.drained) })
+	}
+	<-x.drained
+	close(x.ready)
 	x.workers.Wait()
 	close(x.flushq)
 	x.flushers.Wait()

@@ -81,7 +81,7 @@ func defineCounter() *counterDef {
 	})
 	model.DefineCommand(t, "create", func(s model.Snapshot[Counter], _ noArgs) ([]model.Emit, error) {
 		return []model.Emit{d.created.New(counterCreated{})}, nil
-	})
+	}, model.Creates)
 	model.DefineCommand(t, "increment", func(s model.Snapshot[Counter], a incArgs) ([]model.Emit, error) {
 		n := max(a.Times, 1)
 		out := make([]model.Emit, n)
@@ -268,9 +268,12 @@ func (p *recordingPublisher) Publish(events []model.Event) {
 const testDeadline = 20 * time.Second
 
 type harness struct {
-	x        *executor.Executor
-	events   *memory.EventLog
-	commands *memory.CommandLog
+	x *executor.Executor
+	// events and commands are the stores underneath (memory unless an
+	// option says otherwise); tests read and write them directly, behind
+	// the executor's back. store wraps events and is what the executor sees.
+	events   eventlog.Log
+	commands commandlog.Log
 	store    *hookLog
 	clock    *fakeClock
 	counter  *counterDef
@@ -295,6 +298,17 @@ func withFlakyCommands(f *flakyCommands) option {
 // quietLogger discards the executor's logs (conflicts and store failures
 // are expected in these tests).
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// withStores runs the executor over other stores (and, if decisions is
+// set, writes through it).
+func withStores(events eventlog.Log, commands commandlog.Log, decisions commandlog.DecisionWriter) option {
+	return func(h *harness, d *executor.Deps) {
+		h.events, h.commands = events, commands
+		h.store.Log = events
+		d.Commands = commands
+		d.Decisions = decisions
+	}
+}
 
 // newHarness builds an executor over memory stores (the event log wrapped in
 // a hookLog) serving the counter and the lightbulb; Close runs at cleanup.

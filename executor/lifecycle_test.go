@@ -1,10 +1,12 @@
 package executor_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -137,6 +139,7 @@ func TestConfigValidateNamesTheBadValue(t *testing.T) {
 		{func(c *executor.Config) { c.MaxCached = -1 }, []string{"MaxCached", "-1"}},
 		{func(c *executor.Config) { c.MailboxSize = -2 }, []string{"MailboxSize", "-2"}},
 		{func(c *executor.Config) { c.MaxInFlight = -3 }, []string{"MaxInFlight", "-3"}},
+		{func(c *executor.Config) { c.Workers = -6 }, []string{"Workers", "-6"}},
 		{func(c *executor.Config) { c.MaxBatch = -4 }, []string{"MaxBatch", "-4"}},
 		{func(c *executor.Config) { c.Flushers = 65 }, []string{"Flushers", "65"}},
 		{func(c *executor.Config) { c.Flushers = -1 }, []string{"Flushers", "-1"}},
@@ -215,5 +218,73 @@ func TestNewRejectsMissingDeps(t *testing.T) {
 	e := res.Events[0]
 	if e.EventID == "" || e.ProcessingID == "" || e.ProcessingTime.IsZero() {
 		t.Errorf("default ids/clock not applied: %+v", e)
+	}
+}
+
+// Close racing with Submit: every Submit is answered exactly once, either
+// ErrClosed or a durable outcome; no send on a closed channel, no leak.
+// (Regression test for a race in an earlier version, where enqueue checked
+// closing before registering the worker Close waits for.)
+func TestCloseRacingSubmit(t *testing.T) {
+	for round := range 50 {
+		h := newHarness(t, executor.Config{})
+		var wg sync.WaitGroup
+		answers := make(chan error, 8*20)
+		start := make(chan struct{})
+		for g := range 8 {
+			wg.Go(func() {
+				<-start
+				for i := range 20 {
+					ref := counterRef(fmt.Sprintf("r%d-g%d-%d", round, g, i))
+					h.x.Submit(context.Background(), executor.Request{Ref: ref, CommandID: ref.ID, Command: "create"},
+						func(_ executor.Result, err error) { answers <- err })
+				}
+			})
+		}
+		close(start)
+		if err := h.x.Close(); err != nil {
+			t.Fatal(err)
+		}
+		wg.Wait()
+		for range 8 * 20 {
+			err := <-answers // every Submit answered: Close waited, or refused
+			if err != nil && !errors.Is(err, executor.ErrClosed) {
+				t.Fatalf("round %d: %v", round, err)
+			}
+		}
+		select {
+		case err := <-answers:
+			t.Fatalf("round %d: an extra answer %v", round, err)
+		default:
+		}
+	}
+}
+
+// Workers bounds how many aggregates run at once; with one worker every
+// aggregate is still served, and no batch can hold more appends than there
+// are workers (each waits for its own write).
+func TestSmallWorkerPool(t *testing.T) {
+	const workers = 2
+	h := newHarness(t, executor.Config{Workers: workers})
+	var wg sync.WaitGroup
+	for a := range 20 {
+		ref := counterRef(fmt.Sprintf("pool-%d", a))
+		wg.Go(func() {
+			h.mustExec(t, ref, ref.ID, "create", "")
+			for i := range 10 {
+				h.mustExec(t, ref, fmt.Sprintf("%s-%d", ref.ID, i), "increment", "")
+			}
+		})
+	}
+	wg.Wait()
+	for a := range 20 {
+		if n := h.checkCounterHistory(t, counterRef(fmt.Sprintf("pool-%d", a))); n != 10 {
+			t.Fatalf("pool-%d: %d increments", a, n)
+		}
+	}
+	for _, n := range h.store.batchSizes() {
+		if n > workers {
+			t.Fatalf("a batch of %d appends with %d workers", n, workers)
+		}
 	}
 }

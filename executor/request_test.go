@@ -111,3 +111,13 @@ func TestModelRejections(t *testing.T) {
 		t.Errorf("log at %d, want 1", got)
 	}
 }
+
+// CountInvalid counts requests refused before they reached the executor.
+func TestCountInvalid(t *testing.T) {
+	h := newHarness(t, executor.Config{})
+	h.x.CountInvalid()
+	h.x.CountInvalid()
+	if got := h.x.Stats().Invalid; got != 2 {
+		t.Errorf("invalid %d, want 2", got)
+	}
+}

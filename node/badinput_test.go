@@ -215,3 +215,25 @@ func TestRejectionRecordedWithoutEvents(t *testing.T) {
 		})
 	}
 }
+
+// TestHeaderModeWithoutCommandHeader: a request that uses the Concursus
+// headers but forgets Concursus-Command must be told so, not have its
+// arguments parsed as an envelope.
+func TestHeaderModeWithoutCommandHeader(t *testing.T) {
+	n := startNode(t, testConfig(t))
+	nc := connect(t, n.ClientURL())
+	m := nats.NewMsg(cmdSubject)
+	m.Header.Set(api.HeaderAggregateID, "hm1")
+	m.Header.Set(api.HeaderCommandID, "hm-1")
+	m.Data = []byte(`{"wattage":60}`)
+	reply, err := nc.RequestMsg(m, reqTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r api.Reply
+	if err := json.Unmarshal(reply.Data, &r); err != nil {
+		t.Fatal(err)
+	}
+	wantError(t, r.Error, r.OK, api.CodeInvalidRequest, api.HeaderCommand)
+	assertNothingWritten(t, n, lbRef("hm1"), "hm-1")
+}

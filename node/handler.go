@@ -57,7 +57,10 @@ func (n *Node) decodeCommand(aggType string, m *nats.Msg) (executor.Request, tim
 		return req, 0, invalid("request is %d bytes, limit %d", len(m.Data), n.cfg.MaxPayload)
 	}
 	var env api.Command
-	if m.Header != nil && m.Header.Get(api.HeaderCommand) != "" {
+	// Header mode as soon as any of the identifying headers is present, so a
+	// missing one is reported as such rather than the body misread as an
+	// envelope. (NATS header names are case-sensitive.)
+	if h := m.Header; h != nil && (h.Get(api.HeaderCommand) != "" || h.Get(api.HeaderAggregateID) != "" || h.Get(api.HeaderCommandID) != "") {
 		h := m.Header
 		env = api.Command{
 			AggregateID: h.Get(api.HeaderAggregateID),
@@ -89,9 +92,9 @@ func (n *Node) decodeCommand(aggType string, m *nats.Msg) (executor.Request, tim
 	req.StreamID = env.StreamID
 	switch {
 	case env.AggregateID == "":
-		return req, 0, invalid("aggregate id is missing")
+		return req, 0, invalid("aggregate id is missing (the envelope's \"aggregateId\" or the %s header)", api.HeaderAggregateID)
 	case env.Command == "":
-		return req, 0, invalid("command name is missing")
+		return req, 0, invalid("command name is missing (the envelope's \"command\" or the %s header)", api.HeaderCommand)
 	case env.TimeoutMs < 0:
 		return req, 0, invalid("timeout %d ms is negative", env.TimeoutMs)
 	case len(env.StreamID) > model.MaxIDLen:

@@ -99,9 +99,10 @@ func New(cfg Config, reg *model.Registry, opts ...Option) (n *Node, err error) {
 		cmdSubjectPrefix:   api.CommandSubject(cfg.Prefix, ""),
 		querySubjectPrefix: api.QuerySubject(cfg.Prefix, ""),
 	}
+	built := n // n is nil on an error return; release what was built
 	defer func() {
 		if err != nil {
-			n.closeResources()
+			built.closeResources()
 		}
 	}()
 
@@ -171,6 +172,7 @@ func (n *Node) connectNATS() error {
 			// Leave room above our own limit so oversized requests reach
 			// the node and get a typed reply instead of a NATS error.
 			MaxPayload: int32(2*n.cfg.MaxPayload + 64<<10),
+			MaxPending: max(64<<20, int64(4*n.cfg.MaxPayload)),
 			NoLog:      true,
 			NoSigs:     true,
 		})

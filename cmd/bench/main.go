@@ -1,0 +1,315 @@
+// Command bench measures the single-node command path against its raw
+// baseline in one run, on one NATS server:
+//
+//   - raw-nats: NATS request-reply echo (a responder that answers each
+//     request with its own body) at concurrency C;
+//   - command-path: lightbulb switchOn/switchOff alternating over K
+//     aggregates on a node with its durable embedded store, at the same C.
+//
+// It prints throughput, p50 and p99 for both and ends with the line
+// "command-path/raw-nats ratio: X.XX" (command-path throughput over raw).
+//
+//	go run ./cmd/bench -c 128 -k 10000 -duration 10s
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/concursus-go/concursus/api"
+	"github.com/concursus-go/concursus/examples/lightbulb"
+	"github.com/concursus-go/concursus/model"
+	"github.com/concursus-go/concursus/node"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+type params struct {
+	c, k, conns      int
+	duration, warmup time.Duration
+	dataDir          string
+	cpuProfile       string
+}
+
+func run() error {
+	var p params
+	flag.IntVar(&p.c, "c", 128, "concurrent requests in flight (client goroutines)")
+	flag.IntVar(&p.k, "k", 10_000, "number of lightbulb aggregates")
+	flag.IntVar(&p.conns, "conns", 4, "client NATS connections (shared by the goroutines)")
+	flag.DurationVar(&p.duration, "duration", 10*time.Second, "measured time per scenario")
+	flag.DurationVar(&p.warmup, "warmup", 2*time.Second, "unmeasured time before each scenario")
+	flag.StringVar(&p.dataDir, "data-dir", "", "node data dir (default: a fresh temporary dir)")
+	flag.StringVar(&p.cpuProfile, "cpuprofile", "", "write a CPU profile of the command-path run to this file")
+	flag.Parse()
+	if p.c < 1 || p.k < p.c || p.conns < 1 {
+		return fmt.Errorf("need c >= 1, k >= c, conns >= 1 (got c=%d k=%d conns=%d)", p.c, p.k, p.conns)
+	}
+
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true, MaxPayload: 4 << 20})
+	if err != nil {
+		return err
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		return errors.New("NATS server did not start")
+	}
+	defer srv.Shutdown()
+	url := srv.ClientURL()
+	fmt.Printf("machine: %d CPUs, GOMAXPROCS %d, %s; NATS server %s at %s\n", runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), server.VERSION, url)
+	fmt.Printf("params: C=%d K=%d client connections=%d duration=%s warmup=%s\n\n", p.c, p.k, p.conns, p.duration, p.warmup)
+
+	conns := make([]*nats.Conn, p.conns)
+	for i := range conns {
+		if conns[i], err = nats.Connect(url); err != nil {
+			return err
+		}
+		defer conns[i].Close()
+	}
+
+	raw, err := benchRaw(p, url, conns)
+	if err != nil {
+		return err
+	}
+	raw.print("raw-nats")
+
+	cmd, err := benchCommands(p, url, conns)
+	if err != nil {
+		return err
+	}
+	cmd.print("command-path")
+	fmt.Printf("\ncommand-path/raw-nats ratio: %.2f\n", cmd.throughput()/raw.throughput())
+	return nil
+}
+
+// result is what one scenario measured.
+type result struct {
+	ok, failed int64
+	elapsed    time.Duration
+	latencies  []time.Duration
+	note       string
+}
+
+func (r *result) throughput() float64 { return float64(r.ok) / r.elapsed.Seconds() }
+
+func (r *result) print(name string) {
+	slices.Sort(r.latencies)
+	pct := func(q float64) time.Duration {
+		if len(r.latencies) == 0 {
+			return 0
+		}
+		return r.latencies[int(q*float64(len(r.latencies)-1))]
+	}
+	fmt.Printf("%-13s %9.0f req/s  p50 %8s  p99 %8s  ok %d  failed %d%s\n", name+":", r.throughput(),
+		pct(0.50).Round(time.Microsecond), pct(0.99).Round(time.Microsecond), r.ok, r.failed, r.note)
+}
+
+// drive runs c workers calling op until warmup+duration has passed and
+// records only the measured part.
+func drive(p params, op func(worker int, ctx context.Context) error) *result {
+	var (
+		measuring atomic.Bool
+		stop      atomic.Bool
+		ok, fail  atomic.Int64
+		mu        sync.Mutex
+		all       []time.Duration
+		wg        sync.WaitGroup
+	)
+	for w := range p.c {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			local := make([]time.Duration, 0, 1<<14)
+			for !stop.Load() {
+				t0 := time.Now()
+				err := op(w, context.Background())
+				d := time.Since(t0)
+				if !measuring.Load() {
+					continue
+				}
+				if err != nil {
+					fail.Add(1)
+					continue
+				}
+				ok.Add(1)
+				local = append(local, d)
+			}
+			mu.Lock()
+			all = append(all, local...)
+			mu.Unlock()
+		}()
+	}
+	time.Sleep(p.warmup)
+	measuring.Store(true)
+	start := time.Now()
+	time.Sleep(p.duration)
+	measuring.Store(false)
+	elapsed := time.Since(start)
+	stop.Store(true)
+	wg.Wait()
+	return &result{ok: ok.Load(), failed: fail.Load(), elapsed: elapsed, latencies: all}
+}
+
+// benchRaw measures request-reply echo with a body the size of a command.
+func benchRaw(p params, url string, conns []*nats.Conn) (*result, error) {
+	rc, err := nats.Connect(url)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	// Same shape as the node: several queue subscriptions on one connection.
+	for range node.DefaultConfig().Subscribers {
+		if _, err := rc.QueueSubscribe("bench.echo", "echo", func(m *nats.Msg) { _ = m.Respond(m.Data) }); err != nil {
+			return nil, err
+		}
+	}
+	if err := rc.Flush(); err != nil {
+		return nil, err
+	}
+	body := []byte(`{"aggregateId":"bench-000000000","command":"switchOn","commandId":"0195b3c4-0000-7000-8000-000000000000","args":{}}`)
+	return drive(p, func(w int, ctx context.Context) error {
+		_, err := conns[w%len(conns)].Request("bench.echo", body, 10*time.Second)
+		return err
+	}), nil
+}
+
+// benchCommands measures the full command path: decode, route to the
+// aggregate's mailbox, decide, durable append, command record, publish,
+// reply.
+func benchCommands(p params, url string, conns []*nats.Conn) (*result, error) {
+	dir := p.dataDir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "concursus-bench-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	reg, err := model.NewRegistry(lightbulb.Define().Type)
+	if err != nil {
+		return nil, err
+	}
+	n, err := node.New(node.Config{
+		NodeID:  "bench",
+		DataDir: dir,
+		NATS:    node.NATSConfig{URL: url},
+		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}, reg)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = n.Shutdown(context.Background()) }()
+
+	subject := api.CommandSubject(api.DefaultPrefix, lightbulb.TypeName)
+	send := func(nc *nats.Conn, id, command string, args string) error {
+		body := fmt.Sprintf(`{"aggregateId":%q,"command":%q,"args":%s}`, id, command, args)
+		m, err := nc.Request(subject, []byte(body), 30*time.Second)
+		if err != nil {
+			return err
+		}
+		// Replies start with {"ok":true on success; decode only failures,
+		// as the raw baseline decodes nothing.
+		if bytes.HasPrefix(m.Data, []byte(`{"ok":true`)) {
+			return nil
+		}
+		var r api.Reply
+		if err := json.Unmarshal(m.Data, &r); err != nil {
+			return err
+		}
+		if !r.OK {
+			return r.Error
+		}
+		return nil
+	}
+
+	// Set-up (not measured): create and screw in every bulb.
+	fmt.Printf("setting up %d lightbulbs (create + screwIn)...\n", p.k)
+	t0 := time.Now()
+	var wg sync.WaitGroup
+	var setupErr atomic.Value
+	for w := range p.c {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			nc := conns[w%len(conns)]
+			for i := w; i < p.k; i += p.c {
+				id := fmt.Sprintf("bench-%09d", i)
+				if err := send(nc, id, "create", `{"wattage":60}`); err != nil {
+					setupErr.Store(err)
+					return
+				}
+				if err := send(nc, id, "screwIn", `{"location":"lab"}`); err != nil {
+					setupErr.Store(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err, _ := setupErr.Load().(error); err != nil {
+		return nil, fmt.Errorf("set-up: %w", err)
+	}
+	fmt.Printf("set-up done in %s\n", time.Since(t0).Round(time.Millisecond))
+
+	if p.cpuProfile != "" {
+		f, err := os.Create(p.cpuProfile)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return nil, err
+		}
+		defer pprof.StopCPUProfile()
+	}
+
+	// Each worker owns the bulbs i ≡ w (mod C) and walks them round-robin;
+	// it knows each bulb's state, so commands alternate on/off and none is
+	// rejected.
+	on := make([]bool, p.k)
+	next := make([]int, p.c)
+	before := n.Executor().Stats()
+	res := drive(p, func(w int, ctx context.Context) error {
+		i := w + next[w]*p.c
+		if i >= p.k {
+			next[w], i = 0, w
+		}
+		next[w]++
+		cmd := "switchOn"
+		if on[i] {
+			cmd = "switchOff"
+		}
+		err := send(conns[w%len(conns)], fmt.Sprintf("bench-%09d", i), cmd, `{}`)
+		if err == nil {
+			on[i] = !on[i]
+		}
+		return err
+	})
+	after := n.Executor().Stats()
+	batches := after.Batches - before.Batches
+	if batches > 0 {
+		res.note = fmt.Sprintf("  (mean append batch %.1f)", float64(after.Appended-before.Appended)/float64(batches))
+	}
+	return res, nil
+}
