@@ -123,12 +123,16 @@ type QueryReply struct {
 
 // Info is a node's answer on AdminInfoSubject.
 type Info struct {
-	NodeID         string          `json:"nodeId"`
-	Version        string          `json:"version"`
-	Prefix         string          `json:"prefix"`
-	AggregateTypes []string        `json:"aggregateTypes"`
-	Started        time.Time       `json:"started"`
-	Stats          json.RawMessage `json:"stats"`
+	NodeID         string    `json:"nodeId"`
+	Version        string    `json:"version"`
+	Prefix         string    `json:"prefix"`
+	AggregateTypes []string  `json:"aggregateTypes"`
+	Started        time.Time `json:"started"`
+	// Ready is false while the node's store is not connected; then every
+	// command is answered "unavailable". Store describes the store.
+	Ready bool            `json:"ready"`
+	Store string          `json:"store"`
+	Stats json.RawMessage `json:"stats"`
 }
 
 // Code is a stable, machine-readable error code. New codes may be added;

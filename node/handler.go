@@ -222,6 +222,7 @@ func (n *Node) onInfo(m *nats.Msg) {
 	if err != nil {
 		n.log.Error("encoding stats", "err", err)
 	}
+	ready, store := n.Ready()
 	n.respond(m, &api.Info{NodeID: n.cfg.NodeID, Version: Version, Prefix: n.cfg.Prefix,
-		AggregateTypes: n.reg.Names(), Started: n.started, Stats: stats})
+		AggregateTypes: n.reg.Names(), Started: n.started, Ready: ready, Store: store, Stats: stats})
 }

@@ -51,6 +51,11 @@ type Node struct {
 	exec     *executor.Executor
 	pub      *eventbus.Publisher
 	subs     []*nats.Subscription
+	// lazy is the external store while it connects (nil for the embedded
+	// store or injected logs); connecting is its connect goroutine.
+	lazy        *lazyStore
+	stopConnect context.CancelFunc
+	connecting  sync.WaitGroup
 
 	// cmdSubjectPrefix and querySubjectPrefix precede the aggregate type.
 	cmdSubjectPrefix, querySubjectPrefix string
@@ -63,8 +68,10 @@ type Node struct {
 type Option func(*options)
 
 type options struct {
-	events   eventlog.Log
-	commands commandlog.Log
+	events    eventlog.Log
+	commands  commandlog.Log
+	storeName string
+	opener    StoreOpener
 }
 
 // WithEventLog makes the node use log instead of the embedded store's event
@@ -106,6 +113,20 @@ func New(cfg Config, reg *model.Registry, opts ...Option) (n *Node, err error) {
 		}
 	}()
 
+	if o.opener != nil {
+		if o.events != nil || o.commands != nil {
+			return nil, errors.New("node: WithStoreOpener cannot be combined with WithEventLog or WithCommandLog")
+		}
+		n.lazy = &lazyStore{name: o.storeName}
+		n.events, n.commands = lazyEvents{n.lazy}, lazyCommands{n.lazy}
+		ctx, cancel := context.WithCancel(context.Background())
+		n.stopConnect = cancel
+		n.connecting.Add(1)
+		go func() {
+			defer n.connecting.Done()
+			n.lazy.connect(ctx, o.opener, n.log)
+		}()
+	}
 	if n.events == nil || n.commands == nil {
 		if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 			return nil, fmt.Errorf("node: creating data dir: %w", err)
@@ -136,7 +157,7 @@ func New(cfg Config, reg *model.Registry, opts ...Option) (n *Node, err error) {
 		Clock:    cfg.Clock,
 		Logger:   n.log,
 	}
-	if o.events == nil && o.commands == nil {
+	if n.db != nil && o.events == nil && o.commands == nil {
 		deps.Decisions = n.db // both logs in one file: one commit per batch
 	}
 	n.exec, err = executor.New(cfg.Executor, deps)
@@ -303,7 +324,23 @@ func (n *Node) drain(ctx context.Context) error {
 	return nil
 }
 
+// Ready reports whether the node's store is connected (always true for the
+// embedded store), with a line describing it.
+func (n *Node) Ready() (bool, string) {
+	if n.lazy == nil {
+		if n.db != nil {
+			return true, "embedded: " + n.db.Path()
+		}
+		return true, "injected"
+	}
+	return n.lazy.status()
+}
+
 func (n *Node) closeResources() {
+	if n.stopConnect != nil {
+		n.stopConnect()
+		n.connecting.Wait()
+	}
 	if n.exec != nil {
 		_ = n.exec.Close() // idempotent; waits for running commands
 	}
@@ -313,6 +350,11 @@ func (n *Node) closeResources() {
 	if n.db != nil {
 		if err := n.db.Close(); err != nil {
 			n.log.Error("closing embedded store", "err", err)
+		}
+	}
+	if n.lazy != nil {
+		if err := n.lazy.close(); err != nil {
+			n.log.Error("closing store", "store", n.lazy.name, "err", err)
 		}
 	}
 	if n.server != nil {

@@ -1,0 +1,160 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/concursus-go/concursus/commandlog"
+	"github.com/concursus-go/concursus/eventlog"
+	"github.com/concursus-go/concursus/model"
+)
+
+// Stores is what a StoreOpener returns: the two logs and how to close them.
+type Stores struct {
+	Events   eventlog.Log
+	Commands commandlog.Log
+	// Close releases both; called once, at shutdown.
+	Close func() error
+}
+
+// StoreOpener connects to an external store (Cassandra). The node calls it
+// at start and, while it fails, again with backoff; until it succeeds every
+// command is answered "unavailable" and the node reports itself not ready.
+type StoreOpener func(ctx context.Context) (Stores, error)
+
+// WithStoreOpener makes the node keep its logs in the store opened by open
+// (named in logs and admin replies) instead of the embedded store.
+func WithStoreOpener(name string, open StoreOpener) Option {
+	return func(o *options) { o.storeName, o.opener = name, open }
+}
+
+// ErrNotReady wraps the errors of a store that is not connected yet.
+var ErrNotReady = errors.New("node: store not connected yet")
+
+// lazyStore stands in for a store that is still connecting: both logs
+// answer with an error wrapping ErrUnavailable until connect succeeds.
+type lazyStore struct {
+	name   string
+	stores atomic.Pointer[Stores]
+	mu     struct {
+		sync.Mutex
+		lastErr  error
+		attempts int
+	}
+}
+
+func (l *lazyStore) get() (*Stores, error) {
+	if s := l.stores.Load(); s != nil {
+		return s, nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return nil, fmt.Errorf("%w (%s, %d attempts, last: %v)", ErrNotReady, l.name, l.mu.attempts, l.mu.lastErr)
+}
+
+// status describes the store for admin replies.
+func (l *lazyStore) status() (ready bool, text string) {
+	if l.stores.Load() != nil {
+		return true, l.name + ": connected"
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return false, fmt.Sprintf("%s: connecting (attempt %d, last error: %v)", l.name, l.mu.attempts, l.mu.lastErr)
+}
+
+// connect retries open with backoff until it succeeds or ctx ends, logging
+// one line per failed attempt.
+func (l *lazyStore) connect(ctx context.Context, open StoreOpener, log *slog.Logger) {
+	backoff := 250 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		s, err := open(ctx)
+		if err == nil {
+			l.stores.Store(&s)
+			log.Info("store connected", "store", l.name, "attempts", attempt)
+			return
+		}
+		l.mu.Lock()
+		l.mu.lastErr, l.mu.attempts = err, attempt
+		l.mu.Unlock()
+		log.Warn("store unreachable; commands are answered 'unavailable' until it connects",
+			"store", l.name, "attempt", attempt, "retryIn", backoff.String(), "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 15*time.Second)
+	}
+}
+
+func (l *lazyStore) close() error {
+	if s := l.stores.Load(); s != nil && s.Close != nil {
+		return s.Close()
+	}
+	return nil
+}
+
+// lazyEvents is the event log of a lazyStore.
+type lazyEvents struct{ l *lazyStore }
+
+var _ eventlog.Log = lazyEvents{}
+
+func (e lazyEvents) Append(ctx context.Context, batch []eventlog.Append) []error {
+	s, err := e.l.get()
+	if err != nil {
+		errs := make([]error, len(batch))
+		for i := range errs {
+			errs[i] = fmt.Errorf("%w: %w", eventlog.ErrUnavailable, err)
+		}
+		return errs
+	}
+	return s.Events.Append(ctx, batch)
+}
+
+func (e lazyEvents) ReadPage(ctx context.Context, ref model.Ref, from uint64, limit int) ([]model.Event, uint64, error) {
+	s, err := e.l.get()
+	if err != nil {
+		return nil, 0, fmt.Errorf("%w: %w", eventlog.ErrUnavailable, err)
+	}
+	return s.Events.ReadPage(ctx, ref, from, limit)
+}
+
+func (e lazyEvents) LastSequence(ctx context.Context, ref model.Ref) (uint64, error) {
+	s, err := e.l.get()
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", eventlog.ErrUnavailable, err)
+	}
+	return s.Events.LastSequence(ctx, ref)
+}
+
+// Close does nothing: the node closes the store through lazyStore.close.
+func (lazyEvents) Close() error { return nil }
+
+// lazyCommands is the command log of a lazyStore.
+type lazyCommands struct{ l *lazyStore }
+
+var _ commandlog.Log = lazyCommands{}
+
+func (c lazyCommands) Put(ctx context.Context, records []commandlog.Record) error {
+	s, err := c.l.get()
+	if err != nil {
+		return fmt.Errorf("%w: %w", commandlog.ErrUnavailable, err)
+	}
+	return s.Commands.Put(ctx, records)
+}
+
+func (c lazyCommands) Get(ctx context.Context, commandID string) (commandlog.Record, error) {
+	s, err := c.l.get()
+	if err != nil {
+		return commandlog.Record{}, fmt.Errorf("%w: %w", commandlog.ErrUnavailable, err)
+	}
+	return s.Commands.Get(ctx, commandID)
+}
+
+// Close does nothing: the node closes the store through lazyStore.close.
+func (lazyCommands) Close() error { return nil }
