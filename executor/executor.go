@@ -49,6 +49,10 @@ type Request struct {
 	// CommandID is the idempotency key; required (the API generates one
 	// when the client sends none).
 	CommandID string
+	// FreshID says CommandID was just generated for this request (the
+	// client sent none), so it cannot have been decided before and the
+	// command-log lookup is skipped.
+	FreshID bool
 	Command   string
 	Args      []byte
 	// Timestamp and StreamID describe the source event time (optional).
@@ -461,8 +465,10 @@ func (x *Executor) storeCtx() (context.Context, context.CancelFunc) {
 // command runs one command on its aggregate's worker.
 func (x *Executor) command(e *entity, j *job) (Result, error) {
 	req := &j.req
-	if res, err, found := x.recall(req); found {
-		return res, err
+	if !req.FreshID {
+		if res, err, found := x.recall(req); found {
+			return res, err
+		}
 	}
 	for attempt := 0; ; attempt++ {
 		if err := x.load(e); err != nil {

@@ -149,3 +149,21 @@ func TestUnreadableCommandLogIsUnavailable(t *testing.T) {
 		t.Errorf("log at %d, want 1", got)
 	}
 }
+
+// A command id the API generated (FreshID) cannot have been decided before:
+// the command-log lookup is skipped. A client's id is always looked up.
+func TestFreshIDSkipsTheCommandLogLookup(t *testing.T) {
+	flaky := &flakyCommands{}
+	h := newHarness(t, executor.Config{}, withFlakyCommands(flaky))
+	ref := counterRef("fresh")
+	h.mustExec(t, ref, "create-1", "create", "")
+
+	flaky.failGet.Store(true) // any lookup now fails the command
+	if _, err := h.exec(t, ref, "client-id", "increment", ""); !errors.Is(err, executor.ErrUnavailable) {
+		t.Fatalf("client id with a failing lookup: err = %v, want ErrUnavailable (the lookup must run)", err)
+	}
+	res, err := h.x.Execute(ctxT(t), executor.Request{Ref: ref, CommandID: "generated-1", FreshID: true, Command: "increment"})
+	if err != nil || len(res.Events) != 1 {
+		t.Fatalf("fresh id with a failing lookup: %+v, %v; want the command to run without a lookup", res, err)
+	}
+}

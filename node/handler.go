@@ -121,6 +121,7 @@ func (n *Node) decodeCommand(aggType string, m *nats.Msg) (executor.Request, tim
 			return req, 0, &api.Error{Code: api.CodeUnavailable, Message: "generating a command id: " + err.Error()}
 		}
 		req.CommandID = id.String()
+		req.FreshID = true
 	}
 	timeout := n.cfg.RequestTimeout
 	if env.TimeoutMs > 0 {

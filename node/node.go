@@ -167,7 +167,11 @@ func New(cfg Config, reg *model.Registry, opts ...Option) (n *Node, err error) {
 	if err := n.subscribe(); err != nil {
 		return nil, err
 	}
-	n.log.Info("node ready", "prefix", cfg.Prefix, "nats", n.nc.ConnectedUrlRedacted(), "aggregateTypes", reg.Names())
+	if ready, store := n.Ready(); ready {
+		n.log.Info("node ready", "prefix", cfg.Prefix, "nats", n.nc.ConnectedUrlRedacted(), "aggregateTypes", reg.Names(), "store", store)
+	} else {
+		n.log.Info("node started; commands are answered 'unavailable' until the store connects", "prefix", cfg.Prefix, "nats", n.nc.ConnectedUrlRedacted(), "aggregateTypes", reg.Names(), "store", store)
+	}
 	return n, nil
 }
 

@@ -10,6 +10,14 @@
 // "command-path/raw-nats ratio: X.XX" (command-path throughput over raw).
 //
 //	go run ./cmd/bench -c 128 -k 10000 -duration 10s
+//
+// With -store cassandra the node keeps its logs in Cassandra and the
+// baseline is the storage ceiling instead: raw gocql conditional batches
+// writing the same event rows (the head fence and one event) at the same
+// concurrency, ending with "command-path/raw-cassandra ratio: X.XX".
+//
+//	scripts/cassandra.sh start
+//	go run ./cmd/bench -store cassandra -c 64 -k 2000
 package main
 
 import (
@@ -36,6 +44,7 @@ import (
 	"github.com/concursus-go/concursus/examples/lightbulb"
 	"github.com/concursus-go/concursus/model"
 	"github.com/concursus-go/concursus/node"
+	"github.com/concursus-go/concursus/storage/cassandra"
 )
 
 func main() {
@@ -50,6 +59,7 @@ type params struct {
 	duration, warmup time.Duration
 	dataDir          string
 	cpuProfile       string
+	store, cassandra string
 }
 
 func run() error {
@@ -61,6 +71,8 @@ func run() error {
 	flag.DurationVar(&p.warmup, "warmup", 2*time.Second, "unmeasured time before each scenario")
 	flag.StringVar(&p.dataDir, "data-dir", "", "node data dir (default: a fresh temporary dir)")
 	flag.StringVar(&p.cpuProfile, "cpuprofile", "", "write a CPU profile of the command-path run to this file")
+	flag.StringVar(&p.store, "store", "embedded", "the node's store: embedded or cassandra")
+	flag.StringVar(&p.cassandra, "cassandra", "127.0.0.1:9042", "Cassandra contact point for -store cassandra")
 	flag.Parse()
 	if p.c < 1 || p.k < p.c || p.conns < 1 {
 		return fmt.Errorf("need c >= 1, k >= c, conns >= 1 (got c=%d k=%d conns=%d)", p.c, p.k, p.conns)
@@ -87,18 +99,44 @@ func run() error {
 		defer conns[i].Close()
 	}
 
-	raw, err := benchRaw(p, url, conns)
-	if err != nil {
-		return err
+	var opener node.StoreOpener
+	baseline := "raw-nats"
+	var raw *result
+	switch p.store {
+	case "embedded":
+		if raw, err = benchRaw(p, url, conns); err != nil {
+			return err
+		}
+	case "cassandra":
+		baseline = "raw-cassandra"
+		keyspace := fmt.Sprintf("bench_%d", time.Now().Unix())
+		fmt.Printf("Cassandra at %s, keyspace %s (dropped at the end)\n", p.cassandra, keyspace)
+		ccfg := cassandra.DefaultConfig()
+		ccfg.Hosts = []string{p.cassandra}
+		ccfg.Keyspace = keyspace
+		ccfg.Logger = slog.New(slog.DiscardHandler)
+		defer dropKeyspace(p.cassandra, keyspace)
+		if raw, err = benchRawCassandra(p, ccfg); err != nil {
+			return err
+		}
+		opener = func(ctx context.Context) (node.Stores, error) {
+			st, err := cassandra.Open(ctx, ccfg)
+			if err != nil {
+				return node.Stores{}, err
+			}
+			return node.Stores{Events: st.EventLog(), Commands: st.CommandLog(), Close: st.Close}, nil
+		}
+	default:
+		return fmt.Errorf("-store %q: want embedded or cassandra", p.store)
 	}
-	raw.print("raw-nats")
+	raw.print(baseline)
 
-	cmd, err := benchCommands(p, url, conns)
+	cmd, err := benchCommands(p, url, conns, opener)
 	if err != nil {
 		return err
 	}
 	cmd.print("command-path")
-	fmt.Printf("\ncommand-path/raw-nats ratio: %.2f\n", cmd.throughput()/raw.throughput())
+	fmt.Printf("\ncommand-path/%s ratio: %.2f\n", baseline, cmd.throughput()/raw.throughput())
 	return nil
 }
 
@@ -196,7 +234,7 @@ func benchRaw(p params, url string, conns []*nats.Conn) (*result, error) {
 // benchCommands measures the full command path: decode, route to the
 // aggregate's mailbox, decide, durable append, command record, publish,
 // reply.
-func benchCommands(p params, url string, conns []*nats.Conn) (*result, error) {
+func benchCommands(p params, url string, conns []*nats.Conn, opener node.StoreOpener) (*result, error) {
 	dir := p.dataDir
 	if dir == "" {
 		d, err := os.MkdirTemp("", "concursus-bench-")
@@ -210,20 +248,38 @@ func benchCommands(p params, url string, conns []*nats.Conn) (*result, error) {
 	if err != nil {
 		return nil, err
 	}
-	n, err := node.New(node.Config{
+	cfg := node.Config{
 		NodeID:  "bench",
 		DataDir: dir,
 		NATS:    node.NATSConfig{URL: url},
 		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
-	}, reg)
+	}
+	var opts []node.Option
+	if opener != nil {
+		opts = append(opts, node.WithStoreOpener("cassandra", opener))
+		cfg.Executor.Flushers = 4 // as cmd/node does for Cassandra
+	}
+	n, err := node.New(cfg, reg, opts...)
 	if err != nil {
 		return nil, err
 	}
 	defer func() { _ = n.Shutdown(context.Background()) }()
+	for deadline := time.Now().Add(time.Minute); ; {
+		if ok, status := n.Ready(); ok {
+			break
+		} else if time.Now().After(deadline) {
+			return nil, fmt.Errorf("store not ready: %s", status)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 
 	subject := api.CommandSubject(api.DefaultPrefix, lightbulb.TypeName)
+	// Requests carry a command id, as the Go client always sends one, so
+	// the node's duplicate check runs on every command.
+	var seq atomic.Uint64
+	runID := time.Now().UnixNano()
 	send := func(nc *nats.Conn, id, command string, args string) error {
-		body := fmt.Sprintf(`{"aggregateId":%q,"command":%q,"args":%s}`, id, command, args)
+		body := fmt.Sprintf(`{"aggregateId":%q,"command":%q,"commandId":"%x-%d","args":%s}`, id, command, runID, seq.Add(1), args)
 		m, err := nc.Request(subject, []byte(body), 30*time.Second)
 		if err != nil {
 			return err

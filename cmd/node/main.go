@@ -24,6 +24,7 @@ import (
 	"github.com/concursus-go/concursus/examples/lightbulb"
 	"github.com/concursus-go/concursus/model"
 	"github.com/concursus-go/concursus/node"
+	"github.com/concursus-go/concursus/storage/cassandra"
 )
 
 func main() {
@@ -39,6 +40,9 @@ type setting struct {
 func run(args []string, stderr io.Writer) int {
 	cfg := node.DefaultConfig()
 	logLevel, logFormat := "info", "text"
+	storeKind := "embedded"
+	ccfg := cassandra.DefaultConfig()
+	cassandraHosts := strings.Join(ccfg.Hosts, ",")
 	fs := flag.NewFlagSet("node", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	settings := []setting{
@@ -57,6 +61,21 @@ func run(args []string, stderr io.Writer) int {
 		{"max-cached", "CONCURSUS_MAX_CACHED", "most aggregates whose state is kept in memory", (*intValue)(&cfg.Executor.MaxCached)},
 		{"max-in-flight", "CONCURSUS_MAX_IN_FLIGHT", "most commands in progress before new ones get 'unavailable'", (*intValue)(&cfg.Executor.MaxInFlight)},
 		{"shutdown-timeout", "CONCURSUS_SHUTDOWN_TIMEOUT", "how long a graceful shutdown may take", (*durationValue)(&cfg.ShutdownTimeout)},
+		{"store", "CONCURSUS_STORE", "where events and command records live: embedded (in --data-dir) or cassandra", (*stringValue)(&storeKind)},
+		{"cassandra-hosts", "CONCURSUS_CASSANDRA_HOSTS", "Cassandra contact points, host[:port] separated by commas", (*stringValue)(&cassandraHosts)},
+		{"cassandra-keyspace", "CONCURSUS_CASSANDRA_KEYSPACE", "Cassandra keyspace", (*stringValue)(&ccfg.Keyspace)},
+		{"cassandra-replication", "CONCURSUS_CASSANDRA_REPLICATION", "replication map used when creating the keyspace, e.g. \"{'class': 'NetworkTopologyStrategy', 'dc1': 3}\" (default SimpleStrategy, factor 1)", (*stringValue)(&ccfg.Replication)},
+		{"cassandra-create-schema", "CONCURSUS_CASSANDRA_CREATE_SCHEMA", "create the keyspace and tables when missing", (*boolValue)(&ccfg.CreateSchema)},
+		{"cassandra-consistency", "CONCURSUS_CASSANDRA_CONSISTENCY", "consistency of reads and plain writes", (*stringValue)(&ccfg.Consistency)},
+		{"cassandra-serial-consistency", "CONCURSUS_CASSANDRA_SERIAL_CONSISTENCY", "consistency of the conditional appends: LOCAL_SERIAL or SERIAL", (*stringValue)(&ccfg.SerialConsistency)},
+		{"cassandra-local-dc", "CONCURSUS_CASSANDRA_LOCAL_DC", "prefer the nodes of this data centre", (*stringValue)(&ccfg.LocalDC)},
+		{"cassandra-username", "CONCURSUS_CASSANDRA_USERNAME", "Cassandra user (PasswordAuthenticator)", (*stringValue)(&ccfg.Username)},
+		{"cassandra-password", "CONCURSUS_CASSANDRA_PASSWORD", "password of --cassandra-username", (*stringValue)(&ccfg.Password)},
+		{"cassandra-tls", "CONCURSUS_CASSANDRA_TLS", "connect to Cassandra over TLS", (*boolValue)(&ccfg.TLS.Enabled)},
+		{"cassandra-ca-file", "CONCURSUS_CASSANDRA_CA_FILE", "PEM file of the CAs that sign Cassandra's certificates", (*stringValue)(&ccfg.TLS.CAFile)},
+		{"cassandra-cert-file", "CONCURSUS_CASSANDRA_CERT_FILE", "PEM client certificate for Cassandra", (*stringValue)(&ccfg.TLS.CertFile)},
+		{"cassandra-key-file", "CONCURSUS_CASSANDRA_KEY_FILE", "key of --cassandra-cert-file", (*stringValue)(&ccfg.TLS.KeyFile)},
+		{"cassandra-command-ttl", "CONCURSUS_CASSANDRA_COMMAND_TTL", "how long command records are kept (0: forever)", (*durationValue)(&ccfg.CommandTTL)},
 		{"log-level", "CONCURSUS_LOG_LEVEL", "debug, info, warn or error", (*stringValue)(&logLevel)},
 		{"log-format", "CONCURSUS_LOG_FORMAT", "text or json", (*stringValue)(&logFormat)},
 	}
@@ -104,12 +123,42 @@ Flags (each also read from the environment variable shown):
 		logger.Error("defining aggregate types", "err", err)
 		return 1
 	}
-	n, err := node.New(cfg, reg)
+	var opts []node.Option
+	switch storeKind {
+	case "embedded":
+	case "cassandra":
+		ccfg.Hosts = splitList(cassandraHosts)
+		// The node logs one line per failed connection attempt; the
+		// driver's own warnings only at debug level.
+		ccfg.Logger = logger
+		if logLevel != "debug" {
+			ccfg.Logger, _ = newLogger(stderr, "error", logFormat)
+		}
+		if err := ccfg.Validate(); err != nil {
+			fmt.Fprintf(stderr, "node: %v\n", err)
+			return 2
+		}
+		opts = append(opts, node.WithStoreOpener("cassandra", func(ctx context.Context) (node.Stores, error) {
+			st, err := cassandra.Open(ctx, ccfg)
+			if err != nil {
+				return node.Stores{}, err
+			}
+			return node.Stores{Events: st.EventLog(), Commands: st.CommandLog(), Close: st.Close}, nil
+		}))
+		// A networked store gains from several batches in flight.
+		if cfg.Executor.Flushers <= 1 {
+			cfg.Executor.Flushers = 4
+		}
+	default:
+		fmt.Fprintf(stderr, "node: --store %q: want embedded or cassandra\n", storeKind)
+		return 2
+	}
+	n, err := node.New(cfg, reg, opts...)
 	if err != nil {
 		logger.Error("starting node", "err", err)
 		return 1
 	}
-	logger.Info("accepting commands", "nats", n.ClientURL(), "try", fmt.Sprintf(`nats request %s.cmd.lightbulb '{"aggregateId":"b1","command":"create","args":{"wattage":60}}'`, cfg.Prefix))
+	logger.Info("listening", "nats", n.ClientURL(), "try", fmt.Sprintf(`nats request %s.cmd.lightbulb '{"aggregateId":"b1","command":"create","args":{"wattage":60}}'`, cfg.Prefix))
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	<-ctx.Done()
@@ -148,6 +197,30 @@ type stringValue string
 
 func (v *stringValue) String() string     { return string(*v) }
 func (v *stringValue) Set(s string) error { *v = stringValue(s); return nil }
+
+type boolValue bool
+
+func (v *boolValue) String() string   { return strconv.FormatBool(bool(*v)) }
+func (v *boolValue) IsBoolFlag() bool { return true }
+func (v *boolValue) Set(s string) error {
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return fmt.Errorf("%q is not true or false", s)
+	}
+	*v = boolValue(b)
+	return nil
+}
+
+// splitList splits a comma-separated list, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}
 
 type intValue int
 
