@@ -60,6 +60,7 @@ type params struct {
 	dataDir          string
 	cpuProfile       string
 	store, cassandra string
+	flushers         int
 }
 
 func run() error {
@@ -72,6 +73,7 @@ func run() error {
 	flag.StringVar(&p.dataDir, "data-dir", "", "node data dir (default: a fresh temporary dir)")
 	flag.StringVar(&p.cpuProfile, "cpuprofile", "", "write a CPU profile of the command-path run to this file")
 	flag.StringVar(&p.store, "store", "embedded", "the node's store: embedded or cassandra")
+	flag.IntVar(&p.flushers, "flushers", 0, "executor flushers (0: the node's default for the store)")
 	flag.StringVar(&p.cassandra, "cassandra", "127.0.0.1:9042", "Cassandra contact point for -store cassandra")
 	flag.Parse()
 	if p.c < 1 || p.k < p.c || p.conns < 1 {
@@ -259,6 +261,9 @@ func benchCommands(p params, url string, conns []*nats.Conn, opener node.StoreOp
 		opts = append(opts, node.WithStoreOpener("cassandra", opener))
 		cfg.Executor.Flushers = 4 // as cmd/node does for Cassandra
 	}
+	if p.flushers > 0 {
+		cfg.Executor.Flushers = p.flushers
+	}
 	n, err := node.New(cfg, reg, opts...)
 	if err != nil {
 		return nil, err
@@ -346,6 +351,23 @@ func benchCommands(p params, url string, conns []*nats.Conn, opener node.StoreOp
 	on := make([]bool, p.k)
 	next := make([]int, p.c)
 	before := n.Executor().Stats()
+	// Sample how many commands are inside the executor (queued, deciding
+	// or waiting for their write) versus elsewhere (NATS, decoding, replies).
+	var samples, inExec atomic.Int64
+	sampling := make(chan struct{})
+	go func() {
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-sampling:
+				return
+			case <-tick.C:
+				samples.Add(1)
+				inExec.Add(n.Executor().Stats().InFlight)
+			}
+		}
+	}()
 	res := drive(p, func(w int, ctx context.Context) error {
 		i := w + next[w]*p.c
 		if i >= p.k {
@@ -362,10 +384,12 @@ func benchCommands(p params, url string, conns []*nats.Conn, opener node.StoreOp
 		}
 		return err
 	})
+	close(sampling)
 	after := n.Executor().Stats()
 	batches := after.Batches - before.Batches
 	if batches > 0 {
-		res.note = fmt.Sprintf("  (mean append batch %.1f)", float64(after.Appended-before.Appended)/float64(batches))
+		res.note = fmt.Sprintf("  (mean append batch %.1f, mean in executor %.0f of C=%d)",
+			float64(after.Appended-before.Appended)/float64(batches), float64(inExec.Load())/float64(max(samples.Load(), 1)), p.c)
 	}
 	return res, nil
 }

@@ -1,0 +1,86 @@
+package cassandra
+
+import (
+	"fmt"
+	"sync/atomic"
+	"testing"
+
+	"github.com/gocql/gocql"
+
+	"github.com/concursus-go/concursus/eventlog"
+	"github.com/concursus-go/concursus/model"
+)
+
+// benchParallelism is the number of goroutines per GOMAXPROCS the
+// benchmarks run: conditional writes are bound by round trips, not CPU, so
+// at -cpu 2 sixteen are in flight.
+const benchParallelism = 8
+
+// BenchmarkRawConditionalInsert measures the storage ceiling of the append
+// path: the bare driver running, per op, one single-partition conditional
+// batch of one event row and the head update, each goroutine on an
+// aggregate of its own, with none of the store's logic.
+func BenchmarkRawConditionalInsert(b *testing.B) {
+	ks := newKeyspace(b)
+	s := ks.open(b, nil)
+	var ids atomic.Int64
+	b.SetParallelism(benchParallelism)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		ref := model.Ref{Type: "bench", ID: fmt.Sprintf("raw-%d", ids.Add(1))}
+		var last int64
+		for pb.Next() {
+			e := testEvent(ref, uint64(last+1), "raw")
+			batch := s.session.NewBatch(gocql.UnloggedBatch).WithContext(b.Context())
+			batch.SetConsistency(s.cons)
+			batch.SerialConsistency(s.serial)
+			batch.RetryPolicy(s.lwtRetry)
+			if last == 0 {
+				batch.Query(s.q.setHeadIfNull, last+1, ref.Type, ref.ID, int32(0))
+			} else {
+				batch.Query(s.q.setHead, last+1, ref.Type, ref.ID, int32(0), last)
+			}
+			batch.Query(s.q.insertEvent, eventValues(ref, 0, &e)...)
+			applied, iter, err := s.session.ExecuteBatchCAS(batch)
+			if iter != nil {
+				if cerr := iter.Close(); err == nil {
+					err = cerr
+				}
+			}
+			if err != nil || !applied {
+				b.Errorf("conditional batch after %d: applied %v, %v", last, applied, err)
+				return
+			}
+			last++
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
+}
+
+// BenchmarkAppend measures Append through the store, one event per call,
+// each goroutine appending to an aggregate of its own (so with the default
+// bucket size, the position cache and one conditional batch per append;
+// every thousandth opens a bucket).
+func BenchmarkAppend(b *testing.B) {
+	ks := newKeyspace(b)
+	l := ks.open(b, nil).EventLog()
+	var ids atomic.Int64
+	b.SetParallelism(benchParallelism)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		ref := model.Ref{Type: "bench", ID: fmt.Sprintf("append-%d", ids.Add(1))}
+		var last uint64
+		events := make([]model.Event, 1)
+		batch := []eventlog.Append{{Ref: ref, Events: events}}
+		for pb.Next() {
+			events[0] = testEvent(ref, last+1, "append")
+			batch[0].Expected = last
+			if err := l.Append(b.Context(), batch)[0]; err != nil {
+				b.Errorf("Append after %d: %v", last, err)
+				return
+			}
+			last++
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
+}

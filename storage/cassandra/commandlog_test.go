@@ -1,0 +1,100 @@
+package cassandra
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/concursus-go/concursus/commandlog"
+	"github.com/concursus-go/concursus/model"
+)
+
+func testRecord(id string) commandlog.Record {
+	return commandlog.Record{
+		CommandID:     id,
+		Ref:           model.Ref{Type: "lightbulb", ID: "b-" + id},
+		Command:       "switchOn",
+		Outcome:       commandlog.Accepted,
+		FirstSequence: 3,
+		LastSequence:  4,
+		At:            time.Date(2025, 3, 14, 15, 9, 26, 535_000_000, time.UTC),
+	}
+}
+
+// ttlOf returns the remaining TTL of a stored record's columns, 0 if none.
+func ttlOf(t *testing.T, s *Store, id string) int {
+	t.Helper()
+	var ttl *int
+	if err := s.session.Query("SELECT TTL(command) FROM "+s.q.commands+" WHERE command_id = ?", id).Scan(&ttl); err != nil {
+		t.Fatalf("TTL of %q: %v", id, err)
+	}
+	if ttl == nil {
+		return 0
+	}
+	return *ttl
+}
+
+// TestCommandTTL checks that records expire after Config.CommandTTL, and
+// that the default TTL is applied and 0 keeps records.
+func TestCommandTTL(t *testing.T) {
+	ks := newKeyspace(t)
+	short := ks.open(t, func(c *Config) { c.CommandTTL = time.Second }).CommandLog()
+	r := testRecord("short-lived")
+	start := time.Now()
+	if err := short.Put(t.Context(), []commandlog.Record{r}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := short.Get(t.Context(), r.CommandID); err != nil && time.Since(start) < 900*time.Millisecond {
+		t.Fatalf("Get right after Put: %v", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := short.Get(t.Context(), r.CommandID)
+		if errors.Is(err, commandlog.ErrNotFound) {
+			t.Logf("expired after %s", time.Since(start))
+			break
+		}
+		if err != nil {
+			t.Fatalf("Get: %v", err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("record with a TTL of 1s still there after %s", time.Since(start))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	s := ks.open(t, nil)
+	if err := s.CommandLog().Put(t.Context(), []commandlog.Record{testRecord("default")}); err != nil {
+		t.Fatal(err)
+	}
+	if ttl, max := ttlOf(t, s, "default"), int(DefaultCommandTTL/time.Second); ttl > max || ttl < max-60 {
+		t.Errorf("TTL with the default configuration = %ds, want about %ds", ttl, max)
+	}
+	forever := ks.open(t, func(c *Config) { c.CommandTTL = 0 })
+	if err := forever.CommandLog().Put(t.Context(), []commandlog.Record{testRecord("forever")}); err != nil {
+		t.Fatal(err)
+	}
+	if ttl := ttlOf(t, forever, "forever"); ttl != 0 {
+		t.Errorf("TTL with CommandTTL 0 = %ds, want none", ttl)
+	}
+	// A replacement restarts the TTL (and keeps it).
+	if err := s.CommandLog().Put(t.Context(), []commandlog.Record{testRecord("default")}); err != nil {
+		t.Fatal(err)
+	}
+	if ttl := ttlOf(t, s, "default"); ttl < int(DefaultCommandTTL/time.Second)-60 {
+		t.Errorf("TTL after a replacement = %ds", ttl)
+	}
+}
+
+// TestCommandPutInvalid checks the records Put refuses before writing.
+func TestCommandPutInvalid(t *testing.T) {
+	ks := newKeyspace(t)
+	l := ks.open(t, nil).CommandLog()
+	ok := testRecord("fine")
+	if err := l.Put(t.Context(), []commandlog.Record{ok, testRecord("")}); err == nil {
+		t.Errorf("Put of a record without a command id succeeded")
+	}
+	if _, err := l.Get(t.Context(), ok.CommandID); !errors.Is(err, commandlog.ErrNotFound) {
+		t.Errorf("a batch with an invalid record wrote its valid one: Get = %v", err)
+	}
+}

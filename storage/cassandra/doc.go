@@ -1,0 +1,168 @@
+// Package cassandra is the production store: an eventlog.Log and a
+// commandlog.Log kept in Apache Cassandra (4.x or 5.x, native protocol 4),
+// through github.com/gocql/gocql.
+//
+//	s, err := cassandra.Open(ctx, cassandra.DefaultConfig())
+//	if errors.Is(err, cassandra.ErrUnreachable) { … retry with backoff … }
+//	defer s.Close()
+//	events, commands := s.EventLog(), s.CommandLog()
+//
+// The Store owns the connections: Store.Close closes them. The EventLog and
+// CommandLog are views; their Close methods only mark the view closed.
+//
+// # Tables
+//
+//	events (aggregate_type text, aggregate_id text, bucket int, sequence bigint,
+//	        head bigint STATIC,
+//	        event_time timestamp, stream_id text,
+//	        processing_id timeuuid, processing_id_text text, processing_time timestamp,
+//	        name text, version int, characteristics tinyint, payload blob,
+//	        command_id text, event_id text,
+//	        PRIMARY KEY ((aggregate_type, aggregate_id, bucket), sequence))
+//	event_buckets (aggregate_type text, aggregate_id text, bucket int, first_sequence bigint,
+//	        PRIMARY KEY ((aggregate_type, aggregate_id), bucket))
+//	commands (command_id text PRIMARY KEY, aggregate_type, aggregate_id, command,
+//	        outcome, first_sequence, last_sequence, code, reason, message, at)
+//	settings (name text PRIMARY KEY, value text)
+//
+// Open creates the keyspace (replication from Config) and the tables when
+// Config.CreateSchema is set, and waits for schema agreement. Table names
+// take Config.TablePrefix. Times are stored as timestamps, at millisecond
+// precision, and read back in UTC (model.NormalizeTime). A processing id
+// that is a version-1 UUID in canonical lower-case form — what the executor
+// makes — goes into the timeuuid column; any other string (the contract lets
+// a caller store any processing id, and the conformance suite does) goes
+// into processing_id_text instead, so that every id reads back exactly.
+// Absent values are written as unset, never null, so appends write no
+// tombstones.
+//
+// # Buckets
+//
+// An aggregate's history is split into buckets, one partition each, so that
+// partitions stay bounded whatever the history's length. Config.BucketSize
+// (default 1000 events) is a soft target. event_buckets indexes them: bucket
+// b starts at first_sequence. Buckets are numbered densely from 0.
+//
+// THE RULE. The bucket that the append following sequence e goes into is a
+// deterministic function of the history up to e:
+//
+//   - e == 0: bucket 0 (first sequence 1);
+//   - otherwise, with B the bucket holding event e and F its first sequence:
+//     if e-F+1 >= BucketSize, bucket B+1, whose first sequence is e+1;
+//     else bucket B.
+//
+// The whole append goes into that one bucket: an append never spans
+// partitions, so a bucket may exceed BucketSize by less than one append.
+// Because the rule only depends on the history up to e, two writers with the
+// same Expected compute the same partition, and a stale writer's first
+// sequence e+1 already lives in exactly the partition it computes. One
+// single-partition conditional batch therefore fences every race. For the
+// same reason BucketSize is part of the data format: the first Open records
+// it in the settings table (a conditional insert), and Open refuses another
+// value with ErrBucketSize — two nodes disagreeing on it would compute
+// different partitions and no longer fence each other.
+//
+// # Append
+//
+// Append(expected e, events e+1 … e+n) of one aggregate:
+//
+//  1. Find B and F for e: from the position cache (below) when it knows the
+//     aggregate's head is e; else from event_buckets, read newest first up
+//     to the newest bucket whose first sequence is <= e. No such bucket: the
+//     writer is ahead, a conflict. The cache saying the head is beyond e is
+//     a certain conflict, answered without a round trip.
+//  2. Apply THE RULE. If the target is a new bucket B+1, first read the head
+//     of B at the serial consistency (a Paxos read, linearizable with the
+//     conditional batches): unless it is exactly e — e might lie inside an
+//     append that filled B — the append is a conflict. Then write the index
+//     row (B+1, e+1) with a plain INSERT: deterministic, idempotent, and the
+//     index only ever takes plain writes. e == 0 writes the row (0, 1).
+//  3. Run one conditional batch in the target partition:
+//     UPDATE events SET head = e+n WHERE … IF head = e (the existing bucket)
+//     or IF head = null (a new bucket), plus the n INSERTs of the events,
+//     without conditions of their own; all of it goes through Paxos together.
+//  4. Applied: the events are durable. Not applied: eventlog.ErrConflict,
+//     naming the head the batch found, and nothing was written (the batch
+//     is atomic). A driver error (timeout, unavailable, …) or a cancelled
+//     context: eventlog.ErrUnavailable — the outcome is unknown, the caller
+//     must reload before deciding again.
+//
+// Why it fences: a partition's head only changes through a conditional
+// batch whose condition names its current value, so two writers with the
+// same e target the same partition and at most one of them applies. Once a
+// bucket's head is e with e-F+1 >= BucketSize, no conforming writer ever
+// targets that bucket again (every writer expecting e goes to B+1, every
+// writer expecting less fails on the head), so the serial read in step 2
+// cannot be invalidated before the index row is written.
+//
+// Events rows and heads are only ever written inside conditional batches,
+// never by plain writes: mixing the two on the same rows lets a plain write
+// with a later timestamp shadow a Paxos write (kafka-journal PR #532).
+//
+// Append runs the entries of a batch concurrently, at most
+// Config.AppendConcurrency at a time, and returns one error per entry; each
+// entry is atomic, entries are independent. The driver's retry policy never
+// retries a conditional batch unless the coordinator refused it unexecuted
+// (overloaded, bootstrapping): a retried conditional write whose first
+// attempt applied would fail its own condition and report a conflict for a
+// write that landed. Idempotent requests (reads, the index row, command
+// records) are retried on another node up to twice.
+//
+// # Reads
+//
+// ReadPage finds the bucket holding from in event_buckets (newest first, so
+// a read near the end is one short query), selects sequence >= from with a
+// LIMIT of one more than the page still needs (the extra row tells whether
+// more follow), and goes on into later buckets until the page is full or
+// the buckets end. next is 0 at the end of the history; after a page that
+// filled up exactly at the end of a bucket that is not the newest, it is the
+// sequence after the page, whose read may then be empty with 0, as the
+// eventlog contract allows.
+//
+// LastSequence is the head of the newest bucket that holds events. The
+// newest bucket can be empty — its index row was written but the writer
+// failed before its batch applied — and is then skipped; only the newest
+// can be (opening B+2 requires a head in B+1). The next rightful append
+// fills it.
+//
+// # Position cache
+//
+// A bounded LRU (Config.CacheSize aggregates) remembers, per aggregate, the
+// newest bucket known to hold its head, that bucket's first sequence and the
+// head. It is filled only from what was read (LastSequence, a ReadPage that
+// reached the end of the history) or written by a batch that applied, and
+// only moves forward, so every entry is true of some moment of the history.
+// An append whose Expected equals the cached head needs no read before its
+// batch; any other append reads the index. An entry is dropped on every
+// conflict or error of an append.
+//
+// # Consistency
+//
+// Reads and plain writes use Config.Consistency (LOCAL_QUORUM), conditional
+// batches and the serial reads Config.SerialConsistency (LOCAL_SERIAL). The
+// fence does not depend on the read consistency; a weaker one only makes
+// reloads see older histories, which the fence then refuses.
+//
+// # Command log
+//
+// Put writes each record with its own single-partition INSERT … USING TTL
+// Config.CommandTTL (default 7 days; 0 keeps records forever), at most
+// Config.AppendConcurrency at a time; a record replaces an earlier one of
+// its command id and restarts its TTL. Get selects by id and returns
+// commandlog.ErrNotFound when there is none. Cassandra expires records by
+// itself (TTL granularity is one second), so CommandLog does not implement
+// commandlog.Pruner.
+//
+// # Limits
+//
+// One append holds at most 65534 events (one batch), and its mutation must
+// fit Cassandra's max_mutation_size (half the commit log segment, 16 MiB by
+// default). Single-partition batches are exempt from Cassandra's batch-size
+// warning and failure thresholds.
+//
+// # Tests
+//
+// The tests need a real Cassandra: start one with `scripts/cassandra.sh
+// start` and set CONCURSUS_CASSANDRA=127.0.0.1:9042; without it they skip.
+// Each test works in a keyspace of its own, dropped when it ends.
+package cassandra

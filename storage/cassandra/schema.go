@@ -1,0 +1,114 @@
+package cassandra
+
+import "fmt"
+
+// settingBucketSize is the key under which the settings table records
+// Config.BucketSize.
+const settingBucketSize = "bucket_size"
+
+// statements holds the CQL of every statement the store runs, with the
+// keyspace and table names filled in.
+type statements struct {
+	keyspace string
+	events   string // qualified table names
+	buckets  string
+	commands string
+	settings string
+
+	insertEvent   string
+	setHead       string // conditional: IF head = ?
+	setHeadIfNull string // conditional: IF head = null
+	selectHead    string
+	selectEvents  string
+	insertBucket  string
+	selectBuckets string // newest first
+	insertCommand string
+	selectCommand string
+	insertSetting string // conditional: IF NOT EXISTS
+}
+
+// eventColumns are the columns a read returns, in the order scanEvent reads
+// them.
+const eventColumns = "sequence, event_time, stream_id, processing_id, processing_id_text, processing_time, " +
+	"name, version, characteristics, payload, command_id, event_id"
+
+func newStatements(keyspace, prefix string) statements {
+	q := statements{
+		keyspace: keyspace,
+		events:   keyspace + "." + prefix + "events",
+		buckets:  keyspace + "." + prefix + "event_buckets",
+		commands: keyspace + "." + prefix + "commands",
+		settings: keyspace + "." + prefix + "settings",
+	}
+	const pk = "aggregate_type = ? AND aggregate_id = ?"
+	q.insertEvent = "INSERT INTO " + q.events + " (aggregate_type, aggregate_id, bucket, " + eventColumns +
+		") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+	q.setHead = "UPDATE " + q.events + " SET head = ? WHERE " + pk + " AND bucket = ? IF head = ?"
+	q.setHeadIfNull = "UPDATE " + q.events + " SET head = ? WHERE " + pk + " AND bucket = ? IF head = null"
+	q.selectHead = "SELECT head FROM " + q.events + " WHERE " + pk + " AND bucket = ? LIMIT 1"
+	q.selectEvents = "SELECT " + eventColumns + " FROM " + q.events + " WHERE " + pk + " AND bucket = ? AND sequence >= ? LIMIT ?"
+	q.insertBucket = "INSERT INTO " + q.buckets + " (aggregate_type, aggregate_id, bucket, first_sequence) VALUES (?, ?, ?, ?)"
+	q.selectBuckets = "SELECT bucket, first_sequence FROM " + q.buckets + " WHERE " + pk + " ORDER BY bucket DESC"
+	q.insertCommand = "INSERT INTO " + q.commands + " (command_id, aggregate_type, aggregate_id, command, outcome, " +
+		"first_sequence, last_sequence, code, reason, message, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?"
+	q.selectCommand = "SELECT aggregate_type, aggregate_id, command, outcome, first_sequence, last_sequence, " +
+		"code, reason, message, at FROM " + q.commands + " WHERE command_id = ?"
+	q.insertSetting = "INSERT INTO " + q.settings + " (name, value) VALUES (?, ?) IF NOT EXISTS"
+	return q
+}
+
+// schema returns the statements that create the keyspace and the tables
+// when they are missing.
+func (q statements) schema(replication string) []string {
+	return []string{
+		fmt.Sprintf("CREATE KEYSPACE IF NOT EXISTS %s WITH replication = %s", q.keyspace, replication),
+		// One partition per (aggregate, bucket). head is the fence: the last
+		// sequence written to the partition, set only by conditional batches
+		// together with the rows they insert.
+		`CREATE TABLE IF NOT EXISTS ` + q.events + ` (
+			aggregate_type text,
+			aggregate_id text,
+			bucket int,
+			sequence bigint,
+			head bigint STATIC,
+			event_time timestamp,
+			stream_id text,
+			processing_id timeuuid,
+			processing_id_text text,
+			processing_time timestamp,
+			name text,
+			version int,
+			characteristics tinyint,
+			payload blob,
+			command_id text,
+			event_id text,
+			PRIMARY KEY ((aggregate_type, aggregate_id, bucket), sequence)
+		) WITH CLUSTERING ORDER BY (sequence ASC)`,
+		// The bucket index of each aggregate: plain writes of deterministic
+		// values only.
+		`CREATE TABLE IF NOT EXISTS ` + q.buckets + ` (
+			aggregate_type text,
+			aggregate_id text,
+			bucket int,
+			first_sequence bigint,
+			PRIMARY KEY ((aggregate_type, aggregate_id), bucket)
+		) WITH CLUSTERING ORDER BY (bucket ASC)`,
+		`CREATE TABLE IF NOT EXISTS ` + q.commands + ` (
+			command_id text PRIMARY KEY,
+			aggregate_type text,
+			aggregate_id text,
+			command text,
+			outcome text,
+			first_sequence bigint,
+			last_sequence bigint,
+			code text,
+			reason text,
+			message text,
+			at timestamp
+		)`,
+		`CREATE TABLE IF NOT EXISTS ` + q.settings + ` (
+			name text PRIMARY KEY,
+			value text
+		)`,
+	}
+}
