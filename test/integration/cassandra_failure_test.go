@@ -40,6 +40,9 @@ func repoRoot(t *testing.T) string {
 func cassandraAddr(t *testing.T) string {
 	t.Helper()
 	addr := os.Getenv("CONCURSUS_CASSANDRA")
+	if addr == "" && os.Getenv("CI") == "true" {
+		t.Fatal("CI must run the integration suite against Cassandra: set CONCURSUS_CASSANDRA")
+	}
 	if addr == "" {
 		t.Skip("set CONCURSUS_CASSANDRA=127.0.0.1:9042 after scripts/cassandra.sh start")
 	}
@@ -175,6 +178,8 @@ func TestCassandraOutageUnderLoad(t *testing.T) {
 					// Our local view may be stale after an outcome we could
 					// not learn; resync from the rejection.
 					on[i] = !on[i]
+				default:
+					time.Sleep(20 * time.Millisecond) // back off, as a client would
 				}
 				mu.Lock()
 				results = append(results, o)
