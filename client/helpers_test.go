@@ -161,4 +161,3 @@ func mustJSON(t *testing.T, v any) string {
 	}
 	return string(b)
 }
-

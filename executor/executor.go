@@ -53,8 +53,8 @@ type Request struct {
 	// client sent none), so it cannot have been decided before and the
 	// command-log lookup is skipped.
 	FreshID bool
-	Command   string
-	Args      []byte
+	Command string
+	Args    []byte
 	// Timestamp and StreamID describe the source event time (optional).
 	Timestamp time.Time
 	StreamID  string
