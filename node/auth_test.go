@@ -1,0 +1,70 @@
+package node_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/concursus-go/concursus/api"
+	"github.com/concursus-go/concursus/node"
+)
+
+// runAuthServer starts a nats-server that requires a token or a user and
+// password, as a production server would.
+func runAuthServer(t *testing.T, opts *server.Options) *server.Server {
+	t.Helper()
+	opts.Host, opts.Port, opts.NoLog, opts.NoSigs = "127.0.0.1", -1, true, true
+	s, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server did not start")
+	}
+	t.Cleanup(s.Shutdown)
+	return s
+}
+
+// A node connects to an external server with the credentials it is given,
+// and fails with a clear error without them.
+func TestNodeAuthenticatesToExternalNATS(t *testing.T) {
+	tests := []struct {
+		name   string
+		server server.Options
+		nats   node.NATSConfig
+	}{
+		{name: "token", server: server.Options{Authorization: "s3cret"}, nats: node.NATSConfig{Token: "s3cret"}},
+		{name: "user and password", server: server.Options{Username: "concursus", Password: "pa55"}, nats: node.NATSConfig{User: "concursus", Password: "pa55"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := runAuthServer(t, &tt.server)
+			cfg := testConfig(t)
+			cfg.NATS = tt.nats
+			cfg.NATS.URL = s.ClientURL()
+			startNode(t, cfg)
+			nc := connect(t, strings.Replace(s.ClientURL(), "nats://", "nats://"+credentials(tt.nats)+"@", 1))
+			r := mustOK(t, nc, api.Command{AggregateID: "b1", Command: "create", Args: []byte(`{"wattage":60}`)})
+			if r.Sequence != 1 {
+				t.Fatalf("reply %+v", r)
+			}
+
+			bad := testConfig(t)
+			bad.NATS = node.NATSConfig{URL: s.ClientURL()}
+			_, reg := lightbulbRegistry(t)
+			if _, err := node.New(bad, reg); err == nil || !strings.Contains(err.Error(), "connecting to NATS") {
+				t.Fatalf("node.New without credentials: err = %v, want a NATS connection error", err)
+			}
+		})
+	}
+}
+
+func credentials(c node.NATSConfig) string {
+	if c.Token != "" {
+		return c.Token
+	}
+	return c.User + ":" + c.Password
+}
