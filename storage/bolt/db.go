@@ -7,6 +7,8 @@ import (
 
 	bbolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/concursus-go/concursus/eventlog"
 )
 
 // Storage format of the file, kept in the meta bucket. A file written in
@@ -123,3 +125,13 @@ func (db *DB) Close() error {
 // isClosed reports whether a bbolt error means the file was closed under a
 // call.
 func isClosed(err error) bool { return errors.Is(err, berrors.ErrDatabaseNotOpen) }
+
+// writeTxError maps the failure of an event-writing transaction: ErrClosed
+// when the file was closed under it, ErrUnavailable (outcome: nothing
+// committed) otherwise.
+func writeTxError(err error) error {
+	if isClosed(err) {
+		return eventlog.ErrClosed
+	}
+	return fmt.Errorf("%w: %w", eventlog.ErrUnavailable, err)
+}

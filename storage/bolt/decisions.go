@@ -90,11 +90,7 @@ func (db *DB) WriteDecisions(ctx context.Context, decisions []commandlog.Decisio
 	if err == nil || errors.Is(err, errNothingToCommit) {
 		return errs
 	}
-	if isClosed(err) {
-		err = eventlog.ErrClosed
-	} else {
-		err = fmt.Errorf("%w: %w", eventlog.ErrUnavailable, err)
-	}
+	err = writeTxError(err)
 	for i := range decisions {
 		if errs[i] == nil || errors.Is(errs[i], eventlog.ErrConflict) {
 			errs[i] = fmt.Errorf("bolt: write command %q: %w", decisions[i].Record.CommandID, err)

@@ -80,11 +80,7 @@ func (l *EventLog) Append(ctx context.Context, batch []eventlog.Append) []error 
 	if err == nil || errors.Is(err, errNothingToCommit) {
 		return errs
 	}
-	if isClosed(err) {
-		err = eventlog.ErrClosed
-	} else {
-		err = fmt.Errorf("%w: %w", eventlog.ErrUnavailable, err)
-	}
+	err = writeTxError(err)
 	for i := range batch {
 		if pending[i].keys != nil && !errors.Is(errs[i], eventlog.ErrConflict) {
 			errs[i] = fmt.Errorf("bolt: append %s after %d: %w", batch[i].Ref, batch[i].Expected, err)
