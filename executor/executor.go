@@ -122,6 +122,7 @@ type shard struct {
 // while running is true, and by nobody otherwise.
 type entity struct {
 	ref     model.Ref
+	shard   *shard
 	kind    model.Kind
 	queue   []*job
 	running bool
@@ -219,9 +220,10 @@ func New(cfg Config, deps Deps) (*Executor, error) {
 }
 
 func (x *Executor) shardOf(ref model.Ref) *shard {
-	h := xxhash.New()
+	var h xxhash.Digest // on the stack: no allocation per command
+	h.Reset()
 	_, _ = h.WriteString(ref.Type)
-	_, _ = h.Write([]byte{0})
+	_, _ = h.WriteString("\x00")
 	_, _ = h.WriteString(ref.ID)
 	return &x.shards[h.Sum64()%numShards]
 }
@@ -311,7 +313,7 @@ func (x *Executor) enqueue(j *job) {
 	sh.mu.Lock()
 	e := sh.mu.entities[ref]
 	if e == nil {
-		e = &entity{ref: ref, kind: kind}
+		e = &entity{ref: ref, shard: sh, kind: kind}
 		sh.mu.entities[ref] = e
 	}
 	if len(e.queue) >= x.cfg.MailboxSize {
@@ -372,7 +374,7 @@ func (x *Executor) workerLoop() {
 		if !ok {
 			return
 		}
-		x.work(x.shardOf(e.ref), e)
+		x.work(e.shard, e)
 	}
 }
 
