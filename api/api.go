@@ -95,7 +95,7 @@ type Reply struct {
 	Sequence uint64        `json:"sequence,omitempty"`
 	Events   []model.Event `json:"events,omitempty"`
 	// Duplicate: the command id had been decided before; this is the
-	// recorded outcome and nothing ran again.
+	// recorded outcome (acceptance or rejection) and nothing ran again.
 	Duplicate bool   `json:"duplicate,omitempty"`
 	Error     *Error `json:"error,omitempty"`
 }

@@ -41,6 +41,10 @@ var (
 	// ErrCommandIDReused: the command id was already used for a command
 	// on another aggregate or with another name.
 	ErrCommandIDReused = errors.New("executor: command id reused")
+	// ErrRecalled is joined to a *model.Rejection that was not decided now
+	// but recalled from the command log (the command id was rejected
+	// before); nothing ran.
+	ErrRecalled = errors.New("executor: outcome recalled from the command log")
 )
 
 // Request is one command addressed to one aggregate.
@@ -562,7 +566,7 @@ func (x *Executor) recall(req *Request) (Result, error, bool) {
 		return Result{}, fmt.Errorf("%w: %q was %s on %s, now %s on %s", ErrCommandIDReused, req.CommandID, rec.Command, rec.Ref, req.Command, req.Ref), true
 	}
 	if rec.Outcome == commandlog.Rejected {
-		return Result{}, &model.Rejection{Reason: rec.Reason, Message: rec.Message}, true
+		return Result{}, fmt.Errorf("%w (%w)", &model.Rejection{Reason: rec.Reason, Message: rec.Message}, ErrRecalled), true
 	}
 	res := Result{Ref: rec.Ref, CommandID: rec.CommandID, Sequence: rec.LastSequence, Duplicate: true}
 	if rec.LastSequence >= rec.FirstSequence && rec.FirstSequence > 0 {

@@ -41,6 +41,42 @@ func (c Characteristics) String() string {
 	return "none"
 }
 
+// MarshalJSON writes the characteristics as a list of names, readable from
+// any language: [], ["initial"], ["terminal"] or ["initial","terminal"].
+func (c Characteristics) MarshalJSON() ([]byte, error) {
+	switch {
+	case c.IsInitial() && c.IsTerminal():
+		return []byte(`["initial","terminal"]`), nil
+	case c.IsInitial():
+		return []byte(`["initial"]`), nil
+	case c.IsTerminal():
+		return []byte(`["terminal"]`), nil
+	}
+	return []byte(`[]`), nil
+}
+
+// UnmarshalJSON reads the list written by MarshalJSON (unknown names are
+// an error).
+func (c *Characteristics) UnmarshalJSON(data []byte) error {
+	var names []string
+	if err := json.Unmarshal(data, &names); err != nil {
+		return fmt.Errorf("model: characteristics must be a list of \"initial\"/\"terminal\": %w", err)
+	}
+	var out Characteristics
+	for _, n := range names {
+		switch n {
+		case "initial":
+			out |= Initial
+		case "terminal":
+			out |= Terminal
+		default:
+			return fmt.Errorf("model: unknown characteristic %q", n)
+		}
+	}
+	*c = out
+	return nil
+}
+
 // VersionedName is an event name with a schema version, written "created_0".
 // A new version is a new event type; old versions stay readable forever.
 type VersionedName struct {

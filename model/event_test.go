@@ -205,8 +205,8 @@ func TestEventJSONFieldNames(t *testing.T) {
 	if _, ok := fields["commandId"]; ok {
 		t.Errorf("empty commandId should be omitted: %s", data)
 	}
-	if got := string(fields["characteristics"]); got != "3" {
-		t.Errorf("characteristics = %s, want 3", got)
+	if got := string(fields["characteristics"]); got != `["initial","terminal"]` {
+		t.Errorf("characteristics = %s, want [\"initial\",\"terminal\"]", got)
 	}
 
 	var back model.Event
@@ -229,5 +229,26 @@ func TestRejection(t *testing.T) {
 	}
 	if got, want := err.Error(), `rejected (not_screwed_in): bulb b1 is at "nowhere"`; got != want {
 		t.Errorf("Error() = %q, want %q", got, want)
+	}
+}
+
+func TestCharacteristicsJSON(t *testing.T) {
+	for c, want := range map[model.Characteristics]string{
+		0: `[]`, model.Initial: `["initial"]`, model.Terminal: `["terminal"]`, model.Initial | model.Terminal: `["initial","terminal"]`,
+	} {
+		data, err := json.Marshal(c)
+		if err != nil || string(data) != want {
+			t.Errorf("Marshal(%v) = %s, %v; want %s", c, data, err, want)
+		}
+		var back model.Characteristics
+		if err := json.Unmarshal(data, &back); err != nil || back != c {
+			t.Errorf("Unmarshal(%s) = %v, %v; want %v", data, back, err, c)
+		}
+	}
+	for _, bad := range []string{`3`, `["final"]`, `"initial"`, `{}`} {
+		var c model.Characteristics
+		if err := json.Unmarshal([]byte(bad), &c); err == nil {
+			t.Errorf("Unmarshal(%s) accepted", bad)
+		}
 	}
 }

@@ -374,8 +374,8 @@ func TestDuplicateCommandID(t *testing.T) {
 	mustOK(t, nc, api.Command{AggregateID: "db1", Command: "switchOn", CommandID: "dup-7"})
 	r = command(t, nc, api.Command{AggregateID: "db1", Command: "switchOff", CommandID: "dup-5"})
 	wantError(t, r.Error, r.OK, api.CodeRejected)
-	if r.Error.Reason != lightbulb.ReasonAlreadyOff {
-		t.Fatalf("retried rejection: reason %q, want the recorded %q", r.Error.Reason, lightbulb.ReasonAlreadyOff)
+	if r.Error.Reason != lightbulb.ReasonAlreadyOff || !r.Duplicate {
+		t.Fatalf("retried rejection: reason %q, duplicate %v; want the recorded %q, duplicate true", r.Error.Reason, r.Duplicate, lightbulb.ReasonAlreadyOff)
 	}
 
 	// Reusing an id for another command or aggregate is a client bug.

@@ -34,6 +34,7 @@ func (n *Node) onCommand(m *nats.Msg) {
 		reply := &api.Reply{AggregateType: req.Ref.Type, AggregateID: req.Ref.ID, CommandID: req.CommandID}
 		if err != nil {
 			reply.Error = toAPIError(err)
+			reply.Duplicate = errors.Is(err, executor.ErrRecalled)
 		} else {
 			reply.OK = true
 			reply.Sequence = res.Sequence
