@@ -36,6 +36,15 @@ type Config struct {
 	Subscribers int
 	// ShutdownTimeout bounds the graceful part of Shutdown. Default 30s.
 	ShutdownTimeout time.Duration
+	// CommandRetention is how long command records are kept by a command
+	// log that prunes on request (the embedded store); a retried command
+	// id older than this runs again. Default 168h (7 days, like the
+	// Cassandra store's TTL); negative keeps records forever. Logs with
+	// their own expiry (Cassandra's TTL) ignore it.
+	CommandRetention time.Duration
+	// PruneInterval is how often expired command records are pruned.
+	// Default 10m.
+	PruneInterval time.Duration
 	// Executor tunes the command executor (see executor.Config).
 	Executor executor.Config
 	// Logger receives structured logs. Default slog.Default().
@@ -94,6 +103,12 @@ func (c *Config) fillDefaults() {
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 30 * time.Second
 	}
+	if c.CommandRetention == 0 {
+		c.CommandRetention = 7 * 24 * time.Hour
+	}
+	if c.PruneInterval == 0 {
+		c.PruneInterval = 10 * time.Minute
+	}
 	if c.NATS.URL == "" && c.NATS.EmbeddedHost == "" {
 		c.NATS.EmbeddedHost = "127.0.0.1"
 	}
@@ -121,6 +136,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("node: subscribers %d must be between 1 and 64", c.Subscribers)
 	case c.ShutdownTimeout <= 0:
 		return fmt.Errorf("node: shutdown timeout %v must be positive", c.ShutdownTimeout)
+	case c.PruneInterval < time.Second:
+		return fmt.Errorf("node: prune interval %v must be at least 1s", c.PruneInterval)
 	}
 	n := &c.NATS
 	kinds := 0

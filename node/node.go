@@ -56,6 +56,9 @@ type Node struct {
 	lazy        *lazyStore
 	stopConnect context.CancelFunc
 	connecting  sync.WaitGroup
+	// The pruning goroutine (see prune.go).
+	stopPruning chan struct{}
+	pruning     sync.WaitGroup
 
 	// cmdSubjectPrefix and querySubjectPrefix precede the aggregate type.
 	cmdSubjectPrefix, querySubjectPrefix string
@@ -103,6 +106,7 @@ func New(cfg Config, reg *model.Registry, opts ...Option) (n *Node, err error) {
 		started:            cfg.Clock(),
 		events:             o.events,
 		commands:           o.commands,
+		stopPruning:        make(chan struct{}),
 		cmdSubjectPrefix:   api.CommandSubject(cfg.Prefix, ""),
 		querySubjectPrefix: api.QuerySubject(cfg.Prefix, ""),
 	}
@@ -167,6 +171,7 @@ func New(cfg Config, reg *model.Registry, opts ...Option) (n *Node, err error) {
 	if err := n.subscribe(); err != nil {
 		return nil, err
 	}
+	n.startPruning()
 	if ready, store := n.Ready(); ready {
 		n.log.Info("node ready", "prefix", cfg.Prefix, "nats", n.nc.ConnectedUrlRedacted(), "aggregateTypes", reg.Names(), "store", store)
 	} else {
@@ -341,6 +346,8 @@ func (n *Node) Ready() (bool, string) {
 }
 
 func (n *Node) closeResources() {
+	close(n.stopPruning)
+	n.pruning.Wait()
 	if n.stopConnect != nil {
 		n.stopConnect()
 		n.connecting.Wait()

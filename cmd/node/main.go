@@ -61,6 +61,7 @@ func run(args []string, stderr io.Writer) int {
 		{"max-cached", "CONCURSUS_MAX_CACHED", "most aggregates whose state is kept in memory", (*intValue)(&cfg.Executor.MaxCached)},
 		{"max-in-flight", "CONCURSUS_MAX_IN_FLIGHT", "most commands in progress before new ones get 'unavailable'", (*intValue)(&cfg.Executor.MaxInFlight)},
 		{"shutdown-timeout", "CONCURSUS_SHUTDOWN_TIMEOUT", "how long a graceful shutdown may take", (*durationValue)(&cfg.ShutdownTimeout)},
+		{"command-retention", "CONCURSUS_COMMAND_RETENTION", "how long the embedded store keeps command records for duplicate detection (negative: forever)", (*durationValue)(&cfg.CommandRetention)},
 		{"store", "CONCURSUS_STORE", "where events and command records live: embedded (in --data-dir) or cassandra", (*stringValue)(&storeKind)},
 		{"cassandra-hosts", "CONCURSUS_CASSANDRA_HOSTS", "Cassandra contact points, host[:port] separated by commas", (*stringValue)(&cassandraHosts)},
 		{"cassandra-keyspace", "CONCURSUS_CASSANDRA_KEYSPACE", "Cassandra keyspace", (*stringValue)(&ccfg.Keyspace)},
