@@ -280,13 +280,15 @@ EOF
 # ------------------------------------------------------------------ launch
 
 java_major() {
+	# sed prints the first match and quits, so nothing writes to a closed
+	# pipe (which pipefail would turn into a failure).
 	"$JAVA" -XshowSettings:properties -version 2>&1 |
-		sed -n 's/^ *java\.specification\.version = //p' | head -n 1
+		sed -n 's/^ *java\.specification\.version = //p;T;q' || true
 }
 
 launch() {
 	local jamm
-	jamm="$(find "$LIB_DIR" -maxdepth 1 -name 'jamm-*.jar' | head -n 1)"
+	jamm="$(find "$LIB_DIR" -maxdepth 1 -name 'jamm-*.jar' -print -quit)"
 	[[ -n "$jamm" ]] || die "jamm jar not found in $LIB_DIR"
 
 	local -a jvm=(
