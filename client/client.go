@@ -298,7 +298,12 @@ func (c *Client) roundTrip(ctx context.Context, subject string, encode func(time
 		case errors.Is(err, nats.ErrNoResponders):
 			last = &Error{Code: api.CodeUnavailable, Message: "no node is serving " + subject}
 		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
-			last = &Error{Code: api.CodeTimeout, Message: "no reply within " + budget.Round(time.Millisecond).String()}
+			// An attempt cut short by the caller's deadline says less than
+			// an earlier error (say, that no node serves the subject): keep
+			// that one.
+			if last == nil || budget >= c.opts.Attempt {
+				last = &Error{Code: api.CodeTimeout, Message: "no reply within " + budget.Round(time.Millisecond).String()}
+			}
 		case errors.Is(err, context.Canceled):
 			return attempt, c.finalErr(last, ctx)
 		case errors.Is(err, nats.ErrMaxPayload):
