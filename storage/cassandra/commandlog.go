@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"sync"
-	"sync/atomic"
 
 	"github.com/gocql/gocql"
 
@@ -20,8 +19,8 @@ var _ commandlog.Log = (*CommandLog)(nil)
 // so it does not implement commandlog.Pruner. It is safe for concurrent
 // use.
 type CommandLog struct {
-	s      *Store
-	closed atomic.Bool
+	s *Store
+	view
 }
 
 // Put implements commandlog.Log: one single-partition insert per record,
@@ -128,30 +127,4 @@ func (l *CommandLog) Get(ctx context.Context, commandID string) (commandlog.Reco
 	r.FirstSequence, r.LastSequence = uint64(first), uint64(last)
 	r.At = fromMillis(at)
 	return r, nil
-}
-
-// Close implements commandlog.Log: it closes this view, not the
-// connections (see Store.Close). A second Close returns ErrClosed.
-func (l *CommandLog) Close() error {
-	if !l.closed.CompareAndSwap(false, true) {
-		return commandlog.ErrClosed
-	}
-	return nil
-}
-
-// checkOpen returns ErrClosed if the view or its store was closed.
-func (l *CommandLog) checkOpen() error {
-	if l.closed.Load() || l.s.closed.Load() {
-		return commandlog.ErrClosed
-	}
-	return nil
-}
-
-// wrap wraps the error of a request: ErrClosed if the store was closed
-// under it, ErrUnavailable otherwise.
-func (l *CommandLog) wrap(what string, err error) error {
-	if errors.Is(err, gocql.ErrSessionClosed) || l.s.closed.Load() {
-		return fmt.Errorf("cassandra: %s: %w", what, commandlog.ErrClosed)
-	}
-	return fmt.Errorf("%w: cassandra: %s: %w", commandlog.ErrUnavailable, what, err)
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/gocql/gocql"
@@ -25,8 +24,8 @@ const maxAppendEvents = math.MaxUint16 - 1
 // EventLog is the event log of a Store; get it with Store.EventLog. It is
 // safe for concurrent use.
 type EventLog struct {
-	s      *Store
-	closed atomic.Bool
+	s *Store
+	view
 }
 
 // Append implements eventlog.Log. Entries are written concurrently (at most
@@ -449,32 +448,6 @@ func (l *EventLog) LastSequence(ctx context.Context, ref model.Ref) (uint64, err
 		return 0, fmt.Errorf("%w: cassandra: %s: %w: buckets %d and %d are both empty", eventlog.ErrUnavailable, what, ErrCorrupt, newest[0].bucket, newest[1].bucket)
 	}
 	return 0, nil
-}
-
-// Close implements eventlog.Log: it closes this view, not the connections
-// (see Store.Close). A second Close returns ErrClosed.
-func (l *EventLog) Close() error {
-	if !l.closed.CompareAndSwap(false, true) {
-		return eventlog.ErrClosed
-	}
-	return nil
-}
-
-// checkOpen returns ErrClosed if the view or its store was closed.
-func (l *EventLog) checkOpen() error {
-	if l.closed.Load() || l.s.closed.Load() {
-		return eventlog.ErrClosed
-	}
-	return nil
-}
-
-// wrap wraps the error of a request: ErrClosed if the store was closed
-// under it, ErrUnavailable otherwise.
-func (l *EventLog) wrap(what string, err error) error {
-	if errors.Is(err, gocql.ErrSessionClosed) || l.s.closed.Load() {
-		return fmt.Errorf("cassandra: %s: %w", what, eventlog.ErrClosed)
-	}
-	return fmt.Errorf("%w: cassandra: %s: %w", eventlog.ErrUnavailable, what, err)
 }
 
 // eventValues returns the values of insertEvent for e. Absent optional

@@ -14,6 +14,9 @@ import (
 	"time"
 
 	"github.com/gocql/gocql"
+
+	"github.com/concursus-go/concursus/commandlog"
+	"github.com/concursus-go/concursus/eventlog"
 )
 
 var (
@@ -79,8 +82,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		readRetry: cluster.RetryPolicy,
 		lwtRetry:  &retryPolicy{retries: 2, lwt: true},
 	}
-	s.events = &EventLog{s: s}
-	s.commands = &CommandLog{s: s}
+	s.events = &EventLog{s: s, view: view{store: &s.closed, errClosed: eventlog.ErrClosed, errUnavailable: eventlog.ErrUnavailable}}
+	s.commands = &CommandLog{s: s, view: view{store: &s.closed, errClosed: commandlog.ErrClosed, errUnavailable: commandlog.ErrUnavailable}}
 
 	session, err := connect(ctx, cluster)
 	if err != nil {
