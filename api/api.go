@@ -187,5 +187,5 @@ const (
 	// DefaultMaxPayload is the default limit on a request's size (1 MiB).
 	DefaultMaxPayload = 1 << 20
 	// MaxCommandIDLen bounds client-supplied command ids.
-	MaxCommandIDLen = 128
+	MaxCommandIDLen = model.MaxCommandIDLen
 )

@@ -279,13 +279,11 @@ func (x *Executor) checkRequest(req *Request) error {
 	if req.CommandID == "" {
 		return fmt.Errorf("%w: command id is empty", ErrInvalidRequest)
 	}
-	if len(req.CommandID) > maxCommandIDLen {
-		return fmt.Errorf("%w: command id is %d bytes, limit %d", ErrInvalidRequest, len(req.CommandID), maxCommandIDLen)
+	if len(req.CommandID) > model.MaxCommandIDLen {
+		return fmt.Errorf("%w: command id is %d bytes, limit %d", ErrInvalidRequest, len(req.CommandID), model.MaxCommandIDLen)
 	}
 	return nil
 }
-
-const maxCommandIDLen = 128
 
 // fail delivers an error to a job's callback.
 func (j *job) fail(err error) {

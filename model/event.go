@@ -118,6 +118,8 @@ func (r Ref) String() string { return r.Type + "/" + r.ID }
 const (
 	MaxTypeLen = 128
 	MaxIDLen   = 256
+	// MaxCommandIDLen bounds command ids (the idempotency keys).
+	MaxCommandIDLen = 128
 	// DefaultStream is the stream id used when a source names none.
 	DefaultStream = "default"
 )

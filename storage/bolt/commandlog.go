@@ -49,9 +49,8 @@ func (l *CommandLog) Put(ctx context.Context, records []commandlog.Record) error
 	values := make([][]byte, len(records))
 	for i := range records {
 		r := &records[i]
-		if r.CommandID == "" || len(r.CommandID) > MaxCommandIDLen {
-			return fmt.Errorf("bolt: put command record %d (%s %s): command id is %d bytes, want 1 to %d",
-				i, r.Ref, r.Command, len(r.CommandID), MaxCommandIDLen)
+		if err := checkRecord(r); err != nil {
+			return fmt.Errorf("bolt: put command record %d: %w", i, err)
 		}
 		values[i] = appendRecord(nil, r)
 	}
