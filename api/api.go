@@ -51,6 +51,14 @@ func EventSubject(prefix, aggregateType string, name model.VersionedName) string
 // AdminInfoSubject answers with a node's Info.
 func AdminInfoSubject(prefix string) string { return prefix + ".admin.info" }
 
+// AdminClusterSubject is answered by every node with its ClusterInfo: send
+// one request and gather the replies. A single node answers on
+// NodeAdminSubject.
+func AdminClusterSubject(prefix string) string { return prefix + ".admin.cluster" }
+
+// NodeAdminSubject is where one node, by id, answers with its ClusterInfo.
+func NodeAdminSubject(prefix, nodeID string) string { return prefix + ".node." + nodeID + ".admin" }
+
 // Headers of command requests and published events.
 const (
 	HeaderAggregateID = "Concursus-Aggregate-Id"
@@ -133,6 +141,69 @@ type Info struct {
 	Ready bool            `json:"ready"`
 	Store string          `json:"store"`
 	Stats json.RawMessage `json:"stats"`
+}
+
+// ClusterInfo is one node's account of the cluster: the members it sees,
+// the partition table it routes by, and its own counters. Nodes that see
+// the same members agree on Fingerprint.
+type ClusterInfo struct {
+	NodeID  string `json:"nodeId"`
+	Version string `json:"version"`
+	// Clustered is false for a node running alone (it owns everything and
+	// the fields below are empty).
+	Clustered bool `json:"clustered"`
+	// Ring is the partitioning settings, "<partitions>/<replication>/<load
+	// factor>".
+	Ring string `json:"ring,omitempty"`
+	// ViewVersion counts the membership changes this node has seen.
+	ViewVersion uint64          `json:"viewVersion,omitempty"`
+	Members     []ClusterMember `json:"members,omitempty"`
+	// Fingerprint is a hash of the partition table (hex).
+	Fingerprint string `json:"fingerprint,omitempty"`
+	// Owners is the partition table: element p names the owner of
+	// partition p.
+	Owners []string `json:"owners,omitempty"`
+	// Routing counts what this node did with requests.
+	Routing RoutingCounters `json:"routing"`
+	// Ready and Stats are as in Info.
+	Ready bool            `json:"ready"`
+	Stats json.RawMessage `json:"stats"`
+}
+
+// ClusterMember is one member as a node sees it.
+type ClusterMember struct {
+	ID    string `json:"id"`
+	Addr  string `json:"addr"`
+	State string `json:"state"` // alive, dead or left
+	// Subject is the member's direct subject base; RaftAddr its raft
+	// address; Version its software version.
+	Subject  string `json:"subject,omitempty"`
+	RaftAddr string `json:"raftAddr,omitempty"`
+	Version  string `json:"version,omitempty"`
+	// Partitions is how many partitions it owns in this node's table;
+	// InRing is false for an alive member left out of the ring (different
+	// ring settings, or not a node).
+	Partitions int  `json:"partitions"`
+	InRing     bool `json:"inRing"`
+}
+
+// RoutingCounters count, since a node started, what it did with requests:
+// Local ran here as delivered by the queue group, Direct ran here after
+// another node forwarded them, Forwarded were passed to their owner,
+// Rerouted arrived forwarded but belonged elsewhere by now and were passed
+// on, Delayed waited for the ring to settle, Exhausted ran out of time or
+// hops and were answered "unavailable" or "timeout". RingChanges counts
+// ring rebuilds, PartitionsMoved the partitions that changed owner in
+// them.
+type RoutingCounters struct {
+	Local           uint64 `json:"local"`
+	Direct          uint64 `json:"direct"`
+	Forwarded       uint64 `json:"forwarded"`
+	Rerouted        uint64 `json:"rerouted"`
+	Delayed         uint64 `json:"delayed"`
+	Exhausted       uint64 `json:"exhausted"`
+	RingChanges     uint64 `json:"ringChanges"`
+	PartitionsMoved uint64 `json:"partitionsMoved"`
 }
 
 // Code is a stable, machine-readable error code. New codes may be added;

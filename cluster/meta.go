@@ -13,7 +13,7 @@ import (
 const MetaMaxSize = memberlist.MetaMaxSize
 
 // Meta is what a member tells the others about itself. It is gossiped as
-// a small JSON object (keys "id", "subject", "raft", "version"); unknown
+// a small JSON object (keys "id", "subject", "raft", "version", "ring"); unknown
 // keys are ignored when decoding, so fields can be added without breaking
 // older members.
 type Meta struct {
@@ -28,6 +28,11 @@ type Meta struct {
 	// Version is the member's software or protocol version, for rolling
 	// upgrades.
 	Version string `json:"version,omitempty"`
+	// Ring describes the member's partitioning settings (for nodes,
+	// "<partitions>/<replication>/<load factor>"). Members route the same
+	// only when they agree on it, so a node leaves out of its ring any
+	// member whose Ring differs from its own.
+	Ring string `json:"ring,omitempty"`
 }
 
 // encode returns the gossiped form of m, or ErrMetaTooLarge.

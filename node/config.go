@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/concursus-go/concursus/api"
+	"github.com/concursus-go/concursus/cluster"
 	"github.com/concursus-go/concursus/executor"
 )
 
@@ -47,6 +48,9 @@ type Config struct {
 	PruneInterval time.Duration
 	// Executor tunes the command executor (see executor.Config).
 	Executor executor.Config
+	// Cluster, when set, makes the node a member of a cluster (see
+	// ClusterConfig); nil runs it alone, owning every aggregate.
+	Cluster *ClusterConfig
 	// Logger receives structured logs. Default slog.Default().
 	Logger *slog.Logger
 	// Clock supplies processing time. Default time.Now.
@@ -78,6 +82,10 @@ func DefaultConfig() Config {
 }
 
 func (c *Config) fillDefaults() {
+	if c.NodeID == "" && c.Cluster != nil {
+		// A fresh identity per process: see cluster.Config.NodeID.
+		c.NodeID = cluster.DefaultNodeID()
+	}
 	if c.NodeID == "" {
 		host, err := os.Hostname()
 		if err != nil || host == "" {
@@ -121,6 +129,11 @@ func (c *Config) fillDefaults() {
 	if c.Clock == nil {
 		c.Clock = time.Now
 	}
+	if c.Cluster != nil {
+		cc := *c.Cluster // the caller's value stays as given
+		cc.fillDefaults()
+		c.Cluster = &cc
+	}
 }
 
 // Validate reports the first unusable value, naming it.
@@ -138,6 +151,14 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("node: shutdown timeout %v must be positive", c.ShutdownTimeout)
 	case c.PruneInterval < time.Second:
 		return fmt.Errorf("node: prune interval %v must be at least 1s", c.PruneInterval)
+	}
+	if c.Cluster != nil {
+		if err := c.Cluster.validate(); err != nil {
+			return err
+		}
+		if strings.ContainsAny(c.NodeID, " *>.\t\r\n") || len(c.NodeID) > 128 {
+			return fmt.Errorf("node: node id %q cannot name a cluster member: use letters, digits, '_', ':' and '-', at most 128 bytes", c.NodeID)
+		}
 	}
 	n := &c.NATS
 	kinds := 0

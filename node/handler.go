@@ -21,11 +21,29 @@ import (
 // on the subscription's goroutine and never blocks on the command: the reply
 // is sent from the executor's callback.
 func (n *Node) onCommand(m *nats.Msg) {
-	aggType := strings.TrimPrefix(m.Subject, n.cmdSubjectPrefix)
+	n.handleCommand(m, strings.TrimPrefix(m.Subject, n.cmdSubjectPrefix))
+}
+
+// onDirectCommand takes a command another node forwarded to this one.
+func (n *Node) onDirectCommand(m *nats.Msg) {
+	n.handleCommand(m, strings.TrimPrefix(m.Subject, n.directBase+".cmd."))
+}
+
+func (n *Node) handleCommand(m *nats.Msg, aggType string) {
+	arrived := time.Now()
 	req, timeout, apiErr := n.decodeCommand(aggType, m)
 	if apiErr != nil {
 		n.exec.CountInvalid()
 		n.respond(m, &api.Reply{AggregateType: aggType, AggregateID: req.Ref.ID, CommandID: req.CommandID, Error: apiErr})
+		return
+	}
+	if budget, ok := budgetOf(m); ok {
+		timeout = min(timeout, budget)
+	}
+	fail := func(e *api.Error) {
+		n.respond(m, &api.Reply{AggregateType: aggType, AggregateID: req.Ref.ID, CommandID: req.CommandID, Error: e})
+	}
+	if n.routeRequest(m, "cmd", aggType, req.Ref.ID, arrived.Add(timeout), fail) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
@@ -182,7 +200,16 @@ func (n *Node) respond(m *nats.Msg, v any) {
 
 // onQuery answers a state query through the aggregate's mailbox.
 func (n *Node) onQuery(m *nats.Msg) {
-	aggType := strings.TrimPrefix(m.Subject, n.querySubjectPrefix)
+	n.handleQuery(m, strings.TrimPrefix(m.Subject, n.querySubjectPrefix))
+}
+
+// onDirectQuery takes a query another node forwarded to this one.
+func (n *Node) onDirectQuery(m *nats.Msg) {
+	n.handleQuery(m, strings.TrimPrefix(m.Subject, n.directBase+".query."))
+}
+
+func (n *Node) handleQuery(m *nats.Msg, aggType string) {
+	arrived := time.Now()
 	fail := func(e *api.Error) { n.respond(m, &api.QueryReply{AggregateType: aggType, Error: e}) }
 	if len(m.Data) > n.cfg.MaxPayload {
 		fail(invalid("request is %d bytes, limit %d", len(m.Data), n.cfg.MaxPayload))
@@ -206,7 +233,14 @@ func (n *Node) onQuery(m *nats.Msg) {
 		}
 		eq.AsOf = ts
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.RequestTimeout)
+	timeout := n.cfg.RequestTimeout
+	if budget, ok := budgetOf(m); ok {
+		timeout = min(timeout, budget)
+	}
+	if n.routeRequest(m, "query", aggType, q.AggregateID, arrived.Add(timeout), fail) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	n.exec.SubmitQuery(ctx, eq, func(res executor.QueryResult, err error) {
 		cancel()
 		if err != nil {

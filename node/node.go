@@ -20,12 +20,14 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/concursus-go/concursus/api"
+	"github.com/concursus-go/concursus/cluster"
 	"github.com/concursus-go/concursus/commandlog"
 	"github.com/concursus-go/concursus/eventbus"
 	"github.com/concursus-go/concursus/eventlog"
@@ -62,6 +64,17 @@ type Node struct {
 
 	// cmdSubjectPrefix and querySubjectPrefix precede the aggregate type.
 	cmdSubjectPrefix, querySubjectPrefix string
+
+	// Cluster mode (see cluster.go); clus is nil for a node on its own.
+	clus       *cluster.Cluster
+	directBase string // subject base of requests addressed to this node
+	ringSpec   string
+	route      atomic.Pointer[routing]
+	routeMu    sync.Mutex // serializes applyView
+	viewSub    *cluster.Subscription
+	watching   sync.WaitGroup
+	delayed    sync.WaitGroup // requests waiting for the ring to settle
+	counters   routeCounters
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -109,6 +122,10 @@ func New(cfg Config, reg *model.Registry, opts ...Option) (n *Node, err error) {
 		stopPruning:        make(chan struct{}),
 		cmdSubjectPrefix:   api.CommandSubject(cfg.Prefix, ""),
 		querySubjectPrefix: api.QuerySubject(cfg.Prefix, ""),
+		directBase:         directBase(cfg.Prefix, cfg.NodeID),
+	}
+	if cfg.Cluster != nil {
+		n.ringSpec = ringSpec(cfg.Cluster.Ring)
 	}
 	built := n // n is nil on an error return; release what was built
 	defer func() {
@@ -130,6 +147,9 @@ func New(cfg Config, reg *model.Registry, opts ...Option) (n *Node, err error) {
 			defer n.connecting.Done()
 			n.lazy.connect(ctx, o.opener, n.log)
 		}()
+	}
+	if (n.events == nil || n.commands == nil) && cfg.Cluster != nil {
+		return nil, errors.New("node: a cluster needs one event log shared by every node (--store cassandra); the embedded store is a file of this node only")
 	}
 	if n.events == nil || n.commands == nil {
 		if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
@@ -169,6 +189,17 @@ func New(cfg Config, reg *model.Registry, opts ...Option) (n *Node, err error) {
 		return nil, err
 	}
 	if err := n.subscribe(); err != nil {
+		return nil, err
+	}
+	if cfg.Cluster != nil {
+		// Others forward to the direct subjects as soon as they see this
+		// node, and the queue group must not hand it requests before it has
+		// a ring: direct first, then gossip, then the queue group.
+		if err := n.startCluster(); err != nil {
+			return nil, err
+		}
+	}
+	if err := n.subscribeQueue(); err != nil {
 		return nil, err
 	}
 	n.startPruning()
@@ -240,27 +271,59 @@ func (n *Node) connectNATS() error {
 // so each request is delivered to one node.
 func (n *Node) queueGroup() string { return n.cfg.Prefix + ".nodes" }
 
+// subscribe subscribes to admin requests and, in a cluster, to the
+// requests addressed to this node.
 func (n *Node) subscribe() error {
-	for range n.cfg.Subscribers {
-		s, err := n.nc.QueueSubscribe(n.cmdSubjectPrefix+"*", n.queueGroup(), n.onCommand)
-		if err != nil {
-			return fmt.Errorf("node: subscribing to commands: %w", err)
-		}
-		if err := s.SetPendingLimits(-1, 256<<20); err != nil {
-			return fmt.Errorf("node: setting pending limits: %w", err)
-		}
-		n.subs = append(n.subs, s)
-	}
-	s, err := n.nc.QueueSubscribe(n.querySubjectPrefix+"*", n.queueGroup(), n.onQuery)
-	if err != nil {
-		return fmt.Errorf("node: subscribing to queries: %w", err)
-	}
-	n.subs = append(n.subs, s)
-	s, err = n.nc.Subscribe(api.AdminInfoSubject(n.cfg.Prefix), n.onInfo)
+	s, err := n.nc.Subscribe(api.AdminInfoSubject(n.cfg.Prefix), n.onInfo)
 	if err != nil {
 		return fmt.Errorf("node: subscribing to admin: %w", err)
 	}
 	n.subs = append(n.subs, s)
+	for _, subj := range []string{api.AdminClusterSubject(n.cfg.Prefix), api.NodeAdminSubject(n.cfg.Prefix, n.cfg.NodeID)} {
+		s, err := n.nc.Subscribe(subj, n.onClusterInfo)
+		if err != nil {
+			return fmt.Errorf("node: subscribing to admin: %w", err)
+		}
+		n.subs = append(n.subs, s)
+	}
+	if n.cfg.Cluster != nil {
+		for range n.cfg.Subscribers {
+			// A queue group of one node's subscriptions: each message
+			// once.
+			if err := n.subscribeTo(n.directBase+".cmd.*", n.directBase, n.onDirectCommand); err != nil {
+				return err
+			}
+		}
+		if err := n.subscribeTo(n.directBase+".query.*", n.directBase, n.onDirectQuery); err != nil {
+			return err
+		}
+	}
+	return n.nc.Flush()
+}
+
+func (n *Node) subscribeTo(subject, queue string, h nats.MsgHandler) error {
+	s, err := n.nc.QueueSubscribe(subject, queue, h)
+	if err != nil {
+		return fmt.Errorf("node: subscribing to %s: %w", subject, err)
+	}
+	if err := s.SetPendingLimits(-1, 256<<20); err != nil {
+		return fmt.Errorf("node: setting pending limits: %w", err)
+	}
+	n.subs = append(n.subs, s)
+	return nil
+}
+
+// subscribeQueue joins the queue group that spreads client requests over
+// the nodes.
+func (n *Node) subscribeQueue() error {
+	for range n.cfg.Subscribers {
+		if err := n.subscribeTo(n.cmdSubjectPrefix+"*", n.queueGroup(), n.onCommand); err != nil {
+			return err
+		}
+	}
+	if err := n.subscribeTo(n.querySubjectPrefix+"*", n.queueGroup(), n.onQuery); err != nil {
+		return err
+	}
 	return n.nc.Flush()
 }
 
@@ -295,6 +358,10 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	n.shutdownOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(ctx, n.cfg.ShutdownTimeout)
 		defer cancel()
+		if n.clus != nil {
+			n.log.Info("shutting down: leaving the cluster")
+			n.leaveCluster(ctx)
+		}
 		n.log.Info("shutting down: draining requests")
 		n.shutdownErr = n.drain(ctx)
 		n.closeResources()
@@ -321,7 +388,7 @@ func (n *Node) drain(ctx context.Context) error {
 		}
 	}
 	done := make(chan struct{})
-	go func() { _ = n.exec.Close(); close(done) }()
+	go func() { n.delayed.Wait(); _ = n.exec.Close(); close(done) }()
 	select {
 	case <-done:
 	case <-ctx.Done():
@@ -348,6 +415,12 @@ func (n *Node) Ready() (bool, string) {
 func (n *Node) closeResources() {
 	close(n.stopPruning)
 	n.pruning.Wait()
+	if n.clus != nil {
+		if err := n.clus.Close(); err != nil && !errors.Is(err, cluster.ErrClosed) {
+			n.log.Warn("cluster: closing", "err", err)
+		}
+		n.watching.Wait() // Close ends the subscription
+	}
 	if n.stopConnect != nil {
 		n.stopConnect()
 		n.connecting.Wait()

@@ -83,8 +83,8 @@ func DefaultConfig() Config {
 	}
 }
 
-// withDefaults returns c with each zero field replaced by its default.
-func (c Config) withDefaults() Config {
+// WithDefaults returns c with each zero field replaced by its default.
+func (c Config) WithDefaults() Config {
 	d := DefaultConfig()
 	if c.PartitionCount == 0 {
 		c.PartitionCount = d.PartitionCount

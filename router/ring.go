@@ -93,7 +93,7 @@ type Ring struct {
 // Errors: ErrInvalidConfig, ErrNoMembers, ErrInvalidMember,
 // ErrTooManyMembers, ErrBuildFailed (each wrapped with context).
 func New(cfg Config, members []string) (*Ring, error) {
-	cfg = cfg.withDefaults()
+	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -191,7 +191,15 @@ func (r *Ring) PartitionCount() int { return len(r.owners) }
 // members, so it is stable across ring changes and processes (see doc.go,
 // "Hashing").
 func (r *Ring) PartitionOf(aggregateType, aggregateID string) int {
-	return int(hashAggregate(aggregateType, aggregateID) % uint64(len(r.owners)))
+	return Partition(len(r.owners), aggregateType, aggregateID)
+}
+
+// Partition returns the partition, in [0, partitionCount), of the aggregate
+// named by type and id: what Ring.PartitionOf returns for a ring of
+// partitionCount partitions, for callers that hold no ring. partitionCount
+// must be positive.
+func Partition(partitionCount int, aggregateType, aggregateID string) int {
+	return int(hashAggregate(aggregateType, aggregateID) % uint64(partitionCount))
 }
 
 // OwnerOf returns the id of the member owning partition, or "" if partition

@@ -256,7 +256,7 @@ func TestBoundedLoads(t *testing.T) {
 		{PartitionCount: 1021, ReplicationFactor: 100, LoadFactor: 1.1},
 	}
 	for _, cfg := range configs {
-		cfg = cfg.withDefaults()
+		cfg = cfg.WithDefaults()
 		for n := 1; n <= 70; n++ {
 			r := mustNew(t, cfg, nodes(n))
 			bound := int(math.Ceil(float64(cfg.PartitionCount/n) * cfg.LoadFactor))
@@ -309,7 +309,7 @@ func TestEveryValidSizeBuilds(t *testing.T) {
 // measures the share of partitions that change owner.
 func TestAddMemberMovesAboutOneNth(t *testing.T) {
 	for _, cfg := range []Config{DefaultConfig(), {PartitionCount: 271}} {
-		cfg = cfg.withDefaults()
+		cfg = cfg.WithDefaults()
 		all := nodes(10)
 		for n := 2; n <= 10; n++ {
 			prev := mustNew(t, cfg, all[:n-1])

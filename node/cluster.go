@@ -1,0 +1,460 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/concursus-go/concursus/api"
+	"github.com/concursus-go/concursus/cluster"
+	"github.com/concursus-go/concursus/model"
+	"github.com/concursus-go/concursus/router"
+)
+
+// ClusterConfig makes a node a member of a cluster: it gossips with the
+// other nodes (package cluster), places every aggregate on a ring of the
+// alive members (package router), executes the commands of the aggregates
+// it owns and forwards the others to their owners.
+//
+// Every node of a cluster must use the same event and command logs (a
+// cluster with the embedded store is refused: each node would keep its own
+// history) and the same Ring settings.
+type ClusterConfig struct {
+	// Gossip configures membership. Its NodeID and Meta are set by the
+	// node (Config.NodeID, the node's direct subject, its version and ring
+	// settings); everything else is as documented on cluster.Config.
+	Gossip cluster.Config
+	// Ring configures partitioning; every node must use the same values.
+	// Zero fields take router's defaults (1021 partitions).
+	Ring router.Config
+	// JoinTimeout bounds how long New tries to reach the seeds in
+	// Gossip.Join before it gives up. Default 60s.
+	JoinTimeout time.Duration
+	// HandoverGrace is how long a node that leaves gracefully keeps
+	// forwarding requests it receives after announcing its departure, so
+	// that the others' rings move on before it stops listening. Default
+	// 500ms.
+	HandoverGrace time.Duration
+	// MaxHops bounds how often one request is passed between nodes that
+	// disagree about its owner (while the ring moves); past it the request
+	// is answered "unavailable", which clients retry. Default 32.
+	MaxHops int
+}
+
+func (c *ClusterConfig) fillDefaults() {
+	c.Ring = c.Ring.WithDefaults()
+	if c.JoinTimeout == 0 {
+		c.JoinTimeout = 60 * time.Second
+	}
+	if c.HandoverGrace == 0 {
+		c.HandoverGrace = 500 * time.Millisecond
+	}
+	if c.MaxHops == 0 {
+		c.MaxHops = 32
+	}
+}
+
+func (c *ClusterConfig) validate() error {
+	if err := c.Ring.Validate(); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	switch {
+	case c.JoinTimeout < 0:
+		return fmt.Errorf("node: cluster join timeout %v must not be negative", c.JoinTimeout)
+	case c.HandoverGrace < 0:
+		return fmt.Errorf("node: cluster handover grace %v must not be negative", c.HandoverGrace)
+	case c.MaxHops < 1 || c.MaxHops > 1000:
+		return fmt.Errorf("node: cluster max hops %d must be between 1 and 1000", c.MaxHops)
+	}
+	return nil
+}
+
+// ringSpec is the text members compare to make sure they partition alike.
+func ringSpec(c router.Config) string {
+	return fmt.Sprintf("%d/%d/%g", c.PartitionCount, c.ReplicationFactor, c.LoadFactor)
+}
+
+// Internal headers of forwarded requests. They never reach clients.
+const (
+	// headerHops counts how often a request was passed between nodes.
+	headerHops = "Concursus-Hops"
+	// headerBudget is what is left of the client's time, in milliseconds,
+	// when a node passes the request on.
+	headerBudget = "Concursus-Budget-Ms"
+)
+
+// routing is one ring a node acts on, with what it needs to reach the
+// owners. Replaced whole on every membership change.
+type routing struct {
+	version  uint64 // of the view it was built from
+	ring     *router.Ring
+	subjects map[string]string // member id → direct subject base
+	view     cluster.View
+	excluded []string // alive members left out: different ring settings
+}
+
+// owner returns the owner of an aggregate and its direct subject base; ok
+// is false when the ring is empty.
+func (r *routing) owner(aggType, id string) (owner, subject string, ok bool) {
+	if r == nil || r.ring == nil {
+		return "", "", false
+	}
+	owner = r.ring.Owner(aggType, id)
+	return owner, r.subjects[owner], true
+}
+
+// routeCounters count what the router did with requests.
+type routeCounters struct {
+	local, direct, forwarded, rerouted, delayed, exhausted atomic.Uint64
+	ringChanges, moved                                     atomic.Uint64
+}
+
+// directBase is the subject base of this node's direct subscriptions.
+func directBase(prefix, nodeID string) string { return prefix + ".node." + nodeID }
+
+// startCluster joins the cluster and builds the first ring. The direct
+// subscriptions must exist before: others forward as soon as they see us.
+func (n *Node) startCluster() error {
+	cc := n.cfg.Cluster
+	g := cc.Gossip
+	g.NodeID = n.cfg.NodeID
+	g.Meta = cluster.Meta{NodeID: n.cfg.NodeID, Subject: n.directBase, Version: Version, Ring: n.ringSpec}
+	c, err := cluster.New(g, n.log)
+	if err != nil {
+		return fmt.Errorf("node: starting gossip: %w", err)
+	}
+	n.clus = c
+	ctx, cancel := context.WithTimeout(context.Background(), cc.JoinTimeout)
+	defer cancel()
+	if err := c.Join(ctx); err != nil {
+		return fmt.Errorf("node: joining the cluster: %w", err)
+	}
+	v := c.View()
+	for _, m := range v.Alive() {
+		if m.ID != n.cfg.NodeID && m.Meta.Ring != "" && m.Meta.Ring != n.ringSpec {
+			return fmt.Errorf("node: member %s partitions with %q (partitions/replication/load), this node with %q: every node of a cluster needs the same ring settings",
+				m.ID, m.Meta.Ring, n.ringSpec)
+		}
+	}
+	n.applyView(v)
+	n.viewSub = c.Subscribe()
+	n.watching.Add(1)
+	go n.watchViews()
+	return nil
+}
+
+// watchViews rebuilds the ring on every membership view.
+func (n *Node) watchViews() {
+	defer n.watching.Done()
+	for v := range n.viewSub.C() {
+		n.applyView(v)
+	}
+}
+
+// applyView builds the ring of a view and hands over the partitions that
+// changed owner: the cached state of every aggregate in a partition this
+// node lost or gained is dropped, so a gained aggregate is loaded fresh
+// from the log and a lost one, if it comes back, too. Commands already
+// queued for a lost partition finish here; the event log's fenced append
+// turns any overlap with the new owner into a conflict, never a silent
+// overwrite.
+func (n *Node) applyView(v cluster.View) {
+	n.routeMu.Lock()
+	defer n.routeMu.Unlock()
+	prev := n.route.Load()
+	if prev != nil && v.Version <= prev.version {
+		return
+	}
+	next := &routing{version: v.Version, subjects: make(map[string]string), view: v}
+	var ids []string
+	for _, m := range v.Alive() {
+		switch {
+		case m.Meta.Subject == "":
+			continue // not a node (yet)
+		case m.Meta.Ring != n.ringSpec:
+			next.excluded = append(next.excluded, m.ID)
+			continue
+		}
+		ids = append(ids, m.ID)
+		next.subjects[m.ID] = m.Meta.Subject
+	}
+	if len(next.excluded) > 0 && (prev == nil || len(prev.excluded) != len(next.excluded)) {
+		n.log.Error("cluster: members with different ring settings are left out of the ring", "members", next.excluded, "ring", n.ringSpec)
+	}
+	if len(ids) > 0 {
+		ring, err := router.New(n.cfg.Cluster.Ring, ids)
+		if err != nil { // the config was validated; only a router bug gets here
+			n.log.Error("cluster: building the ring", "err", err)
+			return
+		}
+		next.ring = ring
+	}
+	var prevRing *router.Ring
+	if prev != nil {
+		prevRing = prev.ring
+	}
+	if prev != nil && sameTable(prevRing, next.ring) {
+		n.route.Store(next) // subjects or tombstones may differ
+		return
+	}
+	moved, err := router.Moved(prevRing, next.ring)
+	if err != nil {
+		n.log.Error("cluster: comparing rings", "err", err)
+	}
+	self := n.cfg.NodeID
+	handover := make(map[int]bool)
+	lost, gained := 0, 0
+	for _, p := range moved {
+		was, now := ownerOf(prevRing, p), ownerOf(next.ring, p)
+		if was == self {
+			lost++
+			handover[p] = true
+		}
+		if now == self {
+			gained++
+			handover[p] = true
+		}
+	}
+	// Publish the new ring before dropping state: from here on requests for
+	// lost partitions are forwarded, so nothing re-fills the dropped state
+	// on the old ring.
+	n.route.Store(next)
+	dropped := 0
+	if len(handover) > 0 && n.exec != nil {
+		parts := n.cfg.Cluster.Ring.PartitionCount
+		dropped = n.exec.Invalidate(func(r model.Ref) bool {
+			return handover[router.Partition(parts, r.Type, r.ID)]
+		})
+	}
+	if prev != nil {
+		n.counters.ringChanges.Add(1)
+		n.counters.moved.Add(uint64(len(moved)))
+	}
+	n.log.Info("cluster: ring changed", "members", len(ids), "moved", len(moved),
+		"gained", gained, "lost", lost, "droppedState", dropped, "fingerprint", fingerprint(next.ring))
+}
+
+func sameTable(a, b *router.Ring) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Fingerprint() == b.Fingerprint()
+}
+
+func ownerOf(r *router.Ring, p int) string {
+	if r == nil {
+		return ""
+	}
+	return r.OwnerOf(p)
+}
+
+func fingerprint(r *router.Ring) string {
+	if r == nil {
+		return ""
+	}
+	return fmt.Sprintf("%016x", r.Fingerprint())
+}
+
+// routeRequest decides where a decoded request runs. It returns true when
+// the request was handed on (forwarded now or later) or answered, false
+// when this node runs it. kind is "cmd" or "query"; deadline is when the
+// client stops waiting.
+func (n *Node) routeRequest(m *nats.Msg, kind, aggType, id string, deadline time.Time, fail func(*api.Error)) bool {
+	rt := n.route.Load()
+	if rt == nil {
+		return false // not clustered
+	}
+	direct := m.Sub != nil && n.isDirect(m.Sub.Subject)
+	owner, subject, ok := rt.owner(aggType, id)
+	if ok && owner == n.cfg.NodeID {
+		if direct {
+			n.counters.direct.Add(1)
+		} else {
+			n.counters.local.Add(1)
+		}
+		return false
+	}
+	hops := hopsOf(m)
+	remaining := time.Until(deadline)
+	switch {
+	case remaining <= 0:
+		n.counters.exhausted.Add(1)
+		fail(&api.Error{Code: api.CodeTimeout, Message: "the request's time ran out while its aggregate changed owner"})
+		return true
+	case hops >= n.cfg.Cluster.MaxHops:
+		n.counters.exhausted.Add(1)
+		fail(&api.Error{Code: api.CodeUnavailable, Message: fmt.Sprintf("the nodes did not agree on the owner of %s/%s within %d hops (the cluster is changing); retry", aggType, id, hops)})
+		return true
+	}
+	// A request that has already been passed on once and comes back, or
+	// finds no owner, waits a little for the rings to converge.
+	if !ok || subject == "" || hops >= 2 {
+		wait := min(10*time.Millisecond<<min(max(hops-2, 0), 5), 250*time.Millisecond, remaining/2)
+		n.counters.delayed.Add(1)
+		setHops(m, hops+1, remaining-wait)
+		n.delayed.Add(1)
+		time.AfterFunc(wait, func() {
+			defer n.delayed.Done()
+			n.redispatch(m, kind, aggType)
+		})
+		return true
+	}
+	if direct {
+		n.counters.rerouted.Add(1)
+	} else {
+		n.counters.forwarded.Add(1)
+	}
+	out := &nats.Msg{Subject: subject + "." + kind + "." + aggType, Reply: m.Reply, Data: m.Data, Header: cloneHeader(m.Header)}
+	setHops(out, hops+1, remaining)
+	if err := n.nc.PublishMsg(out); err != nil {
+		n.log.Warn("forwarding a request", "owner", owner, "err", err)
+		fail(&api.Error{Code: api.CodeUnavailable, Message: "forwarding to the owner failed: " + err.Error()})
+	}
+	return true
+}
+
+// redispatch handles a delayed request again on the ring of the moment.
+func (n *Node) redispatch(m *nats.Msg, kind, aggType string) {
+	if kind == "cmd" {
+		n.handleCommand(m, aggType)
+	} else {
+		n.handleQuery(m, aggType)
+	}
+}
+
+func (n *Node) isDirect(subscribed string) bool {
+	return subscribed == n.directBase+".cmd.*" || subscribed == n.directBase+".query.*"
+}
+
+func hopsOf(m *nats.Msg) int {
+	if m.Header == nil {
+		return 0
+	}
+	h, err := strconv.Atoi(m.Header.Get(headerHops))
+	if err != nil || h < 0 {
+		return 0
+	}
+	return h
+}
+
+// budgetOf returns the time left according to a forwarding node, if any.
+func budgetOf(m *nats.Msg) (time.Duration, bool) {
+	if m.Header == nil {
+		return 0, false
+	}
+	v := m.Header.Get(headerBudget)
+	if v == "" {
+		return 0, false
+	}
+	ms, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	return time.Duration(max(ms, 1)) * time.Millisecond, true
+}
+
+func setHops(m *nats.Msg, hops int, budget time.Duration) {
+	if m.Header == nil {
+		m.Header = nats.Header{}
+	}
+	m.Header.Set(headerHops, strconv.Itoa(hops))
+	m.Header.Set(headerBudget, strconv.FormatInt(max(budget.Milliseconds(), 1), 10))
+}
+
+func cloneHeader(h nats.Header) nats.Header {
+	out := make(nats.Header, len(h)+2)
+	for k, v := range h {
+		out[k] = append([]string(nil), v...)
+	}
+	return out
+}
+
+// leaveCluster announces this node's departure and gives the others'
+// rings time to move on, while this node still forwards what reaches it.
+func (n *Node) leaveCluster(ctx context.Context) {
+	if n.clus == nil {
+		return
+	}
+	timeout := 5 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, time.Until(dl)/2)
+	}
+	if err := n.clus.Leave(timeout); err != nil && !errors.Is(err, cluster.ErrLeft) {
+		n.log.Warn("cluster: leaving", "err", err)
+	}
+	// Our own view shows us as left once Leave returns; apply it now rather
+	// than waiting for the watcher, so nothing new starts here.
+	n.applyView(n.clus.View())
+	select {
+	case <-time.After(n.cfg.Cluster.HandoverGrace):
+	case <-ctx.Done():
+	}
+}
+
+// ClusterInfo returns this node's account of the cluster (what the admin
+// subjects answer).
+func (n *Node) ClusterInfo() api.ClusterInfo {
+	c := &n.counters
+	ready, _ := n.Ready()
+	info := api.ClusterInfo{NodeID: n.cfg.NodeID, Version: Version, Ready: ready,
+		Routing: api.RoutingCounters{
+			Local: c.local.Load(), Direct: c.direct.Load(), Forwarded: c.forwarded.Load(),
+			Rerouted: c.rerouted.Load(), Delayed: c.delayed.Load(), Exhausted: c.exhausted.Load(),
+			RingChanges: c.ringChanges.Load(), PartitionsMoved: c.moved.Load(),
+		}}
+	if stats, err := json.Marshal(n.exec.Stats()); err == nil {
+		info.Stats = stats
+	}
+	rt := n.route.Load()
+	if rt == nil {
+		return info
+	}
+	info.Clustered = true
+	info.Ring = n.ringSpec
+	info.ViewVersion = rt.version
+	owned := make(map[string]int)
+	if rt.ring != nil {
+		info.Owners = rt.ring.Partitions()
+		info.Fingerprint = fingerprint(rt.ring)
+		for _, o := range info.Owners {
+			owned[o]++
+		}
+	}
+	for _, m := range rt.view.Members {
+		_, in := rt.subjects[m.ID]
+		info.Members = append(info.Members, api.ClusterMember{ID: m.ID, Addr: m.Addr, State: m.State.String(),
+			Subject: m.Meta.Subject, RaftAddr: m.Meta.RaftAddr, Version: m.Meta.Version,
+			Partitions: owned[m.ID], InRing: in})
+	}
+	return info
+}
+
+// onClusterInfo answers the admin cluster subjects.
+func (n *Node) onClusterInfo(m *nats.Msg) { n.respond(m, n.ClusterInfo()) }
+
+// Owner returns the node that owns an aggregate by this node's ring: its
+// own id when it runs alone.
+func (n *Node) Owner(aggregateType, aggregateID string) string {
+	if owner, _, ok := n.route.Load().owner(aggregateType, aggregateID); ok {
+		return owner
+	}
+	return n.cfg.NodeID
+}
+
+// NodeID is the node's id (its cluster member name in a cluster).
+func (n *Node) NodeID() string { return n.cfg.NodeID }
+
+// GossipAddr is the address ("host:port") other nodes join this one on;
+// empty when the node runs alone.
+func (n *Node) GossipAddr() string {
+	if n.clus == nil {
+		return ""
+	}
+	return n.clus.LocalMember().Addr
+}

@@ -1,0 +1,469 @@
+package node_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/concursus-go/concursus/api"
+	"github.com/concursus-go/concursus/client"
+	"github.com/concursus-go/concursus/cluster"
+	"github.com/concursus-go/concursus/eventlog"
+	"github.com/concursus-go/concursus/examples/lightbulb"
+	"github.com/concursus-go/concursus/model"
+	"github.com/concursus-go/concursus/node"
+	"github.com/concursus-go/concursus/storage/memory"
+)
+
+// testCluster is several nodes in this process sharing one NATS server and
+// one pair of in-memory logs, gossiping on loopback.
+type testCluster struct {
+	t        *testing.T
+	url      string
+	events   *memory.EventLog
+	commands *memory.CommandLog
+	mu       sync.Mutex
+	nodes    map[string]*node.Node
+}
+
+func newTestCluster(t *testing.T, size int) *testCluster {
+	t.Helper()
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("NATS server did not start")
+	}
+	c := &testCluster{t: t, url: s.ClientURL(), events: memory.NewEventLog(),
+		commands: memory.NewCommandLog(), nodes: make(map[string]*node.Node)}
+	t.Cleanup(func() {
+		c.mu.Lock()
+		nodes := c.nodes
+		c.mu.Unlock()
+		// One at a time: when every member leaves at once, the last one
+		// waits out its leave timeout for peers that are gone.
+		for _, n := range nodes {
+			_ = n.Shutdown(context.Background())
+		}
+		s.Shutdown()
+	})
+	for i := range size {
+		c.add(fmt.Sprintf("n%d", i+1))
+	}
+	c.waitConverged()
+	return c
+}
+
+// add starts a node that joins the others.
+func (c *testCluster) add(id string) *node.Node {
+	c.t.Helper()
+	var seeds []string
+	c.mu.Lock()
+	for _, n := range c.nodes {
+		seeds = append(seeds, n.GossipAddr())
+	}
+	c.mu.Unlock()
+	cfg := node.Config{
+		NodeID: id,
+		NATS:   node.NATSConfig{URL: c.url},
+		Logger: quietLogger(),
+		Cluster: &node.ClusterConfig{
+			Gossip: cluster.Config{BindAddr: "127.0.0.1", Profile: cluster.ProfileLocal, Join: seeds,
+				JoinBackoff: 50 * time.Millisecond},
+			HandoverGrace: 100 * time.Millisecond,
+		},
+	}
+	_, reg := lightbulbRegistry(c.t)
+	n, err := node.New(cfg, reg, node.WithEventLog(c.events), node.WithCommandLog(c.commands))
+	if err != nil {
+		c.t.Fatalf("starting node %s: %v", id, err)
+	}
+	c.mu.Lock()
+	c.nodes[id] = n
+	c.mu.Unlock()
+	return n
+}
+
+func (c *testCluster) node(id string) *node.Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.nodes[id]
+}
+
+func (c *testCluster) remove(id string) *node.Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.nodes[id]
+	delete(c.nodes, id)
+	return n
+}
+
+func (c *testCluster) list() []*node.Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []*node.Node
+	for _, n := range c.nodes {
+		out = append(out, n)
+	}
+	return out
+}
+
+// waitConverged waits until every node's ring holds exactly the nodes of
+// the cluster and all tables agree.
+func (c *testCluster) waitConverged() {
+	c.t.Helper()
+	nodes := c.list()
+	waitFor(c.t, 20*time.Second, fmt.Sprintf("%d nodes to agree on the ring", len(nodes)), func() bool {
+		var fp string
+		for _, n := range nodes {
+			info := n.ClusterInfo()
+			in := 0
+			for _, m := range info.Members {
+				if m.InRing {
+					in++
+				}
+			}
+			if in != len(nodes) || info.Fingerprint == "" || (fp != "" && info.Fingerprint != fp) {
+				return false
+			}
+			fp = info.Fingerprint
+		}
+		return true
+	})
+}
+
+// checkHistories reads every aggregate's history from the shared log and
+// checks that it is gap-free and that each accepted command's events are
+// there exactly once.
+func (c *testCluster) checkHistories(accepted map[model.Ref][]string) int {
+	c.t.Helper()
+	total := 0
+	for ref, ids := range accepted {
+		seen := make(map[string]int)
+		var seq uint64
+		for e, err := range eventlog.Events(context.Background(), c.events, ref, 1, 256) {
+			if err != nil {
+				c.t.Fatalf("reading %s: %v", ref, err)
+			}
+			seq++
+			if e.Sequence != seq {
+				c.t.Fatalf("%s: event %d has sequence %d: a gap", ref, seq, e.Sequence)
+			}
+			seen[e.CommandID]++
+			total++
+		}
+		for _, id := range ids {
+			if seen[id] != 1 {
+				c.t.Errorf("%s: accepted command %s has %d events in the log, want 1", ref, id, seen[id])
+			}
+		}
+		if len(seen) != len(ids) {
+			c.t.Errorf("%s: %d commands in the log, %d acknowledged", ref, len(seen), len(ids))
+		}
+	}
+	return total
+}
+
+func TestClusterNodesAgreeAndRouteToOwners(t *testing.T) {
+	c := newTestCluster(t, 3)
+	nc := connect(t, c.url)
+	// Every node computes the same owner for every aggregate.
+	nodes := c.list()
+	for i := range 200 {
+		id := fmt.Sprintf("bulb-%d", i)
+		want := nodes[0].Owner(lightbulb.TypeName, id)
+		for _, n := range nodes[1:] {
+			if got := n.Owner(lightbulb.TypeName, id); got != want {
+				t.Fatalf("%s: node %s says owner %s, node %s says %s", id, nodes[0].NodeID(), want, n.NodeID(), got)
+			}
+		}
+	}
+	// Commands through the queue group run on their owners only.
+	owned := make(map[string]int)
+	for i := range 60 {
+		id := fmt.Sprintf("bulb-%d", i)
+		mustOK(t, nc, api.Command{AggregateID: id, Command: "create", Args: json.RawMessage(`{"wattage":60}`)})
+		mustOK(t, nc, api.Command{AggregateID: id, Command: "screwIn", Args: json.RawMessage(`{"location":"hall"}`)})
+		owned[nodes[0].Owner(lightbulb.TypeName, id)] += 2
+	}
+	var forwarded uint64
+	for _, n := range nodes {
+		st := n.Executor().Stats()
+		if int(st.Accepted) != owned[n.NodeID()] {
+			t.Errorf("node %s accepted %d commands, owns aggregates that got %d", n.NodeID(), st.Accepted, owned[n.NodeID()])
+		}
+		r := n.ClusterInfo().Routing
+		forwarded += r.Forwarded
+		if r.Exhausted != 0 {
+			t.Errorf("node %s: %d requests exhausted on a stable ring", n.NodeID(), r.Exhausted)
+		}
+	}
+	if forwarded == 0 {
+		t.Error("no request was forwarded: the queue group always hit the owner (120 requests over 3 nodes)?")
+	}
+	// A request sent to a node that does not own the aggregate, on its
+	// direct subject, is passed on and answered by the owner.
+	id := "bulb-7"
+	owner := nodes[0].Owner(lightbulb.TypeName, id)
+	var other *node.Node
+	for _, n := range nodes {
+		if n.NodeID() != owner {
+			other = n
+		}
+	}
+	var r api.Reply
+	request(t, nc, "concursus.node."+other.NodeID()+".cmd."+lightbulb.TypeName, envelope(t, api.Command{AggregateID: id, Command: "switchOn"}), &r)
+	if !r.OK {
+		t.Fatalf("switchOn sent to non-owner %s: %+v", other.NodeID(), r.Error)
+	}
+	if got := other.ClusterInfo().Routing.Rerouted; got != 1 {
+		t.Errorf("non-owner rerouted %d requests, want 1", got)
+	}
+	// Queries are answered by the owner too.
+	q := query(t, nc, api.Query{AggregateID: id})
+	if !q.OK || q.Sequence != 3 {
+		t.Fatalf("query: %+v (want sequence 3)", q)
+	}
+}
+
+func TestClusterInfoOverNATS(t *testing.T) {
+	c := newTestCluster(t, 2)
+	nc := connect(t, c.url)
+	inbox := nats.NewInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.PublishRequest(api.AdminClusterSubject(api.DefaultPrefix), inbox, nil); err != nil {
+		t.Fatal(err)
+	}
+	seen := make(map[string]api.ClusterInfo)
+	for len(seen) < 2 {
+		m, err := sub.NextMsg(reqTimeout)
+		if err != nil {
+			t.Fatalf("after %d replies: %v", len(seen), err)
+		}
+		var info api.ClusterInfo
+		if err := json.Unmarshal(m.Data, &info); err != nil {
+			t.Fatal(err)
+		}
+		seen[info.NodeID] = info
+	}
+	for id, info := range seen {
+		if !info.Clustered || len(info.Owners) != 1021 || len(info.Members) != 2 || info.Ring != "1021/20/1.25" {
+			t.Errorf("%s: clustered=%v owners=%d members=%d ring=%q", id, info.Clustered, len(info.Owners), len(info.Members), info.Ring)
+		}
+		sum := 0
+		for _, m := range info.Members {
+			sum += m.Partitions
+			if m.State != "alive" || !m.InRing || !strings.HasPrefix(m.Subject, "concursus.node.") {
+				t.Errorf("%s sees member %+v", id, m)
+			}
+		}
+		if sum != 1021 {
+			t.Errorf("%s: members own %d partitions, want 1021", id, sum)
+		}
+	}
+	var one api.ClusterInfo
+	request(t, nc, api.NodeAdminSubject(api.DefaultPrefix, "n2"), nil, &one)
+	if one.NodeID != "n2" {
+		t.Errorf("direct admin request answered by %q", one.NodeID)
+	}
+}
+
+// load drives commands over many aggregates through the Go client (which
+// retries with the same command id) until stop is closed, and records
+// every acknowledged command. Each worker owns its aggregates, so it knows
+// what each command must do.
+type load struct {
+	mu       sync.Mutex
+	accepted map[model.Ref][]string
+	failures []error
+	sent     atomic.Int64
+	wg       sync.WaitGroup
+}
+
+func startLoad(t *testing.T, url string, workers, perWorker int, stop <-chan struct{}) *load {
+	t.Helper()
+	l := &load{accepted: make(map[model.Ref][]string)}
+	nc := connect(t, url)
+	cl := client.New(nc, client.Options{Timeout: 20 * time.Second, Attempt: 2 * time.Second, MinBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
+	for w := range workers {
+		l.wg.Go(func() {
+			on := make([]bool, perWorker)
+			for step := 0; ; step++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				i := step % perWorker
+				id := fmt.Sprintf("w%d-b%d", w, i)
+				cmd, args := "switchOn", json.RawMessage(nil)
+				switch {
+				case step < perWorker:
+					cmd, args = "create", json.RawMessage(`{"wattage":60}`)
+				case step < 2*perWorker:
+					cmd, args = "screwIn", json.RawMessage(`{"location":"lab"}`)
+				case on[i]:
+					cmd = "switchOff"
+				}
+				cid := fmt.Sprintf("%s-%d", id, step)
+				_, err := cl.SendRaw(context.Background(), lightbulb.TypeName, id, cmd, args, client.WithCommandID(cid))
+				l.sent.Add(1)
+				if err != nil {
+					l.mu.Lock()
+					l.failures = append(l.failures, fmt.Errorf("%s %s (%s): %w", cmd, id, cid, err))
+					l.mu.Unlock()
+					return
+				}
+				if step >= 2*perWorker {
+					on[i] = !on[i]
+				}
+				l.mu.Lock()
+				ref := lbRef(id)
+				l.accepted[ref] = append(l.accepted[ref], cid)
+				l.mu.Unlock()
+			}
+		})
+	}
+	return l
+}
+
+func (l *load) waitSent(t *testing.T, n int64) {
+	t.Helper()
+	waitFor(t, 30*time.Second, fmt.Sprintf("%d commands sent", n), func() bool { return l.sent.Load() >= n || l.failed() })
+}
+
+func (l *load) failed() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.failures) > 0
+}
+
+func (l *load) finish(t *testing.T, stop chan struct{}) map[model.Ref][]string {
+	t.Helper()
+	close(stop)
+	l.wg.Wait()
+	for _, err := range l.failures {
+		t.Errorf("client request failed: %v", err)
+	}
+	return l.accepted
+}
+
+func movedFraction(nodes []*node.Node) float64 {
+	var max uint64
+	for _, n := range nodes {
+		max = maxU(max, n.ClusterInfo().Routing.PartitionsMoved)
+	}
+	return float64(max) / 1021
+}
+
+func maxU(a, b uint64) uint64 {
+	if a > b {
+		return a
+	}
+	return b
+}
+
+func TestClusterScalesOutUnderLoad(t *testing.T) {
+	c := newTestCluster(t, 2)
+	stop := make(chan struct{})
+	l := startLoad(t, c.url, 8, 20, stop)
+	l.waitSent(t, 300)
+	before := c.node("n1").ClusterInfo().Routing.PartitionsMoved
+	n3 := c.add("n3")
+	c.waitConverged()
+	moved := float64(c.node("n1").ClusterInfo().Routing.PartitionsMoved-before) / 1021
+	l.waitSent(t, l.sent.Load()+300)
+	accepted := l.finish(t, stop)
+	total := c.checkHistories(accepted)
+	t.Logf("%d events from %d aggregates; adding a third node moved %.3f of the partitions", total, len(accepted), moved)
+	if moved < 0.15 || moved > 0.55 {
+		t.Errorf("adding the 3rd node moved %.3f of the partitions; consistent hashing should move about 1/3", moved)
+	}
+	if n3.Executor().Stats().Accepted == 0 {
+		t.Error("the new node ran no command")
+	}
+}
+
+func TestClusterGracefulLeaveUnderLoad(t *testing.T) {
+	c := newTestCluster(t, 3)
+	stop := make(chan struct{})
+	l := startLoad(t, c.url, 8, 20, stop)
+	l.waitSent(t, 300)
+	leaving := c.remove("n2")
+	if err := leaving.Shutdown(context.Background()); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	c.waitConverged()
+	l.waitSent(t, l.sent.Load()+300)
+	accepted := l.finish(t, stop)
+	c.checkHistories(accepted)
+	for _, n := range c.list() {
+		for _, m := range n.ClusterInfo().Members {
+			if m.ID == "n2" && m.State != "left" {
+				t.Errorf("%s sees n2 as %s, want left", n.NodeID(), m.State)
+			}
+		}
+	}
+}
+
+func TestClusterNodeFailureUnderLoad(t *testing.T) {
+	c := newTestCluster(t, 3)
+	stop := make(chan struct{})
+	l := startLoad(t, c.url, 8, 20, stop)
+	l.waitSent(t, 300)
+	killed := time.Now()
+	c.remove("n3").Kill()
+	c.waitConverged()
+	t.Logf("survivors agreed on a ring without n3 %v after the kill", time.Since(killed).Round(time.Millisecond))
+	l.waitSent(t, l.sent.Load()+300)
+	accepted := l.finish(t, stop)
+	c.checkHistories(accepted)
+	for _, n := range c.list() {
+		for _, m := range n.ClusterInfo().Members {
+			if m.ID == "n3" && m.State != "dead" {
+				t.Errorf("%s sees n3 as %s, want dead", n.NodeID(), m.State)
+			}
+		}
+	}
+}
+
+func TestClusterRefusesEmbeddedStore(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Cluster = &node.ClusterConfig{Gossip: cluster.Config{BindPort: 0, Profile: cluster.ProfileLocal}}
+	_, reg := lightbulbRegistry(t)
+	_, err := node.New(cfg, reg)
+	if err == nil || !strings.Contains(err.Error(), "shared") {
+		t.Fatalf("New with the embedded store in a cluster: %v, want an error about a shared log", err)
+	}
+}
+
+func TestClusterRefusesDifferentRingSettings(t *testing.T) {
+	c := newTestCluster(t, 1)
+	cfg := node.Config{
+		NodeID: "odd",
+		NATS:   node.NATSConfig{URL: c.url},
+		Logger: quietLogger(),
+		Cluster: &node.ClusterConfig{
+			Gossip: cluster.Config{BindAddr: "127.0.0.1", Profile: cluster.ProfileLocal, Join: []string{c.node("n1").GossipAddr()}},
+		},
+	}
+	cfg.Cluster.Ring.PartitionCount = 509
+	_, reg := lightbulbRegistry(t)
+	_, err := node.New(cfg, reg, node.WithEventLog(c.events), node.WithCommandLog(c.commands))
+	if err == nil || !strings.Contains(err.Error(), "ring settings") {
+		t.Fatalf("joining with 509 partitions: %v, want an error naming the ring settings", err)
+	}
+}
