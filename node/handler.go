@@ -31,6 +31,20 @@ func (n *Node) onDirectCommand(m *nats.Msg) {
 
 func (n *Node) handleCommand(m *nats.Msg, aggType string) {
 	arrived := time.Now()
+	routed := n.route.Load() == nil // alone: everything is ours
+	if !routed {
+		// In a cluster, most requests belong to another node: read just
+		// enough to route them and leave the full decode to the owner.
+		if id, cid, timeout, ok := n.peekCommand(m); ok {
+			routed = true
+			fail := func(e *api.Error) {
+				n.respond(m, &api.Reply{AggregateType: aggType, AggregateID: id, CommandID: cid, Error: e})
+			}
+			if n.routeRequest(m, "cmd", aggType, id, arrived.Add(timeout), fail) {
+				return
+			}
+		}
+	}
 	req, timeout, apiErr := n.decodeCommand(aggType, m)
 	if apiErr != nil {
 		n.exec.CountInvalid()
@@ -43,7 +57,7 @@ func (n *Node) handleCommand(m *nats.Msg, aggType string) {
 	fail := func(e *api.Error) {
 		n.respond(m, &api.Reply{AggregateType: aggType, AggregateID: req.Ref.ID, CommandID: req.CommandID, Error: e})
 	}
-	if n.routeRequest(m, "cmd", aggType, req.Ref.ID, arrived.Add(timeout), fail) {
+	if !routed && n.routeRequest(m, "cmd", aggType, req.Ref.ID, arrived.Add(timeout), fail) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
@@ -147,6 +161,49 @@ func (n *Node) decodeCommand(aggType string, m *nats.Msg) (executor.Request, tim
 		timeout = time.Duration(env.TimeoutMs) * time.Millisecond
 	}
 	return req, timeout, nil
+}
+
+// peekCommand reads what routing needs from a command request — the
+// aggregate id, the command id and the time the client allows — without
+// decoding or checking the rest. ok is false when the request is not
+// readable that way; the full decode then reports what is wrong.
+func (n *Node) peekCommand(m *nats.Msg) (id, commandID string, timeout time.Duration, ok bool) {
+	if len(m.Data) > n.cfg.MaxPayload {
+		return "", "", 0, false // the full decode answers at once
+	}
+	timeout = n.cfg.RequestTimeout
+	if h := m.Header; h != nil && (h.Get(api.HeaderCommand) != "" || h.Get(api.HeaderAggregateID) != "" || h.Get(api.HeaderCommandID) != "") {
+		id, commandID = h.Get(api.HeaderAggregateID), h.Get(api.HeaderCommandID)
+		if t := h.Get(api.HeaderTimeout); t != "" {
+			ms, err := strconv.ParseInt(t, 10, 64)
+			if err != nil || ms < 0 {
+				return "", "", 0, false
+			}
+			if ms > 0 {
+				timeout = time.Duration(ms) * time.Millisecond
+			}
+		}
+	} else {
+		var env struct {
+			AggregateID string `json:"aggregateId"`
+			CommandID   string `json:"commandId"`
+			TimeoutMs   int64  `json:"timeoutMs"`
+		}
+		if json.Unmarshal(m.Data, &env) != nil || env.TimeoutMs < 0 {
+			return "", "", 0, false
+		}
+		id, commandID = env.AggregateID, env.CommandID
+		if env.TimeoutMs > 0 {
+			timeout = time.Duration(env.TimeoutMs) * time.Millisecond
+		}
+	}
+	if id == "" || len(id) > model.MaxIDLen {
+		return "", "", 0, false
+	}
+	if budget, ok := budgetOf(m); ok {
+		timeout = min(timeout, budget)
+	}
+	return id, commandID, timeout, true
 }
 
 // parseTimestamp accepts RFC 3339 with an optional fraction, years 1 to 9999.

@@ -18,6 +18,13 @@
 //
 //	scripts/cassandra.sh start
 //	go run ./cmd/bench -store cassandra -c 64 -k 2000
+//
+// With -nodes N it compares clusters instead: a 1-node and an N-node
+// cluster, all in this process on one NATS server and a shared store
+// (in-memory by default, or -store cassandra), at the same concurrency,
+// ending with "N-node/1-node ratio: X.XX".
+//
+//	go run ./cmd/bench -nodes 3 -c 128 -k 10000
 package main
 
 import (
@@ -61,6 +68,7 @@ type params struct {
 	cpuProfile       string
 	store, cassandra string
 	flushers         int
+	nodes            int
 }
 
 func run() error {
@@ -75,7 +83,11 @@ func run() error {
 	flag.StringVar(&p.store, "store", "embedded", "the node's store: embedded or cassandra")
 	flag.IntVar(&p.flushers, "flushers", 0, "executor flushers (0: the node's default for the store)")
 	flag.StringVar(&p.cassandra, "cassandra", "127.0.0.1:9042", "Cassandra contact point for -store cassandra")
+	flag.IntVar(&p.nodes, "nodes", 0, "compare a 1-node cluster with an N-node cluster instead (shared -store memory or cassandra)")
 	flag.Parse()
+	if p.nodes > 0 && !isFlagSet("store") {
+		p.store = "memory"
+	}
 	if p.c < 1 || p.k < p.c || p.conns < 1 {
 		return fmt.Errorf("need c >= 1, k >= c, conns >= 1 (got c=%d k=%d conns=%d)", p.c, p.k, p.conns)
 	}
@@ -99,6 +111,13 @@ func run() error {
 			return err
 		}
 		defer conns[i].Close()
+	}
+
+	if p.nodes > 0 {
+		if p.nodes < 2 {
+			return fmt.Errorf("-nodes %d: want at least 2", p.nodes)
+		}
+		return benchClusters(p, url, conns)
 	}
 
 	var opener node.StoreOpener
@@ -140,6 +159,12 @@ func run() error {
 	cmd.print("command-path")
 	fmt.Printf("\ncommand-path/%s ratio: %.2f\n", baseline, cmd.throughput()/raw.throughput())
 	return nil
+}
+
+func isFlagSet(name string) bool {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 // result is what one scenario measured.
@@ -269,15 +294,37 @@ func benchCommands(p params, url string, conns []*nats.Conn, opener node.StoreOp
 		return nil, err
 	}
 	defer func() { _ = n.Shutdown(context.Background()) }()
+	if err := waitReady(n); err != nil {
+		return nil, err
+	}
+	return benchWorkload(p, conns, "", []*node.Node{n})
+}
+
+// waitReady waits up to a minute for the node's store.
+func waitReady(n *node.Node) error {
 	for deadline := time.Now().Add(time.Minute); ; {
 		if ok, status := n.Ready(); ok {
-			break
+			return nil
 		} else if time.Now().After(deadline) {
-			return nil, fmt.Errorf("store not ready: %s", status)
+			return fmt.Errorf("store not ready: %s", status)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
 
+// benchWorkload sets up K lightbulbs (ids start with idPrefix) and then
+// measures switchOn/switchOff at concurrency C through the queue group
+// that nodes serve.
+func benchWorkload(p params, conns []*nats.Conn, idPrefix string, nodes []*node.Node) (*result, error) {
+	stats := func() (s executorTotals) {
+		for _, n := range nodes {
+			st := n.Executor().Stats()
+			s.batches += st.Batches
+			s.appended += st.Appended
+			s.inFlight += st.InFlight
+		}
+		return s
+	}
 	subject := api.CommandSubject(api.DefaultPrefix, lightbulb.TypeName)
 	// Requests carry a command id, as the Go client always sends one, so
 	// the node's duplicate check runs on every command.
@@ -315,7 +362,7 @@ func benchCommands(p params, url string, conns []*nats.Conn, opener node.StoreOp
 			defer wg.Done()
 			nc := conns[w%len(conns)]
 			for i := w; i < p.k; i += p.c {
-				id := fmt.Sprintf("bench-%09d", i)
+				id := fmt.Sprintf("%sbench-%09d", idPrefix, i)
 				if err := send(nc, id, "create", `{"wattage":60}`); err != nil {
 					setupErr.Store(err)
 					return
@@ -350,7 +397,7 @@ func benchCommands(p params, url string, conns []*nats.Conn, opener node.StoreOp
 	// rejected.
 	on := make([]bool, p.k)
 	next := make([]int, p.c)
-	before := n.Executor().Stats()
+	before := stats()
 	// Sample how many commands are inside the executor (queued, deciding
 	// or waiting for their write) versus elsewhere (NATS, decoding, replies).
 	var samples, inExec atomic.Int64
@@ -364,7 +411,7 @@ func benchCommands(p params, url string, conns []*nats.Conn, opener node.StoreOp
 				return
 			case <-tick.C:
 				samples.Add(1)
-				inExec.Add(n.Executor().Stats().InFlight)
+				inExec.Add(stats().inFlight)
 			}
 		}
 	}()
@@ -378,18 +425,21 @@ func benchCommands(p params, url string, conns []*nats.Conn, opener node.StoreOp
 		if on[i] {
 			cmd = "switchOff"
 		}
-		err := send(conns[w%len(conns)], fmt.Sprintf("bench-%09d", i), cmd, `{}`)
+		err := send(conns[w%len(conns)], fmt.Sprintf("%sbench-%09d", idPrefix, i), cmd, `{}`)
 		if err == nil {
 			on[i] = !on[i]
 		}
 		return err
 	})
 	close(sampling)
-	after := n.Executor().Stats()
-	batches := after.Batches - before.Batches
+	after := stats()
+	batches := after.batches - before.batches
 	if batches > 0 {
 		res.note = fmt.Sprintf("  (mean append batch %.1f, mean in executor %.0f of C=%d)",
-			float64(after.Appended-before.Appended)/float64(batches), float64(inExec.Load())/float64(max(samples.Load(), 1)), p.c)
+			float64(after.appended-before.appended)/float64(batches), float64(inExec.Load())/float64(max(samples.Load(), 1)), p.c)
 	}
 	return res, nil
 }
+
+// executorTotals sums executor counters over the nodes of a run.
+type executorTotals struct{ batches, appended, inFlight int64 }
