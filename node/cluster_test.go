@@ -467,3 +467,71 @@ func TestClusterRefusesDifferentRingSettings(t *testing.T) {
 		t.Fatalf("joining with 509 partitions: %v, want an error naming the ring settings", err)
 	}
 }
+
+func TestClusterForwardedBadInputIsAnsweredByTheOwner(t *testing.T) {
+	c := newTestCluster(t, 2)
+	nc := connect(t, c.url)
+	nodes := c.list()
+	// An aggregate n1 does not own, sent to n1's direct subject with a
+	// field the strict decoder refuses: n1 routes on the id alone, the
+	// owner decodes in full and answers.
+	var id string
+	for i := 0; ; i++ {
+		id = fmt.Sprintf("bad-%d", i)
+		if nodes[0].Owner(lightbulb.TypeName, id) != "n1" {
+			break
+		}
+	}
+	body := []byte(`{"aggregateId":"` + id + `","command":"create","commandId":"bad-1","args":{"wattage":60},"bogus":1}`)
+	var r api.Reply
+	request(t, nc, "concursus.node.n1.cmd."+lightbulb.TypeName, body, &r)
+	wantError(t, r.Error, r.OK, api.CodeInvalidRequest, "bogus")
+	if got := c.node("n1").ClusterInfo().Routing.Rerouted; got != 1 {
+		t.Errorf("n1 rerouted %d requests, want 1", got)
+	}
+	assertNothingWritten(t, nodes[0], lbRef(id), "bad-1")
+	// Malformed JSON cannot be routed: the receiving node answers.
+	request(t, nc, cmdSubject, []byte(`{"aggregateId":`), &r)
+	wantError(t, r.Error, r.OK, api.CodeInvalidRequest)
+}
+
+func TestClusterRequestsOutOfHopsOrTimeGetRetryableErrors(t *testing.T) {
+	c := newTestCluster(t, 2)
+	nc := connect(t, c.url)
+	var id string
+	for i := 0; ; i++ {
+		id = fmt.Sprintf("hop-%d", i)
+		if c.node("n1").Owner(lightbulb.TypeName, id) == "n2" {
+			break
+		}
+	}
+	send := func(hops, budgetMs string) api.Reply {
+		t.Helper()
+		m := nats.NewMsg("concursus.node.n1.cmd." + lightbulb.TypeName)
+		m.Header.Set("Concursus-Hops", hops)
+		m.Header.Set("Concursus-Budget-Ms", budgetMs)
+		m.Data = envelope(t, api.Command{AggregateID: id, Command: "create", CommandID: "hop-" + hops, Args: json.RawMessage(`{"wattage":60}`)})
+		reply, err := nc.RequestMsg(m, reqTimeout)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r api.Reply
+		if err := json.Unmarshal(reply.Data, &r); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	r := send("32", "5000")
+	wantError(t, r.Error, r.OK, api.CodeUnavailable, "hops")
+	if !r.Error.Code.Retryable() {
+		t.Error("out of hops is not retryable")
+	}
+	assertNothingWritten(t, c.node("n1"), lbRef(id), "hop-32")
+	// With hops to spare the same request is passed on and runs.
+	if r := send("1", "5000"); !r.OK {
+		t.Fatalf("forwarded with one hop: %+v", r.Error)
+	}
+	if got := c.node("n1").ClusterInfo().Routing.Exhausted; got != 1 {
+		t.Errorf("n1 counted %d exhausted requests, want 1", got)
+	}
+}

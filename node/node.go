@@ -10,6 +10,33 @@
 //	n, err := node.New(node.Config{DataDir: "data"}, reg)
 //	...
 //	defer n.Shutdown(context.Background())
+//
+// # Clusters
+//
+// With Config.Cluster set, the node gossips with the others (package
+// cluster) and places every aggregate on a bounded-load ring of the alive
+// nodes (package router). Every node serves the queue group, so any node
+// may receive a request; a node that does not own the aggregate forwards
+// the request, unchanged but for two internal headers (hop count and the
+// client's remaining time), to the owner's direct subject
+// "<prefix>.node.<id>.cmd.<type>" with the client's reply inbox, and the
+// owner answers the client itself. A forwarded request that reaches a node
+// that no longer owns it — the ring moved while it travelled — is passed
+// on by that node's newer ring; one that keeps bouncing waits briefly for
+// the rings to converge. Internal routing never reaches a client: a
+// request that runs out of time or hops is answered "timeout" or
+// "unavailable", which clients retry with the same command id.
+//
+// On every ring change the node drops the cached state of the partitions
+// it lost or gained: it forwards new requests for a lost partition at once
+// and lets the commands already queued there finish; the gaining node
+// loads state fresh from the log. The event log's fenced append makes any
+// overlap harmless (the late writer gets a conflict, reloads and decides
+// once more). Shutdown leaves the cluster before draining, forwarding what
+// still arrives for HandoverGrace.
+//
+// A cluster needs one event log and command log that every node shares
+// (Cassandra); New refuses the embedded store in cluster mode.
 package node
 
 import (
