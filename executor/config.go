@@ -1,6 +1,7 @@
 package executor
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"time"
@@ -125,10 +126,27 @@ type Deps struct {
 	// in one transaction instead of one Events.Append and one
 	// Commands.Put. It must write to the same logs as Events and Commands.
 	Decisions commandlog.DecisionWriter // optional
-	Publish   Publisher                 // optional
+	// Filter, when set, is the replicated idempotency filter (package
+	// idempotency). It answers "was this command id decided?" from memory
+	// in place of a command-log read per command, and learns every outcome
+	// once it is durable. What it may have lost (it is rebuilt empty after
+	// every node restarts, and forgets ids older than its window) is
+	// covered by the aggregate's own history: events carry their command
+	// ids, and the latest commands of a loaded aggregate are recognised.
+	Filter  Filter    // optional
+	Publish Publisher // optional
 	Clock     func() time.Time          // optional; default time.Now
 	IDs       IDs                       // optional; default UUIDs (see UUIDs)
 	Logger    *slog.Logger              // optional; default slog.Default()
+}
+
+// Filter is a cluster-wide record of decided command ids.
+type Filter interface {
+	// Lookup returns the outcome of a command id decided within the
+	// filter's window, as this replica knows it.
+	Lookup(commandID string) (commandlog.Record, bool)
+	// Record adds durable outcomes; it returns when they are replicated.
+	Record(ctx context.Context, records []commandlog.Record) error
 }
 
 // IDs makes the ids of one captured event.

@@ -85,6 +85,7 @@ type Executor struct {
 	events   eventlog.Log
 	commands commandlog.Log
 	decide   commandlog.DecisionWriter
+	filter   Filter
 	publish  Publisher
 	clock    func() time.Time
 	ids      IDs
@@ -105,9 +106,10 @@ type Executor struct {
 	spawned     atomic.Int64
 	workers     sync.WaitGroup
 
-	flushers sync.WaitGroup
-	flushq   chan *flushItem
-	stats    counters
+	flushers  sync.WaitGroup
+	filtering sync.WaitGroup // outcomes on their way to the filter
+	flushq    chan *flushItem
+	stats     counters
 }
 
 const numShards = 64
@@ -133,25 +135,51 @@ type entity struct {
 	stale   bool
 	idle    *list.Element
 	agg     model.Aggregate
-	// tail is the command that wrote the aggregate's latest events (owned
-	// like agg): a retry whose record never reached the command log (an
-	// append of unknown outcome, a failed record write) is recognised by it
-	// instead of running again.
-	tail tailCommand
+	// recent are the commands that wrote the aggregate's latest events
+	// (owned like agg): a retry whose record never reached the command log
+	// or the filter (an append of unknown outcome, a failed record write,
+	// a filter that lost its memory) is recognised by them instead of
+	// running again.
+	recent recentCommands
 }
 
-// tailCommand is the contiguous run of latest events caused by one command.
-type tailCommand struct {
+// recentCommand is a contiguous run of events caused by one command.
+type recentCommand struct {
 	id          string
 	first, last uint64
 }
 
-func (t *tailCommand) observe(ev *model.Event) {
-	if ev.CommandID != "" && ev.CommandID == t.id && ev.Sequence == t.last+1 {
-		t.last = ev.Sequence
-		return
+// recentCommands are the last few commands of an aggregate's history,
+// oldest first.
+type recentCommands []recentCommand
+
+// recentKept bounds recentCommands: a retry usually follows its original
+// closely, and the filter or command log answers the rest.
+const recentKept = 16
+
+func (r *recentCommands) observe(ev *model.Event) {
+	if n := len(*r); n > 0 {
+		t := &(*r)[n-1]
+		if ev.CommandID != "" && ev.CommandID == t.id && ev.Sequence == t.last+1 {
+			t.last = ev.Sequence
+			return
+		}
 	}
-	*t = tailCommand{id: ev.CommandID, first: ev.Sequence, last: ev.Sequence}
+	if len(*r) == recentKept {
+		copy(*r, (*r)[1:])
+		*r = (*r)[:recentKept-1]
+	}
+	*r = append(*r, recentCommand{id: ev.CommandID, first: ev.Sequence, last: ev.Sequence})
+}
+
+// find returns the events a command wrote, if it is among the recent ones.
+func (r recentCommands) find(commandID string) (recentCommand, bool) {
+	for i := len(r) - 1; i >= 0; i-- {
+		if r[i].id == commandID && commandID != "" {
+			return r[i], true
+		}
+	}
+	return recentCommand{}, false
 }
 
 type jobKind uint8
@@ -190,6 +218,7 @@ func New(cfg Config, deps Deps) (*Executor, error) {
 		events:   deps.Events,
 		commands: deps.Commands,
 		decide:   deps.Decisions,
+		filter:   deps.Filter,
 		publish:  deps.Publish,
 		clock:    deps.Clock,
 		ids:      deps.IDs,
@@ -478,8 +507,10 @@ func (x *Executor) command(e *entity, j *job) (Result, error) {
 		if err := x.load(e); err != nil {
 			return Result{}, err
 		}
-		if attempt == 0 && e.tail.id == req.CommandID && e.agg.Sequence() == e.tail.last {
-			return x.recallFromLog(e, req)
+		if attempt == 0 {
+			if c, ok := e.recent.find(req.CommandID); ok {
+				return x.recallFromLog(e, req, c)
+			}
 		}
 		now := x.clock()
 		events, err := e.agg.Decide(&model.CommandRequest{
@@ -532,7 +563,7 @@ func (x *Executor) command(e *entity, j *job) (Result, error) {
 			return Result{}, fmt.Errorf("%w: %s: %v", ErrUnavailable, e.ref, err)
 		}
 		for i := range events {
-			e.tail.observe(&events[i])
+			e.recent.observe(&events[i])
 			if err := e.agg.Apply(&events[i]); err != nil {
 				// The log has the events; the cache could not follow.
 				// Drop it so the next command reloads from the log.
@@ -548,16 +579,27 @@ func (x *Executor) command(e *entity, j *job) (Result, error) {
 	}
 }
 
-// recall returns the recorded outcome of an already decided command id.
+// recall returns the recorded outcome of an already decided command id:
+// from the filter when there is one (a memory lookup), else from the
+// command log.
 func (x *Executor) recall(req *Request) (Result, error, bool) {
 	ctx, cancel := x.storeCtx()
 	defer cancel()
-	rec, err := x.commands.Get(ctx, req.CommandID)
-	switch {
-	case errors.Is(err, commandlog.ErrNotFound):
-		return Result{}, nil, false
-	case err != nil:
-		return Result{}, fmt.Errorf("%w: command log: %v", ErrUnavailable, err), true
+	var rec commandlog.Record
+	if x.filter != nil {
+		var ok bool
+		if rec, ok = x.filter.Lookup(req.CommandID); !ok {
+			return Result{}, nil, false
+		}
+	} else {
+		var err error
+		rec, err = x.commands.Get(ctx, req.CommandID)
+		switch {
+		case errors.Is(err, commandlog.ErrNotFound):
+			return Result{}, nil, false
+		case err != nil:
+			return Result{}, fmt.Errorf("%w: command log: %v", ErrUnavailable, err), true
+		}
 	}
 	x.stats.duplicates.Add(1)
 	if rec.Ref != req.Ref || rec.Command != req.Command {
@@ -586,11 +628,11 @@ func (x *Executor) load(e *entity) error {
 	ctx, cancel := x.storeCtx()
 	defer cancel()
 	agg := e.kind.NewAggregate(e.ref.ID)
-	var tail tailCommand
+	var recent recentCommands
 	for ev, err := range eventlog.Events(ctx, x.events, e.ref, 1, x.cfg.LoadPageSize) {
 		if err == nil {
 			err = agg.Apply(&ev)
-			tail.observe(&ev)
+			recent.observe(&ev)
 		}
 		if err != nil {
 			if errors.Is(err, model.ErrCorruptHistory) {
@@ -601,24 +643,25 @@ func (x *Executor) load(e *entity) error {
 	}
 	x.stats.loads.Add(1)
 	e.agg = agg
-	e.tail = tail
+	e.recent = recent
 	return nil
 }
 
-// recallFromLog answers a command whose events are the aggregate's latest
-// but whose command-log record is missing (the append's outcome was
-// unknown, or the record failed to write): it returns them as a duplicate
-// and writes the record, so later retries are answered by recall.
+// recallFromLog answers a command whose events are among the aggregate's
+// latest but whose outcome the command log or filter did not return (the
+// append's outcome was unknown, the record failed to write, the filter
+// lost it): it returns them as a duplicate and records the outcome again,
+// so later retries are answered by recall.
 //
-// This covers a retry that arrives before another command on the same
-// aggregate; the replicated idempotency filter covers the rest.
-func (x *Executor) recallFromLog(e *entity, req *Request) (Result, error) {
+// This covers retries of an aggregate's last few commands; the command log
+// or the replicated idempotency filter covers the rest.
+func (x *Executor) recallFromLog(e *entity, req *Request, c recentCommand) (Result, error) {
 	ctx, cancel := x.storeCtx()
 	defer cancel()
-	n := e.tail.last - e.tail.first + 1
-	events, _, err := x.events.ReadPage(ctx, e.ref, e.tail.first, int(n))
+	n := c.last - c.first + 1
+	events, _, err := x.events.ReadPage(ctx, e.ref, c.first, int(n))
 	if err == nil && uint64(len(events)) != n {
-		err = fmt.Errorf("read %d events of %d..%d", len(events), e.tail.first, e.tail.last)
+		err = fmt.Errorf("read %d events of %d..%d", len(events), c.first, c.last)
 	}
 	if err != nil {
 		return Result{}, fmt.Errorf("%w: reading recorded events: %v", ErrUnavailable, err)
@@ -626,11 +669,11 @@ func (x *Executor) recallFromLog(e *entity, req *Request) (Result, error) {
 	x.stats.duplicates.Add(1)
 	if err := x.record(&flushItem{record: commandlog.Record{
 		CommandID: req.CommandID, Ref: e.ref, Command: req.Command, Outcome: commandlog.Accepted,
-		FirstSequence: e.tail.first, LastSequence: e.tail.last, At: events[0].ProcessingTime,
+		FirstSequence: c.first, LastSequence: c.last, At: events[0].ProcessingTime,
 	}}); err != nil {
 		x.log.Warn("re-recording a command failed", "aggregate", e.ref.String(), "commandId", req.CommandID, "err", err)
 	}
-	return Result{Ref: e.ref, CommandID: req.CommandID, Events: events, Sequence: e.tail.last, Duplicate: true}, nil
+	return Result{Ref: e.ref, CommandID: req.CommandID, Events: events, Sequence: c.last, Duplicate: true}, nil
 }
 
 // Close stops taking commands, lets queued and running ones finish, flushes
@@ -640,6 +683,7 @@ func (x *Executor) Close() error {
 		<-x.drained // a concurrent Close returns when the first is done
 		x.workers.Wait()
 		x.flushers.Wait()
+		x.filtering.Wait()
 		return nil
 	}
 	if x.inflight.Load() == 0 {
@@ -650,6 +694,7 @@ func (x *Executor) Close() error {
 	x.workers.Wait()
 	close(x.flushq)
 	x.flushers.Wait()
+	x.filtering.Wait() // bounded by StoreTimeout
 	return nil
 }
 

@@ -61,12 +61,36 @@ func (x *Executor) flush(batch []*flushItem) {
 	} else {
 		errs = x.flushSeparately(ctx, batch)
 	}
+	var durable []commandlog.Record
 	for i, it := range batch {
 		if errs[i] != nil && !errors.Is(errs[i], eventlog.ErrConflict) && !errors.Is(errs[i], eventlog.ErrInvalidAppend) {
 			x.log.Warn("write failed", "aggregate", it.record.Ref.String(), "command", it.record.CommandID, "err", errs[i])
 		}
+		if errs[i] == nil && x.filter != nil {
+			durable = append(durable, it.record)
+		}
 		it.done <- errs[i]
 	}
+	if len(durable) > 0 {
+		x.remember(durable)
+	}
+}
+
+// remember hands durable outcomes to the filter without holding up the
+// replies: a retry that overtakes the filter is still recognised by the
+// owner's recent history (accepted commands) or decided again on the same
+// state (rejected ones).
+func (x *Executor) remember(records []commandlog.Record) {
+	x.filtering.Add(1)
+	go func() {
+		defer x.filtering.Done()
+		ctx, cancel := x.storeCtx()
+		defer cancel()
+		if err := x.filter.Record(ctx, records); err != nil {
+			x.stats.filterFailures.Add(1)
+			x.log.Warn("idempotency filter did not take outcomes; their retries fall back to the aggregates' history", "commands", len(records), "err", err)
+		}
+	}()
 }
 
 // flushDecisions writes the batch with one DecisionWriter call.

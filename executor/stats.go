@@ -5,7 +5,7 @@ import "sync/atomic"
 type counters struct {
 	accepted, rejected, invalid, conflicts, unavailable atomic.Int64
 	timeouts, saturated, duplicates, loads              atomic.Int64
-	batches, appended                                   atomic.Int64
+	batches, appended, filterFailures                   atomic.Int64
 }
 
 // Stats are cumulative counters since the executor started.
@@ -18,8 +18,12 @@ type Stats struct {
 	Timeouts    int64 `json:"timeouts"`
 	// Saturated counts commands refused at once by back-pressure.
 	Saturated int64 `json:"saturated"`
-	// Duplicates counts command ids answered from the command log.
+	// Duplicates counts command ids answered with their recorded outcome
+	// (from the filter, the command log or the aggregate's history).
 	Duplicates int64 `json:"duplicates"`
+	// FilterFailures counts batches of outcomes the idempotency filter
+	// did not take.
+	FilterFailures int64 `json:"filterFailures,omitempty"`
 	// Loads counts aggregates loaded from the event log.
 	Loads int64 `json:"loads"`
 	// Batches and Appended: event-log calls and the appends they carried;
@@ -35,18 +39,19 @@ type Stats struct {
 // Stats returns a snapshot of the counters.
 func (x *Executor) Stats() Stats {
 	s := Stats{
-		Accepted:    x.stats.accepted.Load(),
-		Rejected:    x.stats.rejected.Load(),
-		Invalid:     x.stats.invalid.Load(),
-		Conflicts:   x.stats.conflicts.Load(),
-		Unavailable: x.stats.unavailable.Load(),
-		Timeouts:    x.stats.timeouts.Load(),
-		Saturated:   x.stats.saturated.Load(),
-		Duplicates:  x.stats.duplicates.Load(),
-		Loads:       x.stats.loads.Load(),
-		Batches:     x.stats.batches.Load(),
-		Appended:    x.stats.appended.Load(),
-		InFlight:    x.inflight.Load(),
+		Accepted:       x.stats.accepted.Load(),
+		Rejected:       x.stats.rejected.Load(),
+		Invalid:        x.stats.invalid.Load(),
+		Conflicts:      x.stats.conflicts.Load(),
+		Unavailable:    x.stats.unavailable.Load(),
+		Timeouts:       x.stats.timeouts.Load(),
+		Saturated:      x.stats.saturated.Load(),
+		Duplicates:     x.stats.duplicates.Load(),
+		Loads:          x.stats.loads.Load(),
+		Batches:        x.stats.batches.Load(),
+		Appended:       x.stats.appended.Load(),
+		FilterFailures: x.stats.filterFailures.Load(),
+		InFlight:       x.inflight.Load(),
 	}
 	for i := range x.shards {
 		sh := &x.shards[i]
