@@ -133,11 +133,11 @@ type Deps struct {
 	// every node restarts, and forgets ids older than its window) is
 	// covered by the aggregate's own history: events carry their command
 	// ids, and the latest commands of a loaded aggregate are recognised.
-	Filter  Filter    // optional
-	Publish Publisher // optional
-	Clock     func() time.Time          // optional; default time.Now
-	IDs       IDs                       // optional; default UUIDs (see UUIDs)
-	Logger    *slog.Logger              // optional; default slog.Default()
+	Filter  Filter           // optional
+	Publish Publisher        // optional
+	Clock   func() time.Time // optional; default time.Now
+	IDs     IDs              // optional; default UUIDs (see UUIDs)
+	Logger  *slog.Logger     // optional; default slog.Default()
 }
 
 // Filter is a cluster-wide record of decided command ids.
