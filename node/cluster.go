@@ -124,12 +124,29 @@ func (n *Node) startCluster() error {
 	cc := n.cfg.Cluster
 	g := cc.Gossip
 	g.NodeID = n.cfg.NodeID
-	g.Meta = cluster.Meta{NodeID: n.cfg.NodeID, Subject: n.directBase, Version: Version, Ring: n.ringSpec}
+	meta := cluster.Meta{NodeID: n.cfg.NodeID, Subject: n.directBase, Version: Version, Ring: n.ringSpec}
+	g.Meta = meta
+	// A node whose store is still connecting joins without its subject:
+	// the others (and its own ring) leave it out until it can serve.
+	ready := true
+	if n.lazy != nil {
+		select {
+		case <-n.lazy.ready:
+		default:
+			ready = false
+			g.Meta.Subject = ""
+		}
+	}
 	c, err := cluster.New(g, n.log)
 	if err != nil {
 		return fmt.Errorf("node: starting gossip: %w", err)
 	}
 	n.clus = c
+	n.unwatch = make(chan struct{})
+	if !ready {
+		n.watching.Add(1)
+		go n.announceWhenReady(meta)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), cc.JoinTimeout)
 	defer cancel()
 	if err := c.Join(ctx); err != nil {
@@ -147,6 +164,33 @@ func (n *Node) startCluster() error {
 	n.watching.Add(1)
 	go n.watchViews()
 	return nil
+}
+
+// announceWhenReady gossips the node's subject once its store connects,
+// which brings it into every ring.
+func (n *Node) announceWhenReady(meta cluster.Meta) {
+	defer n.watching.Done()
+	select {
+	case <-n.lazy.ready:
+	case <-n.unwatch:
+		return
+	}
+	for {
+		err := n.clus.SetMeta(meta, 5*time.Second)
+		if err == nil || errors.Is(err, cluster.ErrTimeout) { // applied; still spreading
+			n.log.Info("cluster: store connected; taking partitions")
+			return
+		}
+		if errors.Is(err, cluster.ErrLeft) || errors.Is(err, cluster.ErrClosed) {
+			return
+		}
+		n.log.Warn("cluster: announcing readiness", "err", err)
+		select {
+		case <-n.unwatch:
+			return
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // watchViews rebuilds the ring on every membership view.
@@ -265,7 +309,10 @@ func fingerprint(r *router.Ring) string {
 // the request was handed on (forwarded now or later) or answered, false
 // when this node runs it. kind is "cmd" or "query"; deadline is when the
 // client stops waiting.
-func (n *Node) routeRequest(m *nats.Msg, kind, aggType, id string, deadline time.Time, fail func(*api.Error)) bool {
+//
+// waited is true when the request already waited here for the rings to
+// settle: it is then passed on at once.
+func (n *Node) routeRequest(m *nats.Msg, kind, aggType, id string, deadline time.Time, waited bool, fail func(*api.Error)) bool {
 	rt := n.route.Load()
 	if rt == nil {
 		return false // not clustered
@@ -292,9 +339,10 @@ func (n *Node) routeRequest(m *nats.Msg, kind, aggType, id string, deadline time
 		fail(&api.Error{Code: api.CodeUnavailable, Message: fmt.Sprintf("the nodes did not agree on the owner of %s/%s within %d hops (the cluster is changing); retry", aggType, id, hops)})
 		return true
 	}
-	// A request that has already been passed on once and comes back, or
-	// finds no owner, waits a little for the rings to converge.
-	if !ok || subject == "" || hops >= 2 {
+	// A request that has been passed on more than once (the nodes on its
+	// way disagree about the owner), or that finds no owner, waits a
+	// little for the rings to converge, once per arrival.
+	if !ok || subject == "" || (hops >= 2 && !waited) {
 		wait := min(10*time.Millisecond<<min(max(hops-2, 0), 5), 250*time.Millisecond, remaining/2)
 		n.counters.delayed.Add(1)
 		setHops(m, hops+1, remaining-wait)
@@ -322,9 +370,9 @@ func (n *Node) routeRequest(m *nats.Msg, kind, aggType, id string, deadline time
 // redispatch handles a delayed request again on the ring of the moment.
 func (n *Node) redispatch(m *nats.Msg, kind, aggType string) {
 	if kind == "cmd" {
-		n.handleCommand(m, aggType)
+		n.handleCommand(m, aggType, true)
 	} else {
-		n.handleQuery(m, aggType)
+		n.handleQuery(m, aggType, true)
 	}
 }
 

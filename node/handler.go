@@ -21,15 +21,15 @@ import (
 // on the subscription's goroutine and never blocks on the command: the reply
 // is sent from the executor's callback.
 func (n *Node) onCommand(m *nats.Msg) {
-	n.handleCommand(m, strings.TrimPrefix(m.Subject, n.cmdSubjectPrefix))
+	n.handleCommand(m, strings.TrimPrefix(m.Subject, n.cmdSubjectPrefix), false)
 }
 
 // onDirectCommand takes a command another node forwarded to this one.
 func (n *Node) onDirectCommand(m *nats.Msg) {
-	n.handleCommand(m, strings.TrimPrefix(m.Subject, n.directBase+".cmd."))
+	n.handleCommand(m, strings.TrimPrefix(m.Subject, n.directBase+".cmd."), false)
 }
 
-func (n *Node) handleCommand(m *nats.Msg, aggType string) {
+func (n *Node) handleCommand(m *nats.Msg, aggType string, waited bool) {
 	arrived := time.Now()
 	routed := n.route.Load() == nil // alone: everything is ours
 	if !routed {
@@ -40,7 +40,7 @@ func (n *Node) handleCommand(m *nats.Msg, aggType string) {
 			fail := func(e *api.Error) {
 				n.respond(m, &api.Reply{AggregateType: aggType, AggregateID: id, CommandID: cid, Error: e})
 			}
-			if n.routeRequest(m, "cmd", aggType, id, arrived.Add(timeout), fail) {
+			if n.routeRequest(m, "cmd", aggType, id, arrived.Add(timeout), waited, fail) {
 				return
 			}
 		}
@@ -57,7 +57,7 @@ func (n *Node) handleCommand(m *nats.Msg, aggType string) {
 	fail := func(e *api.Error) {
 		n.respond(m, &api.Reply{AggregateType: aggType, AggregateID: req.Ref.ID, CommandID: req.CommandID, Error: e})
 	}
-	if !routed && n.routeRequest(m, "cmd", aggType, req.Ref.ID, arrived.Add(timeout), fail) {
+	if !routed && n.routeRequest(m, "cmd", aggType, req.Ref.ID, arrived.Add(timeout), waited, fail) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
@@ -257,15 +257,15 @@ func (n *Node) respond(m *nats.Msg, v any) {
 
 // onQuery answers a state query through the aggregate's mailbox.
 func (n *Node) onQuery(m *nats.Msg) {
-	n.handleQuery(m, strings.TrimPrefix(m.Subject, n.querySubjectPrefix))
+	n.handleQuery(m, strings.TrimPrefix(m.Subject, n.querySubjectPrefix), false)
 }
 
 // onDirectQuery takes a query another node forwarded to this one.
 func (n *Node) onDirectQuery(m *nats.Msg) {
-	n.handleQuery(m, strings.TrimPrefix(m.Subject, n.directBase+".query."))
+	n.handleQuery(m, strings.TrimPrefix(m.Subject, n.directBase+".query."), false)
 }
 
-func (n *Node) handleQuery(m *nats.Msg, aggType string) {
+func (n *Node) handleQuery(m *nats.Msg, aggType string, waited bool) {
 	arrived := time.Now()
 	fail := func(e *api.Error) { n.respond(m, &api.QueryReply{AggregateType: aggType, Error: e}) }
 	if len(m.Data) > n.cfg.MaxPayload {
@@ -294,7 +294,7 @@ func (n *Node) handleQuery(m *nats.Msg, aggType string) {
 	if budget, ok := budgetOf(m); ok {
 		timeout = min(timeout, budget)
 	}
-	if n.routeRequest(m, "query", aggType, q.AggregateID, arrived.Add(timeout), fail) {
+	if n.routeRequest(m, "query", aggType, q.AggregateID, arrived.Add(timeout), waited, fail) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)

@@ -100,6 +100,7 @@ type Node struct {
 	routeMu    sync.Mutex // serializes applyView
 	viewSub    *cluster.Subscription
 	watching   sync.WaitGroup
+	unwatch    chan struct{} // closed to stop the cluster goroutines
 	delayed    sync.WaitGroup // requests waiting for the ring to settle
 	counters   routeCounters
 
@@ -165,7 +166,7 @@ func New(cfg Config, reg *model.Registry, opts ...Option) (n *Node, err error) {
 		if o.events != nil || o.commands != nil {
 			return nil, errors.New("node: WithStoreOpener cannot be combined with WithEventLog or WithCommandLog")
 		}
-		n.lazy = &lazyStore{name: o.storeName}
+		n.lazy = &lazyStore{name: o.storeName, ready: make(chan struct{})}
 		n.events, n.commands = lazyEvents{n.lazy}, lazyCommands{n.lazy}
 		ctx, cancel := context.WithCancel(context.Background())
 		n.stopConnect = cancel
@@ -443,6 +444,7 @@ func (n *Node) closeResources() {
 	close(n.stopPruning)
 	n.pruning.Wait()
 	if n.clus != nil {
+		close(n.unwatch)
 		if err := n.clus.Close(); err != nil && !errors.Is(err, cluster.ErrClosed) {
 			n.log.Warn("cluster: closing", "err", err)
 		}

@@ -41,6 +41,7 @@ var ErrNotReady = errors.New("node: store not connected yet")
 type lazyStore struct {
 	name   string
 	stores atomic.Pointer[Stores]
+	ready  chan struct{} // closed once stores is set
 	mu     struct {
 		sync.Mutex
 		lastErr  error
@@ -75,6 +76,7 @@ func (l *lazyStore) connect(ctx context.Context, open StoreOpener, log *slog.Log
 		s, err := open(ctx)
 		if err == nil {
 			l.stores.Store(&s)
+			close(l.ready)
 			log.Info("store connected", "store", l.name, "attempts", attempt)
 			return
 		}
