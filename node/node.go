@@ -100,7 +100,7 @@ type Node struct {
 	routeMu    sync.Mutex // serializes applyView
 	viewSub    *cluster.Subscription
 	watching   sync.WaitGroup
-	unwatch    chan struct{} // closed to stop the cluster goroutines
+	unwatch    chan struct{}  // closed to stop the cluster goroutines
 	delayed    sync.WaitGroup // requests waiting for the ring to settle
 	counters   routeCounters
 
