@@ -182,9 +182,12 @@ type ClusterMember struct {
 	Version  string `json:"version,omitempty"`
 	// Partitions is how many partitions it owns in this node's table;
 	// InRing is false for an alive member left out of the ring (different
-	// ring settings, or not a node).
+	// ring settings, not a node or not ready yet, or unreachable).
 	Partitions int  `json:"partitions"`
 	InRing     bool `json:"inRing"`
+	// Unreachable: gossip has it alive, but NATS says it does not listen
+	// (its connection is gone); it is left out of the ring meanwhile.
+	Unreachable bool `json:"unreachable,omitempty"`
 }
 
 // RoutingCounters count, since a node started, what it did with requests:

@@ -589,3 +589,25 @@ func TestClusterNodeJoinsTheRingOnlyOnceItsStoreConnects(t *testing.T) {
 		return inRing(c.node("n1"), "late") && inRing(late, "late")
 	})
 }
+
+func TestClusterLeavesOutAMemberNATSCannotReach(t *testing.T) {
+	c := newTestCluster(t, 3)
+	// n3 stays alive in gossip but loses its NATS connection, as a node
+	// whose process died does at once (gossip needs seconds to notice).
+	c.node("n3").Conn().Close()
+	survivors := []*node.Node{c.node("n1"), c.node("n2")}
+	waitFor(t, 10*time.Second, "n1 and n2 to leave n3 out of their rings", func() bool {
+		for _, n := range survivors {
+			for _, m := range n.ClusterInfo().Members {
+				if m.ID == "n3" && (m.InRing || !m.Unreachable || m.State != "alive") {
+					return false
+				}
+			}
+		}
+		return survivors[0].ClusterInfo().Fingerprint == survivors[1].ClusterInfo().Fingerprint
+	})
+	nc := connect(t, c.url)
+	for i := range 30 {
+		mustOK(t, nc, api.Command{AggregateID: fmt.Sprintf("reach-%d", i), Command: "create", Args: json.RawMessage(`{"wattage":60}`)})
+	}
+}

@@ -103,6 +103,7 @@ type Node struct {
 	unwatch    chan struct{}  // closed to stop the cluster goroutines
 	delayed    sync.WaitGroup // requests waiting for the ring to settle
 	counters   routeCounters
+	down       map[string]bool // members NATS says are gone; under routeMu
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -151,6 +152,7 @@ func New(cfg Config, reg *model.Registry, opts ...Option) (n *Node, err error) {
 		cmdSubjectPrefix:   api.CommandSubject(cfg.Prefix, ""),
 		querySubjectPrefix: api.QuerySubject(cfg.Prefix, ""),
 		directBase:         directBase(cfg.Prefix, cfg.NodeID),
+		down:               make(map[string]bool),
 	}
 	if cfg.Cluster != nil {
 		n.ringSpec = ringSpec(cfg.Cluster.Ring)
@@ -323,6 +325,9 @@ func (n *Node) subscribe() error {
 			}
 		}
 		if err := n.subscribeTo(n.directBase+".query.*", n.directBase, n.onDirectQuery); err != nil {
+			return err
+		}
+		if err := n.subscribeTo(pingSubject(n.directBase), "", func(m *nats.Msg) { _ = m.Respond(nil) }); err != nil {
 			return err
 		}
 	}
