@@ -21,14 +21,16 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/concursus-go/concursus/cluster"
 	"github.com/concursus-go/concursus/examples/lightbulb"
 	"github.com/concursus-go/concursus/model"
 	"github.com/concursus-go/concursus/node"
+	"github.com/concursus-go/concursus/router"
 	"github.com/concursus-go/concursus/storage/cassandra"
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stderr))
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
 // setting is one flag with its environment variable.
@@ -37,16 +39,47 @@ type setting struct {
 	value            flag.Value
 }
 
-func run(args []string, stderr io.Writer) int {
+// run runs the command line args and returns the exit code: 0 done, 1
+// failed, 2 a usage error. "node cluster …" is the cluster report (see
+// clustercmd.go); anything else runs a node.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "cluster" {
+		return runCluster(args[1:], stdout, stderr)
+	}
+	inv, code := configure(args, stderr)
+	if inv == nil {
+		return code
+	}
+	return serve(inv)
+}
+
+// invocation is a node ready to start: its configuration and the options
+// of node.New.
+type invocation struct {
+	cfg    node.Config
+	opts   []node.Option
+	logger *slog.Logger
+}
+
+// configure reads the environment and the flags into a node configuration.
+// It starts nothing; on a usage error, or after --help, it returns nil
+// and the exit code.
+func configure(args []string, stderr io.Writer) (*invocation, int) {
 	cfg := node.DefaultConfig()
 	logLevel, logFormat := "info", "text"
 	storeKind := "embedded"
 	ccfg := cassandra.DefaultConfig()
 	cassandraHosts := strings.Join(ccfg.Hosts, ",")
+	var cl clusterFlags
+	cl.gossipAddr = "127.0.0.1"
+	cl.gossipPort = cluster.DefaultPort
+	cl.profile = string(cluster.ProfileLAN)
+	cl.partitions = router.DefaultPartitionCount
+	cl.handoverGrace = durationValue(500 * time.Millisecond)
 	fs := flag.NewFlagSet("node", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	settings := []setting{
-		{"node-id", "CONCURSUS_NODE_ID", "name of this node in logs and admin replies (default: host name)", (*stringValue)(&cfg.NodeID)},
+		{"node-id", "CONCURSUS_NODE_ID", "name of this node in logs and admin replies, and its member id in a cluster (default: host name; in cluster mode a fresh <host>-<pid>-<random> per process: give a stable id only to a node that keeps its identity's state across restarts)", (*stringValue)(&cfg.NodeID)},
 		{"nats-url", "CONCURSUS_NATS_URL", "NATS server to connect to; empty starts an embedded server", (*stringValue)(&cfg.NATS.URL)},
 		{"nats-token", "CONCURSUS_NATS_TOKEN", "token for --nats-url", (*stringValue)(&cfg.NATS.Token)},
 		{"nats-user", "CONCURSUS_NATS_USER", "user for --nats-url (with --nats-password)", (*stringValue)(&cfg.NATS.User)},
@@ -77,54 +110,53 @@ func run(args []string, stderr io.Writer) int {
 		{"cassandra-cert-file", "CONCURSUS_CASSANDRA_CERT_FILE", "PEM client certificate for Cassandra", (*stringValue)(&ccfg.TLS.CertFile)},
 		{"cassandra-key-file", "CONCURSUS_CASSANDRA_KEY_FILE", "key of --cassandra-cert-file", (*stringValue)(&ccfg.TLS.KeyFile)},
 		{"cassandra-command-ttl", "CONCURSUS_CASSANDRA_COMMAND_TTL", "how long command records are kept (0: forever)", (*durationValue)(&ccfg.CommandTTL)},
+		{"cluster", "CONCURSUS_CLUSTER", "run as a member of a cluster (implied by --join); needs --store cassandra", (*boolValue)(&cl.enabled)},
+		{"join", "CONCURSUS_JOIN", "gossip addresses of running members to join, host:port separated by commas (empty: start a new cluster)", (*stringValue)(&cl.join)},
+		{"gossip-addr", "CONCURSUS_GOSSIP_ADDR", "IP address gossip listens on, UDP and TCP (0.0.0.0: every interface)", (*stringValue)(&cl.gossipAddr)},
+		{"gossip-port", "CONCURSUS_GOSSIP_PORT", "gossip port, UDP and TCP (0: any free port)", (*intValue)(&cl.gossipPort)},
+		{"advertise-addr", "CONCURSUS_ADVERTISE_ADDR", "IP address the other members reach this one on, when not --gossip-addr (NAT, containers)", (*stringValue)(&cl.advertiseAddr)},
+		{"advertise-port", "CONCURSUS_ADVERTISE_PORT", "gossip port the other members reach this one on (needs --advertise-addr; default --gossip-port)", (*intValue)(&cl.advertisePort)},
+		{"gossip-key", "CONCURSUS_GOSSIP_KEY", "base64 AES key of 16, 24 or 32 bytes that encrypts gossip; the same on every member (e.g. from: head -c 32 /dev/urandom | base64)", (*stringValue)(&cl.key)},
+		{"gossip-profile", "CONCURSUS_GOSSIP_PROFILE", "failure-detection timings: lan, wan, or local (several nodes on one machine)", (*stringValue)(&cl.profile)},
+		{"partitions", "CONCURSUS_PARTITIONS", "partitions aggregates are hashed into; the same on every member, for the cluster's whole life", (*intValue)(&cl.partitions)},
+		{"handover-grace", "CONCURSUS_HANDOVER_GRACE", "how long a leaving member still forwards what reaches it, so that the others' rings move on first", (*durationValue)(&cl.handoverGrace)},
 		{"log-level", "CONCURSUS_LOG_LEVEL", "debug, info, warn or error", (*stringValue)(&logLevel)},
 		{"log-format", "CONCURSUS_LOG_FORMAT", "text or json", (*stringValue)(&logFormat)},
 	}
-	for _, s := range settings {
-		fs.Var(s.value, s.name, fmt.Sprintf("%s [$%s]", s.usage, s.env))
-	}
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, `Usage: node [flags]
+       node cluster [flags]    print who owns what in a running cluster (node cluster --help)
 
 Runs a Concursus node serving the lightbulb example aggregate type over the
 NATS request API (see README.md). With no flags: an embedded NATS server on
-127.0.0.1:4222 and the event log in ./data.
+127.0.0.1:4222 and the event log in ./data. With --cluster or --join it
+joins a cluster of nodes sharing one NATS and one Cassandra event log
+(README.md, "Running a cluster").
 
 Flags (each also read from the environment variable shown):
 `)
 		fs.PrintDefaults()
 	}
-	for _, s := range settings {
-		if v, ok := os.LookupEnv(s.env); ok {
-			if err := s.value.Set(v); err != nil {
-				fmt.Fprintf(stderr, "node: $%s: %v\n", s.env, err)
-				return 2
-			}
-		}
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	given, code, ok := parseSettings(fs, settings, args, stderr)
+	if !ok {
+		return nil, code
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "node: unexpected arguments %q\n", fs.Args())
-		return 2
+		if fs.Arg(0) == "cluster" {
+			fmt.Fprintf(stderr, "node: the cluster subcommand comes first: node cluster [flags]\n")
+		} else {
+			fmt.Fprintf(stderr, "node: unexpected arguments %q\n", fs.Args())
+		}
+		return nil, 2
 	}
 	logger, err := newLogger(stderr, logLevel, logFormat)
 	if err != nil {
 		fmt.Fprintf(stderr, "node: %v\n", err)
-		return 2
+		return nil, 2
 	}
 	cfg.Logger = logger
+	inv := &invocation{cfg: cfg, logger: logger}
 
-	reg, err := model.NewRegistry(lightbulb.Define().Type)
-	if err != nil {
-		logger.Error("defining aggregate types", "err", err)
-		return 1
-	}
-	var opts []node.Option
 	switch storeKind {
 	case "embedded":
 	case "cassandra":
@@ -137,9 +169,9 @@ Flags (each also read from the environment variable shown):
 		}
 		if err := ccfg.Validate(); err != nil {
 			fmt.Fprintf(stderr, "node: %v\n", err)
-			return 2
+			return nil, 2
 		}
-		opts = append(opts, node.WithStoreOpener("cassandra", func(ctx context.Context) (node.Stores, error) {
+		inv.opts = append(inv.opts, node.WithStoreOpener("cassandra", func(ctx context.Context) (node.Stores, error) {
 			st, err := cassandra.Open(ctx, ccfg)
 			if err != nil {
 				return node.Stores{}, err
@@ -147,19 +179,87 @@ Flags (each also read from the environment variable shown):
 			return node.Stores{Events: st.EventLog(), Commands: st.CommandLog(), Close: st.Close}, nil
 		}))
 		// A networked store gains from several batches in flight.
-		if cfg.Executor.Flushers <= 1 {
-			cfg.Executor.Flushers = 4
+		if inv.cfg.Executor.Flushers <= 1 {
+			inv.cfg.Executor.Flushers = 4
 		}
 	default:
 		fmt.Fprintf(stderr, "node: --store %q: want embedded or cassandra\n", storeKind)
-		return 2
+		return nil, 2
 	}
-	n, err := node.New(cfg, reg, opts...)
+
+	cc, err := cl.config(given)
+	if err != nil {
+		fmt.Fprintf(stderr, "node: %v\n", err)
+		return nil, 2
+	}
+	if cc != nil {
+		if storeKind != "cassandra" {
+			fmt.Fprintf(stderr, "node: cluster mode needs --store cassandra: every member must share one event log, and the embedded store is a file of this node only\n")
+			return nil, 2
+		}
+		inv.cfg.Cluster = cc
+		if !given["node-id"] {
+			// node.New gives the node a fresh id (cluster.DefaultNodeID);
+			// the host name would come back after a restart.
+			inv.cfg.NodeID = ""
+		}
+		if inv.cfg.NATS.URL == "" {
+			logger.Warn("cluster mode with this node's embedded NATS server: the other members must reach it with --nats-url, and it is a single point of failure for the cluster (when this node stops, every member loses NATS); use a NATS cluster and --nats-url on every member to avoid it",
+				"nats", fmt.Sprintf("nats://%s:%d", inv.cfg.NATS.EmbeddedHost, inv.cfg.NATS.EmbeddedPort))
+		}
+	}
+	return inv, 0
+}
+
+// parseSettings registers settings on fs, applies the environment
+// variables that are set, then parses args, so a flag overrides its
+// variable. given holds the names of the settings set by a flag or by a
+// variable that is not empty. When
+// ok is false the caller exits with code: 0 after --help, 2 on a usage
+// error (already reported on stderr).
+func parseSettings(fs *flag.FlagSet, settings []setting, args []string, stderr io.Writer) (given map[string]bool, code int, ok bool) {
+	for _, s := range settings {
+		fs.Var(s.value, s.name, fmt.Sprintf("%s [$%s]", s.usage, s.env))
+	}
+	given = make(map[string]bool)
+	for _, s := range settings {
+		if v, ok := os.LookupEnv(s.env); ok {
+			if err := s.value.Set(v); err != nil {
+				fmt.Fprintf(stderr, "%s: $%s: %v\n", fs.Name(), s.env, err)
+				return nil, 2, false
+			}
+			given[s.name] = v != ""
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, 0, false
+		}
+		return nil, 2, false
+	}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	return given, 0, true
+}
+
+// serve starts the node and runs it until SIGINT or SIGTERM.
+func serve(inv *invocation) int {
+	logger := inv.logger
+	reg, err := model.NewRegistry(lightbulb.Define().Type)
+	if err != nil {
+		logger.Error("defining aggregate types", "err", err)
+		return 1
+	}
+	n, err := node.New(inv.cfg, reg, inv.opts...)
 	if err != nil {
 		logger.Error("starting node", "err", err)
 		return 1
 	}
-	logger.Info("listening", "nats", n.ClientURL(), "try", fmt.Sprintf(`nats request %s.cmd.lightbulb '{"aggregateId":"b1","command":"create","args":{"wattage":60}}'`, cfg.Prefix))
+	prefix := inv.cfg.Prefix
+	if addr := n.GossipAddr(); addr != "" {
+		logger.Info("cluster member: others join with --join "+addr, "node", n.NodeID(), "gossip", addr,
+			"inspect", fmt.Sprintf("go run ./cmd/node cluster --nats-url %s --prefix %s", n.Conn().ConnectedUrlRedacted(), prefix))
+	}
+	logger.Info("listening", "nats", n.ClientURL(), "try", fmt.Sprintf(`nats request %s.cmd.lightbulb '{"aggregateId":"b1","command":"create","args":{"wattage":60}}'`, prefix))
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	<-ctx.Done()

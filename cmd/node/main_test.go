@@ -2,8 +2,12 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/concursus-go/concursus/cluster"
 )
 
 // run's argument and environment handling: --help, bad flags, bad
@@ -29,6 +33,27 @@ func TestRunRejectsBadSettings(t *testing.T) {
 		{name: "bad store", args: []string{"--store", "floppy"}, code: 2, mention: "want embedded or cassandra"},
 		{name: "bad cassandra consistency", args: []string{"--store", "cassandra", "--cassandra-consistency", "MOSTLY"}, code: 2, mention: "MOSTLY"},
 		{name: "bad bool", args: []string{"--cassandra-tls=perhaps"}, code: 2, mention: "perhaps"},
+		{name: "help mentions the subcommand", args: []string{"--help"}, code: 0, mention: "node cluster [flags]"},
+		{name: "help mentions the cluster flags", args: []string{"--help"}, code: 0, mention: "CONCURSUS_GOSSIP_KEY"},
+		{name: "subcommand after flags", args: []string{"--prefix", "x", "cluster"}, code: 2, mention: "comes first"},
+		{name: "cluster on the embedded store", args: []string{"--cluster"}, code: 2, mention: "cluster mode needs --store cassandra"},
+		{name: "join implies cluster", args: []string{"--join", "127.0.0.1:7946"}, code: 2, mention: "cluster mode needs --store cassandra"},
+		{name: "cluster from env", env: map[string]string{"CONCURSUS_CLUSTER": "true"}, code: 2, mention: "cluster mode needs --store cassandra"},
+		{name: "join from env", env: map[string]string{"CONCURSUS_JOIN": "127.0.0.1:7946"}, code: 2, mention: "cluster mode needs --store cassandra"},
+		{name: "bad cluster env", env: map[string]string{"CONCURSUS_CLUSTER": "maybe"}, code: 2, mention: "$CONCURSUS_CLUSTER"},
+		{name: "join refused by --cluster=false", args: []string{"--cluster=false", "--join", "127.0.0.1:7946"}, code: 2, mention: "--cluster=false refuses it"},
+		{name: "cluster flag outside cluster mode", args: []string{"--gossip-port", "7947"}, code: 2, mention: "--gossip-port only apply to cluster mode"},
+		{name: "cluster env outside cluster mode", env: map[string]string{"CONCURSUS_PARTITIONS": "7"}, code: 2, mention: "--partitions only apply to cluster mode"},
+		{name: "gossip key not base64", args: []string{"--store", "cassandra", "--cluster", "--gossip-key", "not base64!"}, code: 2, mention: "--gossip-key"},
+		{name: "gossip key too short", args: []string{"--store", "cassandra", "--cluster", "--gossip-key", "c2hvcnQ="}, code: 2, mention: "5 bytes, must be 16, 24 or 32"},
+		{name: "bad profile", args: []string{"--store", "cassandra", "--cluster", "--gossip-profile", "moon"}, code: 2, mention: `--gossip-profile "moon": want lan, wan or local`},
+		{name: "no partitions", args: []string{"--store", "cassandra", "--cluster", "--partitions", "0"}, code: 2, mention: "--partitions 0 must be between 1 and 65536"},
+		{name: "too many partitions", args: []string{"--store", "cassandra", "--cluster", "--partitions", "65537"}, code: 2, mention: "--partitions 65537"},
+		{name: "no handover grace", args: []string{"--store", "cassandra", "--cluster", "--handover-grace", "0s"}, code: 2, mention: "--handover-grace 0s must be positive"},
+		{name: "gossip addr not an IP", args: []string{"--store", "cassandra", "--cluster", "--gossip-addr", "localhost"}, code: 2, mention: `--gossip-addr "localhost" is not an IP address`},
+		{name: "gossip port out of range", args: []string{"--store", "cassandra", "--cluster", "--gossip-port", "70000"}, code: 2, mention: "--gossip-port 70000"},
+		{name: "seed without port", args: []string{"--store", "cassandra", "--join", "127.0.0.1"}, code: 2, mention: `--join item [0] "127.0.0.1" must be host:port`},
+		{name: "advertise port alone", args: []string{"--store", "cassandra", "--cluster", "--advertise-port", "7950"}, code: 2, mention: "--advertise-port 7950 needs an --advertise-addr"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -36,7 +61,7 @@ func TestRunRejectsBadSettings(t *testing.T) {
 				t.Setenv(k, v)
 			}
 			var out bytes.Buffer
-			if code := run(tt.args, &out); code != tt.code {
+			if code := run(tt.args, &out, &out); code != tt.code {
 				t.Fatalf("run(%q) = %d, want %d; output:\n%s", tt.args, code, tt.code, out.String())
 			}
 			if !strings.Contains(out.String(), tt.mention) {
@@ -59,4 +84,89 @@ func TestSizeValue(t *testing.T) {
 			t.Errorf("Set(%q) accepted", in)
 		}
 	}
+}
+
+// The cluster settings reach node.Config: --join implies cluster mode, the
+// node id is left to node.New (a fresh id per process) unless given, and a
+// node without --nats-url is warned that its embedded server is a single
+// point of failure. Nothing is started.
+func TestConfigureCluster(t *testing.T) {
+	key := "q83vEjRWeJq83vEjRWeJqw==" // 16 bytes
+	var out bytes.Buffer
+	inv, code := configure([]string{"--store", "cassandra", "--join", "127.0.0.1:7946, 127.0.0.1:7947",
+		"--gossip-addr", "0.0.0.0", "--gossip-port", "7950", "--advertise-addr", "10.0.0.5", "--advertise-port", "17950",
+		"--gossip-key", key, "--gossip-profile", "local", "--partitions", "7", "--handover-grace", "1s"}, &out)
+	if inv == nil {
+		t.Fatalf("configure = nil, %d; output:\n%s", code, out.String())
+	}
+	cc := inv.cfg.Cluster
+	if cc == nil {
+		t.Fatal("--join did not turn cluster mode on")
+	}
+	g := cc.Gossip
+	if strings.Join(g.Join, " ") != "127.0.0.1:7946 127.0.0.1:7947" || g.BindAddr != "0.0.0.0" || g.BindPort != 7950 ||
+		g.AdvertiseAddr != "10.0.0.5" || g.AdvertisePort != 17950 || len(g.SecretKey) != 16 || g.Profile != cluster.ProfileLocal {
+		t.Errorf("gossip config = %+v", g)
+	}
+	if cc.Ring.PartitionCount != 7 || cc.HandoverGrace != time.Second {
+		t.Errorf("partitions %d, handover grace %v", cc.Ring.PartitionCount, cc.HandoverGrace)
+	}
+	if inv.cfg.NodeID != "" {
+		t.Errorf("NodeID = %q; want empty, for node.New to pick a fresh per-process id", inv.cfg.NodeID)
+	}
+	if len(inv.opts) != 1 {
+		t.Errorf("%d node options; want the Cassandra store opener", len(inv.opts))
+	}
+	if !strings.Contains(out.String(), "single point of failure") {
+		t.Errorf("no warning about the embedded NATS server:\n%s", out.String())
+	}
+
+	t.Run("defaults", func(t *testing.T) {
+		var out bytes.Buffer
+		inv, _ := configure([]string{"--store", "cassandra", "--cluster", "--nats-url", "nats://127.0.0.1:4222"}, &out)
+		if inv == nil || inv.cfg.Cluster == nil {
+			t.Fatalf("configure failed:\n%s", out.String())
+		}
+		g := inv.cfg.Cluster.Gossip
+		if g.BindAddr != "127.0.0.1" || g.BindPort != cluster.DefaultPort || g.Profile != cluster.ProfileLAN || len(g.Join) != 0 || g.SecretKey != nil {
+			t.Errorf("gossip config = %+v", g)
+		}
+		if inv.cfg.Cluster.Ring.PartitionCount != 1021 || inv.cfg.Cluster.HandoverGrace != 500*time.Millisecond {
+			t.Errorf("cluster config = %+v", inv.cfg.Cluster)
+		}
+		if strings.Contains(out.String(), "single point of failure") {
+			t.Errorf("warned about an embedded NATS server with --nats-url:\n%s", out.String())
+		}
+	})
+	t.Run("node id given", func(t *testing.T) {
+		t.Setenv("CONCURSUS_NODE_ID", "n-env")
+		t.Setenv("CONCURSUS_CLUSTER", "1")
+		t.Setenv("CONCURSUS_STORE", "cassandra")
+		var out bytes.Buffer
+		if inv, _ := configure(nil, &out); inv == nil || inv.cfg.Cluster == nil || inv.cfg.NodeID != "n-env" {
+			t.Fatalf("configure = %+v:\n%s", inv, out.String())
+		}
+		if inv, _ := configure([]string{"--node-id", "n-flag"}, &out); inv == nil || inv.cfg.NodeID != "n-flag" {
+			t.Fatalf("configure = %+v:\n%s", inv, out.String())
+		}
+	})
+	t.Run("empty cluster variables set nothing", func(t *testing.T) {
+		t.Setenv("CONCURSUS_GOSSIP_KEY", "")
+		t.Setenv("CONCURSUS_JOIN", "")
+		var out bytes.Buffer
+		if inv, code := configure(nil, &out); inv == nil || inv.cfg.Cluster != nil {
+			t.Fatalf("configure = %+v, %d:\n%s", inv, code, out.String())
+		}
+	})
+	t.Run("standalone keeps the host name", func(t *testing.T) {
+		host, err := os.Hostname()
+		if err != nil || host == "" {
+			t.Skip("no host name")
+		}
+		var out bytes.Buffer
+		inv, _ := configure(nil, &out)
+		if inv == nil || inv.cfg.Cluster != nil || inv.cfg.NodeID != host {
+			t.Fatalf("configure = %+v; want no cluster and node id %q:\n%s", inv, host, out.String())
+		}
+	})
 }
