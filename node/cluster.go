@@ -149,7 +149,7 @@ func (n *Node) startCluster() error {
 			g.Meta.Subject = ""
 		}
 	}
-	c, err := cluster.New(g, n.log)
+	c, err := cluster.New(g, n.cfg.Logger) // it adds the node attribute itself
 	if err != nil {
 		return fmt.Errorf("node: starting gossip: %w", err)
 	}

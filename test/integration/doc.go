@@ -1,12 +1,55 @@
 // Package integration holds the long suites that need real services
-// started by the project's scripts: Cassandra (scripts/cassandra.sh) and,
-// later, several node processes. They are behind the "integration" build
-// tag, which .ci/run turns on; the default `go test ./...` does not build
-// them.
+// started by the project's scripts or built from this repository. They are
+// behind the "integration" build tag, which .ci/run turns on; the default
+// `go test ./...` does not build them.
 //
 //	scripts/cassandra.sh start
 //	CONCURSUS_CASSANDRA=127.0.0.1:9042 go test -tags integration -p 1 -v ./test/integration/
 //
-// Some tests stop and restart Cassandra: never run this package in
-// parallel with other Cassandra suites.
+// Without CONCURSUS_CASSANDRA the suites skip, except under CI=true, where
+// they fail.
+//
+// # Cassandra outage (cassandra_failure_test.go)
+//
+// TestCassandraOutageUnderLoad stops and restarts Cassandra under load: never
+// run this package in parallel with other Cassandra suites.
+//
+// # Cluster processes (cluster_test.go)
+//
+// TestClusterProcessesUnderLoad builds cmd/node and nats-server (the
+// module go.mod requires) and runs them as real processes on loopback: one
+// standalone nats-server on a free port, and node processes started with
+// --cluster --store cassandra --gossip-profile lan, each in a fresh keyspace
+// of its own test, gossiping on a free port (--gossip-port 0, read back from
+// the node's admin reply). Three nodes form a cluster, then, while a client
+// (package client, retrying with the same command id) drives commands over
+// a few hundred aggregates:
+//
+//   - a fourth node joins: the test reports the fraction of partitions that
+//     moved, exactly, by comparing the owner tables before and after;
+//   - a node leaves gracefully (SIGTERM): it must exit 0 within its
+//     --shutdown-timeout;
+//   - a node is killed (SIGKILL): the test reports the takeover time, from
+//     the kill until the survivors' rings have dropped it and until a
+//     command to an aggregate it owned succeeds, in a line starting
+//     "takeover after SIGKILL:".
+//
+// After each change it waits for the members to agree on one ring (every
+// node answering on the admin cluster subject with the same fingerprint and
+// the expected members) and keeps the load going. Finally it reads every
+// history from the Cassandra log and checks that each acknowledged command
+// has its event there exactly once, at the sequence its reply gave, that
+// histories are gap-free, and that no event belongs to a command the client
+// neither saw acknowledged nor saw fail. A request that fails after the
+// client's retries fails the test, and so does any reply with a
+// non-retryable error (a tracer subscribed to the clients' inboxes sees
+// every attempt, late replies included); the test logs the retries per
+// phase and the route, hop by hop, of some retried commands.
+//
+// Process logs (JSON) go to files in the test's temporary directory; their
+// tails are printed when the test fails, and their warnings and errors are
+// summarised either way. Every process runs in its own process group and is
+// killed at cleanup (and, through Pdeathsig, when the test binary dies), so
+// nothing is left running. The keyspace is dropped when the test passes and
+// kept for inspection when it fails.
 package integration
