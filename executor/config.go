@@ -147,6 +147,10 @@ type Filter interface {
 	Lookup(commandID string) (commandlog.Record, bool)
 	// Record adds durable outcomes; it returns when they are replicated.
 	Record(ctx context.Context, records []commandlog.Record) error
+	// Ready reports whether the filter serves: while it does not (its
+	// group is still forming), the executor reads the command log instead
+	// and does not feed the filter.
+	Ready() bool
 }
 
 // IDs makes the ids of one captured event.

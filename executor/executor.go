@@ -106,10 +106,11 @@ type Executor struct {
 	spawned     atomic.Int64
 	workers     sync.WaitGroup
 
-	flushers  sync.WaitGroup
-	filtering sync.WaitGroup // outcomes on their way to the filter
-	flushq    chan *flushItem
-	stats     counters
+	flushers   sync.WaitGroup
+	filtering  sync.WaitGroup // outcomes on their way to the filter
+	filterWarn everyFew       // rate of the filter-failure warning
+	flushq     chan *flushItem
+	stats      counters
 }
 
 const numShards = 64
@@ -586,7 +587,7 @@ func (x *Executor) recall(req *Request) (Result, error, bool) {
 	ctx, cancel := x.storeCtx()
 	defer cancel()
 	var rec commandlog.Record
-	if x.filter != nil {
+	if x.filter != nil && x.filter.Ready() {
 		var ok bool
 		if rec, ok = x.filter.Lookup(req.CommandID); !ok {
 			return Result{}, nil, false

@@ -17,10 +17,11 @@ import (
 // mapFilter is an in-memory executor.Filter that can forget everything and
 // fail on demand.
 type mapFilter struct {
-	mu      sync.Mutex
-	records map[string]commandlog.Record
-	fail    bool
-	calls   int
+	mu       sync.Mutex
+	records  map[string]commandlog.Record
+	fail     bool
+	notReady bool
+	calls    int
 }
 
 func newMapFilter() *mapFilter { return &mapFilter{records: make(map[string]commandlog.Record)} }
@@ -52,6 +53,12 @@ func (f *mapFilter) forget() {
 }
 
 func (f *mapFilter) has(id string) bool { _, ok := f.Lookup(id); return ok }
+
+func (f *mapFilter) Ready() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return !f.notReady
+}
 
 // countingGets counts command-log reads.
 type countingGets struct {
@@ -162,5 +169,29 @@ func TestFilterFailureDoesNotFailCommands(t *testing.T) {
 	// The retry is still recognised from history.
 	if res := h.mustExec(t, ref, "create", "create", ""); !res.Duplicate {
 		t.Errorf("retry with a failing filter: %+v", res)
+	}
+}
+
+func TestFilterNotReadyFallsBackToTheCommandLog(t *testing.T) {
+	f, gets := newMapFilter(), &countingGets{}
+	f.notReady = true
+	h := newHarness(t, executor.Config{}, withFilter(f, gets))
+	ref := counterRef("forming")
+	h.mustExec(t, ref, "create", "create", "")
+	if _, err := h.exec(t, ref, "no", "refuse", ""); err == nil {
+		t.Fatal("refuse was accepted")
+	}
+	if gets.gets != 2 {
+		t.Errorf("command log read %d times while the filter forms, want 2", gets.gets)
+	}
+	h.x.Invalidate(func(model.Ref) bool { return true })
+	if _, err := h.exec(t, ref, "no", "refuse", ""); !errors.Is(err, executor.ErrRecalled) {
+		t.Errorf("rejected retry while the filter forms: %v, want the recorded rejection", err)
+	}
+	f.mu.Lock()
+	calls := f.calls
+	f.mu.Unlock()
+	if calls != 0 {
+		t.Errorf("a filter that is not ready was fed %d times", calls)
 	}
 }

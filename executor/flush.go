@@ -66,7 +66,7 @@ func (x *Executor) flush(batch []*flushItem) {
 		if errs[i] != nil && !errors.Is(errs[i], eventlog.ErrConflict) && !errors.Is(errs[i], eventlog.ErrInvalidAppend) {
 			x.log.Warn("write failed", "aggregate", it.record.Ref.String(), "command", it.record.CommandID, "err", errs[i])
 		}
-		if errs[i] == nil && x.filter != nil {
+		if errs[i] == nil && x.filter != nil && x.filter.Ready() {
 			durable = append(durable, it.record)
 		}
 		it.done <- errs[i]
@@ -87,8 +87,11 @@ func (x *Executor) remember(records []commandlog.Record) {
 		ctx, cancel := x.storeCtx()
 		defer cancel()
 		if err := x.filter.Record(ctx, records); err != nil {
-			x.stats.filterFailures.Add(1)
-			x.log.Warn("idempotency filter did not take outcomes; their retries fall back to the aggregates' history", "commands", len(records), "err", err)
+			n := x.stats.filterFailures.Add(1)
+			if x.filterWarn.Allow() {
+				x.log.Warn("idempotency filter did not take outcomes; their retries fall back to the aggregates' history",
+					"commands", len(records), "failedBatches", n, "err", err)
+			}
 		}
 	}()
 }
