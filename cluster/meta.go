@@ -13,7 +13,7 @@ import (
 const MetaMaxSize = memberlist.MetaMaxSize
 
 // Meta is what a member tells the others about itself. It is gossiped as
-// a small JSON object (keys "id", "subject", "raft", "version", "ring"); unknown
+// a small JSON object (keys "id", "subject", "raft", "version", "ring", "group"); unknown
 // keys are ignored when decoding, so fields can be added without breaking
 // older members.
 type Meta struct {
@@ -33,6 +33,9 @@ type Meta struct {
 	// only when they agree on it, so a node leaves out of its ring any
 	// member whose Ring differs from its own.
 	Ring string `json:"ring,omitempty"`
+	// Group is the id of the idempotency raft group the member belongs
+	// to, empty while it belongs to none (see package idempotency).
+	Group string `json:"group,omitempty"`
 }
 
 // encode returns the gossiped form of m, or ErrMetaTooLarge.

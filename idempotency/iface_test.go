@@ -1,0 +1,6 @@
+package idempotency
+
+import "github.com/concursus-go/concursus/executor"
+
+// The group is what the executor takes as its replicated filter.
+var _ executor.Filter = (*Group)(nil)
