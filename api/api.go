@@ -168,6 +168,10 @@ type ClusterInfo struct {
 	// Ready and Stats are as in Info.
 	Ready bool            `json:"ready"`
 	Stats json.RawMessage `json:"stats"`
+	// Idempotency is the node's view of the replicated idempotency filter
+	// (idempotency.Stats: raft role, leader, voters, entries), absent when
+	// the filter is off.
+	Idempotency json.RawMessage `json:"idempotency,omitempty"`
 }
 
 // ClusterMember is one member as a node sees it.

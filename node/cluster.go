@@ -46,6 +46,8 @@ type ClusterConfig struct {
 	// disagree about its owner (while the ring moves); past it the request
 	// is answered "unavailable", which clients retry. Default 32.
 	MaxHops int
+	// Idempotency configures the replicated idempotency filter.
+	Idempotency IdempotencyConfig
 	// ReachProbe is how often a node checks over NATS that every other
 	// member still listens on its direct subject. A member that does not
 	// (NATS answers "no responders": its connection is gone, as when its
@@ -136,8 +138,10 @@ func (n *Node) startCluster() error {
 	cc := n.cfg.Cluster
 	g := cc.Gossip
 	g.NodeID = n.cfg.NodeID
-	meta := cluster.Meta{NodeID: n.cfg.NodeID, Subject: n.directBase, Version: Version, Ring: n.ringSpec}
-	g.Meta = meta
+	n.meta = cluster.Meta{NodeID: n.cfg.NodeID, Subject: n.directBase, Version: Version, Ring: n.ringSpec}
+	if n.group != nil {
+		n.meta.RaftAddr = n.group.Addr()
+	}
 	// A node whose store is still connecting joins without its subject:
 	// the others (and its own ring) leave it out until it can serve.
 	ready := true
@@ -146,9 +150,10 @@ func (n *Node) startCluster() error {
 		case <-n.lazy.ready:
 		default:
 			ready = false
-			g.Meta.Subject = ""
+			n.meta.Subject = ""
 		}
 	}
+	g.Meta = n.meta
 	c, err := cluster.New(g, n.cfg.Logger) // it adds the node attribute itself
 	if err != nil {
 		return fmt.Errorf("node: starting gossip: %w", err)
@@ -157,7 +162,7 @@ func (n *Node) startCluster() error {
 	n.unwatch = make(chan struct{})
 	if !ready {
 		n.watching.Add(1)
-		go n.announceWhenReady(meta)
+		go n.announceWhenReady()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cc.JoinTimeout)
 	defer cancel()
@@ -172,6 +177,13 @@ func (n *Node) startCluster() error {
 		}
 	}
 	n.applyView(v, false)
+	if n.group != nil {
+		// Only now: views from before the join could make this node
+		// bootstrap a second group.
+		n.group.Observe(v)
+		n.watching.Add(1)
+		go n.announceGroup()
+	}
 	n.viewSub = c.Subscribe()
 	n.watching.Add(1)
 	go n.watchViews()
@@ -250,29 +262,17 @@ func (n *Node) setDown(id string, down bool) bool {
 
 // announceWhenReady gossips the node's subject once its store connects,
 // which brings it into every ring.
-func (n *Node) announceWhenReady(meta cluster.Meta) {
+func (n *Node) announceWhenReady() {
 	defer n.watching.Done()
 	select {
 	case <-n.lazy.ready:
 	case <-n.unwatch:
 		return
 	}
-	for {
-		err := n.clus.SetMeta(meta, 5*time.Second)
-		if err == nil || errors.Is(err, cluster.ErrTimeout) { // applied; still spreading
-			n.log.Info("cluster: store connected; taking partitions")
-			return
-		}
-		if errors.Is(err, cluster.ErrLeft) || errors.Is(err, cluster.ErrClosed) {
-			return
-		}
-		n.log.Warn("cluster: announcing readiness", "err", err)
-		select {
-		case <-n.unwatch:
-			return
-		case <-time.After(time.Second):
-		}
-	}
+	n.metaMu.Lock()
+	n.meta.Subject = n.directBase
+	n.metaMu.Unlock()
+	n.publishMeta("cluster: store connected; taking partitions")
 }
 
 // watchViews rebuilds the ring on every membership view.
@@ -280,6 +280,9 @@ func (n *Node) watchViews() {
 	defer n.watching.Done()
 	for v := range n.viewSub.C() {
 		n.applyView(v, false)
+		if n.group != nil {
+			n.group.Observe(v)
+		}
 	}
 }
 
@@ -547,6 +550,7 @@ func (n *Node) ClusterInfo() api.ClusterInfo {
 	if stats, err := json.Marshal(n.exec.Stats()); err == nil {
 		info.Stats = stats
 	}
+	info.Idempotency = n.groupStats()
 	rt := n.route.Load()
 	if rt == nil {
 		return info

@@ -16,6 +16,7 @@ import (
 	"github.com/concursus-go/concursus/api"
 	"github.com/concursus-go/concursus/client"
 	"github.com/concursus-go/concursus/cluster"
+	"github.com/concursus-go/concursus/commandlog"
 	"github.com/concursus-go/concursus/eventlog"
 	"github.com/concursus-go/concursus/examples/lightbulb"
 	"github.com/concursus-go/concursus/model"
@@ -29,7 +30,7 @@ type testCluster struct {
 	t        *testing.T
 	url      string
 	events   *memory.EventLog
-	commands *memory.CommandLog
+	commands *countingCommands
 	mu       sync.Mutex
 	nodes    map[string]*node.Node
 }
@@ -45,7 +46,7 @@ func newTestCluster(t *testing.T, size int) *testCluster {
 		t.Fatal("NATS server did not start")
 	}
 	c := &testCluster{t: t, url: s.ClientURL(), events: memory.NewEventLog(),
-		commands: memory.NewCommandLog(), nodes: make(map[string]*node.Node)}
+		commands: &countingCommands{CommandLog: memory.NewCommandLog()}, nodes: make(map[string]*node.Node)}
 	t.Cleanup(func() {
 		c.mu.Lock()
 		nodes := c.nodes
@@ -62,6 +63,17 @@ func newTestCluster(t *testing.T, size int) *testCluster {
 	}
 	c.waitConverged()
 	return c
+}
+
+// countingCommands counts command-log reads.
+type countingCommands struct {
+	*memory.CommandLog
+	gets atomic.Int64
+}
+
+func (c *countingCommands) Get(ctx context.Context, id string) (commandlog.Record, error) {
+	c.gets.Add(1)
+	return c.CommandLog.Get(ctx, id)
 }
 
 // add starts a node that joins the others.
@@ -609,5 +621,147 @@ func TestClusterLeavesOutAMemberNATSCannotReach(t *testing.T) {
 	nc := connect(t, c.url)
 	for i := range 30 {
 		mustOK(t, nc, api.Command{AggregateID: fmt.Sprintf("reach-%d", i), Command: "create", Args: json.RawMessage(`{"wattage":60}`)})
+	}
+}
+
+// groupInfo is the part of idempotency.Stats these tests read.
+type groupInfo struct {
+	GroupID string   `json:"groupId"`
+	Role    string   `json:"role"`
+	Leader  string   `json:"leader"`
+	Voters  []string `json:"voters"`
+	Filter  struct {
+		Entries int `json:"entries"`
+	} `json:"filter"`
+}
+
+func groupOf(t *testing.T, n *node.Node) groupInfo {
+	t.Helper()
+	var g groupInfo
+	if raw := n.ClusterInfo().Idempotency; raw != nil {
+		if err := json.Unmarshal(raw, &g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return g
+}
+
+// waitGroup waits until every node is in one raft group with a leader and
+// the wanted number of voters.
+func (c *testCluster) waitGroup(voters int) string {
+	c.t.Helper()
+	var leader string
+	waitFor(c.t, 30*time.Second, "one idempotency group with a leader on every node", func() bool {
+		var id string
+		for _, n := range c.list() {
+			g := groupOf(c.t, n)
+			if g.GroupID == "" || g.Leader == "" || (id != "" && g.GroupID != id) || len(g.Voters) != voters {
+				return false
+			}
+			id, leader = g.GroupID, g.Leader
+		}
+		return true
+	})
+	return leader
+}
+
+func TestClusterIdempotencyFilterAnswersRetriesEverywhere(t *testing.T) {
+	c := newTestCluster(t, 3)
+	c.waitGroup(3)
+	nc := connect(t, c.url)
+	gets := c.commands.gets.Load()
+	// The same command id sent at once to every node's direct subject
+	// takes effect once, and every sender gets the same outcome.
+	mustOK(t, nc, api.Command{AggregateID: "same", Command: "create", CommandID: "same-create", Args: json.RawMessage(`{"wattage":60}`)})
+	mustOK(t, nc, api.Command{AggregateID: "same", Command: "screwIn", CommandID: "same-screw", Args: json.RawMessage(`{"location":"hall"}`)})
+	var wg sync.WaitGroup
+	replies := make([]api.Reply, 0, 9)
+	var mu sync.Mutex
+	for round := range 3 {
+		for _, n := range c.list() {
+			wg.Go(func() {
+				var r api.Reply
+				request(t, nc, "concursus.node."+n.NodeID()+".cmd."+lightbulb.TypeName,
+					envelope(t, api.Command{AggregateID: "same", Command: "switchOn", CommandID: "same-on"}), &r)
+				mu.Lock()
+				replies = append(replies, r)
+				mu.Unlock()
+			})
+		}
+		_ = round
+	}
+	wg.Wait()
+	dups := 0
+	for _, r := range replies {
+		if !r.OK || r.Sequence != 3 {
+			t.Fatalf("a sender of same-on got %+v, want ok at sequence 3", r)
+		}
+		if r.Duplicate {
+			dups++
+		}
+	}
+	if dups != len(replies)-1 {
+		t.Errorf("%d of %d replies are duplicates, want all but one", dups, len(replies))
+	}
+	if last, _ := c.events.LastSequence(context.Background(), lbRef("same")); last != 3 {
+		t.Fatalf("log at %d, want 3", last)
+	}
+	// Every replica learns the outcome; after the owner dies, a retry at
+	// the new owner is answered from the filter.
+	waitFor(t, 10*time.Second, "every replica to hold the outcomes", func() bool {
+		for _, n := range c.list() {
+			if groupOf(t, n).Filter.Entries < 3 {
+				return false
+			}
+		}
+		return true
+	})
+	if got := c.commands.gets.Load() - gets; got != 0 {
+		t.Errorf("the command log was read %d times with the filter ready", got)
+	}
+	owner := c.list()[0].Owner(lightbulb.TypeName, "same")
+	c.remove(owner).Kill()
+	c.waitConverged()
+	r := mustOK(t, nc, api.Command{AggregateID: "same", Command: "switchOn", CommandID: "same-on"})
+	if !r.Duplicate || r.Sequence != 3 {
+		t.Errorf("retry after the owner died: %+v, want the original outcome", r)
+	}
+	if last, _ := c.events.LastSequence(context.Background(), lbRef("same")); last != 3 {
+		t.Errorf("log at %d after the retry, want 3", last)
+	}
+}
+
+func TestClusterIdempotencySurvivesLosingTheRaftLeader(t *testing.T) {
+	c := newTestCluster(t, 3)
+	leader := c.waitGroup(3)
+	nc := connect(t, c.url)
+	mustOK(t, nc, api.Command{AggregateID: "lead", Command: "create", CommandID: "lead-1", Args: json.RawMessage(`{"wattage":60}`)})
+	c.remove(leader).Kill()
+	c.waitConverged()
+	// A minority is gone and with it the leader: the two survivors elect
+	// one and keep recording.
+	waitFor(t, 30*time.Second, "a new raft leader among the survivors", func() bool {
+		for _, n := range c.list() {
+			if g := groupOf(t, n); g.Leader == "" || g.Leader == leader {
+				return false
+			}
+		}
+		return true
+	})
+	mustOK(t, nc, api.Command{AggregateID: "lead", Command: "screwIn", CommandID: "lead-2", Args: json.RawMessage(`{"location":"hall"}`)})
+	waitFor(t, 10*time.Second, "the new outcome on both survivors", func() bool {
+		for _, n := range c.list() {
+			if groupOf(t, n).Filter.Entries < 2 {
+				return false
+			}
+		}
+		return true
+	})
+	for _, id := range []string{"lead-1", "lead-2"} {
+		cmd := map[string]string{"lead-1": "create", "lead-2": "screwIn"}[id]
+		r := command(t, nc, api.Command{AggregateID: "lead", Command: cmd, CommandID: id, Args: json.RawMessage(`{"wattage":60,"location":"hall"}`)})
+		if !r.Duplicate {
+			t.Errorf("retry of %s after losing the raft leader: %+v", id, r)
+		}
 	}
 }

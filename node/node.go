@@ -59,6 +59,7 @@ import (
 	"github.com/concursus-go/concursus/eventbus"
 	"github.com/concursus-go/concursus/eventlog"
 	"github.com/concursus-go/concursus/executor"
+	"github.com/concursus-go/concursus/idempotency"
 	"github.com/concursus-go/concursus/model"
 	"github.com/concursus-go/concursus/storage/bolt"
 )
@@ -104,6 +105,13 @@ type Node struct {
 	delayed    sync.WaitGroup // requests waiting for the ring to settle
 	counters   routeCounters
 	down       map[string]bool // members NATS says are gone; under routeMu
+	meta       cluster.Meta    // what this node gossips; under metaMu
+	metaMu     sync.Mutex
+
+	// The idempotency group (nil unless clustered with the filter on).
+	group         *idempotency.Group
+	stopGroupNATS func()
+	groupStop     sync.Once
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -202,6 +210,11 @@ func New(cfg Config, reg *model.Registry, opts ...Option) (n *Node, err error) {
 	if err := n.connectNATS(); err != nil {
 		return nil, err
 	}
+	if cfg.Cluster != nil && !cfg.Cluster.Idempotency.Disabled {
+		if err := n.startIdempotency(); err != nil {
+			return nil, err
+		}
+	}
 	n.pub = eventbus.NewPublisher(n.nc, cfg.Prefix, n.log)
 	deps := executor.Deps{
 		Registry: reg,
@@ -213,6 +226,9 @@ func New(cfg Config, reg *model.Registry, opts ...Option) (n *Node, err error) {
 	}
 	if n.db != nil && o.events == nil && o.commands == nil {
 		deps.Decisions = n.db // both logs in one file: one commit per batch
+	}
+	if n.group != nil {
+		deps.Filter = n.group
 	}
 	n.exec, err = executor.New(cfg.Executor, deps)
 	if err != nil {
@@ -421,7 +437,12 @@ func (n *Node) drain(ctx context.Context) error {
 		}
 	}
 	done := make(chan struct{})
-	go func() { n.delayed.Wait(); _ = n.exec.Close(); close(done) }()
+	go func() {
+		n.delayed.Wait()
+		_ = n.exec.Close()
+		n.stopIdempotency() // the executor no longer feeds it
+		close(done)
+	}()
 	select {
 	case <-done:
 	case <-ctx.Done():
@@ -462,6 +483,7 @@ func (n *Node) closeResources() {
 	if n.exec != nil {
 		_ = n.exec.Close() // idempotent; waits for running commands
 	}
+	n.stopIdempotency()
 	if n.nc != nil {
 		n.nc.Close()
 	}
