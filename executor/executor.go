@@ -107,8 +107,9 @@ type Executor struct {
 	workers     sync.WaitGroup
 
 	flushers   sync.WaitGroup
-	filtering  sync.WaitGroup // outcomes on their way to the filter
-	filterWarn everyFew       // rate of the filter-failure warning
+	filtering  sync.WaitGroup // the filter feeders
+	filterq    chan commandlog.Record
+	filterWarn everyFew // rate of the filter-failure warning
 	flushq     chan *flushItem
 	stats      counters
 }
@@ -249,6 +250,13 @@ func New(cfg Config, deps Deps) (*Executor, error) {
 	for range cfg.Flushers {
 		x.flushers.Add(1)
 		go x.flushLoop()
+	}
+	if x.filter != nil {
+		x.filterq = make(chan commandlog.Record, 1<<16)
+		for range filterFeeders {
+			x.filtering.Add(1)
+			go x.feedFilter()
+		}
 	}
 	return x, nil
 }
@@ -695,7 +703,10 @@ func (x *Executor) Close() error {
 	x.workers.Wait()
 	close(x.flushq)
 	x.flushers.Wait()
-	x.filtering.Wait() // bounded by StoreTimeout
+	if x.filterq != nil {
+		close(x.filterq)
+		x.filtering.Wait() // each Record is bounded by StoreTimeout
+	}
 	return nil
 }
 

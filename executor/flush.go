@@ -71,29 +71,54 @@ func (x *Executor) flush(batch []*flushItem) {
 		}
 		it.done <- errs[i]
 	}
-	if len(durable) > 0 {
-		x.remember(durable)
+	for _, r := range durable {
+		select {
+		case x.filterq <- r:
+		default: // the filter is far behind: the history check covers these
+			n := x.stats.filterFailures.Add(1)
+			if x.filterWarn.Allow() {
+				x.log.Warn("idempotency filter is behind; outcomes skipped (their retries fall back to the aggregates' history)", "failures", n)
+			}
+		}
 	}
 }
 
-// remember hands durable outcomes to the filter without holding up the
-// replies: a retry that overtakes the filter is still recognised by the
-// owner's recent history (accepted commands) or decided again on the same
-// state (rejected ones).
-func (x *Executor) remember(records []commandlog.Record) {
-	x.filtering.Add(1)
-	go func() {
-		defer x.filtering.Done()
+// filterFeeders is how many batches of outcomes go to the filter at once.
+const filterFeeders = 2
+
+// feedFilter hands durable outcomes to the filter in batches, without
+// holding up the replies: it takes what has queued up since its last call.
+// A retry that overtakes the filter is still recognised by the owner's
+// recent history (accepted commands) or decided again on the same state
+// (rejected ones).
+func (x *Executor) feedFilter() {
+	defer x.filtering.Done()
+	batch := make([]commandlog.Record, 0, 1024)
+	for r := range x.filterq {
+		batch = append(batch[:0], r)
+	fill:
+		for len(batch) < cap(batch) {
+			select {
+			case more, ok := <-x.filterq:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, more)
+			default:
+				break fill
+			}
+		}
 		ctx, cancel := x.storeCtx()
-		defer cancel()
-		if err := x.filter.Record(ctx, records); err != nil {
+		err := x.filter.Record(ctx, batch)
+		cancel()
+		if err != nil {
 			n := x.stats.filterFailures.Add(1)
 			if x.filterWarn.Allow() {
 				x.log.Warn("idempotency filter did not take outcomes; their retries fall back to the aggregates' history",
-					"commands", len(records), "failedBatches", n, "err", err)
+					"commands", len(batch), "failedBatches", n, "err", err)
 			}
 		}
-	}()
+	}
 }
 
 // flushDecisions writes the batch with one DecisionWriter call.

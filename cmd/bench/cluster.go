@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"time"
@@ -23,7 +24,9 @@ import (
 // nodes in this process on one NATS server and one shared store. With more
 // than one node most requests reach a node that does not own their
 // aggregate and are forwarded once, so the ratio is the price of
-// forwarding on CPUs the nodes share.
+// forwarding on CPUs the nodes share. With p.filter it compares the
+// p.nodes-node cluster without and with the replicated idempotency filter
+// instead.
 func benchClusters(p params, url string, conns []*nats.Conn) error {
 	var events eventlog.Log
 	var commands commandlog.Log
@@ -50,11 +53,20 @@ func benchClusters(p params, url string, conns []*nats.Conn) error {
 	default:
 		return fmt.Errorf("-store %q with -nodes: want memory or cassandra (a cluster needs a shared store)", p.store)
 	}
+	type scenario struct {
+		name     string
+		size     int
+		noFilter bool
+	}
+	runs := []scenario{{"1-node", 1, false}, {fmt.Sprintf("%d-node", p.nodes), p.nodes, false}}
+	if p.filter {
+		runs = []scenario{{"without-filter", p.nodes, true}, {"with-filter", p.nodes, false}}
+	}
 	var results []*result
-	for i, size := range []int{1, p.nodes} {
-		name := fmt.Sprintf("%d-node", size)
-		fmt.Printf("\n%s cluster: starting\n", name)
-		nodes, stop, err := startCluster(url, size, events, commands, p)
+	for i, sc := range runs {
+		name, size := sc.name, sc.size
+		fmt.Printf("\n%s (%d-node cluster): starting\n", name, size)
+		nodes, stop, err := startCluster(url, size, events, commands, p, sc.noFilter)
 		if err != nil {
 			return err
 		}
@@ -74,15 +86,15 @@ func benchClusters(p params, url string, conns []*nats.Conn) error {
 		results = append(results, res)
 	}
 	fmt.Println()
-	results[0].print("1-node")
-	results[1].print(fmt.Sprintf("%d-node", p.nodes))
-	fmt.Printf("\n%d-node/1-node ratio: %.2f\n", p.nodes, results[1].throughput()/results[0].throughput())
+	results[0].print(runs[0].name)
+	results[1].print(runs[1].name)
+	fmt.Printf("\n%s/%s ratio: %.2f\n", runs[1].name, runs[0].name, results[1].throughput()/results[0].throughput())
 	return nil
 }
 
 // startCluster starts size clustered nodes on the shared logs and waits
 // until they agree on the ring.
-func startCluster(url string, size int, events eventlog.Log, commands commandlog.Log, p params) ([]*node.Node, func(), error) {
+func startCluster(url string, size int, events eventlog.Log, commands commandlog.Log, p params, noFilter bool) ([]*node.Node, func(), error) {
 	var nodes []*node.Node
 	stop := func() {
 		for i := len(nodes) - 1; i >= 0; i-- {
@@ -104,7 +116,8 @@ func startCluster(url string, size int, events eventlog.Log, commands commandlog
 			NATS:   node.NATSConfig{URL: url},
 			Logger: slog.New(slog.DiscardHandler),
 			Cluster: &node.ClusterConfig{Gossip: cluster.Config{BindAddr: "127.0.0.1", BindPort: 0,
-				Profile: cluster.ProfileLocal, Join: seeds}},
+				Profile: cluster.ProfileLocal, Join: seeds},
+				Idempotency: node.IdempotencyConfig{Disabled: noFilter}},
 		}
 		if p.store == "cassandra" {
 			cfg.Executor.Flushers = 4
@@ -132,13 +145,21 @@ func startCluster(url string, size int, events eventlog.Log, commands commandlog
 				}
 			}
 			agree = agree && in == size && info.Fingerprint == fp
+			if !noFilter {
+				var g struct {
+					Leader string   `json:"leader"`
+					Voters []string `json:"voters"`
+				}
+				_ = json.Unmarshal(info.Idempotency, &g)
+				agree = agree && g.Leader != "" && len(g.Voters) == min(size, 3)
+			}
 		}
 		if agree {
 			return nodes, stop, nil
 		}
 		if time.Now().After(deadline) {
 			stop()
-			return nil, nil, fmt.Errorf("%d nodes did not agree on a ring within 30s", size)
+			return nil, nil, fmt.Errorf("%d nodes did not agree on a ring (and an idempotency group) within 30s", size)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -22,9 +22,12 @@
 // With -nodes N it compares clusters instead: a 1-node and an N-node
 // cluster, all in this process on one NATS server and a shared store
 // (in-memory by default, or -store cassandra), at the same concurrency,
-// ending with "N-node/1-node ratio: X.XX".
+// ending with "N-node/1-node ratio: X.XX". Adding -filter compares the
+// N-node cluster without and with the replicated idempotency filter,
+// ending with "with-filter/without-filter ratio: X.XX".
 //
 //	go run ./cmd/bench -nodes 3 -c 128 -k 10000
+//	go run ./cmd/bench -nodes 3 -filter -store cassandra -c 64 -k 2000
 package main
 
 import (
@@ -69,6 +72,7 @@ type params struct {
 	store, cassandra string
 	flushers         int
 	nodes            int
+	filter           bool
 }
 
 func run() error {
@@ -84,6 +88,7 @@ func run() error {
 	flag.IntVar(&p.flushers, "flushers", 0, "executor flushers (0: the node's default for the store)")
 	flag.StringVar(&p.cassandra, "cassandra", "127.0.0.1:9042", "Cassandra contact point for -store cassandra")
 	flag.IntVar(&p.nodes, "nodes", 0, "compare a 1-node cluster with an N-node cluster instead (shared -store memory or cassandra)")
+	flag.BoolVar(&p.filter, "filter", false, "with -nodes: compare the N-node cluster without and with the idempotency filter")
 	flag.Parse()
 	if p.nodes > 0 && !isFlagSet("store") {
 		p.store = "memory"
