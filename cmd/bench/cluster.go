@@ -58,7 +58,7 @@ func benchClusters(p params, url string, conns []*nats.Conn) error {
 		size     int
 		noFilter bool
 	}
-	runs := []scenario{{"1-node", 1, false}, {fmt.Sprintf("%d-node", p.nodes), p.nodes, false}}
+	runs := []scenario{{"1-node", 1, p.noFilter}, {fmt.Sprintf("%d-node", p.nodes), p.nodes, p.noFilter}}
 	if p.filter {
 		runs = []scenario{{"without-filter", p.nodes, true}, {"with-filter", p.nodes, false}}
 	}

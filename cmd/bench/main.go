@@ -72,7 +72,7 @@ type params struct {
 	store, cassandra string
 	flushers         int
 	nodes            int
-	filter           bool
+	filter, noFilter bool
 }
 
 func run() error {
@@ -89,6 +89,7 @@ func run() error {
 	flag.StringVar(&p.cassandra, "cassandra", "127.0.0.1:9042", "Cassandra contact point for -store cassandra")
 	flag.IntVar(&p.nodes, "nodes", 0, "compare a 1-node cluster with an N-node cluster instead (shared -store memory or cassandra)")
 	flag.BoolVar(&p.filter, "filter", false, "with -nodes: compare the N-node cluster without and with the idempotency filter")
+	flag.BoolVar(&p.noFilter, "no-filter", false, "with -nodes: run both clusters without the idempotency filter (isolates forwarding)")
 	flag.Parse()
 	if p.nodes > 0 && !isFlagSet("store") {
 		p.store = "memory"
