@@ -423,6 +423,7 @@ func writeClusterReport(w io.Writer, replies []clusterReply, partitions bool) er
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\n", r.info.NodeID, yesNo(r.info.Ready), s.Accepted, s.Rejected, s.Unavailable, s.Timeouts, s.InFlight, s.Cached)
 	}
 	_ = tw.Flush()
+	writeIdempotency(bw, replies)
 
 	if partitions {
 		if len(rings) == 0 {
@@ -540,4 +541,62 @@ func orNone(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// groupReport is the part of idempotency.Stats the report shows.
+type groupReport struct {
+	GroupID      string   `json:"groupId"`
+	Role         string   `json:"role"`
+	Leader       string   `json:"leader"`
+	AppliedIndex uint64   `json:"appliedIndex"`
+	Voters       []string `json:"voters"`
+	NonVoters    []string `json:"nonVoters"`
+	Conflicts    []string `json:"conflicts"`
+	Filter       struct {
+		Entries int64 `json:"entries"`
+	} `json:"filter"`
+}
+
+// writeIdempotency prints each node's part in the idempotency filter's
+// raft group, when any node runs one.
+func writeIdempotency(w io.Writer, replies []clusterReply) {
+	var rows []string
+	groups, leaders := map[string]bool{}, map[string]bool{}
+	conflict := false
+	for _, r := range replies {
+		if r.info.Idempotency == nil {
+			continue
+		}
+		var g groupReport
+		if err := json.Unmarshal(r.info.Idempotency, &g); err != nil {
+			continue
+		}
+		groups[g.GroupID] = true
+		leaders[g.Leader] = true
+		conflict = conflict || len(g.Conflicts) > 0
+		group := g.GroupID
+		if len(group) > 12 {
+			group = group[:12]
+		}
+		rows = append(rows, fmt.Sprintf("%s\t%s\t%s\t%s\t%d+%d\t%d\t%d", r.info.NodeID, orNone(g.Role), orNone(g.Leader), orNone(group),
+			len(g.Voters), len(g.NonVoters), g.Filter.Entries, g.AppliedIndex))
+	}
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nidempotency filter (raft):\n")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tROLE\tLEADER\tGROUP\tVOTERS+NON-VOTERS\tENTRIES\tAPPLIED")
+	for _, row := range rows {
+		fmt.Fprintln(tw, row)
+	}
+	_ = tw.Flush()
+	switch {
+	case conflict || len(groups) > 1:
+		fmt.Fprintf(w, "WARNING: more than one raft group among the nodes: retries are only recognised within each group (see the idempotency package doc)\n")
+	case groups[""] || leaders[""] || len(leaders) > 1:
+		fmt.Fprintf(w, "the group is forming or electing a leader (retries meanwhile read the command log)\n")
+	default:
+		fmt.Fprintf(w, "all nodes are in one group with one leader\n")
+	}
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -23,10 +25,18 @@ type clusterFlags struct {
 	profile       string
 	partitions    int
 	handoverGrace durationValue
+	// The idempotency filter.
+	noFilter      boolValue
+	raftAddr      string
+	raftAdvertise string
+	window        durationValue
+	voters        int
+	failureGrace  durationValue
 }
 
 // clusterOnly are the settings that mean nothing outside cluster mode.
-var clusterOnly = []string{"gossip-addr", "gossip-port", "advertise-addr", "advertise-port", "gossip-key", "gossip-profile", "partitions", "handover-grace"}
+var clusterOnly = []string{"gossip-addr", "gossip-port", "advertise-addr", "advertise-port", "gossip-key", "gossip-profile", "partitions", "handover-grace",
+	"no-idempotency", "raft-addr", "raft-advertise", "idempotency-window", "raft-voters", "raft-failure-grace"}
 
 // config returns the node's cluster configuration, nil when it runs
 // alone. given names the settings set by flag or environment: cluster mode
@@ -88,10 +98,36 @@ func (f *clusterFlags) config(given map[string]bool) (*node.ClusterConfig, error
 	if err := check.Validate(); err != nil {
 		return nil, gossipFlagError(err)
 	}
+	for _, a := range []struct{ flag, value string }{{"--raft-addr", f.raftAddr}, {"--raft-advertise", f.raftAdvertise}} {
+		if a.value == "" {
+			continue
+		}
+		if _, port, err := net.SplitHostPort(a.value); err != nil {
+			return nil, fmt.Errorf("%s %q is not host:port", a.flag, a.value)
+		} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+			return nil, fmt.Errorf("%s %q: port out of range", a.flag, a.value)
+		}
+	}
+	switch {
+	case f.window <= 0:
+		return nil, fmt.Errorf("--idempotency-window %v must be positive", time.Duration(f.window))
+	case f.voters < 1 || f.voters > 5:
+		return nil, fmt.Errorf("--raft-voters %d must be between 1 and 5", f.voters)
+	case f.failureGrace <= 0:
+		return nil, fmt.Errorf("--raft-failure-grace %v must be positive", time.Duration(f.failureGrace))
+	}
 	return &node.ClusterConfig{
 		Gossip:        gossip,
 		Ring:          router.Config{PartitionCount: f.partitions},
 		HandoverGrace: time.Duration(f.handoverGrace),
+		Idempotency: node.IdempotencyConfig{
+			Disabled:      bool(f.noFilter),
+			BindAddr:      f.raftAddr,
+			AdvertiseAddr: f.raftAdvertise,
+			Window:        time.Duration(f.window),
+			Voters:        f.voters,
+			FailureGrace:  time.Duration(f.failureGrace),
+		},
 	}, nil
 }
 

@@ -76,6 +76,9 @@ func configure(args []string, stderr io.Writer) (*invocation, int) {
 	cl.profile = string(cluster.ProfileLAN)
 	cl.partitions = router.DefaultPartitionCount
 	cl.handoverGrace = durationValue(500 * time.Millisecond)
+	cl.window = durationValue(10 * time.Minute)
+	cl.voters = 3
+	cl.failureGrace = durationValue(30 * time.Second)
 	fs := flag.NewFlagSet("node", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	settings := []setting{
@@ -120,6 +123,12 @@ func configure(args []string, stderr io.Writer) (*invocation, int) {
 		{"gossip-profile", "CONCURSUS_GOSSIP_PROFILE", "failure-detection timings: lan, wan, or local (several nodes on one machine)", (*stringValue)(&cl.profile)},
 		{"partitions", "CONCURSUS_PARTITIONS", "partitions aggregates are hashed into; the same on every member, for the cluster's whole life", (*intValue)(&cl.partitions)},
 		{"handover-grace", "CONCURSUS_HANDOVER_GRACE", "how long a leaving member still forwards what reaches it, so that the others' rings move on first", (*durationValue)(&cl.handoverGrace)},
+		{"no-idempotency", "CONCURSUS_NO_IDEMPOTENCY", "run the cluster without the replicated idempotency filter (retries are then recognised by a command-log read per command)", (*boolValue)(&cl.noFilter)},
+		{"raft-addr", "CONCURSUS_RAFT_ADDR", "host:port the idempotency filter's raft transport listens on (default: --gossip-addr, any free port; others learn it by gossip)", (*stringValue)(&cl.raftAddr)},
+		{"raft-advertise", "CONCURSUS_RAFT_ADVERTISE", "host:port the other members dial for raft, when it differs from --raft-addr", (*stringValue)(&cl.raftAdvertise)},
+		{"idempotency-window", "CONCURSUS_IDEMPOTENCY_WINDOW", "how long the filter remembers a command id's outcome", (*durationValue)(&cl.window)},
+		{"raft-voters", "CONCURSUS_RAFT_VOTERS", "raft voters of the filter among the members (1 to 5; the others are non-voters)", (*intValue)(&cl.voters)},
+		{"raft-failure-grace", "CONCURSUS_RAFT_FAILURE_GRACE", "how long a failed member stays a raft server before it is removed", (*durationValue)(&cl.failureGrace)},
 		{"log-level", "CONCURSUS_LOG_LEVEL", "debug, info, warn or error", (*stringValue)(&logLevel)},
 		{"log-format", "CONCURSUS_LOG_FORMAT", "text or json", (*stringValue)(&logFormat)},
 	}

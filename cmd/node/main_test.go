@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/concursus-go/concursus/cluster"
+	"github.com/concursus-go/concursus/node"
 )
 
 // run's argument and environment handling: --help, bad flags, bad
@@ -50,6 +51,10 @@ func TestRunRejectsBadSettings(t *testing.T) {
 		{name: "no partitions", args: []string{"--store", "cassandra", "--cluster", "--partitions", "0"}, code: 2, mention: "--partitions 0 must be between 1 and 65536"},
 		{name: "too many partitions", args: []string{"--store", "cassandra", "--cluster", "--partitions", "65537"}, code: 2, mention: "--partitions 65537"},
 		{name: "no handover grace", args: []string{"--store", "cassandra", "--cluster", "--handover-grace", "0s"}, code: 2, mention: "--handover-grace 0s must be positive"},
+		{name: "raft addr", args: []string{"--store", "cassandra", "--cluster", "--raft-addr", "nohost"}, code: 2, mention: "--raft-addr \"nohost\" is not host:port"},
+		{name: "raft voters", args: []string{"--store", "cassandra", "--cluster", "--raft-voters", "7"}, code: 2, mention: "--raft-voters 7 must be between 1 and 5"},
+		{name: "idempotency window", args: []string{"--store", "cassandra", "--cluster", "--idempotency-window", "0s"}, code: 2, mention: "--idempotency-window 0s must be positive"},
+		{name: "raft flag alone", args: []string{"--raft-voters", "3"}, code: 2, mention: "--raft-voters only apply to cluster mode"},
 		{name: "gossip addr not an IP", args: []string{"--store", "cassandra", "--cluster", "--gossip-addr", "localhost"}, code: 2, mention: `--gossip-addr "localhost" is not an IP address`},
 		{name: "gossip port out of range", args: []string{"--store", "cassandra", "--cluster", "--gossip-port", "70000"}, code: 2, mention: "--gossip-port 70000"},
 		{name: "seed without port", args: []string{"--store", "cassandra", "--join", "127.0.0.1"}, code: 2, mention: `--join item [0] "127.0.0.1" must be host:port`},
@@ -111,6 +116,23 @@ func TestConfigureCluster(t *testing.T) {
 	if cc.Ring.PartitionCount != 7 || cc.HandoverGrace != time.Second {
 		t.Errorf("partitions %d, handover grace %v", cc.Ring.PartitionCount, cc.HandoverGrace)
 	}
+	if ic := cc.Idempotency; ic.Disabled || ic.Voters != 3 || ic.Window != 10*time.Minute || ic.FailureGrace != 30*time.Second || ic.BindAddr != "" {
+		t.Errorf("idempotency defaults = %+v", ic)
+	}
+	t.Run("idempotency", func(t *testing.T) {
+		var out bytes.Buffer
+		inv, _ := configure([]string{"--store", "cassandra", "--cluster", "--nats-url", "nats://127.0.0.1:4222",
+			"--raft-addr", "127.0.0.1:7960", "--raft-advertise", "10.0.0.5:7960", "--idempotency-window", "2m",
+			"--raft-voters", "5", "--raft-failure-grace", "1m", "--no-idempotency"}, &out)
+		if inv == nil || inv.cfg.Cluster == nil {
+			t.Fatalf("configure failed:\n%s", out.String())
+		}
+		want := node.IdempotencyConfig{Disabled: true, BindAddr: "127.0.0.1:7960", AdvertiseAddr: "10.0.0.5:7960",
+			Window: 2 * time.Minute, Voters: 5, FailureGrace: time.Minute}
+		if got := inv.cfg.Cluster.Idempotency; got != want {
+			t.Errorf("idempotency config = %+v, want %+v", got, want)
+		}
+	})
 	if inv.cfg.NodeID != "" {
 		t.Errorf("NodeID = %q; want empty, for node.New to pick a fresh per-process id", inv.cfg.NodeID)
 	}
