@@ -46,6 +46,15 @@
 // every attempt, late replies included); the test logs the retries per
 // phase and the route, hop by hop, of some retried commands.
 //
+// TestIdempotencyProcesses (idempotency_test.go) runs three node processes
+// the same way and shows the replicated idempotency filter at work: the
+// same command id sent at once to every node's direct subject takes effect
+// once and every sender gets the same outcome; the raft leader, which also
+// owns the probed aggregates, is SIGKILLed and retries of its accepted and
+// rejected commands get their original outcomes from the survivors; the
+// survivors elect a new raft leader and keep recording; the Cassandra log
+// holds exactly the original events.
+//
 // Process logs (JSON) go to files in the test's temporary directory; their
 // tails are printed when the test fails, and their warnings and errors are
 // summarised either way. Every process runs in its own process group and is
