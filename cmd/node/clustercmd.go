@@ -562,7 +562,7 @@ type groupReport struct {
 func writeIdempotency(w io.Writer, replies []clusterReply) {
 	var rows []string
 	groups, leaders := map[string]bool{}, map[string]bool{}
-	conflict := false
+	conflict, forming := false, false
 	for _, r := range replies {
 		if r.info.Idempotency == nil {
 			continue
@@ -571,7 +571,11 @@ func writeIdempotency(w io.Writer, replies []clusterReply) {
 		if err := json.Unmarshal(r.info.Idempotency, &g); err != nil {
 			continue
 		}
-		groups[g.GroupID] = true
+		if g.GroupID == "" {
+			forming = true // not (yet) in a group: joining, not a second group
+		} else {
+			groups[g.GroupID] = true
+		}
 		leaders[g.Leader] = true
 		conflict = conflict || len(g.Conflicts) > 0
 		group := g.GroupID
@@ -594,7 +598,7 @@ func writeIdempotency(w io.Writer, replies []clusterReply) {
 	switch {
 	case conflict || len(groups) > 1:
 		fmt.Fprintf(w, "WARNING: more than one raft group among the nodes: retries are only recognised within each group (see the idempotency package doc)\n")
-	case groups[""] || leaders[""] || len(leaders) > 1:
+	case forming || len(groups) == 0 || leaders[""] || len(leaders) > 1:
 		fmt.Fprintf(w, "the group is forming or electing a leader (retries meanwhile read the command log)\n")
 	default:
 		fmt.Fprintf(w, "all nodes are in one group with one leader\n")

@@ -94,7 +94,7 @@ func converged(nodes []*node.Node) bool {
 		}
 		fp = info.Fingerprint
 		var g groupReport // and one idempotency group with a leader
-		if json.Unmarshal(info.Idempotency, &g) != nil || g.Leader == "" || (leader != "" && g.Leader != leader) {
+		if json.Unmarshal(info.Idempotency, &g) != nil || g.Leader == "" || g.GroupID == "" || (leader != "" && g.Leader != leader) {
 			return false
 		}
 		leader = g.Leader
@@ -302,5 +302,29 @@ func TestClusterReportDepartedMembers(t *testing.T) {
 	}
 	if strings.Contains(report, fmt.Sprintf("gone%02d", maxDeparted)) {
 		t.Errorf("report lists more than %d departed members", maxDeparted)
+	}
+}
+
+// A node that has joined the raft group's configuration but not yet
+// learnt the group id is forming, not a second group.
+func TestIdempotencyReportJoiningIsNotAConflict(t *testing.T) {
+	reply := func(id, group string) clusterReply {
+		raw, _ := json.Marshal(map[string]any{"groupId": group, "role": "follower", "leader": "n1"})
+		return clusterReply{info: api.ClusterInfo{NodeID: id, Idempotency: raw}}
+	}
+	var out bytes.Buffer
+	writeIdempotency(&out, []clusterReply{reply("n1", "g1"), reply("n2", "")})
+	if strings.Contains(out.String(), "WARNING") || !strings.Contains(out.String(), "forming") {
+		t.Errorf("joining node reported as:\n%s", out.String())
+	}
+	out.Reset()
+	writeIdempotency(&out, []clusterReply{reply("n1", "g1"), reply("n2", "g2")})
+	if !strings.Contains(out.String(), "WARNING: more than one raft group") {
+		t.Errorf("two groups reported as:\n%s", out.String())
+	}
+	out.Reset()
+	writeIdempotency(&out, []clusterReply{reply("n1", "g1"), reply("n2", "g1")})
+	if !strings.Contains(out.String(), "all nodes are in one group with one leader") {
+		t.Errorf("one group reported as:\n%s", out.String())
 	}
 }
