@@ -9,6 +9,12 @@
 // aggregate's single worker, so events of one aggregate leave in sequence
 // order on one connection, which NATS preserves.
 //
+// With a StreamConfig (node.Config.Stream, cmd/node --stream) the events
+// are also kept in a JetStream stream over <prefix>.events.>, created or
+// updated by EnsureStream; an event published twice within the stream's
+// Duplicates window is stored once, so consumers can replay history from
+// the bus.
+//
 // Delivery today is best effort after persistence: if NATS is down longer
 // than the client's reconnect buffer covers, or the node dies between append
 // and publish, events are in the log but not on the bus. Catch-up from the

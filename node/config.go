@@ -10,6 +10,7 @@ import (
 
 	"github.com/concursus-go/concursus/api"
 	"github.com/concursus-go/concursus/cluster"
+	"github.com/concursus-go/concursus/eventbus"
 	"github.com/concursus-go/concursus/executor"
 )
 
@@ -51,6 +52,12 @@ type Config struct {
 	// Cluster, when set, makes the node a member of a cluster (see
 	// ClusterConfig); nil runs it alone, owning every aggregate.
 	Cluster *ClusterConfig
+	// Stream, when set, also keeps the published events in a JetStream
+	// stream the node creates (or updates) at start, so that consumers can
+	// replay history from the bus. The embedded NATS server then runs
+	// JetStream, storing in DataDir/jetstream; an external server must
+	// have JetStream enabled.
+	Stream *eventbus.StreamConfig
 	// Logger receives structured logs. Default slog.Default().
 	Logger *slog.Logger
 	// Clock supplies processing time. Default time.Now.
@@ -134,6 +141,10 @@ func (c *Config) fillDefaults() {
 		cc.fillDefaults()
 		c.Cluster = &cc
 	}
+	if c.Stream != nil {
+		sc := c.Stream.WithDefaults(c.Prefix)
+		c.Stream = &sc
+	}
 }
 
 // Validate reports the first unusable value, naming it.
@@ -151,6 +162,11 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("node: shutdown timeout %v must be positive", c.ShutdownTimeout)
 	case c.PruneInterval < time.Second:
 		return fmt.Errorf("node: prune interval %v must be at least 1s", c.PruneInterval)
+	}
+	if c.Stream != nil {
+		if err := c.Stream.Validate(); err != nil {
+			return err
+		}
 	}
 	if c.Cluster != nil {
 		if err := c.Cluster.validate(); err != nil {

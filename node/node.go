@@ -215,6 +215,15 @@ func New(cfg Config, reg *model.Registry, opts ...Option) (n *Node, err error) {
 			return nil, err
 		}
 	}
+	if cfg.Stream != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		name, err := eventbus.EnsureStream(ctx, n.nc, cfg.Prefix, *cfg.Stream)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("node: %w", err)
+		}
+		n.log.Info("events are kept in a JetStream stream", "stream", name, "maxAge", cfg.Stream.MaxAge, "maxBytes", cfg.Stream.MaxBytes)
+	}
 	n.pub = eventbus.NewPublisher(n.nc, cfg.Prefix, n.log)
 	deps := executor.Deps{
 		Registry: reg,
@@ -282,6 +291,8 @@ func (n *Node) connectNATS() error {
 			MaxPending: max(64<<20, int64(4*n.cfg.MaxPayload)),
 			NoLog:      true,
 			NoSigs:     true,
+			JetStream:  n.cfg.Stream != nil,
+			StoreDir:   jetStreamDir(n.cfg),
 		})
 		if err != nil {
 			return fmt.Errorf("node: configuring embedded NATS: %w", err)
@@ -311,6 +322,14 @@ func (n *Node) connectNATS() error {
 	}
 	n.nc = nc
 	return nil
+}
+
+// jetStreamDir is where the embedded server keeps JetStream data.
+func jetStreamDir(cfg Config) string {
+	if cfg.Stream == nil {
+		return ""
+	}
+	return filepath.Join(cfg.DataDir, "jetstream")
 }
 
 // queueGroup is the queue group every node's request subscriptions join,

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/concursus-go/concursus/cluster"
+	"github.com/concursus-go/concursus/eventbus"
 	"github.com/concursus-go/concursus/examples/lightbulb"
 	"github.com/concursus-go/concursus/model"
 	"github.com/concursus-go/concursus/node"
@@ -71,6 +72,7 @@ func configure(args []string, stderr io.Writer) (*invocation, int) {
 	ccfg := cassandra.DefaultConfig()
 	cassandraHosts := strings.Join(ccfg.Hosts, ",")
 	var cl clusterFlags
+	var st streamFlags
 	cl.gossipAddr = "127.0.0.1"
 	cl.gossipPort = cluster.DefaultPort
 	cl.profile = string(cluster.ProfileLAN)
@@ -123,6 +125,11 @@ func configure(args []string, stderr io.Writer) (*invocation, int) {
 		{"gossip-profile", "CONCURSUS_GOSSIP_PROFILE", "failure-detection timings: lan, wan, or local (several nodes on one machine)", (*stringValue)(&cl.profile)},
 		{"partitions", "CONCURSUS_PARTITIONS", "partitions aggregates are hashed into; the same on every member, for the cluster's whole life", (*intValue)(&cl.partitions)},
 		{"handover-grace", "CONCURSUS_HANDOVER_GRACE", "how long a leaving member still forwards what reaches it, so that the others' rings move on first", (*durationValue)(&cl.handoverGrace)},
+		{"stream", "CONCURSUS_STREAM", "also keep the events in a JetStream stream the node creates (the embedded NATS server then runs JetStream in --data-dir/jetstream)", (*boolValue)(&st.enabled)},
+		{"stream-name", "CONCURSUS_STREAM_NAME", "name of the events stream (default: the prefix in capitals + _EVENTS)", (*stringValue)(&st.name)},
+		{"stream-max-age", "CONCURSUS_STREAM_MAX_AGE", "drop events older than this from the stream (0: keep)", (*durationValue)(&st.maxAge)},
+		{"stream-max-bytes", "CONCURSUS_STREAM_MAX_BYTES", "bound the stream's size, oldest events first (0: no bound; suffixes KiB, MiB, GiB)", (*sizeValue)(&st.maxBytes)},
+		{"stream-replicas", "CONCURSUS_STREAM_REPLICAS", "copies of the stream in a NATS cluster (1 to 5)", (*intValue)(&st.replicas)},
 		{"no-idempotency", "CONCURSUS_NO_IDEMPOTENCY", "run the cluster without the replicated idempotency filter (retries are then recognised by a command-log read per command)", (*boolValue)(&cl.noFilter)},
 		{"raft-addr", "CONCURSUS_RAFT_ADDR", "host:port the idempotency filter's raft transport listens on (default: --gossip-addr, any free port; others learn it by gossip)", (*stringValue)(&cl.raftAddr)},
 		{"raft-advertise", "CONCURSUS_RAFT_ADVERTISE", "host:port the other members dial for raft, when it differs from --raft-addr", (*stringValue)(&cl.raftAdvertise)},
@@ -196,6 +203,20 @@ Flags (each also read from the environment variable shown):
 		return nil, 2
 	}
 
+	if bool(st.enabled) {
+		inv.cfg.Stream = &eventbus.StreamConfig{Name: st.name, MaxAge: time.Duration(st.maxAge), MaxBytes: int64(st.maxBytes), Replicas: st.replicas}
+		if err := inv.cfg.Stream.WithDefaults(inv.cfg.Prefix).Validate(); err != nil {
+			fmt.Fprintf(stderr, "node: --stream: %v\n", err)
+			return nil, 2
+		}
+	} else {
+		for _, name := range []string{"stream-name", "stream-max-age", "stream-max-bytes", "stream-replicas"} {
+			if given[name] {
+				fmt.Fprintf(stderr, "node: --%s only applies with --stream\n", name)
+				return nil, 2
+			}
+		}
+	}
 	cc, err := cl.config(given)
 	if err != nil {
 		fmt.Fprintf(stderr, "node: %v\n", err)
@@ -359,11 +380,20 @@ func (v *durationValue) Set(s string) error {
 // sizeValue is a byte count, optionally with a KiB or MiB suffix.
 type sizeValue int
 
+// streamFlags are the --stream settings.
+type streamFlags struct {
+	enabled  boolValue
+	name     string
+	maxAge   durationValue
+	maxBytes sizeValue
+	replicas int
+}
+
 func (v *sizeValue) String() string { return strconv.Itoa(int(*v)) }
 func (v *sizeValue) Set(s string) error {
 	mult := 1
 	num := s
-	for suffix, m := range map[string]int{"KiB": 1 << 10, "MiB": 1 << 20} {
+	for suffix, m := range map[string]int{"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30} {
 		if strings.HasSuffix(s, suffix) {
 			num, mult = strings.TrimSuffix(s, suffix), m
 		}

@@ -55,6 +55,8 @@ func TestRunRejectsBadSettings(t *testing.T) {
 		{name: "raft voters", args: []string{"--store", "cassandra", "--cluster", "--raft-voters", "7"}, code: 2, mention: "--raft-voters 7 must be between 1 and 5"},
 		{name: "idempotency window", args: []string{"--store", "cassandra", "--cluster", "--idempotency-window", "0s"}, code: 2, mention: "--idempotency-window 0s must be positive"},
 		{name: "raft flag alone", args: []string{"--raft-voters", "3"}, code: 2, mention: "--raft-voters only apply to cluster mode"},
+		{name: "stream flag alone", args: []string{"--stream-max-age", "1h"}, code: 2, mention: "--stream-max-age only applies with --stream"},
+		{name: "stream replicas", args: []string{"--stream", "--stream-replicas", "9"}, code: 2, mention: "stream replicas 9 must be between 1 and 5"},
 		{name: "gossip addr not an IP", args: []string{"--store", "cassandra", "--cluster", "--gossip-addr", "localhost"}, code: 2, mention: `--gossip-addr "localhost" is not an IP address`},
 		{name: "gossip port out of range", args: []string{"--store", "cassandra", "--cluster", "--gossip-port", "70000"}, code: 2, mention: "--gossip-port 70000"},
 		{name: "seed without port", args: []string{"--store", "cassandra", "--join", "127.0.0.1"}, code: 2, mention: `--join item [0] "127.0.0.1" must be host:port`},
@@ -191,4 +193,19 @@ func TestConfigureCluster(t *testing.T) {
 			t.Fatalf("configure = %+v; want no cluster and node id %q:\n%s", inv, host, out.String())
 		}
 	})
+}
+
+func TestConfigureStream(t *testing.T) {
+	var out bytes.Buffer
+	inv, code := configure([]string{"--stream", "--stream-max-age", "72h", "--stream-max-bytes", "2GiB", "--stream-name", "BULBS"}, &out)
+	if inv == nil {
+		t.Fatalf("configure = nil, %d:\n%s", code, out.String())
+	}
+	sc := inv.cfg.Stream
+	if sc == nil || sc.Name != "BULBS" || sc.MaxAge != 72*time.Hour || sc.MaxBytes != 2<<30 {
+		t.Errorf("stream config = %+v", sc)
+	}
+	if inv, _ := configure(nil, &out); inv == nil || inv.cfg.Stream != nil {
+		t.Error("a stream without --stream")
+	}
 }
