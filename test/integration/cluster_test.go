@@ -65,18 +65,8 @@ const (
 // client saw that command fail; and that the client library absorbed
 // every error with retries of the same command id.
 func TestClusterProcessesUnderLoad(t *testing.T) {
-	addr := cassandraAddr(t)
-	dir := t.TempDir()
-	bins := buildBinaries(t, dir)
-	requireClusterFlags(t, bins.node)
-	_, natsURL := startNATS(t, bins.natsServer, dir)
-	h := &clusterHarness{
-		t: t, dir: dir, bin: bins.node, natsURL: natsURL, cassandra: addr,
-		keyspace: fmt.Sprintf("it_cluster_%d", rand.Uint32()),
-		nodes:    make(map[string]*clusterNode),
-	}
-	h.admin = connectNATS(t, natsURL, "admin")
-	dropKeyspaceOnSuccess(t, addr, h.keyspace)
+	h := newClusterHarness(t, "it_cluster")
+	addr, natsURL := h.cassandra, h.natsURL
 	t.Logf("keyspace %s, NATS %s, gossip profile %s", h.keyspace, natsURL, gossipProfile)
 
 	// Three nodes. The first creates the schema in the fresh keyspace
@@ -238,6 +228,26 @@ func dropKeyspaceOnSuccess(t *testing.T, addr, keyspace string) {
 
 // clusterHarness is the node processes of one test. Only the test's
 // goroutine uses it.
+// newClusterHarness builds the binaries, starts a NATS server and names a
+// fresh keyspace (dropped if the test passes) for a cluster of node
+// processes; nodes are started with start.
+func newClusterHarness(t *testing.T, keyspacePrefix string) *clusterHarness {
+	t.Helper()
+	addr := cassandraAddr(t)
+	dir := t.TempDir()
+	bins := buildBinaries(t, dir)
+	requireClusterFlags(t, bins.node)
+	_, natsURL := startNATS(t, bins.natsServer, dir)
+	h := &clusterHarness{
+		t: t, dir: dir, bin: bins.node, natsURL: natsURL, cassandra: addr,
+		keyspace: fmt.Sprintf("%s_%d", keyspacePrefix, rand.Uint32()),
+		nodes:    make(map[string]*clusterNode),
+	}
+	h.admin = connectNATS(t, natsURL, "admin")
+	dropKeyspaceOnSuccess(t, addr, h.keyspace)
+	return h
+}
+
 type clusterHarness struct {
 	t                            *testing.T
 	dir, bin, natsURL, cassandra string

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"syscall"
 	"testing"
@@ -77,18 +76,8 @@ func (h *clusterHarness) waitRaft(voters int, excluded string, ids ...string) st
 //  3. after losing the raft leader (a minority) the survivors elect a new
 //     one and the filter keeps recording.
 func TestIdempotencyProcesses(t *testing.T) {
-	addr := cassandraAddr(t)
-	dir := t.TempDir()
-	bins := buildBinaries(t, dir)
-	requireClusterFlags(t, bins.node)
-	_, natsURL := startNATS(t, bins.natsServer, dir)
-	h := &clusterHarness{
-		t: t, dir: dir, bin: bins.node, natsURL: natsURL, cassandra: addr,
-		keyspace: fmt.Sprintf("it_idem_%d", rand.Uint32()),
-		nodes:    make(map[string]*clusterNode),
-	}
-	h.admin = connectNATS(t, natsURL, "admin")
-	dropKeyspaceOnSuccess(t, addr, h.keyspace)
+	h := newClusterHarness(t, "it_idem")
+	addr, natsURL := h.cassandra, h.natsURL
 	h.start("n1", true)
 	h.start("n2", false)
 	h.start("n3", false)
