@@ -151,18 +151,7 @@ func (n *testNet) memberGroup(m cluster.Member) string {
 // start creates groups and announces them alive, all in one view.
 func (n *testNet) start(ids ...string) []*Group {
 	n.t.Helper()
-	var out []*Group
-	for _, id := range ids {
-		g, err := NewGroup(n.config(id), n.log)
-		if err != nil {
-			n.t.Fatal(err)
-		}
-		n.mu.Lock()
-		n.groups[id] = g
-		n.members[id] = cluster.Member{ID: id, Addr: "gossip-" + id, State: cluster.StateAlive, Meta: cluster.Meta{NodeID: id, RaftAddr: g.Addr()}}
-		n.mu.Unlock()
-		out = append(out, g)
-	}
+	out := n.add(ids...)
 	n.publish()
 	return out
 }
@@ -351,9 +340,11 @@ func (n *testNet) publishPartial(to []string, members ...string) {
 	}
 }
 
-// add creates groups without publishing a view.
-func (n *testNet) add(ids ...string) {
+// add creates groups and records them as alive members without
+// publishing a view.
+func (n *testNet) add(ids ...string) []*Group {
 	n.t.Helper()
+	var out []*Group
 	for _, id := range ids {
 		g, err := NewGroup(n.config(id), n.log)
 		if err != nil {
@@ -363,5 +354,7 @@ func (n *testNet) add(ids ...string) {
 		n.groups[id] = g
 		n.members[id] = cluster.Member{ID: id, Addr: "gossip-" + id, State: cluster.StateAlive, Meta: cluster.Meta{NodeID: id, RaftAddr: g.Addr()}}
 		n.mu.Unlock()
+		out = append(out, g)
 	}
+	return out
 }
