@@ -9,6 +9,8 @@
 //	<prefix>.cmd.<aggregateType>                 command requests (queue group)
 //	<prefix>.query.<aggregateType>               state queries
 //	<prefix>.events.<aggregateType>.<name_ver>   published events
+//	<prefix>.history.<aggregateType>             an aggregate's events, read from the log
+//	<prefix>.deadletter.<consumer>.<type>.<name> events a consumer gave up on
 //	<prefix>.admin.info                          node information
 //
 // # A command request
@@ -46,6 +48,18 @@ func QuerySubject(prefix, aggregateType string) string { return prefix + ".query
 // EventSubject is where events of one type and versioned name are published.
 func EventSubject(prefix, aggregateType string, name model.VersionedName) string {
 	return prefix + ".events." + aggregateType + "." + name.String()
+}
+
+// HistorySubject is where an aggregate's events are read from the event
+// log (any node answers): the subscription library fills gaps with it.
+func HistorySubject(prefix, aggregateType string) string {
+	return prefix + ".history." + aggregateType
+}
+
+// DeadLetterSubject is where a consumer puts an event its handler kept
+// failing on.
+func DeadLetterSubject(prefix, consumer, aggregateType string, name model.VersionedName) string {
+	return prefix + ".deadletter." + consumer + "." + aggregateType + "." + name.String()
 }
 
 // AdminInfoSubject answers with a node's Info.
@@ -212,6 +226,44 @@ type RoutingCounters struct {
 	RingChanges     uint64 `json:"ringChanges"`
 	PartitionsMoved uint64 `json:"partitionsMoved"`
 }
+
+// HistoryRequest is the JSON body of a history read: the events of one
+// aggregate with From <= sequence <= To, at most Limit of them.
+type HistoryRequest struct {
+	AggregateID string `json:"aggregateId"`
+	// From is the first sequence wanted (0 and 1 both mean the start).
+	From uint64 `json:"from,omitempty"`
+	// To is the last sequence wanted; 0 means the latest.
+	To uint64 `json:"to,omitempty"`
+	// Limit caps the events in one reply (default and maximum
+	// MaxHistoryPage).
+	Limit int `json:"limit,omitempty"`
+}
+
+// HistoryReply answers a history read. Next is the sequence to ask for
+// next when the reply was cut by the limit, 0 when the range is complete.
+type HistoryReply struct {
+	OK            bool          `json:"ok"`
+	AggregateType string        `json:"aggregateType,omitempty"`
+	AggregateID   string        `json:"aggregateId,omitempty"`
+	Events        []model.Event `json:"events,omitempty"`
+	Next          uint64        `json:"next,omitempty"`
+	Error         *Error        `json:"error,omitempty"`
+}
+
+// MaxHistoryPage is the most events one history reply carries.
+const MaxHistoryPage = 512
+
+// Headers of dead letters (besides the event's own headers).
+const (
+	HeaderDeadError    = "Concursus-Dead-Error"
+	HeaderDeadAttempts = "Concursus-Dead-Attempts"
+	HeaderDeadConsumer = "Concursus-Dead-Consumer"
+	// HeaderDeadSubject is the subject the event was published on.
+	HeaderDeadSubject = "Concursus-Dead-Subject"
+	// HeaderDeadStreamSeq is the event's sequence in the events stream.
+	HeaderDeadStreamSeq = "Concursus-Dead-Stream-Seq"
+)
 
 // Code is a stable, machine-readable error code. New codes may be added;
 // existing ones never change meaning.
