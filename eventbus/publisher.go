@@ -1,58 +1,727 @@
-// Package eventbus carries durable events to consumers over NATS.
+// Package eventbus carries durable events to consumers over NATS, at least
+// once, in sequence order per aggregate.
+//
+// # Subjects
 //
 // Publisher puts each event on <prefix>.events.<aggregateType>.<name_version>
-// with the aggregate id, sequence and event id in headers (and the event id
-// as Nats-Msg-Id, so a JetStream stream over those subjects drops
-// re-publications). The body is the event as JSON (model.Event).
+// with the aggregate id, sequence and event id in headers, and the event id
+// as Nats-Msg-Id so that a JetStream stream over those subjects stores an
+// event published twice once. The body is the event as JSON (model.Event).
 //
-// The executor calls Publish after the events are durable, from the
-// aggregate's single worker, so events of one aggregate leave in sequence
-// order on one connection, which NATS preserves.
+// With a StreamConfig (node.Config.Stream, cmd/node --stream) the events are
+// also kept in a JetStream stream over <prefix>.events.>, created or updated
+// by EnsureStream, so consumers can replay history from the bus (package
+// subscription reads it).
 //
-// With a StreamConfig (node.Config.Stream, cmd/node --stream) the events
-// are also kept in a JetStream stream over <prefix>.events.>, created or
-// updated by EnsureStream; an event published twice within the stream's
-// Duplicates window is stored once, so consumers can replay history from
-// the bus.
+// # At least once: the outbox
 //
-// Delivery today is best effort after persistence: if NATS is down longer
-// than the client's reconnect buffer covers, or the node dies between append
-// and publish, events are in the log but not on the bus. Catch-up from the
-// log (a publication position per partition) closes that gap and is the
-// subject of the event-delivery work; Publisher counts failures so the gap
-// is visible meanwhile.
+// An event is "on the bus" when the bus acknowledged it: with a stream, the
+// stream's PubAck (it is stored); without one, the server's answer to a
+// flush (it was received and handed to the subscribers present). Between
+// the append and that acknowledgement a node can die, or NATS can be down
+// for longer than the client's reconnect buffer covers. The outbox closes
+// that gap:
+//
+//   - Before a batch is appended, the executor calls Prepare with one mark
+//     per append (aggregate, first and last sequence). The marks are written
+//     to the store's eventlog.Outbox under this node's id (the writer) in a
+//     time bucket (BucketLength, 5 s by default): with the embedded store in
+//     the same bbolt transaction as the append, with Cassandra as one
+//     unlogged batch into the (writer, bucket) partition just before it. A
+//     batch whose marks cannot be written is not appended.
+//   - Once the append is durable the aggregate's worker calls Publish; one
+//     sending goroutine publishes jobs in arrival order (asynchronously to
+//     JetStream, with the PubAcks awaited in order by a second goroutine),
+//     so one aggregate's events leave in sequence order.
+//   - A bucket is complete when time has moved past it and every mark in it
+//     was acknowledged. The writer's watermark (Outbox.SetPublished) moves
+//     over complete buckets, one small write per bucket at most.
+//   - A mark whose publication failed (a PubAck error or timeout, a
+//     disconnected client, a full queue) makes its bucket dirty; the
+//     maintenance loop then reads the bucket's marks and publishes their
+//     events again from the log, oldest bucket first, and the watermark
+//     waits for it. So does a write of unknown outcome (the events may be
+//     durable).
+//   - At start a publisher takes over its own writer's buckets above the
+//     watermark (a restart with the same node id), and Recover publishes a
+//     dead writer's buckets above its watermark: a node takes over a dead
+//     member's outbox when it owns the writer's id on the ring, and a lone
+//     node takes over every other writer it finds (see package node).
+//
+// Republished events carry their original event ids, so JetStream drops
+// those it already holds (within the stream's Duplicates window) and
+// consumers dedupe the rest by event id or sequence.
+//
+// Why an outbox and not a publication position per partition: the log is
+// keyed by aggregate, so "what is after position P in partition X" is not
+// a query either store can answer without a second index written with
+// every append; the outbox is that index, kept only for the few seconds an
+// event is in flight, and bucketed in time so a watermark releases it
+// without a delete per event (tombstones in Cassandra).
+//
+// # Order
+//
+// While an aggregate stays with one node and NATS stays up, its events
+// reach the bus in sequence order. An event republished from the outbox
+// (after a NATS outage, or by the node that took over a dead writer) can
+// arrive after later events of its aggregate published by the live path.
+// Consumers that need order use package subscription, which restores it:
+// it holds a later event back and fills the gap from the log through the
+// nodes' history API (<prefix>.history.<type>).
+//
+// # Cost
+//
+// One outbox write per batch (not per command) with Cassandra, none extra
+// with the embedded store, one watermark write per bucket, and, with a
+// stream, a PubAck per event; README.md has the measured throughput.
 package eventbus
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/concursus-go/concursus/api"
+	"github.com/concursus-go/concursus/eventlog"
 	"github.com/concursus-go/concursus/executor"
 	"github.com/concursus-go/concursus/model"
 )
 
-// Publisher publishes events on a NATS connection it does not own.
+// PublisherConfig configures a Publisher.
+type PublisherConfig struct {
+	// Conn is the NATS connection to publish on (not owned). Required.
+	Conn *nats.Conn
+	// Prefix is the subject prefix. Required.
+	Prefix string
+	// Writer names this publisher in the outbox: the node id. Required
+	// with an Outbox.
+	Writer string
+	// Outbox and Log are the store's outbox and event log (the same
+	// store). Without an Outbox publication is best effort: failures are
+	// counted and logged, nothing is republished.
+	Outbox eventlog.Outbox
+	Log    eventlog.Log
+	// JetStream makes the stream's PubAck the acknowledgement of an event
+	// (set when the node keeps a stream); otherwise a flush is.
+	JetStream bool
+	// BucketLength groups outbox marks in time; default 5s.
+	BucketLength time.Duration
+	// QueueSize bounds the commands' event batches waiting to be sent;
+	// past it a batch is left to the outbox. Default 65536.
+	QueueSize int
+	// AckTimeout bounds the wait for an acknowledgement; default 5s.
+	AckTimeout time.Duration
+	// MaintainEvery is how often the watermark moves and dirty buckets are
+	// republished; default 1s (and at most BucketLength/2).
+	MaintainEvery time.Duration
+	Logger        *slog.Logger
+	// Clock defaults to time.Now.
+	Clock func() time.Time
+}
+
+func (c *PublisherConfig) fill() error {
+	if c.Conn == nil || c.Prefix == "" {
+		return errors.New("eventbus: a NATS connection and a prefix are required")
+	}
+	if c.Outbox != nil && (c.Writer == "" || c.Log == nil) {
+		return errors.New("eventbus: an outbox needs a writer id and the event log")
+	}
+	if c.BucketLength <= 0 {
+		c.BucketLength = 5 * time.Second
+	}
+	if c.QueueSize <= 0 {
+		c.QueueSize = 1 << 16
+	}
+	if c.AckTimeout <= 0 {
+		c.AckTimeout = 5 * time.Second
+	}
+	if c.MaintainEvery <= 0 {
+		c.MaintainEvery = time.Second
+	}
+	c.MaintainEvery = min(c.MaintainEvery, c.BucketLength/2)
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	return nil
+}
+
+// PublisherStats counts what a Publisher did.
+type PublisherStats struct {
+	// Published events acknowledged by the bus on the live path.
+	Published int64 `json:"published"`
+	// Failed events whose live publication failed (left to the outbox).
+	Failed int64 `json:"failed"`
+	// Deferred events not sent live because the queue was full.
+	Deferred int64 `json:"deferred"`
+	// Republished events published again from the log for this writer's
+	// dirty buckets; Recovered for other (dead) writers.
+	Republished int64 `json:"republished"`
+	Recovered   int64 `json:"recovered"`
+	// Watermark is the last bucket recorded as published; DirtyBuckets
+	// are waiting to be republished; Outstanding marks are in flight.
+	Watermark    int64 `json:"watermark"`
+	DirtyBuckets int   `json:"dirtyBuckets"`
+	Outstanding  int   `json:"outstanding"`
+	// Outbox is false for best-effort publication (no outbox).
+	Outbox bool `json:"outbox"`
+}
+
+// Publisher implements executor.Publisher on a NATS connection. Start it
+// with NewPublisher and stop it with Close after the executor is closed.
 type Publisher struct {
-	nc        *nats.Conn
-	prefix    string
-	log       *slog.Logger
-	published atomic.Int64
-	failed    atomic.Int64
+	cfg PublisherConfig
+	js  jetstream.JetStream // nil without JetStream
+	log *slog.Logger
+
+	jobs  chan job
+	acks  chan sent
+	stop  chan struct{}
+	loops sync.WaitGroup // send, ack
+	maint sync.WaitGroup // maintenance
+
+	mu struct {
+		sync.Mutex
+		closed    bool
+		current   int64 // newest bucket handed out
+		buckets   map[int64]*bucketState
+		stored    int64 // watermark recorded in the outbox
+		maxMarked int64
+	}
+
+	adopting sync.Mutex
+	adopted  atomic.Bool
+
+	published, failed, deferred, republished, recovered atomic.Int64
+	warn                                                 rateLimit
+}
+
+type bucketState struct {
+	outstanding int
+	dirty       bool
+	gen         int // bumped each time the bucket becomes dirty
+}
+
+type job struct {
+	bucket int64
+	events []model.Event
+}
+
+type sent struct {
+	job     job
+	futures []jetstream.PubAckFuture
+	err     error
 }
 
 var _ executor.Publisher = (*Publisher)(nil)
 
-// NewPublisher returns a publisher on nc under the subject prefix.
-func NewPublisher(nc *nats.Conn, prefix string, log *slog.Logger) *Publisher {
-	if log == nil {
-		log = slog.Default()
+// NewPublisher starts a publisher. With an outbox it first reads this
+// writer's own position and takes over the buckets a previous run left
+// unpublished (they are republished by the maintenance loop).
+func NewPublisher(ctx context.Context, cfg PublisherConfig) (*Publisher, error) {
+	if err := cfg.fill(); err != nil {
+		return nil, err
 	}
-	return &Publisher{nc: nc, prefix: prefix, log: log}
+	p := &Publisher{
+		cfg:  cfg,
+		log:  cfg.Logger,
+		jobs: make(chan job, cfg.QueueSize),
+		acks: make(chan sent, 4096),
+		stop: make(chan struct{}),
+		warn: rateLimit{every: 10 * time.Second},
+	}
+	p.mu.buckets = make(map[int64]*bucketState)
+	if cfg.JetStream {
+		js, err := jetstream.New(cfg.Conn, jetstream.WithPublishAsyncMaxPending(16384),
+			jetstream.WithPublishAsyncTimeout(cfg.AckTimeout))
+		if err != nil {
+			return nil, fmt.Errorf("eventbus: %w", err)
+		}
+		p.js = js
+	}
+	if cfg.Outbox != nil {
+		// The store may still be connecting: Prepare and the maintenance
+		// loop retry until this succeeds.
+		_ = p.adopt(ctx)
+	}
+	p.loops.Add(2)
+	go p.sendLoop()
+	go p.ackLoop()
+	p.maint.Add(1)
+	go p.maintainLoop()
+	return p, nil
+}
+
+// adopt reads this writer's position once: the buckets a previous run of
+// the same writer left above its watermark become dirty, so they are
+// published from the log, and new marks go to later buckets. Nothing is
+// marked before it succeeds.
+func (p *Publisher) adopt(ctx context.Context) error {
+	p.adopting.Lock()
+	defer p.adopting.Unlock()
+	if p.adopted.Load() {
+		return nil
+	}
+	ws, err := p.cfg.Outbox.Writers(ctx)
+	if err != nil {
+		return fmt.Errorf("eventbus: reading the outbox: %w", err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.adopted.Store(true)
+	for _, w := range ws {
+		if w.Writer != p.cfg.Writer {
+			continue
+		}
+		p.mu.stored = w.Published
+		p.mu.maxMarked = max(p.mu.maxMarked, w.Last)
+		p.mu.current = max(p.mu.current, w.Last, w.Published) + 1
+		for b := w.Published + 1; b <= w.Last; b++ {
+			p.mu.buckets[b] = &bucketState{dirty: true, gen: 1}
+		}
+		if w.Pending() {
+			p.log.Info("outbox: a previous run left events that may be unpublished; publishing them from the log",
+				"buckets", w.Last-w.Published)
+		}
+	}
+	return nil
+}
+
+func (p *Publisher) bucketOf(t time.Time) int64 {
+	return t.UnixNano() / int64(p.cfg.BucketLength)
+}
+
+func (p *Publisher) state(b int64) *bucketState {
+	st := p.mu.buckets[b]
+	if st == nil {
+		st = &bucketState{}
+		p.mu.buckets[b] = st
+	}
+	return st
+}
+
+// Prepare implements executor.Publisher: it writes the marks to the outbox.
+func (p *Publisher) Prepare(ctx context.Context, marks []eventlog.Mark) (executor.Ticket, error) {
+	if p.cfg.Outbox != nil && !p.adopted.Load() {
+		if err := p.adopt(ctx); err != nil {
+			return 0, err
+		}
+	}
+	p.mu.Lock()
+	b := max(p.bucketOf(p.cfg.Clock()), p.mu.current)
+	p.mu.current = b
+	st := p.state(b)
+	st.outstanding += len(marks)
+	p.mu.maxMarked = max(p.mu.maxMarked, b)
+	p.mu.Unlock()
+	if p.cfg.Outbox == nil {
+		return executor.Ticket(b), nil
+	}
+	if err := p.cfg.Outbox.Mark(ctx, p.cfg.Writer, b, marks); err != nil {
+		p.mu.Lock()
+		st.outstanding -= len(marks)
+		p.mu.Unlock()
+		return 0, err
+	}
+	return executor.Ticket(b), nil
+}
+
+// Discard implements executor.Publisher.
+func (p *Publisher) Discard(t executor.Ticket, maybeWritten bool) {
+	p.settle(int64(t), !maybeWritten, 0)
+}
+
+// Publish implements executor.Publisher: it queues the events for the
+// sending goroutine, or leaves them to the outbox when the queue is full.
+func (p *Publisher) Publish(t executor.Ticket, events []model.Event) {
+	j := job{bucket: int64(t), events: slices.Clone(events)}
+	p.mu.Lock()
+	closed := p.mu.closed
+	p.mu.Unlock()
+	if !closed {
+		select {
+		case p.jobs <- j:
+			return
+		default:
+		}
+	}
+	p.deferred.Add(int64(len(events)))
+	if p.warn.Allow() {
+		p.log.Warn("event queue full or closed; events left to the outbox", "deferred", p.deferred.Load())
+	}
+	p.settle(j.bucket, false, 0)
+}
+
+// settle resolves one mark of bucket b: ok, or dirty (to be republished).
+func (p *Publisher) settle(b int64, ok bool, events int) {
+	p.mu.Lock()
+	st := p.state(b)
+	st.outstanding--
+	if !ok {
+		st.dirty = true
+		st.gen++
+	}
+	p.mu.Unlock()
+	if ok {
+		p.published.Add(int64(events))
+	} else {
+		p.failed.Add(int64(events))
+	}
+}
+
+func (p *Publisher) sendLoop() {
+	defer p.loops.Done()
+	defer close(p.acks)
+	for j := range p.jobs {
+		s := sent{job: j}
+		for i := range j.events {
+			m, err := Message(p.cfg.Prefix, &j.events[i])
+			if err != nil {
+				s.err = err
+				break
+			}
+			if p.js != nil {
+				f, err := p.js.PublishMsgAsync(m, jetstream.WithStallWait(p.cfg.AckTimeout))
+				if err != nil {
+					s.err = err
+					break
+				}
+				s.futures = append(s.futures, f)
+			} else if err := p.cfg.Conn.PublishMsg(m); err != nil {
+				s.err = err
+				break
+			}
+		}
+		p.acks <- s
+	}
+}
+
+func (p *Publisher) ackLoop() {
+	defer p.loops.Done()
+	var group []sent
+	for s := range p.acks {
+		if p.js != nil {
+			p.resolve(s, p.awaitAcks(s))
+			continue
+		}
+		// Core NATS: one flush acknowledges everything sent before it.
+		group = append(group[:0], s)
+	fill:
+		for len(group) < 1024 {
+			select {
+			case more, ok := <-p.acks:
+				if !ok {
+					break fill
+				}
+				group = append(group, more)
+			default:
+				break fill
+			}
+		}
+		err := p.cfg.Conn.FlushTimeout(p.cfg.AckTimeout)
+		for _, g := range group {
+			p.resolve(g, err)
+		}
+	}
+}
+
+func (p *Publisher) awaitAcks(s sent) error {
+	if s.err != nil {
+		return s.err
+	}
+	timer := time.NewTimer(p.cfg.AckTimeout)
+	defer timer.Stop()
+	for _, f := range s.futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return err
+		case <-timer.C:
+			return errors.New("no acknowledgement from the stream in time")
+		}
+	}
+	return nil
+}
+
+func (p *Publisher) resolve(s sent, err error) {
+	if err == nil && s.err != nil {
+		err = s.err
+	}
+	if err != nil && p.warn.Allow() {
+		p.log.Warn("events not acknowledged by the bus; they will be published from the log",
+			"aggregate", s.job.events[0].Ref().String(), "sequence", s.job.events[0].Sequence, "err", err)
+	}
+	p.settle(s.job.bucket, err == nil, len(s.job.events))
+}
+
+func (p *Publisher) maintainLoop() {
+	defer p.maint.Done()
+	t := time.NewTicker(p.cfg.MaintainEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+			p.maintain(context.Background())
+		}
+	}
+}
+
+// maintain moves the watermark over complete buckets and republishes the
+// oldest dirty bucket.
+func (p *Publisher) maintain(ctx context.Context) {
+	if p.cfg.Outbox == nil {
+		p.mu.Lock()
+		for b, st := range p.mu.buckets { // nothing to republish from
+			if st.outstanding == 0 {
+				delete(p.mu.buckets, b)
+			}
+		}
+		p.mu.Unlock()
+		return
+	}
+	if !p.adopted.Load() {
+		if err := p.adopt(ctx); err != nil {
+			return
+		}
+	}
+	w, stored, dirty, gen := p.watermark()
+	if w > stored {
+		ctx, cancel := context.WithTimeout(ctx, p.cfg.AckTimeout)
+		err := p.cfg.Outbox.SetPublished(ctx, p.cfg.Writer, w)
+		cancel()
+		if err == nil {
+			p.mu.Lock()
+			p.mu.stored = max(p.mu.stored, w)
+			p.mu.Unlock()
+		} else if p.warn.Allow() {
+			p.log.Warn("outbox: recording the published watermark failed", "bucket", w, "err", err)
+		}
+	}
+	if dirty == 0 || !p.cfg.Conn.IsConnected() {
+		return
+	}
+	n, err := p.republish(ctx, p.cfg.Writer, dirty)
+	p.republished.Add(int64(n))
+	if err != nil {
+		if p.warn.Allow() {
+			p.log.Warn("outbox: republishing from the log failed; will retry", "bucket", dirty, "err", err)
+		}
+		return
+	}
+	p.mu.Lock()
+	if st := p.mu.buckets[dirty]; st != nil && st.gen == gen {
+		st.dirty = false
+	}
+	p.mu.Unlock()
+	if n > 0 {
+		p.log.Info("outbox: events published from the log", "bucket", dirty, "events", n)
+	}
+}
+
+// watermark computes the highest bucket below which everything is
+// published, dropping the state of those buckets, and returns the oldest
+// dirty bucket (0 if none) with its generation.
+func (p *Publisher) watermark() (w, stored, dirty int64, gen int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.mu.current = max(p.mu.current, p.bucketOf(p.cfg.Clock()))
+	w = p.mu.current - 1
+	for b, st := range p.mu.buckets {
+		if st.outstanding > 0 || st.dirty {
+			w = min(w, b-1)
+		}
+		if st.dirty && (dirty == 0 || b < dirty) {
+			dirty, gen = b, st.gen
+		}
+	}
+	for b := range p.mu.buckets {
+		if b <= w {
+			delete(p.mu.buckets, b)
+		}
+	}
+	if p.mu.maxMarked <= p.mu.stored {
+		// Nothing marked since the last record: no write needed.
+		return w, w, dirty, gen
+	}
+	return w, p.mu.stored, dirty, gen
+}
+
+// republish publishes the events of writer's marks in bucket from the log
+// and waits for the bus to acknowledge them. It returns how many events
+// were acknowledged.
+func (p *Publisher) republish(ctx context.Context, writer string, bucket int64) (int, error) {
+	rctx, cancel := context.WithTimeout(ctx, 4*p.cfg.AckTimeout)
+	defer cancel()
+	marks, err := p.cfg.Outbox.Marks(rctx, writer, bucket)
+	if err != nil {
+		return 0, err
+	}
+	total := 0
+	for start := 0; start < len(marks); start += 256 {
+		n, err := p.publishMarks(rctx, marks[start:min(start+256, len(marks))])
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// publishMarks reads each mark's events from the log, publishes them and
+// waits for the acknowledgements.
+func (p *Publisher) publishMarks(ctx context.Context, marks []eventlog.Mark) (int, error) {
+	var futures []jetstream.PubAckFuture
+	count := 0
+	for _, mk := range marks {
+		for e, err := range eventlog.Events(ctx, p.cfg.Log, mk.Ref, mk.First, int(min(mk.Last-mk.First+1, eventlog.DefaultPageSize))) {
+			if err != nil {
+				return 0, err
+			}
+			if e.Sequence > mk.Last {
+				break
+			}
+			m, err := Message(p.cfg.Prefix, &e)
+			if err != nil {
+				return 0, err
+			}
+			if p.js != nil {
+				f, err := p.js.PublishMsgAsync(m, jetstream.WithStallWait(p.cfg.AckTimeout))
+				if err != nil {
+					return 0, err
+				}
+				futures = append(futures, f)
+			} else if err := p.cfg.Conn.PublishMsg(m); err != nil {
+				return 0, err
+			}
+			count++
+		}
+	}
+	if p.js == nil {
+		if err := p.cfg.Conn.FlushTimeout(p.cfg.AckTimeout); err != nil {
+			return 0, err
+		}
+		return count, nil
+	}
+	if err := p.awaitAcks(sent{futures: futures}); err != nil {
+		return 0, err
+	}
+	return count, nil
+}
+
+// Recover publishes from the log the events of another writer's buckets
+// above its watermark (a dead node's outbox), then moves its watermark to
+// its last bucket. It returns how many events were published; the caller
+// may then Forget the writer.
+func (p *Publisher) Recover(ctx context.Context, writer string) (int, error) {
+	if p.cfg.Outbox == nil {
+		return 0, errors.New("eventbus: no outbox")
+	}
+	if writer == p.cfg.Writer {
+		return 0, errors.New("eventbus: a publisher recovers its own writer by itself")
+	}
+	ws, err := p.cfg.Outbox.Writers(ctx)
+	if err != nil {
+		return 0, err
+	}
+	i := slices.IndexFunc(ws, func(w eventlog.OutboxWriter) bool { return w.Writer == writer })
+	if i < 0 || !ws[i].Pending() {
+		return 0, nil
+	}
+	total := 0
+	for b := ws[i].Published + 1; b <= ws[i].Last; b++ {
+		n, err := p.republish(ctx, writer, b)
+		total += n
+		p.recovered.Add(int64(n))
+		if err != nil {
+			return total, fmt.Errorf("eventbus: recovering %s bucket %d: %w", writer, b, err)
+		}
+		if err := p.cfg.Outbox.SetPublished(ctx, writer, b); err != nil {
+			return total, fmt.Errorf("eventbus: recovering %s: %w", writer, err)
+		}
+	}
+	return total, nil
+}
+
+// Stats returns the publisher's counters.
+func (p *Publisher) Stats() PublisherStats {
+	s := PublisherStats{
+		Published:   p.published.Load(),
+		Failed:      p.failed.Load(),
+		Deferred:    p.deferred.Load(),
+		Republished: p.republished.Load(),
+		Recovered:   p.recovered.Load(),
+		Outbox:      p.cfg.Outbox != nil,
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s.Watermark = p.mu.stored
+	for _, st := range p.mu.buckets {
+		s.Outstanding += st.outstanding
+		if st.dirty {
+			s.DirtyBuckets++
+		}
+	}
+	return s
+}
+
+// Close stops taking events, waits (within ctx) for those queued to be
+// acknowledged, and records the final watermark. Events still unpublished
+// then stay in the outbox for the next run or for the node that takes
+// over. Call it after the executor is closed.
+func (p *Publisher) Close(ctx context.Context) error {
+	p.mu.Lock()
+	if p.mu.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.mu.closed = true
+	p.mu.Unlock()
+	close(p.jobs)
+	done := make(chan struct{})
+	go func() { p.loops.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = fmt.Errorf("eventbus: waiting for acknowledgements: %w", ctx.Err())
+	}
+	close(p.stop)
+	p.maint.Wait()
+	if err == nil && p.cfg.Outbox != nil {
+		// Let the last bucket close: everything acknowledged is released.
+		p.mu.Lock()
+		p.mu.current++
+		p.mu.Unlock()
+		p.maintainFinal(ctx)
+	}
+	return err
+}
+
+// maintainFinal republishes what is dirty while it makes progress and ctx
+// allows, and records the watermark one last time.
+func (p *Publisher) maintainFinal(ctx context.Context) {
+	for ctx.Err() == nil {
+		before := p.Stats().DirtyBuckets
+		p.maintain(ctx)
+		if after := p.Stats().DirtyBuckets; after == 0 || after >= before {
+			break // done, or no progress: leave it to the next run
+		}
+	}
+	p.maintain(ctx) // records the watermark after the last republication
 }
 
 // Message builds the NATS message for one event.
@@ -71,24 +740,14 @@ func Message(prefix string, e *model.Event) (*nats.Msg, error) {
 	return m, nil
 }
 
-// Publish implements executor.Publisher.
-func (p *Publisher) Publish(events []model.Event) {
-	for i := range events {
-		e := &events[i]
-		m, err := Message(p.prefix, e)
-		if err == nil {
-			err = p.nc.PublishMsg(m)
-		}
-		if err != nil {
-			p.failed.Add(1)
-			p.log.Error("event not published", "aggregate", e.Ref().String(), "sequence", e.Sequence, "eventId", e.EventID, "err", err)
-			continue
-		}
-		p.published.Add(1)
-	}
+// rateLimit lets one event through per period.
+type rateLimit struct {
+	every time.Duration
+	last  atomic.Int64
 }
 
-// Counts returns how many events were published and how many failed.
-func (p *Publisher) Counts() (published, failed int64) {
-	return p.published.Load(), p.failed.Load()
+func (r *rateLimit) Allow() bool {
+	now := time.Now().UnixNano()
+	last := r.last.Load()
+	return now-last >= int64(r.every) && r.last.CompareAndSwap(last, now)
 }

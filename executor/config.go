@@ -109,13 +109,30 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// Publisher receives events once they are durable. The executor calls it
-// from the aggregate's single worker, so the events of one aggregate arrive
-// in sequence order. It must not block for long and must not retain the
-// slice after returning (copy if needed).
+// Publisher carries durable events to the bus (package eventbus).
+//
+// The executor tells it about every append twice: a flusher calls Prepare
+// with one mark per append before it writes the batch, so the publisher can
+// record in an outbox that these events may need publishing from the log;
+// then the aggregate's worker calls Publish once the events are durable, or
+// Discard when the append failed. Prepare failing fails the whole batch
+// (nothing is written), so no event is ever durable without its mark.
+//
+// Publish is called from the aggregate's single worker, so the events of one
+// aggregate arrive in sequence order. Publish and Discard must not block for
+// long and must not retain the slice after returning (copy if needed).
 type Publisher interface {
-	Publish(events []model.Event)
+	Prepare(ctx context.Context, marks []eventlog.Mark) (Ticket, error)
+	Publish(t Ticket, events []model.Event)
+	// Discard settles a mark whose append failed. maybeWritten is true
+	// when the outcome is unknown (the store failed part-way), so the
+	// events may be durable and must then be published from the log.
+	Discard(t Ticket, maybeWritten bool)
 }
+
+// Ticket is what Prepare returns for a batch's marks; Publish or Discard is
+// called once per mark with it.
+type Ticket int64
 
 // Deps are the executor's collaborators.
 type Deps struct {

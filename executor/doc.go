@@ -9,8 +9,8 @@
 //	                                                   │ load:   cached state, or replay the event log
 //	                                                   │ decide: model.Aggregate.Decide (pure)
 //	                                                   ▼
-//	                                          flush queue ──► flusher: one eventlog.Append + one commandlog.Put per batch
-//	                                                   │
+//	                                          flush queue ──► flusher: Publisher.Prepare (outbox marks), then
+//	                                                   │          one eventlog.Append + one commandlog.Put per batch
 //	                     apply events to cached state ◄┘ then Publisher.Publish, then the caller's callback
 //
 // Each aggregate has an entity holding its mailbox and cached state. A

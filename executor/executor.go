@@ -558,6 +558,9 @@ func (x *Executor) command(e *entity, j *job) (Result, error) {
 			item.append = &eventlog.Append{Ref: e.ref, Expected: seq, Events: events}
 		}
 		err = x.record(item)
+		if err != nil && item.prepared {
+			x.publish.Discard(item.ticket, !errors.Is(err, eventlog.ErrConflict) && !errors.Is(err, eventlog.ErrInvalidAppend))
+		}
 		switch {
 		case err == nil:
 		case errors.Is(err, eventlog.ErrConflict) && attempt == 0:
@@ -582,7 +585,7 @@ func (x *Executor) command(e *entity, j *job) (Result, error) {
 			}
 		}
 		if x.publish != nil && len(events) > 0 {
-			x.publish.Publish(events)
+			x.publish.Publish(item.ticket, events)
 		}
 		return Result{Ref: e.ref, CommandID: req.CommandID, Events: events, Sequence: seq + uint64(len(events))}, nil
 	}

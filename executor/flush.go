@@ -15,6 +15,10 @@ type flushItem struct {
 	append *eventlog.Append
 	record commandlog.Record
 	done   chan error
+	// ticket is the publisher's ticket for append, set by the flusher
+	// when prepared.
+	ticket   Ticket
+	prepared bool
 }
 
 // record hands an item to the flushers and waits until it is durable. The
@@ -56,6 +60,13 @@ func (x *Executor) flush(batch []*flushItem) {
 	ctx, cancel := x.storeCtx()
 	defer cancel()
 	var errs []error
+	if err := x.prepare(ctx, batch); err != nil {
+		x.log.Warn("outbox write failed; batch not written", "commands", len(batch), "err", err)
+		for _, it := range batch {
+			it.done <- err
+		}
+		return
+	}
 	if x.decide != nil {
 		errs = x.flushDecisions(ctx, batch)
 	} else {
@@ -81,6 +92,33 @@ func (x *Executor) flush(batch []*flushItem) {
 			}
 		}
 	}
+}
+
+// prepare hands the batch's appends to the publisher as outbox marks
+// before anything is written.
+func (x *Executor) prepare(ctx context.Context, batch []*flushItem) error {
+	if x.publish == nil {
+		return nil
+	}
+	marks := make([]eventlog.Mark, 0, len(batch))
+	for _, it := range batch {
+		if a := it.append; a != nil {
+			marks = append(marks, eventlog.Mark{Ref: a.Ref, First: a.Expected + 1, Last: a.Expected + uint64(len(a.Events))})
+		}
+	}
+	if len(marks) == 0 {
+		return nil
+	}
+	t, err := x.publish.Prepare(ctx, marks)
+	if err != nil {
+		return fmt.Errorf("%w: outbox: %v", eventlog.ErrUnavailable, err)
+	}
+	for _, it := range batch {
+		if it.append != nil {
+			it.ticket, it.prepared = t, true
+		}
+	}
+	return nil
 }
 
 // filterFeeders is how many batches of outcomes go to the filter at once.

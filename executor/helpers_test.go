@@ -239,22 +239,60 @@ func (c *fakeClock) Set(t time.Time) {
 }
 
 // recordingPublisher keeps every published event, in arrival order per
-// aggregate, and notes any batch that mixes aggregates.
+// aggregate, and notes any batch that mixes aggregates. It also keeps the
+// outbox marks it was given and how many were published or discarded;
+// prepareErr, when set, fails Prepare.
 type recordingPublisher struct {
-	mu    sync.Mutex
-	byRef map[model.Ref][]model.Event
-	calls int
-	mixed int
+	mu        sync.Mutex
+	byRef     map[model.Ref][]model.Event
+	calls     int
+	mixed     int
+	marks     []eventlog.Mark
+	tickets   map[executor.Ticket]int // marks not yet published or discarded
+	discarded int
+	// maybeWritten counts discards of appends of unknown outcome.
+	maybeWritten int
+	prepareErr   error
+	next         executor.Ticket
 }
 
 func newRecordingPublisher() *recordingPublisher {
-	return &recordingPublisher{byRef: map[model.Ref][]model.Event{}}
+	return &recordingPublisher{byRef: map[model.Ref][]model.Event{}, tickets: map[executor.Ticket]int{}}
 }
 
-func (p *recordingPublisher) Publish(events []model.Event) {
+func (p *recordingPublisher) Prepare(_ context.Context, marks []eventlog.Mark) (executor.Ticket, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.prepareErr != nil {
+		return 0, p.prepareErr
+	}
+	p.next++
+	p.marks = append(p.marks, marks...)
+	p.tickets[p.next] += len(marks)
+	return p.next, nil
+}
+
+func (p *recordingPublisher) settle(t executor.Ticket) {
+	if p.tickets[t]--; p.tickets[t] == 0 {
+		delete(p.tickets, t)
+	}
+}
+
+func (p *recordingPublisher) Discard(t executor.Ticket, maybeWritten bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.discarded++
+	if maybeWritten {
+		p.maybeWritten++
+	}
+	p.settle(t)
+}
+
+func (p *recordingPublisher) Publish(t executor.Ticket, events []model.Event) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.calls++
+	p.settle(t)
 	for i := range events {
 		if events[i].Ref() != events[0].Ref() {
 			p.mixed++

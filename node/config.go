@@ -58,6 +58,10 @@ type Config struct {
 	// JetStream, storing in DataDir/jetstream; an external server must
 	// have JetStream enabled.
 	Stream *eventbus.StreamConfig
+	// OutboxBucket is the length of the event publisher's outbox buckets
+	// (package eventbus): how much time one watermark step covers.
+	// Default 5s.
+	OutboxBucket time.Duration
 	// Logger receives structured logs. Default slog.Default().
 	Logger *slog.Logger
 	// Clock supplies processing time. Default time.Now.

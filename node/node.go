@@ -81,6 +81,10 @@ type Node struct {
 	exec     *executor.Executor
 	pub      *eventbus.Publisher
 	subs     []*nats.Subscription
+	// The outbox sweeper (see publish.go).
+	stopSweeping chan struct{}
+	sweepStop    sync.Once
+	sweeping     sync.WaitGroup
 	// lazy is the external store while it connects (nil for the embedded
 	// store or injected logs); connecting is its connect goroutine.
 	lazy        *lazyStore
@@ -90,8 +94,9 @@ type Node struct {
 	stopPruning chan struct{}
 	pruning     sync.WaitGroup
 
-	// cmdSubjectPrefix and querySubjectPrefix precede the aggregate type.
-	cmdSubjectPrefix, querySubjectPrefix string
+	// cmdSubjectPrefix, querySubjectPrefix and historySubjectPrefix
+	// precede the aggregate type.
+	cmdSubjectPrefix, querySubjectPrefix, historySubjectPrefix string
 
 	// Cluster mode (see cluster.go); clus is nil for a node on its own.
 	clus       *cluster.Cluster
@@ -150,17 +155,19 @@ func New(cfg Config, reg *model.Registry, opts ...Option) (n *Node, err error) {
 		opt(&o)
 	}
 	n = &Node{
-		cfg:                cfg,
-		reg:                reg,
-		log:                cfg.Logger.With("node", cfg.NodeID),
-		started:            cfg.Clock(),
-		events:             o.events,
-		commands:           o.commands,
-		stopPruning:        make(chan struct{}),
-		cmdSubjectPrefix:   api.CommandSubject(cfg.Prefix, ""),
-		querySubjectPrefix: api.QuerySubject(cfg.Prefix, ""),
-		directBase:         directBase(cfg.Prefix, cfg.NodeID),
-		down:               make(map[string]bool),
+		cfg:                  cfg,
+		reg:                  reg,
+		log:                  cfg.Logger.With("node", cfg.NodeID),
+		started:              cfg.Clock(),
+		events:               o.events,
+		commands:             o.commands,
+		stopPruning:          make(chan struct{}),
+		cmdSubjectPrefix:     api.CommandSubject(cfg.Prefix, ""),
+		querySubjectPrefix:   api.QuerySubject(cfg.Prefix, ""),
+		historySubjectPrefix: api.HistorySubject(cfg.Prefix, ""),
+		stopSweeping:         make(chan struct{}),
+		directBase:           directBase(cfg.Prefix, cfg.NodeID),
+		down:                 make(map[string]bool),
 	}
 	if cfg.Cluster != nil {
 		n.ringSpec = ringSpec(cfg.Cluster.Ring)
@@ -224,7 +231,9 @@ func New(cfg Config, reg *model.Registry, opts ...Option) (n *Node, err error) {
 		}
 		n.log.Info("events are kept in a JetStream stream", "stream", name, "maxAge", cfg.Stream.MaxAge, "maxBytes", cfg.Stream.MaxBytes)
 	}
-	n.pub = eventbus.NewPublisher(n.nc, cfg.Prefix, n.log)
+	if err := n.startPublisher(); err != nil {
+		return nil, err
+	}
 	deps := executor.Deps{
 		Registry: reg,
 		Events:   n.events,
@@ -392,6 +401,9 @@ func (n *Node) subscribeQueue() error {
 	if err := n.subscribeTo(n.querySubjectPrefix+"*", n.queueGroup(), n.onQuery); err != nil {
 		return err
 	}
+	if err := n.subscribeTo(n.historySubjectPrefix+"*", n.queueGroup(), n.onHistory); err != nil {
+		return err
+	}
 	return n.nc.Flush()
 }
 
@@ -467,6 +479,9 @@ func (n *Node) drain(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("node: waiting for in-flight commands: %w", ctx.Err())
 	}
+	if err := n.closePublisher(ctx); err != nil {
+		return err
+	}
 	if err := n.nc.FlushWithContext(ctx); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 		return fmt.Errorf("node: flushing NATS: %w", err)
 	}
@@ -503,6 +518,11 @@ func (n *Node) closeResources() {
 		_ = n.exec.Close() // idempotent; waits for running commands
 	}
 	n.stopIdempotency()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	if err := n.closePublisher(ctx); err != nil {
+		n.log.Warn("events left unacknowledged at shutdown stay in the outbox", "err", err)
+	}
+	cancel()
 	if n.nc != nil {
 		n.nc.Close()
 	}

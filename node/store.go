@@ -18,6 +18,10 @@ import (
 type Stores struct {
 	Events   eventlog.Log
 	Commands commandlog.Log
+	// Outbox is the store's outbox for the event publisher (package
+	// eventbus); nil when the store keeps none, and publication is then
+	// best effort.
+	Outbox eventlog.Outbox
 	// Close releases both; called once, at shutdown.
 	Close func() error
 }
