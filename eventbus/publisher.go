@@ -205,7 +205,7 @@ type Publisher struct {
 	adopted  atomic.Bool
 
 	published, failed, deferred, republished, recovered atomic.Int64
-	warn                                                 rateLimit
+	warn                                                rateLimit
 }
 
 type bucketState struct {
