@@ -155,6 +155,9 @@ type Info struct {
 	Ready bool            `json:"ready"`
 	Store string          `json:"store"`
 	Stats json.RawMessage `json:"stats"`
+	// Publisher is the event publisher's counters and outbox position
+	// (eventbus.PublisherStats).
+	Publisher json.RawMessage `json:"publisher,omitempty"`
 }
 
 // ClusterInfo is one node's account of the cluster: the members it sees,
@@ -186,6 +189,8 @@ type ClusterInfo struct {
 	// (idempotency.Stats: raft role, leader, voters, entries), absent when
 	// the filter is off.
 	Idempotency json.RawMessage `json:"idempotency,omitempty"`
+	// Publisher is as in Info.
+	Publisher json.RawMessage `json:"publisher,omitempty"`
 }
 
 // ClusterMember is one member as a node sees it.

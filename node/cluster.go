@@ -551,6 +551,7 @@ func (n *Node) ClusterInfo() api.ClusterInfo {
 		info.Stats = stats
 	}
 	info.Idempotency = n.groupStats()
+	info.Publisher = n.publisherStats()
 	rt := n.route.Load()
 	if rt == nil {
 		return info

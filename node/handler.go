@@ -317,5 +317,6 @@ func (n *Node) onInfo(m *nats.Msg) {
 	}
 	ready, store := n.Ready()
 	n.respond(m, &api.Info{NodeID: n.cfg.NodeID, Version: Version, Prefix: n.cfg.Prefix,
-		AggregateTypes: n.reg.Names(), Started: n.started, Ready: ready, Store: store, Stats: stats})
+		AggregateTypes: n.reg.Names(), Started: n.started, Ready: ready, Store: store, Stats: stats,
+		Publisher: n.publisherStats()})
 }

@@ -238,7 +238,7 @@ func New(cfg Config, reg *model.Registry, opts ...Option) (n *Node, err error) {
 		Registry: reg,
 		Events:   n.events,
 		Commands: n.commands,
-		Publish:  n.pub,
+		Publish:  n.executorPublisher(),
 		Clock:    cfg.Clock,
 		Logger:   n.log,
 	}
