@@ -62,6 +62,12 @@ type Config struct {
 	// (package eventbus): how much time one watermark step covers.
 	// Default 5s.
 	OutboxBucket time.Duration
+	// NoOutbox publishes events best effort, without the outbox: a node
+	// that dies between append and publish, or a NATS outage longer than
+	// the client's reconnect buffer, then leaves events in the log that
+	// never reach the bus. For measurements and for deployments that
+	// accept that.
+	NoOutbox bool
 	// Logger receives structured logs. Default slog.Default().
 	Logger *slog.Logger
 	// Clock supplies processing time. Default time.Now.

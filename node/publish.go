@@ -41,8 +41,10 @@ func (n *Node) outbox() eventlog.Outbox {
 
 // startPublisher builds the event publisher on the store's outbox.
 func (n *Node) startPublisher() error {
-	ob := n.outbox()
-	if ob == nil {
+	var ob eventlog.Outbox
+	if n.cfg.NoOutbox {
+		n.log.Warn("outbox off: events are published best effort")
+	} else if ob = n.outbox(); ob == nil {
 		n.log.Warn("the event store keeps no outbox: events are published best effort (a crash between append and publish can leave one off the bus)")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -289,8 +291,9 @@ func (n *Node) onHistory(m *nats.Msg) {
 	n.respond(m, &api.HistoryReply{OK: true, AggregateType: aggType, AggregateID: q.AggregateID, Events: events, Next: next})
 }
 
-// lazyOutbox is the outbox of a store that is still connecting. A store
-// without an outbox (Stores.Outbox nil) takes marks and keeps nothing.
+// lazyOutbox is the outbox of a store that is still connecting: Stores.Outbox,
+// or else the event log when it is an eventlog.Outbox. A store without one
+// takes marks and keeps nothing.
 type lazyOutbox struct{ l *lazyStore }
 
 var _ eventlog.Outbox = lazyOutbox{}
@@ -300,7 +303,11 @@ func (o lazyOutbox) get() (eventlog.Outbox, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", eventlog.ErrUnavailable, err)
 	}
-	return s.Outbox, nil
+	if s.Outbox != nil {
+		return s.Outbox, nil
+	}
+	ob, _ := s.Events.(eventlog.Outbox) // nil: the store keeps none
+	return ob, nil
 }
 
 func (o lazyOutbox) Mark(ctx context.Context, writer string, bucket int64, marks []eventlog.Mark) error {

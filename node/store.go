@@ -19,8 +19,9 @@ type Stores struct {
 	Events   eventlog.Log
 	Commands commandlog.Log
 	// Outbox is the store's outbox for the event publisher (package
-	// eventbus); nil when the store keeps none, and publication is then
-	// best effort.
+	// eventbus). When nil, the event log is used if it is an
+	// eventlog.Outbox; a store with neither keeps no outbox, and
+	// publication is then best effort.
 	Outbox eventlog.Outbox
 	// Close releases both; called once, at shutdown.
 	Close func() error

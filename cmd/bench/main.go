@@ -28,6 +28,15 @@
 //
 //	go run ./cmd/bench -nodes 3 -c 128 -k 10000
 //	go run ./cmd/bench -nodes 3 -filter -store cassandra -c 64 -k 2000
+//
+// With -delivery it measures what at-least-once event publication costs:
+// the command path with the events kept in a JetStream stream, with
+// best-effort publication and then with the outbox (package eventbus),
+// ending with "outbox/best-effort ratio: X.XX"; it also checks that the
+// stream holds every appended event.
+//
+//	go run ./cmd/bench -delivery -c 128 -k 10000
+//	go run ./cmd/bench -delivery -store cassandra -c 64 -k 2000
 package main
 
 import (
@@ -73,6 +82,7 @@ type params struct {
 	flushers         int
 	nodes            int
 	filter, noFilter bool
+	delivery         bool
 }
 
 func run() error {
@@ -90,6 +100,7 @@ func run() error {
 	flag.IntVar(&p.nodes, "nodes", 0, "compare a 1-node cluster with an N-node cluster instead (shared -store memory or cassandra)")
 	flag.BoolVar(&p.filter, "filter", false, "with -nodes: compare the N-node cluster without and with the idempotency filter")
 	flag.BoolVar(&p.noFilter, "no-filter", false, "with -nodes: run both clusters without the idempotency filter (isolates forwarding)")
+	flag.BoolVar(&p.delivery, "delivery", false, "compare best-effort event publication with the outbox (at least once), events kept in a JetStream stream")
 	flag.Parse()
 	if p.nodes > 0 && !isFlagSet("store") {
 		p.store = "memory"
@@ -98,7 +109,16 @@ func run() error {
 		return fmt.Errorf("need c >= 1, k >= c, conns >= 1 (got c=%d k=%d conns=%d)", p.c, p.k, p.conns)
 	}
 
-	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true, MaxPayload: 4 << 20})
+	sopts := &server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true, MaxPayload: 4 << 20}
+	if p.delivery {
+		jsDir, err := os.MkdirTemp("", "concursus-bench-js-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(jsDir)
+		sopts.JetStream, sopts.StoreDir = true, jsDir
+	}
+	srv, err := server.NewServer(sopts)
 	if err != nil {
 		return err
 	}
@@ -126,6 +146,17 @@ func run() error {
 		return benchClusters(p, url, conns)
 	}
 
+	if p.delivery {
+		return benchDelivery(p, url, conns, func() (node.StoreOpener, func()) {
+			if p.store != "cassandra" {
+				return nil, func() {}
+			}
+			keyspace := fmt.Sprintf("bench_delivery_%d", time.Now().UnixNano())
+			fmt.Printf("Cassandra at %s, keyspace %s (dropped after the scenario)\n", p.cassandra, keyspace)
+			return cassandraOpener(p, keyspace), func() { dropKeyspace(p.cassandra, keyspace) }
+		})
+	}
+
 	var opener node.StoreOpener
 	baseline := "raw-nats"
 	var raw *result
@@ -146,13 +177,7 @@ func run() error {
 		if raw, err = benchRawCassandra(p, ccfg); err != nil {
 			return err
 		}
-		opener = func(ctx context.Context) (node.Stores, error) {
-			st, err := cassandra.Open(ctx, ccfg)
-			if err != nil {
-				return node.Stores{}, err
-			}
-			return node.Stores{Events: st.EventLog(), Commands: st.CommandLog(), Close: st.Close}, nil
-		}
+		opener = cassandraOpener(p, keyspace)
 	default:
 		return fmt.Errorf("-store %q: want embedded or cassandra", p.store)
 	}
@@ -165,6 +190,21 @@ func run() error {
 	cmd.print("command-path")
 	fmt.Printf("\ncommand-path/%s ratio: %.2f\n", baseline, cmd.throughput()/raw.throughput())
 	return nil
+}
+
+// cassandraOpener opens the node's logs in keyspace, with the outbox.
+func cassandraOpener(p params, keyspace string) node.StoreOpener {
+	ccfg := cassandra.DefaultConfig()
+	ccfg.Hosts = []string{p.cassandra}
+	ccfg.Keyspace = keyspace
+	ccfg.Logger = slog.New(slog.DiscardHandler)
+	return func(ctx context.Context) (node.Stores, error) {
+		st, err := cassandra.Open(ctx, ccfg)
+		if err != nil {
+			return node.Stores{}, err
+		}
+		return node.Stores{Events: st.EventLog(), Commands: st.CommandLog(), Close: st.Close}, nil
+	}
 }
 
 func isFlagSet(name string) bool {
@@ -268,18 +308,26 @@ func benchRaw(p params, url string, conns []*nats.Conn) (*result, error) {
 // aggregate's mailbox, decide, durable append, command record, publish,
 // reply.
 func benchCommands(p params, url string, conns []*nats.Conn, opener node.StoreOpener) (*result, error) {
+	r, _, err := benchCommandsWith(p, url, conns, opener, nil)
+	return r, err
+}
+
+// benchCommandsWith runs the command-path scenario on a node configured
+// by tweak, and returns the result with the number of appends (one event
+// each in this workload) the node made, counted after it shut down.
+func benchCommandsWith(p params, url string, conns []*nats.Conn, opener node.StoreOpener, tweak func(*node.Config)) (*result, int64, error) {
 	dir := p.dataDir
 	if dir == "" {
 		d, err := os.MkdirTemp("", "concursus-bench-")
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		defer os.RemoveAll(d)
 		dir = d
 	}
 	reg, err := model.NewRegistry(lightbulb.Define().Type)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	cfg := node.Config{
 		NodeID:  "bench",
@@ -295,15 +343,22 @@ func benchCommands(p params, url string, conns []*nats.Conn, opener node.StoreOp
 	if p.flushers > 0 {
 		cfg.Executor.Flushers = p.flushers
 	}
+	if tweak != nil {
+		tweak(&cfg)
+	}
 	n, err := node.New(cfg, reg, opts...)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	defer func() { _ = n.Shutdown(context.Background()) }()
 	if err := waitReady(n); err != nil {
-		return nil, err
+		_ = n.Shutdown(context.Background())
+		return nil, 0, err
 	}
-	return benchWorkload(p, conns, "", []*node.Node{n})
+	r, err := benchWorkload(p, conns, "", []*node.Node{n})
+	if serr := n.Shutdown(context.Background()); serr != nil && err == nil {
+		err = fmt.Errorf("node shutdown: %w", serr)
+	}
+	return r, n.Executor().Stats().Appended, err
 }
 
 // waitReady waits up to a minute for the node's store.
