@@ -1,5 +1,5 @@
-// Package memory holds in-memory implementations of eventlog.Log and
-// commandlog.Log.
+// Package memory holds in-memory implementations of eventlog.Log (with the
+// eventlog.Outbox capability) and commandlog.Log.
 //
 // They exist for unit tests of the layers above the stores (executor,
 // idempotency, bus catch-up) and as the reference behaviour every other store
@@ -19,4 +19,8 @@
 //     or modify them freely.
 //   - Each log is guarded by one mutex, never held across anything but map
 //     and slice operations. A log is safe for concurrent use.
+//   - EventLog is its own eventlog.Outbox (eventlogtest.RunOutbox): a mark
+//     is recorded when Mark returns, a writer's Last only moves forward,
+//     SetPublished drops the marks of the buckets it covers, and a Mark
+//     call without marks records nothing.
 package memory

@@ -11,9 +11,13 @@ import (
 	"github.com/concursus-go/concursus/model"
 )
 
-var _ eventlog.Log = (*EventLog)(nil)
+var (
+	_ eventlog.Log    = (*EventLog)(nil)
+	_ eventlog.Outbox = (*EventLog)(nil)
+)
 
-// EventLog is an in-memory eventlog.Log. The zero value is not usable; call
+// EventLog is an in-memory eventlog.Log that also implements
+// eventlog.Outbox (see outbox.go). The zero value is not usable; call
 // NewEventLog.
 type EventLog struct {
 	mu struct {
@@ -22,6 +26,8 @@ type EventLog struct {
 		// histories holds each aggregate's events; histories[r][i] has
 		// Sequence i+1.
 		histories map[model.Ref][]model.Event
+		// outbox holds each writer's position and marks.
+		outbox map[string]*outboxWriter
 	}
 }
 
@@ -29,6 +35,7 @@ type EventLog struct {
 func NewEventLog() *EventLog {
 	l := &EventLog{}
 	l.mu.histories = make(map[model.Ref][]model.Event)
+	l.mu.outbox = make(map[string]*outboxWriter)
 	return l
 }
 
@@ -136,6 +143,7 @@ func (l *EventLog) Close() error {
 	}
 	l.mu.closed = true
 	l.mu.histories = nil
+	l.mu.outbox = nil
 	return nil
 }
 

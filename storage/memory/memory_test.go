@@ -15,6 +15,13 @@ func TestEventLog(t *testing.T) {
 		eventlogtest.WithLargeHistory(20000))
 }
 
+func TestOutbox(t *testing.T) {
+	eventlogtest.RunOutbox(t, func(*testing.T) (eventlog.Log, eventlog.Outbox) {
+		l := memory.NewEventLog()
+		return l, l
+	})
+}
+
 func TestCommandLog(t *testing.T) {
 	commandlogtest.Run(t, func(*testing.T) commandlog.Log { return memory.NewCommandLog() })
 }
