@@ -47,6 +47,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "cluster" {
 		return runCluster(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "deadletters" {
+		return runDeadLetters(args[1:], stdout, stderr)
+	}
 	inv, code := configure(args, stderr)
 	if inv == nil {
 		return code
@@ -142,6 +145,8 @@ func configure(args []string, stderr io.Writer) (*invocation, int) {
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, `Usage: node [flags]
        node cluster [flags]    print who owns what in a running cluster (node cluster --help)
+       node deadletters list|replay --consumer NAME [flags]
+                               list or replay a subscription's dead letters (node deadletters --help)
 
 Runs a Concursus node serving the lightbulb example aggregate type over the
 NATS request API (see README.md). With no flags: an embedded NATS server on
