@@ -343,16 +343,18 @@ func (s *Subscription) Err() error {
 
 // Drain stops taking events, lets the event in hand finish (its handler,
 // retries and dead letter), waits for it and for JetStream to have
-// processed the acknowledgements. The events fetched ahead stay
-// unacknowledged: the next Subscribe of the consumer resets it to its ack
-// floor and receives them again, in order. If ctx ends first, the
+// processed the acknowledgements (a second at most). The events fetched
+// ahead stay unacknowledged: the next Subscribe of the consumer resets it
+// to its ack floor and receives them again, in order. If ctx ends first, the
 // handler's context is cancelled as by Stop and Drain returns ctx.Err()
 // once the handler has returned. Do not call it from a handler.
 func (s *Subscription) Drain(ctx context.Context) error {
 	s.beginStop()
 	select {
 	case <-s.done:
-		s.settleAcks(ctx)
+		settle, cancel := context.WithTimeout(ctx, settleTimeout)
+		defer cancel()
+		s.settleAcks(settle)
 		return nil
 	case <-ctx.Done():
 		s.cancel()
