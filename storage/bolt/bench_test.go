@@ -52,3 +52,68 @@ func BenchmarkAppendBatch(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkMarkAppend measures what the outbox adds to a durable append:
+// "append" is BenchmarkAppendBatch's loop, "mark+append" calls Mark with
+// one mark per append (as the event publisher does) before each Append.
+// The marks are buffered and committed in the Append's transaction, so the
+// difference is the marks' encoding and their share of the write, not an
+// fsync.
+func BenchmarkMarkAppend(b *testing.B) {
+	for _, size := range []int{1, 16, 256} {
+		for _, mark := range []bool{false, true} {
+			name := fmt.Sprintf("batch=%d/append", size)
+			if mark {
+				name = fmt.Sprintf("batch=%d/mark+append", size)
+			}
+			b.Run(name, func(b *testing.B) { benchMarkAppend(b, size, mark) })
+		}
+	}
+}
+
+func benchMarkAppend(b *testing.B, size int, mark bool) {
+	db, err := bolt.Open(filepath.Join(b.TempDir(), "bench.db"), bolt.DefaultOptions())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	l := db.EventLog()
+	const aggregates = 4096
+	refs := make([]model.Ref, aggregates)
+	last := make([]uint64, aggregates)
+	for i := range refs {
+		refs[i] = model.Ref{Type: "lightbulb", ID: fmt.Sprintf("bulb-%05d", i)}
+	}
+	batch := make([]eventlog.Append, size)
+	events := make([]model.Event, size)
+	marks := make([]eventlog.Mark, size)
+	next := 0
+	bucket := int64(352_000_000)
+	ctx := b.Context()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		for i := range batch {
+			a := next % aggregates
+			next++
+			events[i] = event(refs[a], last[a]+1)
+			batch[i] = eventlog.Append{Ref: refs[a], Expected: last[a], Events: events[i : i+1]}
+			marks[i] = eventlog.Mark{Ref: refs[a], First: last[a] + 1, Last: last[a] + 1}
+			last[a]++
+		}
+		if mark {
+			if next%(64*size) < size {
+				bucket++ // a new bucket now and then, as time passes
+			}
+			if err := db.Mark(ctx, "node-1", bucket, marks); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for i, err := range l.Append(ctx, batch) {
+			if err != nil {
+				b.Fatalf("entry %d: %v", i, err)
+			}
+		}
+	}
+	b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "events/s")
+}

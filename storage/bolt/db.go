@@ -37,14 +37,18 @@ var (
 	ErrFormat = errors.New("bolt: unsupported storage format")
 )
 
-// DB is one open bbolt file holding an event log and a command log. Its
-// methods are safe for concurrent use.
+// DB is one open bbolt file holding an event log and a command log. It is
+// also the event log's eventlog.Outbox (outbox.go). Its methods are safe
+// for concurrent use.
 type DB struct {
 	path     string
 	bdb      *bbolt.DB
 	closed   atomic.Bool
 	events   *EventLog
 	commands *CommandLog
+	// outbox holds the marks waiting for the next write transaction
+	// (outbox.go).
+	outbox *outboxBuffer
 }
 
 // Open opens or creates the file at path. Its directory must exist. The
@@ -70,7 +74,7 @@ func Open(path string, opts Options) (*DB, error) {
 	if err := bdb.Update(initBuckets); err != nil {
 		return nil, errors.Join(fmt.Errorf("bolt: open %s: %w", path, err), bdb.Close())
 	}
-	db := &DB{path: path, bdb: bdb}
+	db := &DB{path: path, bdb: bdb, outbox: newOutboxBuffer()}
 	db.events = &EventLog{db: db}
 	db.commands = &CommandLog{db: db}
 	return db, nil
@@ -91,7 +95,7 @@ func initBuckets(tx *bbolt.Tx) error {
 	case len(v) != 1 || v[0] != formatVersion:
 		return fmt.Errorf("%w: file format %x, this build reads %d", ErrFormat, v, formatVersion)
 	}
-	for _, name := range [][]byte{bucketEvents, bucketCommands, bucketCmdTime} {
+	for _, name := range [][]byte{bucketEvents, bucketCommands, bucketCmdTime, bucketOutbox, bucketOutboxWriters} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)
 		}

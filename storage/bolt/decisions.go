@@ -64,6 +64,7 @@ func (db *DB) WriteDecisions(ctx context.Context, decisions []commandlog.Decisio
 		records[i] = appendRecord(nil, &d.Record)
 	}
 
+	var marks outboxTake
 	err := db.bdb.Update(func(tx *bbolt.Tx) error {
 		if _, err := appendInTx(tx.Bucket(bucketEvents), appends, pending, appendErr); err != nil {
 			return err
@@ -85,9 +86,16 @@ func (db *DB) WriteDecisions(ctx context.Context, decisions []commandlog.Decisio
 		if !wrote {
 			return errNothingToCommit
 		}
-		return nil
+		// The outbox marks announcing these appends commit with them.
+		var err error
+		marks, err = db.writeOutboxInTx(tx, "", 0, false)
+		return err
 	})
-	if err == nil || errors.Is(err, errNothingToCommit) {
+	if err == nil {
+		db.outbox.committed(marks)
+		return errs
+	}
+	if errors.Is(err, errNothingToCommit) {
 		return errs
 	}
 	err = writeTxError(err)

@@ -9,7 +9,8 @@
 // The DB owns the file: DB.Close closes it. The EventLog and CommandLog are
 // views of it; their Close methods only mark the view closed (later calls on
 // it return ErrClosed) and leave the file open for the other view, so the
-// code that opened the DB must also close it.
+// code that opened the DB must also close it. The DB itself is the event
+// log's eventlog.Outbox (see Outbox below).
 //
 // # Why bbolt
 //
@@ -49,6 +50,8 @@
 //	events            eventKey(type, id, seq) → encoded event
 //	commands          command id → encoded record
 //	commands_by_time  8-byte time key ‖ command id → empty
+//	outbox            esc(writer) ‖ bucket ‖ esc(type) ‖ esc(id) ‖ first → format byte ‖ last
+//	outbox_writers    writer → format byte ‖ published ‖ last
 //
 // An event key is uvarint(len(type)) ‖ type ‖ uvarint(len(id)) ‖ id ‖
 // 8-byte big-endian sequence. The length prefixes make the aggregate part
@@ -63,6 +66,16 @@
 // strings and the payload. The aggregate and sequence are not repeated in the
 // value; they come from the key. Timestamps are kept at millisecond
 // precision and read back in UTC, like every other store.
+//
+// In the outbox keys, bucket is 8 bytes big-endian with the sign bit
+// flipped and first and last 8 bytes big-endian; esc(s) is s with every
+// 0x00 byte written 0x00 0xFF, then the terminator 0x00 0x01. A length
+// prefix would not do here: it sorts strings by length first, and a
+// bucket's marks must iterate by type and id as bytes compare (the order
+// Marks returns, and Cassandra's). The escaped form keeps byte order —
+// the terminator sorts before any byte and before an escaped 0x00, so
+// "a" < "ab" < "b" — and is prefix-free like the event keys. In
+// outbox_writers, published and last are 8 bytes big-endian each.
 //
 // The time key of the command index is the record's At in Unix milliseconds,
 // big-endian with the sign bit flipped so that times before 1970 sort first;
@@ -79,4 +92,34 @@
 // rolled back instead of committed (no fsync). If the commit fails, every
 // entry that would have been written gets an error wrapping
 // eventlog.ErrUnavailable, and none of them was written.
+//
+// # Outbox
+//
+// The DB implements eventlog.Outbox: package eventbus marks each batch of
+// appends (writer, time bucket, aggregate, first and last sequence) before
+// appending it, so that events a crash kept off the bus can be published
+// from the log later. Mark does NOT write the file: it encodes the marks
+// and buffers them in memory under a mutex, and the DB's next write
+// transaction that commits anything — the Append or WriteDecisions the
+// marks announce, normally — writes them into the outbox bucket (and
+// raises the writer's last in outbox_writers) in the same transaction as
+// its events. So the marks cost no fsync of their own, and they are never
+// durable later than the appends they describe. A transaction copies the
+// buffer and removes what it wrote only once it has committed: a failed
+// transaction loses no mark, and a transaction that writes nothing of its
+// own (a batch of conflicts) commits nothing and leaves the marks for the
+// next. Marks buffered when the DB closes are lost, as are the appends
+// they announce, which never ran.
+//
+// Reads merge: Marks and Writers read the buffer first, then the file
+// (buffered values win), so a mark committed and removed from the buffer
+// between the two reads is still seen. SetPublished and Forget are write
+// transactions of their own (one fsync each, at most once per bucket):
+// they write the buffered marks too, then SetPublished moves the watermark
+// (never back) and deletes the writer's marks in the buckets it covers, and
+// Forget deletes the writer's row and all its marks; both drop the
+// writer's matching buffered marks. Lock order: bbolt's writer lock, then
+// the buffer's mutex, which is never held across I/O.
+//
+// BenchmarkMarkAppend measures Mark+Append against Append alone.
 package bolt

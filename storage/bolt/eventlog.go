@@ -70,14 +70,24 @@ func (l *EventLog) Append(ctx context.Context, batch []eventlog.Append) []error 
 		return errs
 	}
 
+	var marks outboxTake
 	err := l.db.bdb.Update(func(tx *bbolt.Tx) error {
 		wrote, err := appendInTx(tx.Bucket(bucketEvents), batch, pending, errs)
-		if err == nil && !wrote {
+		if err != nil {
+			return err
+		}
+		if !wrote {
 			return errNothingToCommit
 		}
+		// The outbox marks announcing these appends commit with them.
+		marks, err = l.db.writeOutboxInTx(tx, "", 0, false)
 		return err
 	})
-	if err == nil || errors.Is(err, errNothingToCommit) {
+	if err == nil {
+		l.db.outbox.committed(marks)
+		return errs
+	}
+	if errors.Is(err, errNothingToCommit) {
 		return errs
 	}
 	err = writeTxError(err)
