@@ -28,9 +28,9 @@ type Config struct {
 	Keyspace string
 
 	// TablePrefix is put in front of every table name ("ci_" gives
-	// ci_events, ci_event_buckets, ci_commands, ci_settings), so that several
-	// stores can share one keyspace. A letter, then letters, digits or '_'.
-	// Default "".
+	// ci_events, ci_event_buckets, ci_commands, ci_settings, ci_outbox,
+	// ci_outbox_writers), so that several stores can share one keyspace. A
+	// letter, then letters, digits or '_'. Default "".
 	TablePrefix string
 
 	// ReplicationClass and ReplicationFactor give the keyspace's replication
@@ -48,8 +48,9 @@ type Config struct {
 	// CreateSchema creates the keyspace and the tables when they are
 	// missing, and waits until every node agrees on the schema. Existing
 	// tables are never altered. DefaultConfig sets it; a Config built from
-	// scratch has it false, and Open then expects the keyspace and all four
-	// tables to exist. In a multi-node deployment, let one node (or a
+	// scratch has it false, and Open then expects the keyspace and all six
+	// tables to exist (a keyspace created before the outbox tables existed
+	// needs them added: the outbox's methods fail until they are). In a multi-node deployment, let one node (or a
 	// deployment step) create the schema before the others open with
 	// CreateSchema false: Cassandra handles tables created concurrently by
 	// several clients badly.
@@ -111,6 +112,15 @@ type Config struct {
 	// DefaultConfig sets DefaultCommandTTL.
 	CommandTTL time.Duration
 
+	// OutboxTTL is how long an outbox mark lives (Cassandra expires it;
+	// whole seconds, at least 1s, at most 20 years). Marks are never
+	// deleted: the watermark makes them dead data, and the TTL removes
+	// whole partitions without tombstones. It bounds how long a dead
+	// writer's unpublished events can still be taken over, so it should
+	// exceed the longest outage you want recovered. Default (and when
+	// zero) DefaultOutboxTTL.
+	OutboxTTL time.Duration
+
 	// AppendConcurrency bounds how many entries of one Append call (and
 	// records of one Put call) are written at the same time. Default 32.
 	AppendConcurrency int
@@ -158,6 +168,7 @@ const (
 	DefaultNumConns          = 2
 	DefaultBucketSize        = 1000
 	DefaultCommandTTL        = 7 * 24 * time.Hour
+	DefaultOutboxTTL         = 7 * 24 * time.Hour
 	DefaultAppendConcurrency = 32
 	DefaultCacheSize         = 10000
 
@@ -185,6 +196,7 @@ func DefaultConfig() Config {
 		NumConns:          DefaultNumConns,
 		BucketSize:        DefaultBucketSize,
 		CommandTTL:        DefaultCommandTTL,
+		OutboxTTL:         DefaultOutboxTTL,
 		AppendConcurrency: DefaultAppendConcurrency,
 		CacheSize:         DefaultCacheSize,
 	}
@@ -228,6 +240,9 @@ func (c Config) withDefaults() Config {
 	if c.BucketSize == 0 {
 		c.BucketSize = DefaultBucketSize
 	}
+	if c.OutboxTTL == 0 {
+		c.OutboxTTL = DefaultOutboxTTL
+	}
 	if c.AppendConcurrency == 0 {
 		c.AppendConcurrency = DefaultAppendConcurrency
 	}
@@ -244,7 +259,7 @@ func (c Config) withDefaults() Config {
 var identifierRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]*$`)
 
 // longestTable is the longest table name without its prefix.
-const longestTable = "event_buckets"
+const longestTable = "outbox_writers"
 
 // Validate reports the first invalid field, naming its value. Zero fields
 // are checked as their defaults.
@@ -307,6 +322,9 @@ func (c Config) Validate() error {
 	}
 	if c.CommandTTL < 0 || c.CommandTTL > MaxCommandTTL || c.CommandTTL%time.Second != 0 {
 		return fmt.Errorf("cassandra: Config.CommandTTL is %s: want whole seconds between 0 (keep forever) and %s", c.CommandTTL, MaxCommandTTL)
+	}
+	if c.OutboxTTL < time.Second || c.OutboxTTL > MaxCommandTTL || c.OutboxTTL%time.Second != 0 {
+		return fmt.Errorf("cassandra: Config.OutboxTTL is %s: want whole seconds between 1s and %s", c.OutboxTTL, MaxCommandTTL)
 	}
 	if c.AppendConcurrency < 1 {
 		return fmt.Errorf("cassandra: Config.AppendConcurrency is %d, must be at least 1", c.AppendConcurrency)

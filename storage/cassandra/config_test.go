@@ -27,6 +27,9 @@ func TestConfigValidate(t *testing.T) {
 		func(c *Config) { c.Consistency, c.SerialConsistency = "quorum", "serial" },
 		func(c *Config) { c.CommandTTL = 0 },
 		func(c *Config) { c.CommandTTL = MaxCommandTTL },
+		func(c *Config) { c.OutboxTTL = 0 }, // the default
+		func(c *Config) { c.OutboxTTL = time.Second },
+		func(c *Config) { c.TablePrefix = strings.Repeat("p", 34) },
 		func(c *Config) { c.Username, c.Password = "app", "secret" },
 		func(c *Config) { c.TLS = TLSConfig{Enabled: true, CertFile: "c.pem", KeyFile: "k.pem"} },
 		func(c *Config) { c.CacheSize = -1 },
@@ -73,6 +76,10 @@ func TestConfigValidate(t *testing.T) {
 		{func(c *Config) { c.CommandTTL = -time.Second }, "CommandTTL is -1s"},
 		{func(c *Config) { c.CommandTTL = 1500 * time.Millisecond }, "CommandTTL is 1.5s"},
 		{func(c *Config) { c.CommandTTL = MaxCommandTTL + time.Second }, "CommandTTL is"},
+		{func(c *Config) { c.OutboxTTL = -time.Second }, "OutboxTTL is -1s"},
+		{func(c *Config) { c.OutboxTTL = 500 * time.Millisecond }, "OutboxTTL is 500ms"},
+		{func(c *Config) { c.OutboxTTL = MaxCommandTTL + time.Second }, "OutboxTTL is"},
+		{func(c *Config) { c.TablePrefix = strings.Repeat("p", 35) }, "TablePrefix"},
 		{func(c *Config) { c.AppendConcurrency = -1 }, "AppendConcurrency is -1"},
 	}
 	for _, b := range bad {

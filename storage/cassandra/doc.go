@@ -8,7 +8,8 @@
 //	events, commands := s.EventLog(), s.CommandLog()
 //
 // The Store owns the connections: Store.Close closes them. The EventLog and
-// CommandLog are views; their Close methods only mark the view closed.
+// CommandLog are views; their Close methods only mark the view closed. The
+// EventLog is also the store's eventlog.Outbox (see Outbox below).
 //
 // # Tables
 //
@@ -24,6 +25,11 @@
 //	commands (command_id text PRIMARY KEY, aggregate_type, aggregate_id, command,
 //	        outcome, first_sequence, last_sequence, code, reason, message, at)
 //	settings (name text PRIMARY KEY, value text)
+//	outbox (writer text, bucket bigint, aggregate_type text, aggregate_id text,
+//	        first bigint, last bigint,
+//	        PRIMARY KEY ((writer, bucket), aggregate_type, aggregate_id, first))
+//	        -- every row written USING TTL Config.OutboxTTL; time-window compaction
+//	outbox_writers (writer text PRIMARY KEY, published bigint, last bigint)
 //
 // Open creates the keyspace (replication from Config) and the tables when
 // Config.CreateSchema is set, and waits for schema agreement. Table names
@@ -152,6 +158,60 @@
 // commandlog.ErrNotFound when there is none. Cassandra expires records by
 // itself (TTL granularity is one second), so CommandLog does not implement
 // commandlog.Pruner.
+//
+// # Outbox
+//
+// The EventLog implements eventlog.Outbox, the record package eventbus
+// keeps of appends whose events may not be on the bus yet. A writer (a
+// node id) marks each batch in a time bucket before appending it; its
+// watermark later says every bucket up to it is published.
+//
+// outbox holds the marks, one partition per (writer, bucket), clustered by
+// aggregate type, id and first sequence — the order Marks returns (text
+// compares as UTF-8 bytes). Mark writes all marks of a call as ONE
+// unlogged batch into that one partition (single-partition batches are
+// applied atomically and cost one mutation; calls of more than 16384
+// marks are split), each row USING TTL Config.OutboxTTL (default 7 days).
+// Nothing ever deletes a mark: the watermark makes old buckets dead data,
+// no reader goes there again, and the TTL removes whole partitions, which
+// time-window compaction (one-day windows) drops as whole SSTables. A
+// delete per mark would put tombstones in the hot partition every write
+// goes to; there are none. Marks reads the partition in pages of 1000
+// rows.
+//
+// outbox_writers holds one row per writer. Its last column is the newest
+// bucket the writer marked: before Mark writes the batch into a bucket
+// newer than the last one this process recorded for the writer (kept in
+// memory), it writes last = bucket with a plain write, and both writes are
+// done when Mark returns nil. The row goes first, so no mark is ever in a
+// bucket the position does not reach (a takeover reads Published+1 ..
+// Last); a failed batch only leaves an empty bucket. Concurrent Marks of
+// one writer serialise their writes of last and give them timestamps
+// that grow with the bucket, so a late write of an older bucket cannot
+// shadow a newer one: last only moves forward, one write per bucket (every
+// 5 s with the publisher's defaults), not per call.
+//
+// published, the watermark, is only written by conditional writes:
+// UPDATE … SET published = b IF published < b, or IF published = null for
+// a writer without one. Usually one node moves a writer's watermark (its
+// own publisher), but a restarted writer and a node taking it over, or two
+// nodes whose rings disagree, can race; with plain writes a late, smaller
+// value could win and the watermark move back, republishing buckets
+// already on the bus. The cost is one Paxos round per bucket and writer.
+// SetPublished deletes nothing.
+//
+// Writers scans outbox_writers (one row per node that ever wrote, until
+// Forget). Forget deletes the writer's row and leaves its marks to their
+// TTL: its caller promises they are all published, so they are dead data.
+// The row deletion is a plain write; the published cell it removes was
+// written by Paxos with a timestamp of the coordinator's clock, so with a
+// client clock far behind the servers' a forgotten row can keep its
+// published cell (and reappear with last 0, not pending) until the next
+// Forget.
+//
+// All errors wrap eventlog.ErrUnavailable (or ErrClosed) as the rest of
+// the store's do; an invalid mark fails the call with
+// eventlog.ErrInvalidAppend before anything is written.
 //
 // # Limits
 //

@@ -22,7 +22,8 @@ var _ eventlog.Log = (*EventLog)(nil)
 const maxAppendEvents = math.MaxUint16 - 1
 
 // EventLog is the event log of a Store; get it with Store.EventLog. It is
-// safe for concurrent use.
+// also the store's eventlog.Outbox (outbox.go). It is safe for concurrent
+// use.
 type EventLog struct {
 	s *Store
 	view

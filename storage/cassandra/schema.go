@@ -14,6 +14,8 @@ type statements struct {
 	buckets  string
 	commands string
 	settings string
+	outbox   string
+	writers  string // outbox_writers
 
 	insertEvent   string
 	setHead       string // conditional: IF head = ?
@@ -25,6 +27,14 @@ type statements struct {
 	insertCommand string
 	selectCommand string
 	insertSetting string // conditional: IF NOT EXISTS
+
+	insertMark         string // USING TTL ?
+	selectMarks        string
+	setWriterLast      string // plain; USING TIMESTAMP from the caller
+	setPublished       string // conditional: IF published < ?
+	setPublishedIfNull string // conditional: IF published = null
+	selectWriters      string
+	deleteWriter       string
 }
 
 // eventColumns are the columns a read returns, in the order scanEvent reads
@@ -39,6 +49,8 @@ func newStatements(keyspace, prefix string) statements {
 		buckets:  keyspace + "." + prefix + "event_buckets",
 		commands: keyspace + "." + prefix + "commands",
 		settings: keyspace + "." + prefix + "settings",
+		outbox:   keyspace + "." + prefix + "outbox",
+		writers:  keyspace + "." + prefix + "outbox_writers",
 	}
 	const pk = "aggregate_type = ? AND aggregate_id = ?"
 	q.insertEvent = "INSERT INTO " + q.events + " (aggregate_type, aggregate_id, bucket, " + eventColumns +
@@ -54,6 +66,14 @@ func newStatements(keyspace, prefix string) statements {
 	q.selectCommand = "SELECT aggregate_type, aggregate_id, command, outcome, first_sequence, last_sequence, " +
 		"code, reason, message, at FROM " + q.commands + " WHERE command_id = ?"
 	q.insertSetting = "INSERT INTO " + q.settings + " (name, value) VALUES (?, ?) IF NOT EXISTS"
+	q.insertMark = "INSERT INTO " + q.outbox + " (writer, bucket, aggregate_type, aggregate_id, first, last) " +
+		"VALUES (?, ?, ?, ?, ?, ?) USING TTL ?"
+	q.selectMarks = "SELECT aggregate_type, aggregate_id, first, last FROM " + q.outbox + " WHERE writer = ? AND bucket = ?"
+	q.setWriterLast = "UPDATE " + q.writers + " SET last = ? WHERE writer = ?"
+	q.setPublished = "UPDATE " + q.writers + " SET published = ? WHERE writer = ? IF published < ?"
+	q.setPublishedIfNull = "UPDATE " + q.writers + " SET published = ? WHERE writer = ? IF published = null"
+	q.selectWriters = "SELECT writer, published, last FROM " + q.writers
+	q.deleteWriter = "DELETE FROM " + q.writers + " WHERE writer = ?"
 	return q
 }
 
@@ -109,6 +129,27 @@ func (q statements) schema(replication string) []string {
 		`CREATE TABLE IF NOT EXISTS ` + q.settings + ` (
 			name text PRIMARY KEY,
 			value text
+		)`,
+		// The outbox: one partition per (writer, time bucket), rows only
+		// ever inserted with a TTL, never deleted, so time-window
+		// compaction drops whole expired SSTables and reads never meet
+		// tombstones.
+		`CREATE TABLE IF NOT EXISTS ` + q.outbox + ` (
+			writer text,
+			bucket bigint,
+			aggregate_type text,
+			aggregate_id text,
+			first bigint,
+			last bigint,
+			PRIMARY KEY ((writer, bucket), aggregate_type, aggregate_id, first)
+		) WITH CLUSTERING ORDER BY (aggregate_type ASC, aggregate_id ASC, first ASC)
+		AND compaction = {'class': 'TimeWindowCompactionStrategy', 'compaction_window_unit': 'HOURS', 'compaction_window_size': '24'}`,
+		// Each writer's position: last by plain writes (in bucket order
+		// per process), published by conditional writes only.
+		`CREATE TABLE IF NOT EXISTS ` + q.writers + ` (
+			writer text PRIMARY KEY,
+			published bigint,
+			last bigint
 		)`,
 	}
 }

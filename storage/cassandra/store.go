@@ -46,6 +46,9 @@ type Store struct {
 	q       statements
 	cache   *positionCache
 
+	outboxTTL int // outbox mark TTL in seconds
+	outbox    outboxState
+
 	// readRetry retries idempotent statements (reads, plain writes of
 	// deterministic values) on another node; lwtRetry retries a
 	// conditional write only when the coordinator refused it unprocessed.
@@ -79,9 +82,11 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		ttl:       int(cfg.CommandTTL.Seconds()),
 		q:         newStatements(cfg.Keyspace, cfg.TablePrefix),
 		cache:     newPositionCache(cfg.CacheSize),
+		outboxTTL: int(cfg.OutboxTTL.Seconds()),
 		readRetry: cluster.RetryPolicy,
 		lwtRetry:  &retryPolicy{retries: 2, lwt: true},
 	}
+	s.outbox.mu.writers = make(map[string]*writerState)
 	s.events = &EventLog{s: s, view: view{store: &s.closed, errClosed: eventlog.ErrClosed, errUnavailable: eventlog.ErrUnavailable}}
 	s.commands = &CommandLog{s: s, view: view{store: &s.closed, errClosed: commandlog.ErrClosed, errUnavailable: commandlog.ErrUnavailable}}
 
