@@ -92,6 +92,7 @@ type Subscription struct {
 	work     chan item
 	stopping chan struct{} // closed by beginStop
 	stopOnce sync.Once
+	settled  sync.Once       // settleAcks runs once
 	ctx      context.Context // the handlers'; cancelled by Stop
 	cancel   context.CancelFunc
 	iters    []jetstream.MessagesContext
@@ -378,6 +379,31 @@ func (s *Subscription) Stop() {
 	s.settleAcks(ctx)
 }
 
+// Delete stops the subscription (as Stop) and deletes its consumer from
+// the events stream, so that its name starts afresh: a later Subscribe
+// creates the consumer again at Config.Start. Outside a group it also
+// deletes the replay consumer <Name>-replay; a group member leaves that
+// one to the other members. The dead letters stay. A consumer already
+// gone is no error.
+func (s *Subscription) Delete(ctx context.Context) error {
+	s.Stop()
+	events, err := s.js.Stream(ctx, s.cfg.Stream)
+	if err == nil {
+		err = deleteConsumer(ctx, events, s.durable)
+	}
+	if err == nil && !s.cfg.Group.enabled() {
+		err = deleteConsumer(ctx, s.dlq, s.cfg.replayDurable())
+	}
+	return err
+}
+
+func deleteConsumer(ctx context.Context, st jetstream.Stream, name string) error {
+	if err := st.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("subscription: deleting consumer %s: %w", name, err)
+	}
+	return nil
+}
+
 func (s *Subscription) beginStop() {
 	s.stopOnce.Do(func() {
 		close(s.stopping)
@@ -396,12 +422,16 @@ const settleTimeout = time.Second
 // gives up when ctx ends or the connection is closed: those events are
 // then handled again (at least once).
 func (s *Subscription) settleAcks(ctx context.Context) {
+	s.settled.Do(func() { s.settleAcksOnce(ctx) })
+}
+
+func (s *Subscription) settleAcksOnce(ctx context.Context) {
 	if s.lastAcked == 0 || s.cfg.Conn.IsClosed() {
 		return
 	}
 	for {
 		info, err := s.events.Info(ctx)
-		if err == nil && info.AckFloor.Stream >= s.lastAcked {
+		if err == nil && info.AckFloor.Stream >= s.lastAcked || errors.Is(err, jetstream.ErrConsumerNotFound) {
 			return
 		}
 		if !sleep(ctx, 2*time.Millisecond) {

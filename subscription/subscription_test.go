@@ -685,3 +685,39 @@ func TestCrashedSubscriptionResumesInOrder(t *testing.T) {
 	settle(t, s2)
 	wantKeys(t, "after the crash", second.keys(), "b1#2", "b2#2", "b1#3", "b2#3", "b1#4", "b2#4")
 }
+
+// Delete stops a subscription and removes its consumers: subscribing
+// again under the name starts afresh at Start.
+func TestDeleteStartsTheNameAfresh(t *testing.T) {
+	e := newEnv(t)
+	e.publish(history("b1", 2, "created")...)
+	var rec recorder
+	cfg := e.config("rebuilt")
+	s := e.subscribe(cfg, rec.catchAll())
+	waitFor(t, 5*time.Second, "2 events", func() bool { return rec.count() == 2 })
+	if err := s.Delete(context.Background()); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	if _, err := e.js.Consumer(context.Background(), "CONCURSUS_EVENTS", "rebuilt"); err == nil {
+		t.Error("the events consumer is still there")
+	}
+	if _, err := e.js.Consumer(context.Background(), subscription.DeadLetterStreamName(e.prefix), "rebuilt-replay"); err == nil {
+		t.Error("the replay consumer is still there")
+	}
+	if err := s.Delete(context.Background()); err != nil {
+		t.Errorf("a second Delete: %v", err)
+	}
+	var again recorder
+	e.subscribe(cfg, again.catchAll())
+	waitFor(t, 5*time.Second, "the 2 events from the beginning again", func() bool { return again.count() == 2 })
+
+	// A group member leaves the shared replay consumer.
+	cfg.Name, cfg.Group = "grouped", subscription.Group{Members: 2, Member: 0}
+	m := e.subscribe(cfg, (&recorder{}).catchAll())
+	if err := m.Delete(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.js.Consumer(context.Background(), subscription.DeadLetterStreamName(e.prefix), "grouped-replay"); err != nil {
+		t.Errorf("a member deleted the group's replay consumer: %v", err)
+	}
+}
