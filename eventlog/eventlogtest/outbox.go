@@ -37,8 +37,14 @@ import (
 // caller promises every mark of the writer is published, is given such
 // writers only: its marks are not read afterwards); a Mark that
 // repeats a mark (same writer, bucket, aggregate and First) may replace
-// it; Mark with no marks, SetPublished for a writer with no marks, and
-// writer names other than plain printable ones are not exercised. A durable store adds its own tests of
+// it; Mark with no marks and writer names other than plain printable
+// ones are not exercised.
+//
+// One thing it requires that the interface documentation only implies:
+// SetPublished for a writer the outbox does not know records it, with its
+// watermark and Last 0. Package eventbus sets a new writer's watermark
+// before its first mark, so that the range of buckets a takeover must
+// search (Published+1 .. Last) is bounded below. A durable store adds its own tests of
 // what survives a restart (storage/bolt does).
 func RunOutbox(t *testing.T, newStore func(t *testing.T) (eventlog.Log, eventlog.Outbox)) {
 	t.Helper()
@@ -61,6 +67,7 @@ func RunOutbox(t *testing.T, newStore func(t *testing.T) (eventlog.Log, eventlog
 		{"Isolation", testMarksIsolation},
 		{"Last", testOutboxLast},
 		{"SetPublished", testSetPublished},
+		{"SetPublishedFirst", testSetPublishedFirst},
 		{"Writers", testOutboxWriters},
 		{"Forget", testForget},
 		{"InvalidMark", testInvalidMark},
@@ -361,6 +368,24 @@ func testSetPublished(t *testing.T, _ eventlog.Log, o eventlog.Outbox) {
 	setPublished(bucket0 + 9)
 	if pos := position(t, o, w); pos.Published != bucket0+9 || pos.Last != bucket0+6 || pos.Pending() {
 		t.Errorf("watermark past the last bucket: %+v, want published %d, last %d", pos, bucket0+9, bucket0+6)
+	}
+}
+
+func testSetPublishedFirst(t *testing.T, _ eventlog.Log, o eventlog.Outbox) {
+	const w = "node-new"
+	if err := o.SetPublished(t.Context(), w, bucket0-1); err != nil {
+		t.Fatalf("SetPublished(%q, %d) of an unknown writer: %v", w, bucket0-1, err)
+	}
+	checkWriters(t, o, eventlog.OutboxWriter{Writer: w, Published: bucket0 - 1})
+	if position(t, o, w).Pending() {
+		t.Errorf("a writer with a watermark and no marks is pending")
+	}
+	ms := []eventlog.Mark{mark("t", "a", 1, 1)}
+	mustMark(t, o, w, bucket0, ms...)
+	checkWriters(t, o, eventlog.OutboxWriter{Writer: w, Published: bucket0 - 1, Last: bucket0})
+	checkMarks(t, o, w, bucket0, ms)
+	if !position(t, o, w).Pending() {
+		t.Errorf("a writer with marks above its watermark is not pending")
 	}
 }
 
