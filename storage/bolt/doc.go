@@ -121,5 +121,10 @@
 // writer's matching buffered marks. Lock order: bbolt's writer lock, then
 // the buffer's mutex, which is never held across I/O.
 //
-// BenchmarkMarkAppend measures Mark+Append against Append alone.
+// BenchmarkMarkAppend measures Mark+Append against Append alone. On a
+// 2-core VM (ext4, fsync on) a batch of 16 appends took about 0.58 ms
+// alone and 0.69 ms with its marks, a batch of 256 about 4.7 and 5.6 ms
+// (medians of 4 runs, noisy): some 18% more per batch, all of it bbolt
+// putting and spilling the extra keys (about 2.5 µs per mark, the same
+// with NoSync), none of it an fsync.
 package bolt
