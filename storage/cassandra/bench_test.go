@@ -84,3 +84,33 @@ func BenchmarkAppend(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
 }
+
+// BenchmarkOutboxMark measures Mark, the outbox write the event publisher
+// adds before each batch the executor appends: one unlogged batch of
+// size marks into the writer's current bucket, from one goroutine (the
+// executor's flushers call it once per batch), with a new bucket — and so
+// a write of the writer's row — every 64 calls.
+func BenchmarkOutboxMark(b *testing.B) {
+	for _, size := range []int{1, 16, 256} {
+		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
+			ks := newKeyspace(b)
+			l := ks.open(b, nil).EventLog()
+			marks := make([]eventlog.Mark, size)
+			bucket, next := int64(352_000_000), uint64(0)
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				if i%64 == 0 {
+					bucket++
+				}
+				for j := range marks {
+					next++
+					marks[j] = eventlog.Mark{Ref: model.Ref{Type: "bench", ID: fmt.Sprintf("agg-%05d", next%4096)}, First: next, Last: next}
+				}
+				if err := l.Mark(b.Context(), "node-1", bucket, marks); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "marks/s")
+		})
+	}
+}
