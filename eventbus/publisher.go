@@ -278,25 +278,53 @@ func (p *Publisher) adopt(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("eventbus: reading the outbox: %w", err)
 	}
+	own := eventlog.OutboxWriter{Writer: p.cfg.Writer}
+	if i := slices.IndexFunc(ws, func(w eventlog.OutboxWriter) bool { return w.Writer == p.cfg.Writer }); i >= 0 {
+		own = ws[i]
+	}
+	lo, hi := pendingRange(own)
+	p.mu.Lock()
+	start := max(p.mu.current, p.bucketOf(p.cfg.Clock()), own.Last+1, own.Published+1)
+	p.mu.Unlock()
+	if own.Published == 0 {
+		// A writer's watermark is set before its first mark, so that the
+		// pending range of a writer is always bounded below.
+		if err := p.cfg.Outbox.SetPublished(ctx, p.cfg.Writer, start-1); err != nil {
+			return fmt.Errorf("eventbus: starting the outbox: %w", err)
+		}
+		own.Published = start - 1
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.adopted.Store(true)
-	for _, w := range ws {
-		if w.Writer != p.cfg.Writer {
-			continue
-		}
-		p.mu.stored = w.Published
-		p.mu.maxMarked = max(p.mu.maxMarked, w.Last)
-		p.mu.current = max(p.mu.current, w.Last, w.Published) + 1
-		for b := w.Published + 1; b <= w.Last; b++ {
-			p.mu.buckets[b] = &bucketState{dirty: true, gen: 1}
-		}
-		if w.Pending() {
-			p.log.Info("outbox: a previous run left events that may be unpublished; publishing them from the log",
-				"buckets", w.Last-w.Published)
-		}
+	p.mu.stored = own.Published
+	p.mu.maxMarked = max(p.mu.maxMarked, own.Last)
+	p.mu.current = start
+	for b := lo; b <= hi; b++ {
+		p.mu.buckets[b] = &bucketState{dirty: true, gen: 1}
+	}
+	if hi >= lo {
+		p.log.Info("outbox: a previous run left events that may be unpublished; publishing them from the log",
+			"buckets", hi-lo+1)
 	}
 	return nil
+}
+
+// maxPendingBuckets bounds the range of buckets searched for a writer
+// whose watermark was never set (not written by this package).
+const maxPendingBuckets = 4096
+
+// pendingRange is the range of w's buckets that may hold unpublished
+// marks (empty when lo > hi).
+func pendingRange(w eventlog.OutboxWriter) (lo, hi int64) {
+	if !w.Pending() {
+		return 1, 0
+	}
+	lo = w.Published + 1
+	if w.Published == 0 {
+		lo = max(1, w.Last-maxPendingBuckets+1)
+	}
+	return lo, w.Last
 }
 
 func (p *Publisher) bucketOf(t time.Time) int64 {
@@ -642,7 +670,8 @@ func (p *Publisher) Recover(ctx context.Context, writer string) (int, error) {
 		return 0, nil
 	}
 	total := 0
-	for b := ws[i].Published + 1; b <= ws[i].Last; b++ {
+	lo, hi := pendingRange(ws[i])
+	for b := lo; b <= hi; b++ {
 		n, err := p.republish(ctx, writer, b)
 		total += n
 		p.recovered.Add(int64(n))

@@ -82,6 +82,7 @@ type Node struct {
 	pub      *eventbus.Publisher
 	subs     []*nats.Subscription
 	// The outbox sweeper (see publish.go).
+	outboxStore  eventlog.Outbox // nil: best-effort publication
 	stopSweeping chan struct{}
 	sweepStop    sync.Once
 	sweeping     sync.WaitGroup
@@ -267,6 +268,7 @@ func New(cfg Config, reg *model.Registry, opts ...Option) (n *Node, err error) {
 		return nil, err
 	}
 	n.startPruning()
+	n.startSweeper()
 	if ready, store := n.Ready(); ready {
 		n.log.Info("node ready", "prefix", cfg.Prefix, "nats", n.nc.ConnectedUrlRedacted(), "aggregateTypes", reg.Names(), "store", store)
 	} else {

@@ -63,12 +63,18 @@ func (n *Node) startPublisher() error {
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
-	n.pub = p
-	if ob != nil {
-		n.sweeping.Add(1)
-		go n.sweepOutbox(ob)
-	}
+	n.pub, n.outboxStore = p, ob
 	return nil
+}
+
+// startSweeper starts taking over departed writers' outboxes; New calls
+// it once the node is complete (cluster included).
+func (n *Node) startSweeper() {
+	if n.outboxStore == nil {
+		return
+	}
+	n.sweeping.Add(1)
+	go n.sweepOutbox(n.outboxStore)
 }
 
 // closePublisher stops the outbox sweeper, then lets the publisher send
