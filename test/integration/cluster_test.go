@@ -233,15 +233,23 @@ func dropKeyspaceOnSuccess(t *testing.T, addr, keyspace string) {
 // processes; nodes are started with start.
 func newClusterHarness(t *testing.T, keyspacePrefix string) *clusterHarness {
 	t.Helper()
-	addr := cassandraAddr(t)
 	dir := t.TempDir()
 	bins := buildBinaries(t, dir)
-	requireClusterFlags(t, bins.node)
 	_, natsURL := startNATS(t, bins.natsServer, dir)
+	return newClusterHarnessOn(t, keyspacePrefix, dir, bins, natsURL)
+}
+
+// newClusterHarnessOn is newClusterHarness on a NATS server the caller
+// started.
+func newClusterHarnessOn(t *testing.T, keyspacePrefix, dir string, bins binaries, natsURL string) *clusterHarness {
+	t.Helper()
+	addr := cassandraAddr(t)
+	requireClusterFlags(t, bins.node)
 	h := &clusterHarness{
 		t: t, dir: dir, bin: bins.node, natsURL: natsURL, cassandra: addr,
 		keyspace: fmt.Sprintf("%s_%d", keyspacePrefix, rand.Uint32()),
 		nodes:    make(map[string]*clusterNode),
+		env:      make(map[string][]string),
 	}
 	h.admin = connectNATS(t, natsURL, "admin")
 	dropKeyspaceOnSuccess(t, addr, h.keyspace)
@@ -254,6 +262,10 @@ type clusterHarness struct {
 	keyspace                     string
 	admin                        *nats.Conn
 	nodes                        map[string]*clusterNode
+	// args are added to every node's command line; env[id] to one
+	// node's environment.
+	args []string
+	env  map[string][]string
 }
 
 type clusterNode struct {
@@ -283,7 +295,8 @@ func (h *clusterHarness) start(id string, createSchema bool) *clusterNode {
 	if len(seeds) > 0 {
 		args = append(args, "--join", strings.Join(seeds, ","))
 	}
-	n := &clusterNode{id: id, proc: startProcess(t, h.dir, id, h.bin, args, nil)}
+	args = append(args, h.args...)
+	n := &clusterNode{id: id, proc: startProcess(t, h.dir, id, h.bin, args, h.env[id])}
 	waitUntil(t, 90*time.Second, id+" to join with its store connected", func() bool {
 		if n.proc.exited() {
 			t.Fatalf("%s exited: %v\n%s", id, n.proc.err, tail(n.proc.logPath, 30))

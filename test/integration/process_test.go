@@ -160,13 +160,17 @@ func tail(path string, n int) string {
 // startNATS runs nats-server on a free loopback port and returns it with
 // its client URL (read from the ports file the server writes, so no port
 // is guessed).
-func startNATS(t *testing.T, bin, dir string) (*process, string) {
+func startNATS(t *testing.T, bin, dir string, extra ...string) (*process, string) {
 	t.Helper()
 	portsDir := filepath.Join(dir, "nats-ports")
+	if err := os.RemoveAll(portsDir); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.Mkdir(portsDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	p := startProcess(t, dir, "nats-server", bin, []string{"-a", "127.0.0.1", "-p", "-1", "--ports_file_dir", portsDir}, nil)
+	args := append([]string{"-a", "127.0.0.1", "-p", "-1", "--ports_file_dir", portsDir}, extra...)
+	p := startProcess(t, dir, "nats-server", bin, args, nil)
 	var url string
 	waitUntil(t, 20*time.Second, "nats-server to write its ports file", func() bool {
 		if p.exited() {

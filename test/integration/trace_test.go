@@ -154,6 +154,9 @@ func (tr *tracer) close() {
 // route describes what happened to one command, its times relative to
 // its first message.
 func (tr *tracer) route(commandID string) string {
+	if tr == nil {
+		return "(not traced)"
+	}
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
 	steps := tr.mu.routes[commandID]
