@@ -373,4 +373,3 @@ func (c *testConsumer) report(t *testing.T) {
 		t.Logf("consumer run %d: %+v", i+1, s)
 	}
 }
-
