@@ -47,20 +47,25 @@ type Outbox interface {
 	// appends they describe: when Mark returns, the marks are either
 	// durable or will be written in the same transaction as the next
 	// Append (or WriteDecisions) on this store, as the embedded store
-	// does. Marking a bucket also moves the writer's Last to it.
+	// does. Marking a bucket also moves the writer's Last to it if it is
+	// newer (Last never moves back). Mark with no marks does nothing.
 	Mark(ctx context.Context, writer string, bucket int64, marks []Mark) error
 	// Marks returns writer's marks in bucket, ordered by aggregate type,
 	// aggregate id and First, so one aggregate's marks come in sequence
 	// order.
 	Marks(ctx context.Context, writer string, bucket int64) ([]Mark, error)
 	// SetPublished records that every mark of writer in buckets <= bucket
-	// is on the bus. It never moves the watermark back. A store may drop
-	// the marks it covers.
+	// is on the bus. It never moves the watermark back. A writer the store
+	// does not know is created (with Last 0): package eventbus sets a
+	// writer's watermark before its first mark, so that the range of
+	// buckets that may be pending is bounded below. A store may drop the
+	// marks it covers.
 	SetPublished(ctx context.Context, writer string, bucket int64) error
 	// Writers lists every writer the outbox knows, with its position.
 	Writers(ctx context.Context) ([]OutboxWriter, error)
 	// Forget drops a writer whose marks are all published (a node that
-	// left or died and was caught up): its position and any marks left.
+	// left or died and was caught up): its position, and it may drop any
+	// marks left (Cassandra leaves them to their TTL).
 	Forget(ctx context.Context, writer string) error
 }
 
