@@ -133,6 +133,7 @@ func configure(args []string, stderr io.Writer) (*invocation, int) {
 		{"stream-max-age", "CONCURSUS_STREAM_MAX_AGE", "drop events older than this from the stream (0: keep)", (*durationValue)(&st.maxAge)},
 		{"stream-max-bytes", "CONCURSUS_STREAM_MAX_BYTES", "bound the stream's size, oldest events first (0: no bound; suffixes KiB, MiB, GiB)", (*sizeValue)(&st.maxBytes)},
 		{"stream-replicas", "CONCURSUS_STREAM_REPLICAS", "copies of the stream in a NATS cluster (1 to 5)", (*intValue)(&st.replicas)},
+		{"no-outbox", "CONCURSUS_NO_OUTBOX", "publish events best effort, without the outbox (a node dying between append and publish can then leave an event off the bus)", (*boolValue)(&cfg.NoOutbox)},
 		{"no-idempotency", "CONCURSUS_NO_IDEMPOTENCY", "run the cluster without the replicated idempotency filter (retries are then recognised by a command-log read per command)", (*boolValue)(&cl.noFilter)},
 		{"raft-addr", "CONCURSUS_RAFT_ADDR", "host:port the idempotency filter's raft transport listens on (default: --gossip-addr, any free port; others learn it by gossip)", (*stringValue)(&cl.raftAddr)},
 		{"raft-advertise", "CONCURSUS_RAFT_ADVERTISE", "host:port the other members dial for raft, when it differs from --raft-addr", (*stringValue)(&cl.raftAdvertise)},
