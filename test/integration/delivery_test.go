@@ -84,10 +84,15 @@ func TestEventDeliveryProcesses(t *testing.T) {
 		t.Fatal("nats-server did not exit after SIGKILL")
 	}
 	down := time.Now()
-	time.Sleep(2 * time.Second)
+	// Longer than the publisher's 5 s acknowledgement timeout, so that
+	// publications in flight fail and are republished from the log.
+	time.Sleep(6 * time.Second)
 	natsProc, _ = startNATS(t, bins.natsServer, dir, "-js", "-sd", jsDir, "-p", natsPort)
 	t.Logf("nats-server restarted after %v", time.Since(down).Round(time.Millisecond))
 	load.waitProgress(t, settle, settleAcks)
+	if log, err := os.ReadFile(filepath.Join(dir, "n1.log")); err != nil || !strings.Contains(string(log), "NATS reconnected") {
+		t.Fatalf("n1 did not see NATS go away and come back (%v)", err)
+	}
 
 	// 3. The consumer stops and starts again.
 	load.setPhase("consumer restart")
@@ -148,7 +153,12 @@ func TestEventDeliveryProcesses(t *testing.T) {
 	}
 	t.Logf("dead letter: %s#%d after %d attempts: %s", poison.Ref(), poison.Sequence, dead[0].Attempts, dead[0].Error)
 	con.report(t)
+	waitUntil(t, 60*time.Second, "n1's publisher to have nothing left to republish", func() bool {
+		var ps eventbus.PublisherStats
+		return json.Unmarshal(h.info("n1").Publisher, &ps) == nil && ps.DirtyBuckets == 0 && ps.Outstanding == 0
+	})
 	publisherReport(t, h)
+	h.reportLogs()
 }
 
 // faultInjectedEvent reads, from a node's JSON log, the event id of the
