@@ -25,7 +25,6 @@ func benchDelivery(p params, url string, conns []*nats.Conn, opener func() (node
 		op, done := opener()
 		r, appended, err := benchCommandsWith(p, url, conns, op, func(c *node.Config) {
 			c.Stream = &eventbus.StreamConfig{Name: "BENCH_" + map[bool]string{true: "BE", false: "OB"}[noOutbox]}
-			c.Prefix = "bench" + name[:2]
 			c.NoOutbox = noOutbox
 		})
 		done()
