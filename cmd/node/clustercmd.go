@@ -41,14 +41,7 @@ func runCluster(args []string, stdout, stderr io.Writer) int {
 	fs.Var(&wait, "wait", "how long to gather replies; stops sooner once every alive member has answered")
 	fs.Var(&partitions, "partitions", "also print the partition → owner table")
 	fs.Var(&asJSON, "json", "print the replies, a JSON array of api.ClusterInfo, and nothing else")
-	settings := []setting{
-		{"nats-url", "CONCURSUS_NATS_URL", "NATS server of the cluster", (*stringValue)(&nc.url)},
-		{"nats-token", "CONCURSUS_NATS_TOKEN", "token for --nats-url", (*stringValue)(&nc.token)},
-		{"nats-user", "CONCURSUS_NATS_USER", "user for --nats-url (with --nats-password)", (*stringValue)(&nc.user)},
-		{"nats-password", "CONCURSUS_NATS_PASSWORD", "password for --nats-user", (*stringValue)(&nc.password)},
-		{"nats-creds", "CONCURSUS_NATS_CREDS", "credentials (.creds) file for --nats-url", (*stringValue)(&nc.creds)},
-		{"prefix", "CONCURSUS_PREFIX", "NATS subject prefix of the cluster", (*stringValue)(&prefix)},
-	}
+	settings := natsSettings(&nc, &prefix)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, `Usage: node cluster [flags]
 
@@ -602,5 +595,18 @@ func writeIdempotency(w io.Writer, replies []clusterReply) {
 		fmt.Fprintf(w, "the group is forming or electing a leader (retries meanwhile read the command log)\n")
 	default:
 		fmt.Fprintf(w, "all nodes are in one group with one leader\n")
+	}
+}
+
+// natsSettings are the flags with which the admin subcommands reach a
+// cluster: its NATS server, credentials and subject prefix.
+func natsSettings(nc *natsFlags, prefix *string) []setting {
+	return []setting{
+		{"nats-url", "CONCURSUS_NATS_URL", "NATS server of the cluster", (*stringValue)(&nc.url)},
+		{"nats-token", "CONCURSUS_NATS_TOKEN", "token for --nats-url", (*stringValue)(&nc.token)},
+		{"nats-user", "CONCURSUS_NATS_USER", "user for --nats-url (with --nats-password)", (*stringValue)(&nc.user)},
+		{"nats-password", "CONCURSUS_NATS_PASSWORD", "password for --nats-user", (*stringValue)(&nc.password)},
+		{"nats-creds", "CONCURSUS_NATS_CREDS", "credentials (.creds) file for --nats-url", (*stringValue)(&nc.creds)},
+		{"prefix", "CONCURSUS_PREFIX", "NATS subject prefix of the cluster", (*stringValue)(prefix)},
 	}
 }

@@ -78,14 +78,7 @@ func runDeadLettersCmd(sub string, args []string, stdout, stderr io.Writer) int 
 	} else {
 		fs.Var(&seqs, "seq", "dead-letter sequence to replay (repeat, or separate with commas); none: every dead letter of the consumer")
 	}
-	settings := []setting{
-		{"nats-url", "CONCURSUS_NATS_URL", "NATS server of the cluster", (*stringValue)(&nc.url)},
-		{"nats-token", "CONCURSUS_NATS_TOKEN", "token for --nats-url", (*stringValue)(&nc.token)},
-		{"nats-user", "CONCURSUS_NATS_USER", "user for --nats-url (with --nats-password)", (*stringValue)(&nc.user)},
-		{"nats-password", "CONCURSUS_NATS_PASSWORD", "password for --nats-user", (*stringValue)(&nc.password)},
-		{"nats-creds", "CONCURSUS_NATS_CREDS", "credentials (.creds) file for --nats-url", (*stringValue)(&nc.creds)},
-		{"prefix", "CONCURSUS_PREFIX", "NATS subject prefix of the cluster", (*stringValue)(&prefix)},
-	}
+	settings := natsSettings(&nc, &prefix)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "%s\nFlags of %s (the NATS ones share the node's environment variables):\n", deadLettersUsage, name)
 		fs.PrintDefaults()
