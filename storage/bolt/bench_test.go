@@ -15,41 +15,7 @@ import (
 // executor produces. events/s is the figure to compare.
 func BenchmarkAppendBatch(b *testing.B) {
 	for _, size := range []int{1, 16, 256} {
-		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
-			db, err := bolt.Open(filepath.Join(b.TempDir(), "bench.db"), bolt.DefaultOptions())
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer db.Close()
-			l := db.EventLog()
-			const aggregates = 4096
-			refs := make([]model.Ref, aggregates)
-			last := make([]uint64, aggregates)
-			for i := range refs {
-				refs[i] = model.Ref{Type: "lightbulb", ID: fmt.Sprintf("bulb-%05d", i)}
-			}
-			batch := make([]eventlog.Append, size)
-			events := make([]model.Event, size)
-			next := 0
-			ctx := b.Context()
-			b.ReportAllocs()
-			b.ResetTimer()
-			for b.Loop() {
-				for i := range batch {
-					a := next % aggregates
-					next++
-					events[i] = event(refs[a], last[a]+1)
-					batch[i] = eventlog.Append{Ref: refs[a], Expected: last[a], Events: events[i : i+1]}
-					last[a]++
-				}
-				for i, err := range l.Append(ctx, batch) {
-					if err != nil {
-						b.Fatalf("entry %d: %v", i, err)
-					}
-				}
-			}
-			b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "events/s")
-		})
+		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) { benchMarkAppend(b, size, false) })
 	}
 }
 

@@ -61,11 +61,7 @@ func (l *EventLog) Mark(ctx context.Context, writer string, bucket int64, marks 
 	if l.mu.closed {
 		return fmt.Errorf("mark in outbox %q: %w", writer, eventlog.ErrClosed)
 	}
-	w := l.mu.outbox[writer]
-	if w == nil {
-		w = &outboxWriter{buckets: make(map[int64]map[markKey]uint64)}
-		l.mu.outbox[writer] = w
-	}
+	w := l.writerLocked(writer)
 	w.last = max(w.last, bucket)
 	b := w.buckets[bucket]
 	if b == nil {
@@ -118,11 +114,7 @@ func (l *EventLog) SetPublished(ctx context.Context, writer string, bucket int64
 	if l.mu.closed {
 		return fmt.Errorf("set outbox %q published: %w", writer, eventlog.ErrClosed)
 	}
-	w := l.mu.outbox[writer]
-	if w == nil {
-		w = &outboxWriter{buckets: make(map[int64]map[markKey]uint64)}
-		l.mu.outbox[writer] = w
-	}
+	w := l.writerLocked(writer)
 	if bucket < w.published {
 		return nil
 	}
@@ -166,4 +158,14 @@ func (l *EventLog) Forget(ctx context.Context, writer string) error {
 	}
 	delete(l.mu.outbox, writer)
 	return nil
+}
+
+// writerLocked returns writer's outbox, created empty if new; l.mu is held.
+func (l *EventLog) writerLocked(writer string) *outboxWriter {
+	w := l.mu.outbox[writer]
+	if w == nil {
+		w = &outboxWriter{buckets: make(map[int64]map[markKey]uint64)}
+		l.mu.outbox[writer] = w
+	}
+	return w
 }
