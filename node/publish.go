@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -281,11 +280,7 @@ func (n *Node) onHistory(m *nats.Msg) {
 	defer cancel()
 	events, next, err := n.events.ReadPage(ctx, ref, from, limit)
 	if err != nil {
-		if errors.Is(err, eventlog.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
-			fail(&api.Error{Code: api.CodeUnavailable, Message: err.Error()})
-		} else {
-			fail(&api.Error{Code: api.CodeUnavailable, Message: "reading the event log: " + err.Error()})
-		}
+		fail(&api.Error{Code: api.CodeUnavailable, Message: "reading the event log: " + err.Error()})
 		return
 	}
 	if q.To != 0 && next > q.To {
