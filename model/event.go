@@ -128,7 +128,8 @@ const (
 var ErrInvalidRef = errors.New("model: invalid aggregate reference")
 
 // Validate checks that the type and id are present, not oversized, and free of
-// characters that would break NATS subjects or store keys.
+// characters that would break NATS subjects or store keys; the id follows
+// the rules of CheckIdentifier.
 func (r Ref) Validate() error {
 	if r.Type == "" {
 		return fmt.Errorf("%w: aggregate type is empty", ErrInvalidRef)
@@ -139,17 +140,14 @@ func (r Ref) Validate() error {
 	if len(r.Type) > MaxTypeLen {
 		return fmt.Errorf("%w: aggregate type is %d bytes, limit %d", ErrInvalidRef, len(r.Type), MaxTypeLen)
 	}
-	if len(r.ID) > MaxIDLen {
-		return fmt.Errorf("%w: aggregate id is %d bytes, limit %d", ErrInvalidRef, len(r.ID), MaxIDLen)
-	}
 	if strings.ContainsAny(r.Type, ". *>\t\r\n\x00") {
 		return fmt.Errorf("%w: aggregate type %q contains a character not allowed in a subject token", ErrInvalidRef, r.Type)
 	}
-	if strings.ContainsAny(r.ID, "\x00\r\n") {
-		return fmt.Errorf("%w: aggregate id contains a NUL or line break", ErrInvalidRef)
+	if !utf8.ValidString(r.Type) {
+		return fmt.Errorf("%w: aggregate type must be valid UTF-8", ErrInvalidRef)
 	}
-	if !utf8.ValidString(r.Type) || !utf8.ValidString(r.ID) {
-		return fmt.Errorf("%w: aggregate type and id must be valid UTF-8", ErrInvalidRef)
+	if p := identifierProblem("aggregate id", r.ID, MaxIDLen); p != "" {
+		return fmt.Errorf("%w: %s", ErrInvalidRef, p)
 	}
 	return nil
 }

@@ -124,9 +124,13 @@ func TestRefValidate(t *testing.T) {
 		{name: "type with CR", ref: model.Ref{Type: "bulb\r", ID: "x"}, wantErr: "not allowed in a subject token"},
 		{name: "type with LF", ref: model.Ref{Type: "bulb\n", ID: "x"}, wantErr: "not allowed in a subject token"},
 		{name: "type with NUL", ref: model.Ref{Type: "bulb\x00", ID: "x"}, wantErr: "not allowed in a subject token"},
-		{name: "id with NUL", ref: model.Ref{Type: "t", ID: "a\x00b"}, wantErr: "NUL or line break"},
-		{name: "id with CR", ref: model.Ref{Type: "t", ID: "a\rb"}, wantErr: "NUL or line break"},
-		{name: "id with LF", ref: model.Ref{Type: "t", ID: "a\nb"}, wantErr: "NUL or line break"},
+		{name: "id with NUL", ref: model.Ref{Type: "t", ID: "a\x00b"}, wantErr: "control character U+0000 at byte 1"},
+		{name: "id with CR", ref: model.Ref{Type: "t", ID: "a\rb"}, wantErr: "control character U+000D"},
+		{name: "id with LF", ref: model.Ref{Type: "t", ID: "a\nb"}, wantErr: "control character U+000A"},
+		{name: "id with tab", ref: model.Ref{Type: "t", ID: "a\tb"}, wantErr: "control character U+0009"},
+		{name: "id with DEL", ref: model.Ref{Type: "t", ID: "a\x7fb"}, wantErr: "control character U+007F"},
+		{name: "id with invalid UTF-8", ref: model.Ref{Type: "t", ID: "x\xff"}, wantErr: "not valid UTF-8 (byte 1 is 0xff)"},
+		{name: "id with an encoded surrogate", ref: model.Ref{Type: "t", ID: "x\xed\xa0\x80"}, wantErr: "not valid UTF-8"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
