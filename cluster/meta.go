@@ -2,7 +2,10 @@ package cluster
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/hashicorp/memberlist"
 )
@@ -38,8 +41,37 @@ type Meta struct {
 	Group string `json:"group,omitempty"`
 }
 
-// encode returns the gossiped form of m, or ErrMetaTooLarge.
+// ErrInvalidMeta: a Meta field is not valid UTF-8 or holds U+FFFD, the
+// replacement character (see decodeMeta). Returned by New (wrapped with
+// ErrInvalidConfig) and SetMeta; fix the metadata.
+var ErrInvalidMeta = errors.New("cluster: invalid metadata")
+
+// fields returns m's fields by their JSON key.
+func (m *Meta) fields() [6]struct{ key, val string } {
+	return [6]struct{ key, val string }{
+		{"id", m.NodeID}, {"subject", m.Subject}, {"raft", m.RaftAddr},
+		{"version", m.Version}, {"ring", m.Ring}, {"group", m.Group},
+	}
+}
+
+// check refuses fields that would not decode to themselves: invalid UTF-8
+// is rewritten to U+FFFD by encoding/json, so a U+FFFD read back cannot be
+// told from a rewritten byte, and both are refused.
+func (m *Meta) check() error {
+	for _, f := range m.fields() {
+		if !utf8.ValidString(f.val) || strings.ContainsRune(f.val, utf8.RuneError) {
+			return fmt.Errorf("%w: %q is %q: not valid UTF-8, or holds U+FFFD", ErrInvalidMeta, f.key, f.val)
+		}
+	}
+	return nil
+}
+
+// encode returns the gossiped form of m, or ErrInvalidMeta or
+// ErrMetaTooLarge.
 func (m Meta) encode() ([]byte, error) {
+	if err := m.check(); err != nil {
+		return nil, err
+	}
 	b, err := json.Marshal(m)
 	if err != nil { // a struct of strings always marshals
 		return nil, fmt.Errorf("cluster: encode metadata: %w", err)
@@ -50,17 +82,34 @@ func (m Meta) encode() ([]byte, error) {
 	return b, nil
 }
 
-// decodeMeta reads a member's metadata. A member that gossips none gets
-// Meta{NodeID: id}.
+// decodeMeta reads the metadata gossiped by the member named id. A member
+// that gossips none gets Meta{NodeID: id}. It refuses, returning
+// Meta{NodeID: id} and an error: what is not a JSON object of the fields
+// above; metadata whose id names another member; and any field (the name
+// included) that is not valid UTF-8 or holds U+FFFD. encoding/json would
+// accept invalid UTF-8, and lone surrogate escapes, by rewriting them to
+// U+FFFD, so that two different subjects or ids could read the same.
 func decodeMeta(id string, b []byte) (Meta, error) {
+	refuse := func(err error) (Meta, error) {
+		return Meta{NodeID: id}, fmt.Errorf("cluster: metadata of %q: %w", id, err)
+	}
 	var m Meta
+	if !utf8.Valid(b) {
+		return refuse(fmt.Errorf("%w: not valid UTF-8", ErrInvalidMeta))
+	}
 	if len(b) > 0 {
 		if err := json.Unmarshal(b, &m); err != nil {
-			return Meta{NodeID: id}, fmt.Errorf("cluster: metadata of %q: %w", id, err)
+			return refuse(err)
 		}
 	}
 	if m.NodeID == "" {
 		m.NodeID = id
+	}
+	if m.NodeID != id {
+		return refuse(fmt.Errorf("%w: gossiped id %q is not the member's", ErrInvalidMeta, m.NodeID))
+	}
+	if err := m.check(); err != nil {
+		return refuse(err)
 	}
 	return m, nil
 }
