@@ -27,6 +27,23 @@
 //	{"location":"hall"}
 //
 // The reply is a Reply; on failure Reply.Error carries a Code.
+//
+// # Rules every request follows
+//
+// A JSON body (envelope, arguments, query, history request) is exactly one
+// JSON value in UTF-8: no byte that is not UTF-8, no escaped lone UTF-16
+// surrogate, no key twice in one object at any depth, keys compared
+// ignoring case as encoding/json matches them (model.CheckJSON).
+// encoding/json would replace the first two with U+FFFD and let the last
+// key win, so distinct requests would decode alike; the node refuses them
+// with CodeInvalidRequest instead.
+//
+// Every identifier — aggregate id, command name, command id, stream id,
+// view name — in a header or in JSON is valid UTF-8 without ASCII control
+// characters (U+0000-U+001F, U+007F) and within its byte limit
+// (model.CheckIdentifier): aggregate id model.MaxIDLen, command id
+// MaxCommandIDLen, stream id model.MaxStreamIDLen, command and view names
+// model.MaxNameLen. Aggregate id and command are required.
 package api
 
 import (
@@ -83,7 +100,8 @@ const (
 	// HeaderStream is the source stream id (optional).
 	HeaderStream = "Concursus-Stream"
 	// HeaderTimeout is how long, in milliseconds, the client will wait;
-	// a command still queued after it is not run (optional).
+	// a command still queued after it is not run (optional; 0 to
+	// MaxTimeoutMs, 0 meaning the node's default).
 	HeaderTimeout = "Concursus-Timeout-Ms"
 	// On published events.
 	HeaderSequence = "Concursus-Sequence"
@@ -103,9 +121,15 @@ type Command struct {
 	// Timestamp is the source event time in RFC 3339 (optional).
 	Timestamp string `json:"timestamp,omitempty"`
 	StreamID  string `json:"streamId,omitempty"`
-	// TimeoutMs: see HeaderTimeout.
+	// TimeoutMs: see HeaderTimeout; at most MaxTimeoutMs.
 	TimeoutMs int64 `json:"timeoutMs,omitempty"`
 }
+
+// MaxTimeoutMs is the longest timeout, in milliseconds, a request may
+// announce (timeoutMs or HeaderTimeout): one hour. A larger value is
+// refused with CodeInvalidRequest, not clamped, so that a client learns at
+// once that it asked for something the node will not honour.
+const MaxTimeoutMs = int64(time.Hour / time.Millisecond)
 
 // Reply answers a command request.
 type Reply struct {
@@ -240,13 +264,15 @@ type HistoryRequest struct {
 	From uint64 `json:"from,omitempty"`
 	// To is the last sequence wanted; 0 means the latest.
 	To uint64 `json:"to,omitempty"`
-	// Limit caps the events in one reply (default and maximum
-	// MaxHistoryPage).
+	// Limit caps the events in one reply: 0 means MaxHistoryPage, a
+	// larger value is taken as MaxHistoryPage, a negative one is invalid.
 	Limit int `json:"limit,omitempty"`
 }
 
 // HistoryReply answers a history read. Next is the sequence to ask for
 // next when the reply was cut by the limit, 0 when the range is complete.
+// A successful reply always carries "events" (an empty array when there
+// are none) and "next"; a failed one carries "error" instead.
 type HistoryReply struct {
 	OK            bool          `json:"ok"`
 	AggregateType string        `json:"aggregateType,omitempty"`
@@ -254,6 +280,25 @@ type HistoryReply struct {
 	Events        []model.Event `json:"events,omitempty"`
 	Next          uint64        `json:"next,omitempty"`
 	Error         *Error        `json:"error,omitempty"`
+}
+
+// MarshalJSON writes "events" and "next" on every successful reply, also
+// when they are empty or zero, and leaves them out of a failed one.
+func (r HistoryReply) MarshalJSON() ([]byte, error) {
+	type plain HistoryReply // the fields, without this method
+	if !r.OK {
+		return json.Marshal(plain(r))
+	}
+	events := r.Events
+	if events == nil {
+		events = []model.Event{}
+	}
+	// The outer fields hide the embedded ones of the same name.
+	return json.Marshal(struct {
+		plain
+		Events []model.Event `json:"events"`
+		Next   uint64        `json:"next"`
+	}{plain(r), events, r.Next})
 }
 
 // MaxHistoryPage is the most events one history reply carries.
@@ -275,9 +320,10 @@ const (
 type Code string
 
 const (
-	// CodeInvalidRequest: malformed JSON, missing or bad ids, oversized
-	// or empty payload, arguments of the wrong type, a bad timestamp.
-	// Nothing was written. Do not retry unchanged.
+	// CodeInvalidRequest: malformed JSON, a key twice in one object,
+	// text that is not UTF-8, missing or bad ids, oversized or empty
+	// payload, arguments of the wrong type, a bad timestamp, a timeout
+	// out of range. Nothing was written. Do not retry unchanged.
 	CodeInvalidRequest Code = "invalid_request"
 	// CodeUnknownAggregateType: no such aggregate type on this cluster.
 	CodeUnknownAggregateType Code = "unknown_aggregate_type"

@@ -85,53 +85,78 @@ func invalid(format string, args ...any) *api.Error {
 // JSON envelope) and checks everything that can be checked without the
 // aggregate's state.
 func (n *Node) decodeCommand(aggType string, m *nats.Msg) (executor.Request, time.Duration, *api.Error) {
+	return decodeCommand(aggType, m.Header, m.Data, n.cfg.MaxPayload, n.cfg.RequestTimeout)
+}
+
+// isHeaderMode reports whether a command request uses the header form: as
+// soon as any of the identifying headers is present, so that a missing one
+// is reported as such rather than the body misread as an envelope. (NATS
+// header names are case-sensitive.)
+func isHeaderMode(h nats.Header) bool {
+	return h != nil && (h.Get(api.HeaderCommand) != "" || h.Get(api.HeaderAggregateID) != "" || h.Get(api.HeaderCommandID) != "")
+}
+
+// decodeCommand is the whole parser of a command request: h and data are
+// the message's headers and body, maxPayload the size limit, and
+// defaultTimeout the time a request that names none gets. A refused request
+// comes back with a CodeInvalidRequest error (CodeUnavailable only when no
+// command id could be generated); the request returned with it holds the
+// ids that were readable and valid, for the reply.
+func decodeCommand(aggType string, h nats.Header, data []byte, maxPayload int, defaultTimeout time.Duration) (executor.Request, time.Duration, *api.Error) {
 	req := executor.Request{Ref: model.Ref{Type: aggType}}
-	if len(m.Data) > n.cfg.MaxPayload {
-		return req, 0, invalid("request is %d bytes, limit %d", len(m.Data), n.cfg.MaxPayload)
+	if len(data) > maxPayload {
+		return req, 0, invalid("request is %d bytes, limit %d", len(data), maxPayload)
 	}
 	var env api.Command
-	// Header mode as soon as any of the identifying headers is present, so a
-	// missing one is reported as such rather than the body misread as an
-	// envelope. (NATS header names are case-sensitive.)
-	if h := m.Header; h != nil && (h.Get(api.HeaderCommand) != "" || h.Get(api.HeaderAggregateID) != "" || h.Get(api.HeaderCommandID) != "") {
-		h := m.Header
+	headerMode := isHeaderMode(h)
+	if headerMode {
 		env = api.Command{
 			AggregateID: h.Get(api.HeaderAggregateID),
 			Command:     h.Get(api.HeaderCommand),
 			CommandID:   h.Get(api.HeaderCommandID),
 			Timestamp:   h.Get(api.HeaderTimestamp),
 			StreamID:    h.Get(api.HeaderStream),
-			Args:        m.Data,
+			Args:        data,
 		}
 		if t := h.Get(api.HeaderTimeout); t != "" {
 			ms, err := strconv.ParseInt(t, 10, 64)
 			if err != nil {
-				return req, 0, invalid("header %s: %q is not a whole number of milliseconds", api.HeaderTimeout, t)
+				return req, 0, invalid("header %s: %q is not a whole number of milliseconds (0 to %d)", api.HeaderTimeout, t, api.MaxTimeoutMs)
 			}
 			env.TimeoutMs = ms
 		}
 	} else {
-		if len(m.Data) == 0 {
+		if len(data) == 0 {
 			return req, 0, invalid("empty request: send a JSON envelope {\"aggregateId\",\"command\",\"args\"} or the %s header", api.HeaderCommand)
 		}
-		if err := (model.JSON{}).Unmarshal(m.Data, &env); err != nil {
+		if err := (model.JSON{}).Unmarshal(data, &env); err != nil {
 			return req, 0, invalid("request envelope: %v", err)
 		}
+		// After the decode, which names unknown fields and wrong types:
+		// what encoding/json lets through (a key twice, text that is not
+		// UTF-8) anywhere in the envelope, arguments included.
+		if err := model.CheckJSON(data); err != nil {
+			return req, 0, invalid("request envelope: %v", err)
+		}
+	}
+	// The ids go into the reply only once they are known to be valid.
+	if err := checkIDs(env.AggregateID, env.Command, env.CommandID, env.StreamID, headerMode); err != nil {
+		if model.CheckIdentifier("", env.AggregateID, model.MaxIDLen) == nil {
+			req.Ref.ID = env.AggregateID
+		}
+		if model.CheckIdentifier("", env.CommandID, model.MaxCommandIDLen) == nil {
+			req.CommandID = env.CommandID
+		}
+		return req, 0, err
 	}
 	req.Ref.ID = env.AggregateID
 	req.Command = env.Command
 	req.CommandID = env.CommandID
 	req.Args = env.Args
 	req.StreamID = env.StreamID
-	switch {
-	case env.AggregateID == "":
-		return req, 0, invalid("aggregate id is missing (the envelope's \"aggregateId\" or the %s header)", api.HeaderAggregateID)
-	case env.Command == "":
-		return req, 0, invalid("command name is missing (the envelope's \"command\" or the %s header)", api.HeaderCommand)
-	case env.TimeoutMs < 0:
-		return req, 0, invalid("timeout %d ms is negative", env.TimeoutMs)
-	case len(env.StreamID) > model.MaxIDLen:
-		return req, 0, invalid("stream id is %d bytes, limit %d", len(env.StreamID), model.MaxIDLen)
+	timeout, apiErr := requestTimeout(env.TimeoutMs, defaultTimeout, headerMode)
+	if apiErr != nil {
+		return req, 0, apiErr
 	}
 	if len(req.Args) > 0 {
 		trimmed := strings.TrimSpace(string(req.Args))
@@ -139,6 +164,11 @@ func (n *Node) decodeCommand(aggType string, m *nats.Msg) (executor.Request, tim
 			req.Args = nil
 		} else if trimmed[0] != '{' {
 			return req, 0, invalid("args must be a JSON object")
+		} else if headerMode {
+			// The envelope's arguments were checked with the envelope.
+			if err := model.CheckJSON(req.Args); err != nil {
+				return req, 0, invalid("args: %v", err)
+			}
 		}
 	}
 	if env.Timestamp != "" {
@@ -156,32 +186,79 @@ func (n *Node) decodeCommand(aggType string, m *nats.Msg) (executor.Request, tim
 		req.CommandID = id.String()
 		req.FreshID = true
 	}
-	timeout := n.cfg.RequestTimeout
-	if env.TimeoutMs > 0 {
-		timeout = time.Duration(env.TimeoutMs) * time.Millisecond
-	}
 	return req, timeout, nil
+}
+
+// checkIDs applies the identifier rules (model.CheckIdentifier) to the ids
+// of a command request; aggregate id and command are required.
+func checkIDs(aggregateID, command, commandID, streamID string, headerMode bool) *api.Error {
+	where := func(field, header string) string {
+		if headerMode {
+			return "header " + header
+		}
+		return "envelope field \"" + field + "\""
+	}
+	switch {
+	case aggregateID == "":
+		return invalid("aggregate id is missing (the envelope's \"aggregateId\" or the %s header)", api.HeaderAggregateID)
+	case command == "":
+		return invalid("command name is missing (the envelope's \"command\" or the %s header)", api.HeaderCommand)
+	}
+	for _, id := range []struct {
+		what, value   string
+		field, header string
+		limit         int
+	}{
+		{"aggregate id", aggregateID, "aggregateId", api.HeaderAggregateID, model.MaxIDLen},
+		{"command name", command, "command", api.HeaderCommand, model.MaxNameLen},
+		{"command id", commandID, "commandId", api.HeaderCommandID, model.MaxCommandIDLen},
+		{"stream id", streamID, "streamId", api.HeaderStream, model.MaxStreamIDLen},
+	} {
+		if err := model.CheckIdentifier(id.what, id.value, id.limit); err != nil {
+			return invalid("%s: %v", where(id.field, id.header), err)
+		}
+	}
+	return nil
+}
+
+// requestTimeout turns a request's timeoutMs (or header) into the time it
+// may wait: 0 means def; negative values and values above api.MaxTimeoutMs
+// (which would overflow a time.Duration further up) are refused.
+func requestTimeout(ms int64, def time.Duration, headerMode bool) (time.Duration, *api.Error) {
+	name := "timeoutMs"
+	if headerMode {
+		name = "header " + api.HeaderTimeout
+	}
+	switch {
+	case ms < 0:
+		return 0, invalid("%s: timeout %d ms is negative", name, ms)
+	case ms > api.MaxTimeoutMs:
+		return 0, invalid("%s: timeout %d ms is out of range (at most %d, one hour)", name, ms, api.MaxTimeoutMs)
+	case ms == 0:
+		return def, nil
+	}
+	return time.Duration(ms) * time.Millisecond, nil
 }
 
 // peekCommand reads what routing needs from a command request — the
 // aggregate id, the command id and the time the client allows — without
 // decoding or checking the rest. ok is false when the request is not
-// readable that way; the full decode then reports what is wrong.
+// readable that way; the full decode then reports what is wrong. (An id
+// read here from an envelope the full decode refuses, say one with a key
+// twice, only decides which node answers with the refusal.)
 func (n *Node) peekCommand(m *nats.Msg) (id, commandID string, timeout time.Duration, ok bool) {
 	if len(m.Data) > n.cfg.MaxPayload {
 		return "", "", 0, false // the full decode answers at once
 	}
-	timeout = n.cfg.RequestTimeout
-	if h := m.Header; h != nil && (h.Get(api.HeaderCommand) != "" || h.Get(api.HeaderAggregateID) != "" || h.Get(api.HeaderCommandID) != "") {
+	var ms int64
+	if h := m.Header; isHeaderMode(h) {
 		id, commandID = h.Get(api.HeaderAggregateID), h.Get(api.HeaderCommandID)
 		if t := h.Get(api.HeaderTimeout); t != "" {
-			ms, err := strconv.ParseInt(t, 10, 64)
-			if err != nil || ms < 0 {
+			v, err := strconv.ParseInt(t, 10, 64)
+			if err != nil {
 				return "", "", 0, false
 			}
-			if ms > 0 {
-				timeout = time.Duration(ms) * time.Millisecond
-			}
+			ms = v
 		}
 	} else {
 		var env struct {
@@ -189,15 +266,13 @@ func (n *Node) peekCommand(m *nats.Msg) (id, commandID string, timeout time.Dura
 			CommandID   string `json:"commandId"`
 			TimeoutMs   int64  `json:"timeoutMs"`
 		}
-		if json.Unmarshal(m.Data, &env) != nil || env.TimeoutMs < 0 {
+		if json.Unmarshal(m.Data, &env) != nil {
 			return "", "", 0, false
 		}
-		id, commandID = env.AggregateID, env.CommandID
-		if env.TimeoutMs > 0 {
-			timeout = time.Duration(env.TimeoutMs) * time.Millisecond
-		}
+		id, commandID, ms = env.AggregateID, env.CommandID, env.TimeoutMs
 	}
-	if id == "" || len(id) > model.MaxIDLen {
+	timeout, apiErr := requestTimeout(ms, n.cfg.RequestTimeout, false)
+	if apiErr != nil || id == "" || model.CheckIdentifier("", id, model.MaxIDLen) != nil {
 		return "", "", 0, false
 	}
 	if budget, ok := budgetOf(m); ok {
@@ -268,33 +343,16 @@ func (n *Node) onDirectQuery(m *nats.Msg) {
 func (n *Node) handleQuery(m *nats.Msg, aggType string, waited bool) {
 	arrived := time.Now()
 	fail := func(e *api.Error) { n.respond(m, &api.QueryReply{AggregateType: aggType, Error: e}) }
-	if len(m.Data) > n.cfg.MaxPayload {
-		fail(invalid("request is %d bytes, limit %d", len(m.Data), n.cfg.MaxPayload))
+	eq, apiErr := decodeQuery(aggType, m.Data, n.cfg.MaxPayload)
+	if apiErr != nil {
+		fail(apiErr)
 		return
-	}
-	var q api.Query
-	if err := (model.JSON{}).Unmarshal(m.Data, &q); err != nil {
-		fail(invalid("query: %v", err))
-		return
-	}
-	if q.AggregateID == "" {
-		fail(invalid("aggregate id is missing"))
-		return
-	}
-	eq := executor.Query{Ref: model.Ref{Type: aggType, ID: q.AggregateID}, View: q.View}
-	if q.AsOf != "" {
-		ts, err := parseTimestamp(q.AsOf)
-		if err != nil {
-			fail(invalid("asOf: %v", err))
-			return
-		}
-		eq.AsOf = ts
 	}
 	timeout := n.cfg.RequestTimeout
 	if budget, ok := budgetOf(m); ok {
 		timeout = min(timeout, budget)
 	}
-	if n.routeRequest(m, "query", aggType, q.AggregateID, arrived.Add(timeout), waited, fail) {
+	if n.routeRequest(m, "query", aggType, eq.Ref.ID, arrived.Add(timeout), waited, fail) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
@@ -304,9 +362,70 @@ func (n *Node) handleQuery(m *nats.Msg, aggType string, waited bool) {
 			fail(toAPIError(err))
 			return
 		}
-		n.respond(m, &api.QueryReply{OK: true, AggregateType: aggType, AggregateID: q.AggregateID,
+		n.respond(m, &api.QueryReply{OK: true, AggregateType: aggType, AggregateID: eq.Ref.ID,
 			View: res.View, Exists: res.Exists, Sequence: res.Sequence, State: res.Value})
 	})
+}
+
+// decodeQuery is the whole parser of a state query's body. A refused query
+// comes back with a CodeInvalidRequest error.
+func decodeQuery(aggType string, data []byte, maxPayload int) (executor.Query, *api.Error) {
+	eq := executor.Query{Ref: model.Ref{Type: aggType}}
+	if len(data) > maxPayload {
+		return eq, invalid("request is %d bytes, limit %d", len(data), maxPayload)
+	}
+	var q api.Query
+	if err := (model.JSON{}).Unmarshal(data, &q); err != nil {
+		return eq, invalid("query: %v", err)
+	}
+	if err := model.CheckJSON(data); err != nil {
+		return eq, invalid("query: %v", err)
+	}
+	if q.AggregateID == "" {
+		return eq, invalid("aggregate id is missing")
+	}
+	if err := model.CheckIdentifier("aggregate id", q.AggregateID, model.MaxIDLen); err != nil {
+		return eq, invalid("query: %v", err)
+	}
+	if err := model.CheckIdentifier("view name", q.View, model.MaxNameLen); err != nil {
+		return eq, invalid("query: %v", err)
+	}
+	eq.Ref.ID, eq.View = q.AggregateID, q.View
+	if q.AsOf != "" {
+		ts, err := parseTimestamp(q.AsOf)
+		if err != nil {
+			return eq, invalid("asOf: %v", err)
+		}
+		eq.AsOf = ts
+	}
+	return eq, nil
+}
+
+// decodeHistory is the whole parser of a history request's body. A refused
+// request comes back with a CodeInvalidRequest error.
+func decodeHistory(data []byte, maxPayload int) (api.HistoryRequest, *api.Error) {
+	var q api.HistoryRequest
+	if len(data) > maxPayload {
+		return q, invalid("request is %d bytes, limit %d", len(data), maxPayload)
+	}
+	if err := (model.JSON{}).Unmarshal(data, &q); err != nil {
+		return api.HistoryRequest{}, invalid("history: %v", err)
+	}
+	if err := model.CheckJSON(data); err != nil {
+		return api.HistoryRequest{}, invalid("history: %v", err)
+	}
+	switch {
+	case q.AggregateID == "":
+		return q, invalid("aggregate id is missing")
+	case q.Limit < 0:
+		return q, invalid("limit %d is negative", q.Limit)
+	case q.To != 0 && q.To < q.From:
+		return q, invalid("to %d is before from %d", q.To, q.From)
+	}
+	if err := model.CheckIdentifier("aggregate id", q.AggregateID, model.MaxIDLen); err != nil {
+		return api.HistoryRequest{}, invalid("history: %v", err)
+	}
+	return q, nil
 }
 
 // onInfo answers an admin info request.

@@ -234,17 +234,14 @@ func (n *Node) sweepOnce(ctx context.Context, ob eventlog.Outbox, absent map[str
 const outboxOwnerType = "concursus.outbox"
 
 // onHistory answers a history read from the event log. Any node answers:
-// the log is shared.
+// the log is shared. The request is parsed by decodeHistory; a successful
+// reply always carries events (maybe none) and next (see api.HistoryReply).
 func (n *Node) onHistory(m *nats.Msg) {
 	aggType := m.Subject[len(n.historySubjectPrefix):]
 	fail := func(e *api.Error) { n.respond(m, &api.HistoryReply{AggregateType: aggType, Error: e}) }
-	if len(m.Data) > n.cfg.MaxPayload {
-		fail(invalid("request is %d bytes, limit %d", len(m.Data), n.cfg.MaxPayload))
-		return
-	}
-	var q api.HistoryRequest
-	if err := (model.JSON{}).Unmarshal(m.Data, &q); err != nil {
-		fail(invalid("history: %v", err))
+	q, apiErr := decodeHistory(m.Data, n.cfg.MaxPayload)
+	if apiErr != nil {
+		fail(apiErr)
 		return
 	}
 	if _, ok := n.reg.Lookup(aggType); !ok {
@@ -252,20 +249,8 @@ func (n *Node) onHistory(m *nats.Msg) {
 		return
 	}
 	ref := model.Ref{Type: aggType, ID: q.AggregateID}
-	if q.AggregateID == "" {
-		fail(invalid("aggregate id is missing"))
-		return
-	}
 	if err := ref.Validate(); err != nil {
 		fail(invalid("%v", err))
-		return
-	}
-	switch {
-	case q.Limit < 0:
-		fail(invalid("limit %d is negative", q.Limit))
-		return
-	case q.To != 0 && q.To < q.From:
-		fail(invalid("to %d is before from %d", q.To, q.From))
 		return
 	}
 	limit := q.Limit
