@@ -14,6 +14,7 @@ package commandlog
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/concursus-go/concursus/eventlog"
@@ -27,7 +28,40 @@ var (
 	ErrUnavailable = errors.New("commandlog: unavailable")
 	// ErrClosed: the log was closed.
 	ErrClosed = errors.New("commandlog: closed")
+	// ErrDecided: the command id already has a record, and the first
+	// decision wins: the new record was not written. The error is a
+	// *DecidedError carrying the record that stands.
+	ErrDecided = errors.New("commandlog: command already decided")
 )
+
+// DecidedError is returned for a record that was not written because its
+// command id already had one (first decision wins). Record is the standing
+// record: the caller answers with it instead of its own decision.
+type DecidedError struct {
+	Record Record
+}
+
+func (e *DecidedError) Error() string {
+	return fmt.Sprintf("commandlog: command %q already decided (%s on %s: %s)", e.Record.CommandID, e.Record.Command, e.Record.Ref, e.Record.Outcome)
+}
+
+// Unwrap makes errors.Is(err, ErrDecided) hold.
+func (e *DecidedError) Unwrap() error { return ErrDecided }
+
+// Inserter is an optional capability of a Log: records that never replace
+// an earlier one. One command id has one outcome, and the first decision
+// wins: a later decision of the same id (a retry decided by a stale owner,
+// or by an owner whose filter had not learned the first outcome yet) must
+// not overwrite the record that answered the first.
+//
+// Insert returns one error per record, in order: nil when the record was
+// written; a *DecidedError (wrapping ErrDecided) with the standing record
+// when its command id already had one; an error wrapping ErrUnavailable when
+// the store failed (the record may or may not have been written). Safe for
+// concurrent use; slices are not retained.
+type Inserter interface {
+	Insert(ctx context.Context, records []Record) []error
+}
 
 // Outcome is what became of a command.
 type Outcome string
@@ -85,6 +119,11 @@ type Pruner interface {
 type Decision struct {
 	Append *eventlog.Append
 	Record Record
+	// Head, for a decision without Append, is the head its state was
+	// decided on: the decision is written only if the aggregate's history
+	// still ends there (see eventlog.HeadChecker), else it fails with
+	// eventlog.ErrConflict.
+	Head *eventlog.Head
 }
 
 // DecisionWriter is an optional capability of a store that holds both the
@@ -94,7 +133,9 @@ type Decision struct {
 // WriteDecisions returns one error per decision, as eventlog.Log.Append
 // does: nil when the decision's events and record are durable; an error
 // wrapping eventlog.ErrConflict or eventlog.ErrInvalidAppend when its append
-// was refused, in which case its record is not written either; an error
+// was refused or its Head did not hold, in which case its record is not
+// written either; a *DecidedError when its command id already had a record
+// (nothing of the decision is written: the first decision wins); an error
 // wrapping eventlog.ErrUnavailable when the transaction failed. Safe for
 // concurrent use; slices are not retained.
 type DecisionWriter interface {

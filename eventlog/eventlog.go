@@ -173,3 +173,48 @@ func CheckAppend(a *Append) error {
 func ConflictError(ref model.Ref, expected, actual uint64) error {
 	return fmt.Errorf("%w: %s: expected sequence %d, log is at %d", ErrConflict, ref, expected, actual)
 }
+
+// Head is an expectation about an aggregate's history: its latest event is
+// the one at Sequence (0: it has none).
+type Head struct {
+	Ref      model.Ref
+	Sequence uint64
+}
+
+// HeadChecker is an optional capability of a Log: a linearizable check of
+// aggregates' heads. It is how a decision that writes no events (a
+// rejection, or a command that produced none) passes the same fence as an
+// append: the executor decides on its cached state and answers only once the
+// store has confirmed that the history still ends where that state ends, so
+// a stale owner (paused, cut off, or not yet told that the ring moved)
+// cannot answer from state the log has moved past.
+//
+// CheckHead returns one error per entry, in order: nil when, at some
+// instant during the call, the aggregate's latest sequence was exactly
+// Sequence; an error wrapping ErrConflict (see ConflictError) when it was
+// not; ErrUnavailable when the store failed (the caller must not answer
+// then). It writes nothing. Safe for concurrent use; slices are not
+// retained. A Log that does not implement it is checked with LastSequence,
+// which must then be linearizable (true of the in-process stores).
+type HeadChecker interface {
+	CheckHead(ctx context.Context, heads []Head) []error
+}
+
+// CheckHeads checks heads with log's HeadChecker, or with LastSequence when
+// log has none.
+func CheckHeads(ctx context.Context, log Log, heads []Head) []error {
+	if hc, ok := log.(HeadChecker); ok {
+		return hc.CheckHead(ctx, heads)
+	}
+	errs := make([]error, len(heads))
+	for i, h := range heads {
+		last, err := log.LastSequence(ctx, h.Ref)
+		switch {
+		case err != nil:
+			errs[i] = err
+		case last != h.Sequence:
+			errs[i] = ConflictError(h.Ref, h.Sequence, last)
+		}
+	}
+	return errs
+}

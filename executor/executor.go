@@ -143,6 +143,31 @@ type entity struct {
 	// a filter that lost its memory) is recognised by them instead of
 	// running again.
 	recent recentCommands
+	// decided are the aggregate's last few decisions that wrote no events
+	// (rejections, commands that produced none), as recorded: a retry that
+	// reaches this owner before the filter learned them gets them back
+	// instead of a decision on newer state.
+	decided decidedCommands
+}
+
+// decidedCommands is a small ring of records, oldest first.
+type decidedCommands []commandlog.Record
+
+func (d *decidedCommands) add(r commandlog.Record) {
+	if len(*d) == recentKept {
+		copy(*d, (*d)[1:])
+		*d = (*d)[:recentKept-1]
+	}
+	*d = append(*d, r)
+}
+
+func (d decidedCommands) find(commandID string) (commandlog.Record, bool) {
+	for i := len(d) - 1; i >= 0; i-- {
+		if d[i].CommandID == commandID {
+			return d[i], true
+		}
+	}
+	return commandlog.Record{}, false
 }
 
 // recentCommand is a contiguous run of events caused by one command.
@@ -505,20 +530,64 @@ func (x *Executor) storeCtx() (context.Context, context.CancelFunc) {
 }
 
 // command runs one command on its aggregate's worker.
+//
+// Every answer it gives is justified by the log at an instant between the
+// request and the reply, and one command id gets one outcome:
+//
+//   - a decision that appends events passes the store's fence (the append
+//     expects the sequence the state was folded to);
+//   - a decision that appends nothing (a rejection, or a command that
+//     produced no events) passes the same fence as a head check
+//     (eventlog.HeadChecker) before its record is written and it is
+//     answered, so a stale owner cannot answer from state the log has moved
+//     past;
+//   - after a fence fails, the state is reloaded and the reloaded history is
+//     searched for the command's own id, and the durable record is read: a
+//     fence fails only because another writer was active, and that writer
+//     may have decided this very command;
+//   - a cold load (new owner, evicted state) reads the durable record too,
+//     and so does a filter miss while the filter says its memory may be
+//     incomplete (Completer);
+//   - records are inserted, never replaced (commandlog.Inserter): when a
+//     record for the id exists already, the first decision stands and is
+//     the answer.
 func (x *Executor) command(e *entity, j *job) (Result, error) {
 	req := &j.req
+	durable := false // the command log has been read for this id
 	if !req.FreshID {
-		if res, err, found := x.recall(req); found {
+		res, err, found, fromLog := x.recall(req)
+		if found {
 			return res, err
+		}
+		durable = fromLog
+		if rec, ok := e.decided.find(req.CommandID); ok {
+			x.stats.duplicates.Add(1)
+			return x.answer(req, rec)
 		}
 	}
 	for attempt := 0; ; attempt++ {
-		if err := x.load(e); err != nil {
+		loaded, hit, found, err := x.load(e, req.CommandID)
+		if err != nil {
 			return Result{}, err
 		}
-		if attempt == 0 {
-			if c, ok := e.recent.find(req.CommandID); ok {
-				return x.recallFromLog(e, req, c)
+		if !found && attempt == 0 {
+			hit, found = e.recent.find(req.CommandID)
+		}
+		if found {
+			return x.recallFromLog(e, req, hit)
+		}
+		if loaded && !req.FreshID && !durable {
+			// Fresh state from the log: another node may have owned the
+			// aggregate until now and decided this id without it reaching
+			// the filter yet. The durable record says.
+			durable = true
+			rec, err := x.commands.Get(context.Background(), req.CommandID)
+			switch {
+			case err == nil:
+				x.stats.duplicates.Add(1)
+				return x.answer(req, rec)
+			case !errors.Is(err, commandlog.ErrNotFound):
+				return Result{}, fmt.Errorf("%w: command log: %v", ErrUnavailable, err)
 			}
 		}
 		now := x.clock()
@@ -530,49 +599,69 @@ func (x *Executor) command(e *entity, j *job) (Result, error) {
 			StreamID:  req.StreamID,
 			Now:       now,
 		})
-		var rej *model.Rejection
+		seq := e.agg.Sequence()
+		var (
+			rej  *model.Rejection
+			item *flushItem
+		)
 		switch {
 		case errors.As(err, &rej):
-			x.record(&flushItem{record: commandlog.Record{
+			item = &flushItem{record: commandlog.Record{
 				CommandID: req.CommandID, Ref: e.ref, Command: req.Command, Outcome: commandlog.Rejected,
 				Code: "rejected", Reason: rej.Reason, Message: rej.Message, At: model.NormalizeTime(now),
-			}})
-			return Result{}, err
+			}}
 		case err != nil:
 			return Result{}, err // invalid arguments, unknown command: not recorded
-		}
-		seq := e.agg.Sequence()
-		for i := range events {
-			if events[i].EventID, err = x.ids.EventID(); err == nil {
-				events[i].ProcessingID, err = x.ids.ProcessingID(events[i].ProcessingTime)
+		default:
+			for i := range events {
+				if events[i].EventID, err = x.ids.EventID(); err == nil {
+					events[i].ProcessingID, err = x.ids.ProcessingID(events[i].ProcessingTime)
+				}
+				if err != nil {
+					return Result{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
+				}
 			}
-			if err != nil {
-				return Result{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
-			}
+			item = &flushItem{record: commandlog.Record{
+				CommandID: req.CommandID, Ref: e.ref, Command: req.Command, Outcome: commandlog.Accepted,
+				FirstSequence: seq + 1, LastSequence: seq + uint64(len(events)), At: model.NormalizeTime(now),
+			}}
 		}
-		item := &flushItem{record: commandlog.Record{
-			CommandID: req.CommandID, Ref: e.ref, Command: req.Command, Outcome: commandlog.Accepted,
-			FirstSequence: seq + 1, LastSequence: seq + uint64(len(events)), At: model.NormalizeTime(now),
-		}}
 		if len(events) > 0 {
 			item.append = &eventlog.Append{Ref: e.ref, Expected: seq, Events: events}
+		} else {
+			item.head = &eventlog.Head{Ref: e.ref, Sequence: seq}
 		}
 		err = x.record(item)
 		if err != nil && item.prepared {
-			x.publish.Discard(item.ticket, !errors.Is(err, eventlog.ErrConflict) && !errors.Is(err, eventlog.ErrInvalidAppend))
+			x.publish.Discard(item.ticket, !errors.Is(err, eventlog.ErrConflict) && !errors.Is(err, eventlog.ErrInvalidAppend) && !errors.Is(err, commandlog.ErrDecided))
 		}
+		var decided *commandlog.DecidedError
 		switch {
 		case err == nil:
-		case errors.Is(err, eventlog.ErrConflict) && attempt == 0:
-			x.log.Info("append conflict; reloading and deciding again", "aggregate", e.ref.String(), "command", req.Command, "commandId", req.CommandID)
-			e.agg = nil
-			continue
+		case errors.As(err, &decided):
+			// Another decision of this id was recorded first: it stands.
+			x.stats.duplicates.Add(1)
+			return x.answer(req, decided.Record)
 		case errors.Is(err, eventlog.ErrConflict):
+			x.stats.fenced.Add(1)
 			e.agg = nil
+			durable = false // another writer was active: ask the record again
+			if attempt == 0 {
+				x.log.Info("fence failed (another writer moved the history); reloading and deciding again",
+					"aggregate", e.ref.String(), "command", req.Command, "commandId", req.CommandID, "err", err)
+				continue
+			}
 			return Result{}, fmt.Errorf("%w: %s: %v", ErrConflict, e.ref, err)
 		default:
 			e.agg = nil // whether it landed is unknown: reload next time
 			return Result{}, fmt.Errorf("%w: %s: %v", ErrUnavailable, e.ref, err)
+		}
+		if rej != nil {
+			e.decided.add(item.record)
+			return Result{}, rej
+		}
+		if len(events) == 0 {
+			e.decided.add(item.record)
 		}
 		for i := range events {
 			e.recent.observe(&events[i])
@@ -591,51 +680,76 @@ func (x *Executor) command(e *entity, j *job) (Result, error) {
 	}
 }
 
+// Completer is an optional capability of a Filter: Complete reports whether
+// the filter can vouch that a command id it does not hold was not decided
+// within its window. It cannot after its group formed or re-formed within
+// the window, while it has no quorum, or after a member was cut off or
+// paused (its outcomes may not have reached the group). While it cannot,
+// a miss is checked against the command log.
+type Completer interface {
+	Complete() bool
+}
+
 // recall returns the recorded outcome of an already decided command id:
 // from the filter when there is one (a memory lookup), else from the
-// command log.
-func (x *Executor) recall(req *Request) (Result, error, bool) {
+// command log. fromLog reports that the command log was read.
+func (x *Executor) recall(req *Request) (res Result, err error, found, fromLog bool) {
 	ctx, cancel := x.storeCtx()
 	defer cancel()
 	var rec commandlog.Record
 	if x.filter != nil && x.filter.Ready() {
 		var ok bool
-		if rec, ok = x.filter.Lookup(req.CommandID); !ok {
-			return Result{}, nil, false
+		if rec, ok = x.filter.Lookup(req.CommandID); ok {
+			x.stats.duplicates.Add(1)
+			res, err = x.answer(req, rec)
+			return res, err, true, false
 		}
-	} else {
-		var err error
-		rec, err = x.commands.Get(ctx, req.CommandID)
-		switch {
-		case errors.Is(err, commandlog.ErrNotFound):
-			return Result{}, nil, false
-		case err != nil:
-			return Result{}, fmt.Errorf("%w: command log: %v", ErrUnavailable, err), true
+		if c, ok := x.filter.(Completer); !ok || c.Complete() {
+			return Result{}, nil, false, false
 		}
+		x.stats.doubtedMisses.Add(1)
+	}
+	rec, err = x.commands.Get(ctx, req.CommandID)
+	switch {
+	case errors.Is(err, commandlog.ErrNotFound):
+		return Result{}, nil, false, true
+	case err != nil:
+		return Result{}, fmt.Errorf("%w: command log: %v", ErrUnavailable, err), true, true
 	}
 	x.stats.duplicates.Add(1)
+	res, err = x.answer(req, rec)
+	return res, err, true, true
+}
+
+// answer turns the recorded outcome of a command id into the reply to a
+// request that carries it again.
+func (x *Executor) answer(req *Request, rec commandlog.Record) (Result, error) {
 	if rec.Ref != req.Ref || rec.Command != req.Command {
-		return Result{}, fmt.Errorf("%w: %q was %s on %s, now %s on %s", ErrCommandIDReused, req.CommandID, rec.Command, rec.Ref, req.Command, req.Ref), true
+		return Result{}, fmt.Errorf("%w: %q was %s on %s, now %s on %s", ErrCommandIDReused, req.CommandID, rec.Command, rec.Ref, req.Command, req.Ref)
 	}
 	if rec.Outcome == commandlog.Rejected {
-		return Result{}, fmt.Errorf("%w (%w)", &model.Rejection{Reason: rec.Reason, Message: rec.Message}, ErrRecalled), true
+		return Result{}, fmt.Errorf("%w (%w)", &model.Rejection{Reason: rec.Reason, Message: rec.Message}, ErrRecalled)
 	}
 	res := Result{Ref: rec.Ref, CommandID: rec.CommandID, Sequence: rec.LastSequence, Duplicate: true}
 	if rec.LastSequence >= rec.FirstSequence && rec.FirstSequence > 0 {
+		ctx, cancel := x.storeCtx()
+		defer cancel()
 		n := int(rec.LastSequence - rec.FirstSequence + 1)
 		events, _, err := x.events.ReadPage(ctx, rec.Ref, rec.FirstSequence, n)
 		if err != nil {
-			return Result{}, fmt.Errorf("%w: reading recorded events: %v", ErrUnavailable, err), true
+			return Result{}, fmt.Errorf("%w: reading recorded events: %v", ErrUnavailable, err)
 		}
 		res.Events = events
 	}
-	return res, nil, true
+	return res, nil
 }
 
-// load makes sure e.agg holds the aggregate's state, reading the log on a miss.
-func (x *Executor) load(e *entity) error {
+// load makes sure e.agg holds the aggregate's state, reading the log on a
+// miss. loaded reports that it read the log; hit and found then say where
+// in the history the command id commandID wrote events, if it did.
+func (x *Executor) load(e *entity, commandID string) (loaded bool, hit recentCommand, found bool, err error) {
 	if e.agg != nil {
-		return nil
+		return false, recentCommand{}, false, nil
 	}
 	ctx, cancel := x.storeCtx()
 	defer cancel()
@@ -645,28 +759,32 @@ func (x *Executor) load(e *entity) error {
 		if err == nil {
 			err = agg.Apply(&ev)
 			recent.observe(&ev)
+			if commandID != "" && ev.CommandID == commandID {
+				if !found {
+					hit, found = recentCommand{id: commandID, first: ev.Sequence, last: ev.Sequence}, true
+				} else if ev.Sequence == hit.last+1 {
+					hit.last = ev.Sequence
+				}
+			}
 		}
 		if err != nil {
 			if errors.Is(err, model.ErrCorruptHistory) {
 				x.log.Error("corrupt history", "aggregate", e.ref.String(), "err", err)
 			}
-			return fmt.Errorf("%w: loading %s: %v", ErrUnavailable, e.ref, err)
+			return false, recentCommand{}, false, fmt.Errorf("%w: loading %s: %v", ErrUnavailable, e.ref, err)
 		}
 	}
 	x.stats.loads.Add(1)
 	e.agg = agg
 	e.recent = recent
-	return nil
+	return true, hit, found, nil
 }
 
-// recallFromLog answers a command whose events are among the aggregate's
-// latest but whose outcome the command log or filter did not return (the
+// recallFromLog answers a command whose events are in the aggregate's
+// history but whose outcome the command log or filter did not return (the
 // append's outcome was unknown, the record failed to write, the filter
-// lost it): it returns them as a duplicate and records the outcome again,
-// so later retries are answered by recall.
-//
-// This covers retries of an aggregate's last few commands; the command log
-// or the replicated idempotency filter covers the rest.
+// lost it): it returns them as a duplicate and records the outcome (unless
+// a record stands already), so later retries are answered by recall.
 func (x *Executor) recallFromLog(e *entity, req *Request, c recentCommand) (Result, error) {
 	ctx, cancel := x.storeCtx()
 	defer cancel()
@@ -679,10 +797,11 @@ func (x *Executor) recallFromLog(e *entity, req *Request, c recentCommand) (Resu
 		return Result{}, fmt.Errorf("%w: reading recorded events: %v", ErrUnavailable, err)
 	}
 	x.stats.duplicates.Add(1)
-	if err := x.record(&flushItem{record: commandlog.Record{
+	err = x.record(&flushItem{record: commandlog.Record{
 		CommandID: req.CommandID, Ref: e.ref, Command: req.Command, Outcome: commandlog.Accepted,
 		FirstSequence: c.first, LastSequence: c.last, At: events[0].ProcessingTime,
-	}}); err != nil {
+	}})
+	if err != nil && !errors.Is(err, commandlog.ErrDecided) {
 		x.log.Warn("re-recording a command failed", "aggregate", e.ref.String(), "commandId", req.CommandID, "err", err)
 	}
 	return Result{Ref: e.ref, CommandID: req.CommandID, Events: events, Sequence: c.last, Duplicate: true}, nil

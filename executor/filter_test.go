@@ -105,8 +105,11 @@ func TestFilterReplacesCommandLogReads(t *testing.T) {
 	for _, id := range []string{"c1", "c2", "c3"} {
 		waitFilter(t, f, id)
 	}
-	if gets.gets != 0 {
-		t.Errorf("the command log was read %d times with a filter in place", gets.gets)
+	// Only the first load of the aggregate reads the command log (another
+	// owner may have decided the first command just before): the commands
+	// on the cached state are answered from the filter alone.
+	if gets.gets != 1 {
+		t.Errorf("the command log was read %d times with a filter in place, want 1 (the cold load)", gets.gets)
 	}
 	// Duplicates are answered from the filter's records: the accepted one
 	// with its events, the rejected one with its rejection.

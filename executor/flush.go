@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/concursus-go/concursus/commandlog"
 	"github.com/concursus-go/concursus/eventlog"
@@ -13,6 +14,10 @@ import (
 // command that produced none) and its command-log record.
 type flushItem struct {
 	append *eventlog.Append
+	// head, for a decision without events, is the head its state was
+	// folded to: the record is written only if the history still ends
+	// there.
+	head   *eventlog.Head
 	record commandlog.Record
 	done   chan error
 	// ticket is the publisher's ticket for append, set by the flusher
@@ -77,7 +82,7 @@ func (x *Executor) flush(batch []*flushItem) {
 		if errs[i] != nil && !errors.Is(errs[i], eventlog.ErrConflict) && !errors.Is(errs[i], eventlog.ErrInvalidAppend) {
 			x.log.Warn("write failed", "aggregate", it.record.Ref.String(), "command", it.record.CommandID, "err", errs[i])
 		}
-		if errs[i] == nil && x.filter != nil && x.filter.Ready() {
+		if errs[i] == nil && x.filter != nil {
 			durable = append(durable, it.record)
 		}
 		it.done <- errs[i]
@@ -124,6 +129,10 @@ func (x *Executor) prepare(ctx context.Context, batch []*flushItem) error {
 // filterFeeders is how many batches of outcomes go to the filter at once.
 const filterFeeders = 2
 
+// filterWaitPoll is how often a feeder looks whether a filter that does
+// not serve serves again.
+const filterWaitPoll = 50 * time.Millisecond
+
 // feedFilter hands durable outcomes to the filter in batches, without
 // holding up the replies: it takes what has queued up since its last call.
 // A retry that overtakes the filter is still recognised by the owner's
@@ -146,6 +155,13 @@ func (x *Executor) feedFilter() {
 				break fill
 			}
 		}
+		// Outcomes decided while the filter forms (or has lost its
+		// quorum) are kept until it serves again: the other nodes'
+		// filters must learn them too. Closing drops them; the command
+		// log and the histories still hold them.
+		for !x.filter.Ready() && !x.closing.Load() {
+			time.Sleep(filterWaitPoll)
+		}
 		ctx, cancel := x.storeCtx()
 		err := x.filter.Record(ctx, batch)
 		cancel()
@@ -164,9 +180,11 @@ func (x *Executor) flushDecisions(ctx context.Context, batch []*flushItem) []err
 	decisions := make([]commandlog.Decision, len(batch))
 	appends := 0
 	for i, it := range batch {
-		decisions[i] = commandlog.Decision{Append: it.append, Record: it.record}
+		decisions[i] = commandlog.Decision{Append: it.append, Record: it.record, Head: it.head}
 		if it.append != nil {
 			appends++
+		} else if it.head != nil {
+			x.stats.headChecks.Add(1)
 		}
 	}
 	errs := x.decide.WriteDecisions(ctx, decisions)
@@ -213,18 +231,91 @@ func (x *Executor) flushSeparately(ctx context.Context, batch []*flushItem) []er
 		x.stats.appended.Add(int64(len(appends)))
 	}
 
+	// Decisions without events pass the fence as head checks.
+	var (
+		heads  []eventlog.Head
+		hOwner []int
+	)
+	for i, it := range batch {
+		if it.append == nil && it.head != nil {
+			heads = append(heads, *it.head)
+			hOwner = append(hOwner, i)
+		}
+	}
+	if len(heads) > 0 {
+		x.stats.headChecks.Add(int64(len(heads)))
+		results := eventlog.CheckHeads(ctx, x.events, heads)
+		for k, i := range hOwner {
+			if k < len(results) {
+				errs[i] = results[k]
+			} else {
+				errs[i] = fmt.Errorf("%w: store returned %d results for %d head checks", eventlog.ErrUnavailable, len(results), len(heads))
+			}
+		}
+	}
+
 	records := make([]commandlog.Record, 0, len(batch))
+	rOwner := make([]int, 0, len(batch))
 	for i, it := range batch {
 		if errs[i] == nil {
 			records = append(records, it.record)
+			rOwner = append(rOwner, i)
 		}
 	}
-	if len(records) > 0 {
+	if len(records) == 0 {
+		return errs
+	}
+	ins, ok := x.commands.(commandlog.Inserter)
+	if !ok {
 		if err := x.commands.Put(ctx, records); err != nil {
-			// The events (if any) are durable, so the commands stand; only
-			// the record that answers retries is missing.
-			x.log.Error("command log write failed; retries of these commands may run again", "commands", len(records), "err", err)
+			x.recordFailed(batch, rOwner, errs, err)
+		}
+		return errs
+	}
+	results := ins.Insert(ctx, records)
+	for k, i := range rOwner {
+		var err error
+		if k < len(results) {
+			err = results[k]
+		} else {
+			err = fmt.Errorf("%w: store returned %d results for %d records", commandlog.ErrUnavailable, len(results), len(records))
+		}
+		var decided *commandlog.DecidedError
+		switch {
+		case err == nil:
+		case batch[i].append == nil:
+			// Nothing else of this decision was written: the standing
+			// record (DecidedError) or the failure is its outcome.
+			errs[i] = err
+		case errors.As(err, &decided):
+			if r := decided.Record; r.Outcome != commandlog.Accepted || r.FirstSequence != batch[i].record.FirstSequence {
+				x.stats.recordClashes.Add(1)
+				x.log.Error("command recorded twice with different outcomes; the log holds this one's events",
+					"aggregate", batch[i].record.Ref.String(), "commandId", batch[i].record.CommandID,
+					"recorded", string(r.Outcome), "appended", fmt.Sprintf("%d..%d", batch[i].record.FirstSequence, batch[i].record.LastSequence))
+			}
+		default:
+			x.recordFailed(batch, []int{i}, errs, err)
 		}
 	}
 	return errs
+}
+
+// recordFailed handles records that could not be written: a command whose
+// events are durable stands (only the record that answers its retries is
+// missing, and the aggregate's history answers them); a decision that wrote
+// nothing else fails, so it is not answered from a decision no record
+// keeps.
+func (x *Executor) recordFailed(batch []*flushItem, owners []int, errs []error, err error) {
+	appended := 0
+	for _, i := range owners {
+		if batch[i].append != nil {
+			appended++
+			continue
+		}
+		errs[i] = fmt.Errorf("%w: command log: %v", eventlog.ErrUnavailable, err)
+	}
+	if appended > 0 {
+		x.log.Error("command log write failed; the aggregates' histories answer these commands' retries", "commands", appended, "err", err)
+	}
 }

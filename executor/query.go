@@ -76,7 +76,7 @@ func (x *Executor) query(e *entity, j *job) (QueryResult, error) {
 	q := j.query
 	res := QueryResult{Ref: e.ref, View: q.View}
 	if q.View == model.StateView && q.AsOf.IsZero() {
-		if err := x.load(e); err != nil {
+		if _, _, _, err := x.load(e, ""); err != nil {
 			return res, err
 		}
 		v, err := e.agg.MarshalState()

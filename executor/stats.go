@@ -9,6 +9,7 @@ type counters struct {
 	accepted, rejected, invalid, conflicts, unavailable atomic.Int64
 	timeouts, saturated, duplicates, loads              atomic.Int64
 	batches, appended, filterFailures                   atomic.Int64
+	headChecks, fenced, doubtedMisses, recordClashes    atomic.Int64
 }
 
 // Stats are cumulative counters since the executor started.
@@ -27,6 +28,18 @@ type Stats struct {
 	// FilterFailures counts batches of outcomes the idempotency filter
 	// did not take.
 	FilterFailures int64 `json:"filterFailures,omitempty"`
+	// HeadChecks counts decisions that wrote no events and so passed the
+	// fence as a head check; Fenced counts decisions (with or without
+	// events) whose fence failed because another writer had moved the
+	// history: they were decided again on the reloaded state.
+	HeadChecks int64 `json:"headChecks,omitempty"`
+	Fenced     int64 `json:"fenced,omitempty"`
+	// DoubtedMisses counts filter misses checked against the command log
+	// because the filter could not vouch for its memory (Completer).
+	DoubtedMisses int64 `json:"doubtedMisses,omitempty"`
+	// RecordClashes counts accepted commands whose record found another
+	// decision of the same id already recorded (it should stay 0).
+	RecordClashes int64 `json:"recordClashes,omitempty"`
 	// Loads counts aggregates loaded from the event log.
 	Loads int64 `json:"loads"`
 	// Batches and Appended: event-log calls and the appends they carried;
@@ -54,6 +67,10 @@ func (x *Executor) Stats() Stats {
 		Batches:        x.stats.batches.Load(),
 		Appended:       x.stats.appended.Load(),
 		FilterFailures: x.stats.filterFailures.Load(),
+		HeadChecks:     x.stats.headChecks.Load(),
+		Fenced:         x.stats.fenced.Load(),
+		DoubtedMisses:  x.stats.doubtedMisses.Load(),
+		RecordClashes:  x.stats.recordClashes.Load(),
 		InFlight:       x.inflight.Load(),
 	}
 	for i := range x.shards {

@@ -58,6 +58,14 @@ func Run(t *testing.T, newLog func(t *testing.T) commandlog.Log) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
 	}
+	t.Run("Insert", func(t *testing.T) {
+		l := open(t)
+		ins, ok := l.(commandlog.Inserter)
+		if !ok {
+			t.Skipf("%T does not implement commandlog.Inserter", l)
+		}
+		testInsert(t, l, ins)
+	})
 	t.Run("Prune", func(t *testing.T) {
 		l := open(t)
 		p, ok := l.(commandlog.Pruner)
@@ -323,4 +331,37 @@ func testPrune(t *testing.T, l commandlog.Log, p commandlog.Pruner) {
 	}
 	mustPut(t, l, newRecord("after-prune", base))
 	check(t, l, newRecord("after-prune", base))
+}
+
+// testInsert checks commandlog.Inserter: the first record of a command id
+// stands, a later one is refused with it, and records of a batch are
+// independent.
+func testInsert(t *testing.T, l commandlog.Log, ins commandlog.Inserter) {
+	ctx := context.Background()
+	first := newRecord("ins-1", base)
+	errs := ins.Insert(ctx, []commandlog.Record{first})
+	if len(errs) != 1 || errs[0] != nil {
+		t.Fatalf("Insert of a new record: %v", errs)
+	}
+	check(t, l, first)
+	later := newRecord("ins-1", base.Add(time.Second))
+	later.Outcome, later.Code, later.Reason, later.Message = commandlog.Rejected, "rejected", "nope", "decided again"
+	later.FirstSequence, later.LastSequence = 0, 0
+	fresh := newRecord("ins-2", base)
+	errs = ins.Insert(ctx, []commandlog.Record{later, fresh})
+	if len(errs) != 2 {
+		t.Fatalf("Insert returned %d results for 2 records", len(errs))
+	}
+	var decided *commandlog.DecidedError
+	if !errors.As(errs[0], &decided) || !errors.Is(errs[0], commandlog.ErrDecided) {
+		t.Fatalf("Insert over an existing record: %v, want a *DecidedError", errs[0])
+	}
+	if d := diffRecord(&first, &decided.Record); len(d) > 0 {
+		t.Errorf("standing record in the error differs from the first: %v", d)
+	}
+	if errs[1] != nil {
+		t.Errorf("Insert of a new record beside a refused one: %v", errs[1])
+	}
+	check(t, l, first) // not replaced
+	check(t, l, fresh)
 }

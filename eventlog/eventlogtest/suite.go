@@ -100,6 +100,7 @@ func Run(t *testing.T, newLog func(t *testing.T) eventlog.Log, opts ...Option) {
 		{"NoAliasing", testNoAliasing},
 		{"CanceledContext", testCanceledContext},
 		{"Closed", testClosed},
+		{"CheckHead", testCheckHead},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
@@ -838,4 +839,40 @@ func testLargeHistory(t *testing.T, l eventlog.Log, n int) {
 	if want-1 != uint64(n) {
 		t.Fatalf("Events streamed %d events, want %d", want-1, n)
 	}
+}
+
+// testCheckHead checks eventlog.CheckHeads (the store's HeadChecker, or the
+// LastSequence fallback): a head holds exactly at the history's last
+// sequence, across bucket boundaries of stores that have them (the suite's
+// stores use small buckets), and for an aggregate without events at 0.
+func testCheckHead(t *testing.T, l eventlog.Log) {
+	ctx := context.Background()
+	a, b := model.Ref{Type: "thing", ID: "head-a"}, model.Ref{Type: "thing", ID: "head-b"}
+	check := func(what string, heads []eventlog.Head, want ...bool) {
+		t.Helper()
+		errs := eventlog.CheckHeads(ctx, l, heads)
+		if len(errs) != len(heads) {
+			t.Fatalf("%s: %d results for %d heads", what, len(errs), len(heads))
+		}
+		for i, ok := range want {
+			switch {
+			case ok && errs[i] != nil:
+				t.Errorf("%s: head %s at %d: %v, want it to hold", what, heads[i].Ref, heads[i].Sequence, errs[i])
+			case !ok && !errors.Is(errs[i], eventlog.ErrConflict):
+				t.Errorf("%s: head %s at %d: %v, want a conflict", what, heads[i].Ref, heads[i].Sequence, errs[i])
+			}
+		}
+	}
+	check("empty", []eventlog.Head{{Ref: a, Sequence: 0}, {Ref: a, Sequence: 1}}, true, false)
+	var seq uint64
+	for n := 1; n <= 12; n++ { // crosses the buckets of stores with small ones
+		mustAppend(t, l, eventlog.Append{Ref: a, Expected: seq, Events: newEvents(a, seq, 1, "w")})
+		seq++
+		check(fmt.Sprintf("after %d", seq), []eventlog.Head{
+			{Ref: a, Sequence: seq}, {Ref: a, Sequence: seq - 1}, {Ref: a, Sequence: seq + 1}, {Ref: a, Sequence: 0}, {Ref: b, Sequence: 0},
+		}, true, false, false, false, true)
+	}
+	mustAppend(t, l, eventlog.Append{Ref: b, Expected: 0, Events: newEvents(b, 0, 3, "w")})
+	check("two aggregates", []eventlog.Head{{Ref: a, Sequence: seq}, {Ref: b, Sequence: 3}, {Ref: b, Sequence: 0}}, true, true, false)
+	check("none", nil)
 }

@@ -237,3 +237,68 @@ func (l *CommandLog) txError(what string, err error) error {
 	}
 	return fmt.Errorf("%w: bolt: %s: %w", commandlog.ErrUnavailable, what, err)
 }
+
+var _ commandlog.Inserter = (*CommandLog)(nil)
+
+// Insert implements commandlog.Inserter in one transaction: a record whose
+// command id has one already is not written, and its error carries the
+// standing record.
+func (l *CommandLog) Insert(ctx context.Context, records []commandlog.Record) []error {
+	errs := make([]error, len(records))
+	fail := func(err error) []error {
+		for i := range errs {
+			errs[i] = fmt.Errorf("bolt: insert command record %q: %w", records[i].CommandID, err)
+		}
+		return errs
+	}
+	if err := l.checkOpen(); err != nil {
+		return fail(err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fail(fmt.Errorf("%w: %w", commandlog.ErrUnavailable, err))
+	}
+	values := make([][]byte, len(records))
+	for i := range records {
+		if err := checkRecord(&records[i]); err != nil {
+			errs[i] = err
+			continue
+		}
+		values[i] = appendRecord(nil, &records[i])
+	}
+	err := l.db.bdb.Update(func(tx *bbolt.Tx) error {
+		for i := range records {
+			if errs[i] != nil {
+				continue
+			}
+			if decided, err := standingRecordInTx(tx, records[i].CommandID); err != nil {
+				return err
+			} else if decided != nil {
+				errs[i] = decided
+				continue
+			}
+			if err := putRecordInTx(tx, &records[i], values[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fail(l.txError(fmt.Sprintf("insert %d command records", len(records)), err))
+	}
+	return errs
+}
+
+// standingRecordInTx returns a *commandlog.DecidedError with the record of
+// commandID when there is one, nil otherwise.
+func standingRecordInTx(tx *bbolt.Tx, commandID string) (*commandlog.DecidedError, error) {
+	v := tx.Bucket(bucketCommands).Get([]byte(commandID))
+	if v == nil {
+		return nil, nil
+	}
+	d := &commandlog.DecidedError{}
+	if err := decodeRecord(v, &d.Record); err != nil {
+		return nil, fmt.Errorf("command %q: %w", commandID, err)
+	}
+	d.Record.CommandID = commandID
+	return d, nil
+}

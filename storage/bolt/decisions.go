@@ -15,8 +15,10 @@ var _ commandlog.DecisionWriter = (*DB)(nil)
 
 // WriteDecisions implements commandlog.DecisionWriter: the events and
 // command records of a whole batch go into one transaction, one commit. A
-// decision whose append is refused (conflict, invalid) has its record left
-// out; the rest of the batch still commits.
+// decision whose append is refused (conflict, invalid) or whose Head does
+// not hold has its record left out, and a decision whose command id has a
+// record already is left out whole (first decision wins); the rest of the
+// batch still commits.
 func (db *DB) WriteDecisions(ctx context.Context, decisions []commandlog.Decision) []error {
 	errs := make([]error, len(decisions))
 	fail := func(err error) []error {
@@ -66,8 +68,37 @@ func (db *DB) WriteDecisions(ctx context.Context, decisions []commandlog.Decisio
 
 	var marks outboxTake
 	err := db.bdb.Update(func(tx *bbolt.Tx) error {
-		if _, err := appendInTx(tx.Bucket(bucketEvents), appends, pending, appendErr); err != nil {
+		events := tx.Bucket(bucketEvents)
+		// First decision wins: a command id with a record keeps it, and
+		// nothing of the new decision is written.
+		for i := range decisions {
+			if errs[i] != nil {
+				continue
+			}
+			decided, err := standingRecordInTx(tx, decisions[i].Record.CommandID)
+			if err != nil {
+				return err
+			}
+			if decided != nil {
+				errs[i] = decided
+				if k := owner[i]; k >= 0 {
+					appendErr[k] = decided // appendInTx skips it
+				}
+			}
+		}
+		if _, err := appendInTx(events, appends, pending, appendErr); err != nil {
 			return err
+		}
+		// A decision that writes no events holds only if the history still
+		// ends where its state did.
+		for i := range decisions {
+			if h := decisions[i].Head; errs[i] == nil && h != nil && decisions[i].Append == nil {
+				one := []error{nil}
+				if err := checkHeadsInTx(events, []eventlog.Head{*h}, one); err != nil {
+					return err
+				}
+				errs[i] = one[0]
+			}
 		}
 		wrote := false
 		for i := range decisions {
@@ -76,6 +107,14 @@ func (db *DB) WriteDecisions(ctx context.Context, decisions []commandlog.Decisio
 			}
 			if k := owner[i]; k >= 0 && appendErr[k] != nil {
 				errs[i] = appendErr[k] // conflict: no record
+				continue
+			}
+			// Two decisions of one id in one batch: the first wins here
+			// too. (The executor never sends two with events.)
+			if decided, err := standingRecordInTx(tx, decisions[i].Record.CommandID); err != nil {
+				return err
+			} else if decided != nil {
+				errs[i] = decided
 				continue
 			}
 			if err := putRecordInTx(tx, &decisions[i].Record, records[i]); err != nil {
@@ -100,7 +139,7 @@ func (db *DB) WriteDecisions(ctx context.Context, decisions []commandlog.Decisio
 	}
 	err = writeTxError(err)
 	for i := range decisions {
-		if errs[i] == nil || errors.Is(errs[i], eventlog.ErrConflict) {
+		if errs[i] == nil || errors.Is(errs[i], eventlog.ErrConflict) || errors.Is(errs[i], commandlog.ErrDecided) {
 			errs[i] = fmt.Errorf("bolt: write command %q: %w", decisions[i].Record.CommandID, err)
 		}
 	}

@@ -258,3 +258,45 @@ func (l *EventLog) readError(what string, err error) error {
 	}
 	return fmt.Errorf("%w: bolt: %s: %w", eventlog.ErrUnavailable, what, err)
 }
+
+var _ eventlog.HeadChecker = (*EventLog)(nil)
+
+// CheckHead implements eventlog.HeadChecker: every head is read in one
+// read transaction.
+func (l *EventLog) CheckHead(ctx context.Context, heads []eventlog.Head) []error {
+	errs := make([]error, len(heads))
+	fail := func(err error) []error {
+		for i := range errs {
+			errs[i] = fmt.Errorf("bolt: check the head of %s: %w", heads[i].Ref, err)
+		}
+		return errs
+	}
+	if err := l.checkOpen(); err != nil {
+		return fail(err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fail(fmt.Errorf("%w: %w", eventlog.ErrUnavailable, err))
+	}
+	err := l.db.bdb.View(func(tx *bbolt.Tx) error {
+		return checkHeadsInTx(tx.Bucket(bucketEvents), heads, errs)
+	})
+	if err != nil {
+		return fail(l.readError("check heads", err))
+	}
+	return errs
+}
+
+// checkHeadsInTx sets errs[i] to a conflict for every head that does not
+// hold.
+func checkHeadsInTx(b *bbolt.Bucket, heads []eventlog.Head, errs []error) error {
+	for i, h := range heads {
+		last, err := lastSequence(b.Cursor(), aggregatePrefix(h.Ref))
+		if err != nil {
+			return fmt.Errorf("last sequence of %s: %w", h.Ref, err)
+		}
+		if last != h.Sequence {
+			errs[i] = eventlog.ConflictError(h.Ref, h.Sequence, last)
+		}
+	}
+	return nil
+}

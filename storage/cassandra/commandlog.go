@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"time"
 
 	"github.com/gocql/gocql"
 
@@ -127,4 +128,84 @@ func (l *CommandLog) Get(ctx context.Context, commandID string) (commandlog.Reco
 	r.FirstSequence, r.LastSequence = uint64(first), uint64(last)
 	r.At = fromMillis(at)
 	return r, nil
+}
+
+var _ commandlog.Inserter = (*CommandLog)(nil)
+
+// Insert implements commandlog.Inserter: one conditional insert (IF NOT
+// EXISTS, a Paxos round in the command id's partition) per record, at most
+// Config.AppendConcurrency at a time. A record whose command id has one
+// already is not written; its error carries the standing record, which
+// Cassandra returns with the refusal. Records written this way must never be
+// written by plain inserts too (Put), since plain and conditional writes on
+// the same rows do not order: the executor writes every new decision with
+// Insert.
+func (l *CommandLog) Insert(ctx context.Context, records []commandlog.Record) []error {
+	errs := make([]error, len(records))
+	if err := l.checkOpen(); err != nil {
+		for i := range records {
+			errs[i] = fmt.Errorf("cassandra: insert command %q: %w", records[i].CommandID, err)
+		}
+		return errs
+	}
+	for i := range records {
+		r := &records[i]
+		switch {
+		case r.CommandID == "":
+			errs[i] = fmt.Errorf("cassandra: insert command record %d: no command id", i)
+		case r.FirstSequence > math.MaxInt64 || r.LastSequence > math.MaxInt64:
+			errs[i] = fmt.Errorf("cassandra: insert command %q: sequence range %d..%d does not fit a bigint", r.CommandID, r.FirstSequence, r.LastSequence)
+		}
+	}
+	sem := make(chan struct{}, l.s.cfg.AppendConcurrency)
+	var wg sync.WaitGroup
+	for i := range records {
+		if errs[i] != nil {
+			continue
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			errs[i] = fmt.Errorf("%w: cassandra: insert command %q: %w", commandlog.ErrUnavailable, records[i].CommandID, ctx.Err())
+			continue
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			errs[i] = l.insert(ctx, &records[i])
+		})
+	}
+	wg.Wait()
+	return errs
+}
+
+// insert writes one record unless its command id has one.
+func (l *CommandLog) insert(ctx context.Context, r *commandlog.Record) error {
+	s := l.s
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%w: cassandra: insert command %q: %w", commandlog.ErrUnavailable, r.CommandID, err)
+	}
+	existing := make(map[string]any, 12)
+	applied, err := s.session.Query(s.q.claimCommand,
+		r.CommandID, r.Ref.Type, r.Ref.ID, r.Command, string(r.Outcome),
+		int64(r.FirstSequence), int64(r.LastSequence), r.Code, r.Reason, r.Message, r.At.UnixMilli(),
+		s.ttl,
+	).WithContext(ctx).Consistency(s.cons).SerialConsistency(s.serial).RetryPolicy(s.lwtRetry).MapScanCAS(existing)
+	if err != nil {
+		return l.wrap(fmt.Sprintf("insert command %q", r.CommandID), err)
+	}
+	if applied {
+		return nil
+	}
+	d := &commandlog.DecidedError{Record: commandlog.Record{CommandID: r.CommandID}}
+	rec := &d.Record
+	str := func(k string) string { v, _ := existing[k].(string); return v }
+	num := func(k string) int64 { v, _ := existing[k].(int64); return v }
+	rec.Ref.Type, rec.Ref.ID, rec.Command = str("aggregate_type"), str("aggregate_id"), str("command")
+	rec.Outcome = commandlog.Outcome(str("outcome"))
+	rec.FirstSequence, rec.LastSequence = uint64(max(num("first_sequence"), 0)), uint64(max(num("last_sequence"), 0))
+	rec.Code, rec.Reason, rec.Message = str("code"), str("reason"), str("message")
+	if t, ok := existing["at"].(time.Time); ok {
+		rec.At = t.UTC()
+	}
+	return d
 }

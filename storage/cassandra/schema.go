@@ -25,6 +25,7 @@ type statements struct {
 	insertBucket  string
 	selectBuckets string // newest first
 	insertCommand string
+	claimCommand  string // conditional: IF NOT EXISTS
 	selectCommand string
 	insertSetting string // conditional: IF NOT EXISTS
 
@@ -63,6 +64,8 @@ func newStatements(keyspace, prefix string) statements {
 	q.selectBuckets = "SELECT bucket, first_sequence FROM " + q.buckets + " WHERE " + pk + " ORDER BY bucket DESC"
 	q.insertCommand = "INSERT INTO " + q.commands + " (command_id, aggregate_type, aggregate_id, command, outcome, " +
 		"first_sequence, last_sequence, code, reason, message, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?"
+	q.claimCommand = "INSERT INTO " + q.commands + " (command_id, aggregate_type, aggregate_id, command, outcome, " +
+		"first_sequence, last_sequence, code, reason, message, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS USING TTL ?"
 	q.selectCommand = "SELECT aggregate_type, aggregate_id, command, outcome, first_sequence, last_sequence, " +
 		"code, reason, message, at FROM " + q.commands + " WHERE command_id = ?"
 	q.insertSetting = "INSERT INTO " + q.settings + " (name, value) VALUES (?, ?) IF NOT EXISTS"

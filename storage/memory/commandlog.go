@@ -109,3 +109,33 @@ func (l *CommandLog) Close() error {
 	l.mu.records = nil
 	return nil
 }
+
+var _ commandlog.Inserter = (*CommandLog)(nil)
+
+// Insert implements commandlog.Inserter: a record whose command id has one
+// already is not written, and its error carries the standing record.
+func (l *CommandLog) Insert(ctx context.Context, records []commandlog.Record) []error {
+	errs := make([]error, len(records))
+	if err := ctx.Err(); err != nil {
+		for i := range errs {
+			errs[i] = fmt.Errorf("%w: insert record %q: %w", commandlog.ErrUnavailable, records[i].CommandID, err)
+		}
+		return errs
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i, r := range records {
+		switch old, ok := l.mu.records[r.CommandID]; {
+		case l.mu.closed:
+			errs[i] = fmt.Errorf("insert record %q: %w", r.CommandID, commandlog.ErrClosed)
+		case r.CommandID == "":
+			errs[i] = fmt.Errorf("insert record %d (%s %s): %w", i, r.Ref, r.Command, errNoCommandID)
+		case ok:
+			errs[i] = &commandlog.DecidedError{Record: old}
+		default:
+			r.At = toMillis(r.At)
+			l.mu.records[r.CommandID] = r
+		}
+	}
+	return errs
+}

@@ -164,3 +164,28 @@ func copyEvent(e *model.Event) model.Event {
 func toMillis(t time.Time) time.Time {
 	return time.UnixMilli(t.UnixMilli()).UTC()
 }
+
+var _ eventlog.HeadChecker = (*EventLog)(nil)
+
+// CheckHead implements eventlog.HeadChecker: every head is checked under
+// one lock.
+func (l *EventLog) CheckHead(ctx context.Context, heads []eventlog.Head) []error {
+	errs := make([]error, len(heads))
+	if err := ctx.Err(); err != nil {
+		for i := range errs {
+			errs[i] = fmt.Errorf("%w: check the head of %s: %w", eventlog.ErrUnavailable, heads[i].Ref, err)
+		}
+		return errs
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i, h := range heads {
+		switch last := uint64(len(l.mu.histories[h.Ref])); {
+		case l.mu.closed:
+			errs[i] = fmt.Errorf("check the head of %s: %w", h.Ref, eventlog.ErrClosed)
+		case last != h.Sequence:
+			errs[i] = eventlog.ConflictError(h.Ref, h.Sequence, last)
+		}
+	}
+	return errs
+}

@@ -51,7 +51,8 @@ func RunDecisionWriter(t *testing.T, open Opener) {
 		{"Conflict", testConflict},
 		{"InvalidAppend", testInvalid},
 		{"SameAggregateInBatch", testSameAggregate},
-		{"ReplaceAndPrune", testReplaceAndPrune},
+		{"FirstDecisionWinsAndPrune", testFirstDecisionWinsAndPrune},
+		{"HeadFence", testHeadFence},
 		{"EmptyBatch", testEmpty},
 		{"CanceledContext", testCanceled},
 		{"RacingWriters", testRacing},
@@ -251,8 +252,10 @@ func testConflict(t *testing.T, s store) {
 	// A conflict alone writes nothing, and a record stays unreplaced.
 	again := accept("orig", a, 0, 1)
 	again.Record.Outcome = commandlog.Rejected
-	if errs := s.write(t, again); !errors.Is(errs[0], eventlog.ErrConflict) {
-		t.Errorf("append expecting a new aggregate to an existing one: %v, want ErrConflict", errs[0])
+	// (The store may refuse it for either reason: the command id is
+	// decided, and the append is stale.)
+	if errs := s.write(t, again); !errors.Is(errs[0], eventlog.ErrConflict) && !errors.Is(errs[0], commandlog.ErrDecided) {
+		t.Errorf("append expecting a new aggregate to an existing one: %v, want ErrConflict or ErrDecided", errs[0])
 	}
 	s.checkRecord(t, orig.Record)
 }
@@ -319,44 +322,78 @@ func testSameAggregate(t *testing.T, s store) {
 	}
 }
 
-func testReplaceAndPrune(t *testing.T, s store) {
+func testFirstDecisionWinsAndPrune(t *testing.T, s store) {
 	ref := model.Ref{Type: "doc", ID: "d-1"}
 	old := reject("cmd-1", ref)
 	old.Record.At = base
 	s.mustWrite(t, old)
+	// A later decision of the same id writes nothing: neither its record
+	// nor its events. The error carries the standing record.
 	newer := accept("cmd-1", ref, 0, 1)
 	newer.Record.At = base.Add(time.Minute)
-	// Two records for one id in one batch: the later wins.
+	// Two records for one id in one batch: the first wins.
 	between := reject("cmd-2", ref)
 	between.Record.At = base.Add(-time.Hour)
 	latest := reject("cmd-2", ref)
 	latest.Record.At = base.Add(2 * time.Minute)
-	s.mustWrite(t, newer, between, latest)
-	s.checkRecord(t, newer.Record)
-	s.checkRecord(t, latest.Record)
+	errs := s.write(t, newer, between, latest)
+	var decided *commandlog.DecidedError
+	if !errors.As(errs[0], &decided) || decided.Record.Outcome != commandlog.Rejected {
+		t.Errorf("second decision of cmd-1: %v, want a *DecidedError with the rejection", errs[0])
+	}
+	if errs[1] != nil || !errors.Is(errs[2], commandlog.ErrDecided) {
+		t.Errorf("two decisions of cmd-2 in one batch: %v, %v; want nil, ErrDecided", errs[1], errs[2])
+	}
+	s.checkRecord(t, old.Record)
+	s.checkRecord(t, between.Record)
+	s.checkHistory(t, ref, nil)
 
 	p, ok := s.commands.(commandlog.Pruner)
 	if !ok {
 		return
 	}
 	ctx := t.Context()
-	// The replaced records' old times no longer count.
-	if n, err := p.Prune(ctx, base.Add(time.Second)); err != nil || n != 0 {
-		t.Errorf("Prune before the replacements' times = %d, %v; want 0, nil", n, err)
-	}
-	s.checkRecord(t, newer.Record)
-	s.checkRecord(t, latest.Record)
-	if n, err := p.Prune(ctx, base.Add(90*time.Second)); err != nil || n != 1 {
-		t.Errorf("Prune after cmd-1 = %d, %v; want 1, nil", n, err)
-	}
-	s.checkNoRecord(t, "cmd-1")
-	s.checkRecord(t, latest.Record)
-	if n, err := p.Prune(ctx, base.Add(time.Hour)); err != nil || n != 1 {
+	if n, err := p.Prune(ctx, base.Add(-time.Minute)); err != nil || n != 1 {
 		t.Errorf("Prune after cmd-2 = %d, %v; want 1, nil", n, err)
 	}
 	s.checkNoRecord(t, "cmd-2")
-	// Pruning records leaves their events.
-	s.checkHistory(t, ref, newer.Append.Events)
+	s.checkRecord(t, old.Record)
+	if n, err := p.Prune(ctx, base.Add(time.Hour)); err != nil || n != 1 {
+		t.Errorf("Prune after cmd-1 = %d, %v; want 1, nil", n, err)
+	}
+	s.checkNoRecord(t, "cmd-1")
+}
+
+// testHeadFence checks decisions without events that carry the head their
+// state was decided on: written when the history still ends there, refused
+// with a conflict (and no record) when it moved.
+func testHeadFence(t *testing.T, s store) {
+	ref := model.Ref{Type: "doc", ID: "d-head"}
+	s.mustWrite(t, accept("h-1", ref, 0, 2))
+	holds := reject("h-2", ref)
+	holds.Head = &eventlog.Head{Ref: ref, Sequence: 2}
+	stale := reject("h-3", ref)
+	stale.Head = &eventlog.Head{Ref: ref, Sequence: 1}
+	ahead := reject("h-4", ref)
+	ahead.Head = &eventlog.Head{Ref: ref, Sequence: 3}
+	errs := s.write(t, holds, stale, ahead)
+	if errs[0] != nil {
+		t.Errorf("decision on the current head: %v", errs[0])
+	}
+	for i, d := range []commandlog.Decision{stale, ahead} {
+		if !errors.Is(errs[i+1], eventlog.ErrConflict) {
+			t.Errorf("decision of %s on head %d (log at 2): %v, want ErrConflict", d.Record.CommandID, d.Head.Sequence, errs[i+1])
+		}
+		s.checkNoRecord(t, d.Record.CommandID)
+	}
+	s.checkRecord(t, holds.Record)
+	// An append in the same batch moves the head first.
+	moved := reject("h-5", ref)
+	moved.Head = &eventlog.Head{Ref: ref, Sequence: 2}
+	errs = s.write(t, accept("h-6", model.Ref{Type: "doc", ID: "d-other"}, 0, 1), accept("h-7", ref, 2, 1), moved)
+	if errs[0] != nil || errs[1] != nil || !errors.Is(errs[2], eventlog.ErrConflict) {
+		t.Errorf("head check after an append in the same batch: %v, want nil, nil, ErrConflict", errs)
+	}
 }
 
 func testEmpty(t *testing.T, s store) {
