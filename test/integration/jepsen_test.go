@@ -1,0 +1,465 @@
+//go:build integration
+
+package integration
+
+import (
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/concursus-go/concursus/eventbus"
+)
+
+// jepsenConfig is TestJepsen's configuration, read from the environment
+// so that a run can be made longer or shorter without editing the test.
+type jepsenConfig struct {
+	seed     uint64        // CONCURSUS_JEPSEN_SEED; default random, always printed
+	bulbs    int           // CONCURSUS_JEPSEN_BULBS (50): lightbulbs, created first
+	workers  int           // CONCURSUS_JEPSEN_WORKERS (8): concurrent clients
+	rate     float64       // CONCURSUS_JEPSEN_RATE (10): commands per second per worker, at most (0: as fast as replies come)
+	fault    time.Duration // CONCURSUS_JEPSEN_FAULT (20s): how long each fault lasts
+	quiet    time.Duration // CONCURSUS_JEPSEN_QUIET (10s): quiet period before each fault
+	budget   time.Duration // CONCURSUS_JEPSEN_BUDGET (90s): per command, all its retries
+	attempt  time.Duration // CONCURSUS_JEPSEN_ATTEMPT (2s): per request
+	grace    time.Duration // CONCURSUS_JEPSEN_RAFT_GRACE (10s): the nodes' --raft-failure-grace
+	converge time.Duration // CONCURSUS_JEPSEN_CONVERGE (30s): how long to wait for one ring after a heal before moving on
+	faults   []string      // CONCURSUS_JEPSEN_FAULTS ("kill,stop,partition,nats,cassandra,storm"), in order
+	storm    int           // CONCURSUS_JEPSEN_STORM_PARALLEL (32): requests in flight during the storm
+}
+
+// jepsenLinearizeTimeout bounds porcupine's search per aggregate.
+var jepsenLinearizeTimeout = 30 * time.Second
+
+func jepsenConfigFromEnv(t *testing.T) jepsenConfig {
+	t.Helper()
+	c := jepsenConfig{
+		seed: rand.Uint64(), bulbs: 50, workers: 8, rate: 10,
+		fault: 20 * time.Second, quiet: 10 * time.Second, budget: 90 * time.Second, attempt: 2 * time.Second,
+		grace: 10 * time.Second, converge: 30 * time.Second,
+		faults: []string{"kill", "stop", "partition", "nats", "cassandra", "storm"},
+		storm:  32,
+	}
+	dur := func(name string, d *time.Duration) {
+		if v := os.Getenv(name); v != "" {
+			x, err := time.ParseDuration(v)
+			if err != nil || x < 0 {
+				t.Fatalf("%s=%q: want a duration such as 20s", name, v)
+			}
+			*d = x
+		}
+	}
+	num := func(name string, n *int) {
+		if v := os.Getenv(name); v != "" {
+			x, err := strconv.Atoi(v)
+			if err != nil || x <= 0 {
+				t.Fatalf("%s=%q: want a positive whole number", name, v)
+			}
+			*n = x
+		}
+	}
+	if v := os.Getenv("CONCURSUS_JEPSEN_SEED"); v != "" {
+		x, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			t.Fatalf("CONCURSUS_JEPSEN_SEED=%q: want an unsigned whole number", v)
+		}
+		c.seed = x
+	}
+	if v := os.Getenv("CONCURSUS_JEPSEN_RATE"); v != "" {
+		x, err := strconv.ParseFloat(v, 64)
+		if err != nil || x < 0 {
+			t.Fatalf("CONCURSUS_JEPSEN_RATE=%q: want commands per second per worker (0: unpaced)", v)
+		}
+		c.rate = x
+	}
+	num("CONCURSUS_JEPSEN_BULBS", &c.bulbs)
+	num("CONCURSUS_JEPSEN_WORKERS", &c.workers)
+	num("CONCURSUS_JEPSEN_STORM_PARALLEL", &c.storm)
+	dur("CONCURSUS_JEPSEN_FAULT", &c.fault)
+	dur("CONCURSUS_JEPSEN_QUIET", &c.quiet)
+	dur("CONCURSUS_JEPSEN_BUDGET", &c.budget)
+	dur("CONCURSUS_JEPSEN_ATTEMPT", &c.attempt)
+	dur("CONCURSUS_JEPSEN_RAFT_GRACE", &c.grace)
+	dur("CONCURSUS_JEPSEN_CONVERGE", &c.converge)
+	if v := os.Getenv("CONCURSUS_JEPSEN_FAULTS"); v != "" {
+		c.faults = nil
+		for f := range strings.SplitSeq(v, ",") {
+			f = strings.TrimSpace(f)
+			if !slices.Contains([]string{"kill", "stop", "partition", "nats", "cassandra", "storm"}, f) {
+				t.Fatalf("CONCURSUS_JEPSEN_FAULTS: unknown fault %q (kill, stop, partition, nats, cassandra, storm)", f)
+			}
+			c.faults = append(c.faults, f)
+		}
+	}
+	return c
+}
+
+// TestJepsen runs three cmd/node processes on Cassandra with an external
+// nats-server, drives a logged workload of lightbulb commands through
+// plain NATS requests, injects faults one after another — SIGKILL and
+// restart of a node, SIGSTOP past failure detection then SIGCONT, a
+// gossip partition, nats-server SIGKILL and restart, Cassandra stop and
+// start — then resends every answered command id to every node (the
+// storm), and finally checks, from the Cassandra tables read directly,
+// that the log and every reply agree (see jepsen_checker_test.go and
+// jepsen_model_test.go). It prints figures per fault and fails on any
+// violation; the figures themselves are never asserted.
+func TestJepsen(t *testing.T) {
+	addr := cassandraAddr(t)
+	cfg := jepsenConfigFromEnv(t)
+	t.Logf("seed %d (CONCURSUS_JEPSEN_SEED=%d reproduces the choices); %d bulbs, %d workers at %.0f/s each, faults %v of %v with %v quiet before each, budget %v per command",
+		cfg.seed, cfg.seed, cfg.bulbs, cfg.workers, cfg.rate, cfg.faults, cfg.fault, cfg.quiet, cfg.budget)
+	rng := rand.New(rand.NewPCG(cfg.seed, 0))
+	began := time.Now()
+
+	iptablesErr := iptablesUsable()
+	if iptablesErr == nil {
+		if n, err := removeTaggedRules(); err != nil {
+			iptablesErr = err
+		} else if n > 0 {
+			t.Logf("removed %d iptables rules tagged %q that an earlier run left", n, jepsenRuleTag)
+		}
+		t.Cleanup(func() {
+			if n, err := removeTaggedRules(); err != nil || n > 0 {
+				t.Errorf("iptables rules left at cleanup: removed %d, error %v", n, err)
+			}
+		})
+	}
+
+	// nats-server with a config file: a client that stops answering
+	// pings (a frozen node) is dropped after about 2-3 s.
+	dir := t.TempDir()
+	bins := buildBinaries(t, dir)
+	conf := filepath.Join(dir, "nats.conf")
+	if err := os.WriteFile(conf, []byte("ping_interval: \"1s\"\nping_max: 2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	jsDir := filepath.Join(dir, "jetstream")
+	natsArgs := []string{"-c", conf, "-js", "-sd", jsDir}
+	natsProc, natsURL := startNATS(t, bins.natsServer, dir, natsArgs...)
+	natsPort := natsURL[strings.LastIndex(natsURL, ":")+1:]
+	h := newClusterHarnessOn(t, "it_jepsen", dir, bins, natsURL)
+	h.args = []string{"--gossip-profile", "local", "--raft-failure-grace", cfg.grace.String(), "--stream", "--stream-max-age", "2h"}
+	all := []string{"n1", "n2", "n3"}
+	h.start("n1", true)
+	h.start("n2", false)
+	h.start("n3", false)
+	h.waitConverged(all...)
+	leader := h.waitRaft(3, "", all...)
+	t.Logf("keyspace %s, NATS %s, 3 nodes agree, raft leader %s (%.1fs)", h.keyspace, natsURL, leader, time.Since(began).Seconds())
+
+	// The workload.
+	nc := connectNATS(t, natsURL, "jepsen-client", nats.ReconnectWait(100*time.Millisecond), nats.ReconnectBufSize(64<<20))
+	w := &jWorkload{nc: nc, prefix: clusterPrefix, start: time.Now(), attempt: cfg.attempt, budget: cfg.budget,
+		stop: make(chan struct{}), blown: make(map[string]bool)}
+	if cfg.rate > 0 {
+		w.interval = time.Duration(float64(time.Second) / cfg.rate)
+	}
+	for i := range cfg.bulbs {
+		id := fmt.Sprintf("bulb-%d", i)
+		w.bulbs = append(w.bulbs, id)
+		if i >= cfg.bulbs-2 { // two bulbs end their life at once: every later command is "terminated"
+			w.blown[id] = true
+		}
+	}
+	w.setPhase("set-up")
+	if err := w.setUp(); err != nil {
+		t.Fatalf("creating the bulbs: %v", err)
+	}
+	w.setPhase("steady")
+	w.startWorkers(cfg.workers, cfg.seed)
+	t.Cleanup(func() { w.stopOnce.Do(func() { close(w.stop) }) })
+
+	// A warm-up before the first fault's quiet period, so that the
+	// throughput before it is not measured on cold caches.
+	time.Sleep(cfg.quiet)
+
+	var faults []*jFault
+	pick := func() string { return all[rng.IntN(len(all))] }
+	converge := func(f *jFault) {
+		f.converge, f.converged, _ = jepsenConverge(h, cfg.converge, all...)
+		if !f.converged {
+			_, _, last := jepsenConverge(h, 0, all...)
+			t.Logf("%s: the nodes do NOT agree on one ring %v after the heal: %s", f.name, cfg.converge, last)
+			t.Logf("%s: views: %s", f.name, clusterView(h, 3))
+		}
+	}
+	for _, name := range cfg.faults {
+		if name == "storm" {
+			continue // after the workload
+		}
+		w.setPhase("quiet before " + name)
+		f := &jFault{name: name, before: time.Now()}
+		time.Sleep(cfg.quiet)
+		owners := h.info(all[0]).Owners
+		w.setPhase(name)
+		switch name {
+		case "kill":
+			f.victim = pick()
+			f.affected = ownedBy(owners, f.victim, w.bulbs)
+			f.start = time.Now()
+			p := h.nodes[f.victim].proc
+			if err := p.signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			if exited, _ := p.wait(10 * time.Second); !exited {
+				t.Fatalf("%s did not exit after SIGKILL", f.victim)
+			}
+			delete(h.nodes, f.victim)
+			time.Sleep(cfg.fault / 2)
+			t.Logf("kill %s: views mid-fault: %s", f.victim, clusterView(h, 2))
+			time.Sleep(cfg.fault - cfg.fault/2)
+			f.heal = time.Now()
+			h.start(f.victim, false)
+			f.note = fmt.Sprintf("%s restarted (same flags and id) and ready %.1fs after the heal began", f.victim, time.Since(f.heal).Seconds())
+		case "stop":
+			f.victim = pick()
+			f.affected = ownedBy(owners, f.victim, w.bulbs)
+			f.start = time.Now()
+			if err := h.nodes[f.victim].proc.signal(syscall.SIGSTOP); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = h.nodes[f.victim].proc.signal(syscall.SIGCONT) })
+			time.Sleep(cfg.fault / 2)
+			t.Logf("stop %s: views mid-fault: %s", f.victim, clusterView(h, 2))
+			time.Sleep(cfg.fault - cfg.fault/2)
+			f.heal = time.Now()
+			if err := h.nodes[f.victim].proc.signal(syscall.SIGCONT); err != nil {
+				t.Fatal(err)
+			}
+		case "partition":
+			if iptablesErr != nil {
+				t.Logf("!!!!! SKIPPING THE GOSSIP PARTITION: iptables is not usable here (%v) !!!!!", iptablesErr)
+				continue
+			}
+			// The raft leader, if any: cutting it off is the hardest case.
+			f.victim = pick()
+			if r := raftOfQuiet(h.info(all[0])); r.Leader != "" && slices.Contains(all, r.Leader) {
+				f.victim = r.Leader
+			}
+			f.affected = ownedBy(owners, f.victim, w.bulbs)
+			port := func(id string) int {
+				_, p, _ := strings.Cut(h.nodes[id].gossip, ":")
+				n, err := strconv.Atoi(p)
+				if err != nil {
+					t.Fatalf("gossip address of %s: %q", id, h.nodes[id].gossip)
+				}
+				return n
+			}
+			var others []int
+			for _, id := range all {
+				if id != f.victim {
+					others = append(others, port(id))
+				}
+			}
+			f.start = time.Now()
+			part, err := partitionGossip(h.nodes[f.victim].proc.pid(), port(f.victim), others)
+			if err != nil {
+				t.Logf("!!!!! SKIPPING THE GOSSIP PARTITION: %v !!!!!", err)
+				continue
+			}
+			t.Cleanup(func() { part.heal() })
+			f.note = "cut: " + part.mode
+			time.Sleep(cfg.fault / 2)
+			t.Logf("partition %s: views mid-fault: %s", f.victim, clusterView(h, 3))
+			time.Sleep(cfg.fault - cfg.fault/2)
+			f.heal = time.Now()
+			for _, err := range part.heal() {
+				t.Errorf("healing the partition: %v", err)
+			}
+		case "nats":
+			f.victim = "nats"
+			f.affected = w.bulbs
+			f.start = time.Now()
+			natsProc.kill()
+			if exited, _ := natsProc.wait(10 * time.Second); !exited {
+				t.Fatal("nats-server did not exit after SIGKILL")
+			}
+			time.Sleep(cfg.fault)
+			f.heal = time.Now()
+			natsProc, _ = startNATS(t, bins.natsServer, dir, append(natsArgs, "-p", natsPort)...)
+		case "cassandra":
+			f.victim = "cass"
+			f.affected = w.bulbs
+			f.start = time.Now()
+			script(t, "stop")
+			t.Logf("cassandra stopped in %.1fs", time.Since(f.start).Seconds())
+			time.Sleep(cfg.fault / 2)
+			t.Logf("cassandra down: views mid-fault: %s", clusterView(h, 3))
+			time.Sleep(cfg.fault - cfg.fault/2)
+			f.heal = time.Now()
+			script(t, "start")
+			f.note = fmt.Sprintf("scripts/cassandra.sh start took %.1fs", time.Since(f.heal).Seconds())
+		}
+		converge(f)
+		t.Logf("%s %s: fault %.1fs, nodes agree on one ring %.1fs after the heal (%v); %s",
+			name, f.victim, f.heal.Sub(f.start).Seconds(), f.converge.Seconds(), f.converged, clusterView(h, 3))
+		faults = append(faults, f)
+	}
+	w.setPhase("quiet after the faults")
+	last := time.Now()
+	time.Sleep(cfg.quiet)
+	w.finish()
+	for _, f := range faults {
+		f.end = last
+	}
+	for i := 0; i+1 < len(faults); i++ {
+		faults[i].end = faults[i+1].before
+	}
+
+	// The storm: every answered command id again, to the queue and to
+	// every node's own subject.
+	if slices.Contains(cfg.faults, "storm") {
+		infos, err := gatherClusterInfo(h.admin, clusterPrefix, 3, 2*time.Second)
+		if err != nil || len(infos) == 0 {
+			t.Fatalf("admin cluster info for the storm: %v (%d replies)", err, len(infos))
+		}
+		ids := slices.Sorted(func(yield func(string) bool) {
+			for id := range infos {
+				if !yield(id) {
+					return
+				}
+			}
+		})
+		f := &jFault{name: "storm", victim: "-", start: time.Now(), before: time.Now()}
+		sent, answered := w.storm(ids, cfg.storm)
+		f.heal, f.end = time.Now(), time.Now()
+		f.converge, f.converged, _ = jepsenConverge(h, cfg.converge, all...)
+		f.note = fmt.Sprintf("%d resends of answered commands to the queue and to %v (%d answered) in %.1fs", sent, ids, answered, f.heal.Sub(f.start).Seconds())
+		faults = append(faults, f)
+	}
+
+	// Liveness: whatever happened, the nodes must agree on one ring again
+	// by now, minutes after the last heal.
+	if took, ok, lastView := jepsenConverge(h, cfg.converge, all...); !ok {
+		t.Errorf("LIVENESS: the nodes do not agree on one ring at the end of the test (waited %v): %s", took.Round(time.Second), lastView)
+	}
+
+	ops := w.snapshot()
+	reportWorkload(t, ops, w.start)
+	reportFaults(t, faults, ops)
+	reportNodeLogs(t, dir, all)
+
+	// The checks.
+	l := readJepsenLog(t, addr, h.keyspace)
+	streamIDs := jepsenStreamIDs(t, h, l)
+	v := checkJepsen(t, l, ops, w.start, streamIDs)
+	v.report(t, 8, true)
+	if v.total() > 0 {
+		if out := jepsenOutDir(t); out != "" {
+			for _, id := range all {
+				src := filepath.Join(dir, id+".log")
+				if data, err := os.ReadFile(src); err == nil {
+					_ = os.WriteFile(filepath.Join(out, id+".log"), data, 0o644)
+				}
+			}
+			t.Logf("node logs copied to %s", out)
+		}
+	}
+	t.Logf("whole test %v", time.Since(began).Round(time.Second))
+}
+
+// jepsenStreamIDs waits (up to two minutes) until the JetStream stream
+// holds every event the log holds, and returns the event ids it holds.
+func jepsenStreamIDs(t *testing.T, h *clusterHarness, l *jLog) map[string]bool {
+	t.Helper()
+	js, err := jetstream.New(h.admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids map[string]bool
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		ids = streamEventIDs(t, js, eventbus.StreamName(clusterPrefix))
+		missing := 0
+		for _, evs := range l.events {
+			for _, e := range evs {
+				if !ids[e.eventID] {
+					missing++
+				}
+			}
+		}
+		if missing == 0 || time.Now().After(deadline) {
+			return ids
+		}
+		time.Sleep(2 * time.Second)
+	}
+}
+
+// reportWorkload logs what the workload did: commands by outcome,
+// attempts, and the commands left without a definite reply.
+func reportWorkload(t *testing.T, ops []*jOp, start time.Time) {
+	t.Helper()
+	outcomes := make(map[string]int)
+	var attempts, storm, noReply int
+	for _, op := range ops {
+		for _, a := range op.attempts {
+			if a.storm {
+				storm++
+			} else {
+				attempts++
+			}
+		}
+		fd := op.firstDefinite()
+		switch {
+		case fd < 0:
+			noReply++
+			outcomes["no definite reply within the budget"]++
+			if noReply <= 5 {
+				t.Logf("no definite reply: %s %s %s (phase %q): %s", op.id, op.aggregate, op.command, op.phase, op.attemptsLine(start))
+			}
+		case op.attempts[fd].reply.OK:
+			outcomes["ok"]++
+		default:
+			e := op.attempts[fd].reply.Error
+			outcomes[strings.TrimSpace(e.Code+" "+e.Reason)]++
+		}
+	}
+	var parts []string
+	for _, k := range slices.Sorted(func(yield func(string) bool) {
+		for k := range outcomes {
+			if !yield(k) {
+				return
+			}
+		}
+	}) {
+		parts = append(parts, fmt.Sprintf("%s %d", k, outcomes[k]))
+	}
+	t.Logf("workload: %d commands, %d attempts (+%d storm resends); first definite outcomes: %s", len(ops), attempts, storm, strings.Join(parts, ", "))
+}
+
+// reportNodeLogs logs, per node, its warnings and errors counted by
+// message (messages cut to 90 characters, so that those differing only by
+// addresses group together).
+func reportNodeLogs(t *testing.T, dir string, ids []string) {
+	t.Helper()
+	for _, id := range ids {
+		warn, errs := logSummary(filepath.Join(dir, id+".log"))
+		line := func(m map[string]int) string {
+			cut := make(map[string]int)
+			for k, n := range m {
+				if len(k) > 90 {
+					k = k[:90] + "…"
+				}
+				cut[k] += n
+			}
+			var parts []string
+			for _, k := range slices.Sorted(maps.Keys(cut)) {
+				parts = append(parts, fmt.Sprintf("%q×%d", k, cut[k]))
+			}
+			return strings.Join(parts, ", ")
+		}
+		t.Logf("%s log: warnings: %s", id, line(warn))
+		t.Logf("%s log: errors: %s", id, line(errs))
+	}
+}
