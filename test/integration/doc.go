@@ -55,6 +55,37 @@
 // survivors elect a new raft leader and keep recording; the Cassandra log
 // holds exactly the original events.
 //
+// # Jepsen-style suite (jepsen_*_test.go)
+//
+// TestJepsen runs three node processes (--gossip-profile local, --stream)
+// on a fresh keyspace with a nats-server whose config drops a client that
+// misses two 1 s pings, and a workload of about 50 lightbulbs driven by
+// plain nats.go requests (not package client) that logs every attempt and
+// retries with the same command id. Faults follow one another, each after
+// a quiet period: SIGKILL and restart of a node, SIGSTOP past failure
+// detection then SIGCONT, a gossip partition (iptables DROP on the node's
+// gossip port both ways, plus a cgroup match for the TCP connections the
+// node dials; the rules carry the comment "concursus-jepsen" and are
+// removed at cleanup; without iptables this fault is skipped with a loud
+// line), nats-server SIGKILL and restart, Cassandra stop and start, and a
+// storm of every answered command id sent again to the queue and to each
+// node's own subject. A checker then reads the events, event_buckets and
+// commands tables with gocql (not through storage/cassandra) and checks
+// gap-free histories, fence heads, acknowledged events present once at
+// their sequences, one batch per command id, no event for refused or
+// rejected commands, command records against the log and the replies, one
+// outcome per command id, linearizability of every reply per aggregate
+// (porcupine with a lightbulb model), and every logged event in the
+// JetStream stream. It prints per-fault figures (client-visible errors,
+// longest gap without a decision, time until the cut-off aggregates are
+// served again, time until the nodes agree on one ring after the heal,
+// throughput before and during) and fails on any violation, never on a
+// figure. CONCURSUS_JEPSEN_* variables (seed, fault and quiet durations,
+// the faults to run, …; see jepsenConfig) change the run, and
+// CONCURSUS_JEPSEN_OUT keeps porcupine's pictures and the node logs of a
+// run with violations. TestJepsenCheckerSelf shows the checker finding
+// planted faults without any service.
+//
 // Process logs (JSON) go to files in the test's temporary directory; their
 // tails are printed when the test fails, and their warnings and errors are
 // summarised either way. Every process runs in its own process group and is

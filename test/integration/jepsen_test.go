@@ -226,15 +226,16 @@ func TestJepsen(t *testing.T) {
 			f.victim = pick()
 			f.affected = ownedBy(owners, f.victim, w.bulbs)
 			f.start = time.Now()
-			if err := h.nodes[f.victim].proc.signal(syscall.SIGSTOP); err != nil {
+			p := h.nodes[f.victim].proc
+			if err := p.signal(syscall.SIGSTOP); err != nil {
 				t.Fatal(err)
 			}
-			t.Cleanup(func() { _ = h.nodes[f.victim].proc.signal(syscall.SIGCONT) })
+			t.Cleanup(func() { _ = p.signal(syscall.SIGCONT) })
 			time.Sleep(cfg.fault / 2)
 			t.Logf("stop %s: views mid-fault: %s", f.victim, clusterView(h, 2))
 			time.Sleep(cfg.fault - cfg.fault/2)
 			f.heal = time.Now()
-			if err := h.nodes[f.victim].proc.signal(syscall.SIGCONT); err != nil {
+			if err := p.signal(syscall.SIGCONT); err != nil {
 				t.Fatal(err)
 			}
 		case "partition":
