@@ -84,9 +84,9 @@ func formatTimestamp(ts time.Time) string {
 
 func FuzzDecodeCommand(f *testing.F) {
 	type seed struct {
-		header                                           bool
+		header                                            bool
 		aggID, command, commandID, stream, stamp, timeout string
-		body                                             string
+		body                                              string
 	}
 	for _, s := range []seed{
 		{body: `{"aggregateId":"b1","command":"create","args":{"wattage":60}}`},
