@@ -226,6 +226,7 @@ const (
 	chkStormDup      = "storm: a resend of an accepted command is a duplicate"
 	chkLinearizable  = "every reply linearizable per aggregate (porcupine)"
 	chkStream        = "every logged event in the stream"
+	chkMinority      = "an isolated minority removes no majority raft voter"
 )
 
 // outcomeOf describes a definite reply for messages.

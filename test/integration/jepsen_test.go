@@ -185,9 +185,12 @@ func TestJepsen(t *testing.T) {
 	time.Sleep(cfg.quiet)
 
 	var faults []*jFault
+	var minorityChecks int
+	var minorityViolations []string
 	pick := func() string { return all[rng.IntN(len(all))] }
 	converge := func(f *jFault) {
-		f.converge, f.converged, _ = jepsenConverge(h, cfg.converge, all...)
+		_, f.converged, _ = jepsenConverge(h, cfg.converge, all...)
+		f.converge = time.Since(f.heal) // from the heal, which a restart may follow by some time
 		if !f.converged {
 			_, _, last := jepsenConverge(h, 0, all...)
 			t.Logf("%s: the nodes do NOT agree on one ring %v after the heal: %s", f.name, cfg.converge, last)
@@ -274,6 +277,24 @@ func TestJepsen(t *testing.T) {
 			time.Sleep(cfg.fault / 2)
 			t.Logf("partition %s: views mid-fault: %s", f.victim, clusterView(h, 3))
 			time.Sleep(cfg.fault - cfg.fault/2)
+			// The minority side must not have removed the majority's raft
+			// voters (DESIGN: the idempotency group survives the loss of a
+			// minority; a minority that reconfigures it does not).
+			if info, err := nodeClusterInfo(h.admin, clusterPrefix, f.victim, 2*time.Second); err == nil {
+				r := raftOfQuiet(info)
+				minorityChecks++
+				var lost []string
+				for _, id := range all {
+					if id != f.victim && !slices.Contains(r.Voters, id) {
+						lost = append(lost, id)
+					}
+				}
+				if r.Role == "leader" && len(lost) > 0 {
+					minorityViolations = append(minorityViolations, fmt.Sprintf(
+						"the isolated %s, raft leader of a minority, removed voters %v during the %v partition: its voters are %v",
+						f.victim, lost, cfg.fault, r.Voters))
+				}
+			}
 			f.heal = time.Now()
 			for _, err := range part.heal() {
 				t.Errorf("healing the partition: %v", err)
@@ -355,6 +376,13 @@ func TestJepsen(t *testing.T) {
 	l := readJepsenLog(t, addr, h.keyspace)
 	streamIDs := jepsenStreamIDs(t, h, l)
 	v := checkJepsen(t, l, ops, w.start, streamIDs)
+	if minorityChecks > 0 {
+		v.check(chkMinority, minorityChecks)
+		for _, m := range minorityViolations {
+			v.add(chkMinority, "%s", m)
+		}
+	}
+	t.Logf("raft at the end: %s", clusterView(h, 3))
 	v.report(t, 8, true)
 	if v.total() > 0 {
 		if out := jepsenOutDir(t); out != "" {
