@@ -110,6 +110,9 @@ func New(cfg Config, logger *slog.Logger) (*Cluster, error) {
 	mc.AdvertiseAddr = cfg.AdvertiseAddr
 	mc.AdvertisePort = cfg.AdvertisePort
 	mc.SecretKey = cfg.SecretKey
+	if cfg.transport != nil {
+		mc.Transport = cfg.transport
+	}
 	d := &delegate{c: c}
 	mc.Delegate = d
 	mc.Events = d
@@ -127,6 +130,10 @@ func New(cfg Config, logger *slog.Logger) (*Cluster, error) {
 
 	c.wg.Add(1)
 	go c.run()
+	if cfg.RejoinInterval > 0 {
+		c.wg.Add(1)
+		go c.rejoin()
+	}
 
 	self, _ := c.table.get(cfg.NodeID)
 	c.log.Info("cluster: started", "addr", self.Addr, "profile", string(cfg.Profile),
@@ -153,6 +160,59 @@ func (c *Cluster) run() {
 		}
 		last = v
 	}
+}
+
+// rejoin contacts, every RejoinInterval, the members this node holds dead
+// (failed, not left) and, while any is, the seeds: a member declared dead
+// across a network partition that has healed merges state again and comes
+// back alive on both sides (memberlist has the member that was declared
+// dead refute it with a higher incarnation). A member that is really gone
+// costs one failed connection attempt per round.
+func (c *Cluster) rejoin() {
+	defer c.wg.Done()
+	t := time.NewTicker(c.cfg.RejoinInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-t.C:
+		}
+		if c.joinable() != nil {
+			return // left or closed: memberlist cannot join again
+		}
+		targets := c.rejoinTargets()
+		if len(targets) == 0 {
+			continue
+		}
+		n, err := c.ml.Join(targets)
+		if n > 0 {
+			c.log.Info("cluster: contacted members held dead", "targets", targets, "answered", n)
+		} else if err != nil {
+			c.log.Debug("cluster: members held dead did not answer", "targets", targets, "err", strings.Join(strings.Fields(err.Error()), " "))
+		}
+	}
+}
+
+// rejoinTargets returns the gossip addresses of the members held dead,
+// plus the seeds when there is any.
+func (c *Cluster) rejoinTargets() []string {
+	var out []string
+	for _, m := range c.View().Members {
+		if m.State == StateDead && m.ID != c.cfg.NodeID && m.Addr != "" && !slices.Contains(out, m.Addr) {
+			out = append(out, m.Addr)
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	self := c.LocalMember().Addr
+	for _, seed := range c.cfg.Join {
+		if seed != self && !slices.Contains(out, seed) {
+			out = append(out, seed)
+		}
+	}
+	return out
 }
 
 // NodeID returns this member's id.

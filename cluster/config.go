@@ -129,6 +129,13 @@ type Config struct {
 	JoinBackoff time.Duration
 	// JoinMaxBackoff caps the wait between join attempts. Default 15s.
 	JoinMaxBackoff time.Duration
+	// RejoinInterval is how often a joined member contacts the members it
+	// holds dead (failed, not left), and its seeds while some known member
+	// is missing, to merge state with them again. memberlist itself never
+	// contacts a member it declared dead once it stopped gossiping to the
+	// dead, so without this two sides of a healed network partition would
+	// stay apart for good. Negative: never. Default 2s.
+	RejoinInterval time.Duration
 
 	// SecretKey enables gossip encryption (AES-GCM) with this key of 16,
 	// 24 or 32 bytes; every member must have the same key, and messages
@@ -143,6 +150,10 @@ type Config struct {
 
 	// Profile selects the memberlist timings. Default ProfileLAN.
 	Profile Profile
+
+	// transport, when set (by tests), replaces memberlist's UDP/TCP
+	// transport: partition_test.go cuts members apart with it.
+	transport memberlist.Transport
 
 	// Tombstones is how many departed (dead or left) members views keep,
 	// the most recent departures first, so that consumers can tell a leave
@@ -159,6 +170,7 @@ func DefaultConfig() Config {
 		BindPort:       DefaultPort,
 		JoinBackoff:    500 * time.Millisecond,
 		JoinMaxBackoff: 15 * time.Second,
+		RejoinInterval: 2 * time.Second,
 		Profile:        ProfileLAN,
 		Tombstones:     64,
 	}
@@ -237,6 +249,9 @@ func (c *Config) fillDefaults() {
 	}
 	if c.JoinMaxBackoff == 0 {
 		c.JoinMaxBackoff = d.JoinMaxBackoff
+	}
+	if c.RejoinInterval == 0 {
+		c.RejoinInterval = d.RejoinInterval
 	}
 	if c.Meta.NodeID == "" {
 		c.Meta.NodeID = c.NodeID
