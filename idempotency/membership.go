@@ -337,7 +337,9 @@ type planInput struct {
 // with the view, in the order to make them:
 //
 //  1. remove servers whose member left (at once) or has been dead, missing
-//     or ineligible for the grace period;
+//     or ineligible for the grace period — voters only while a majority of
+//     the voters is healthy in this node's view, so the minority side of a
+//     gossip partition never removes the majority's voters;
 //  2. update the address of a server whose member advertises a new one;
 //  3. add every eligible member that is not a server, as a non-voter;
 //  4. promote non-voters (already servers, so they had a round to catch
@@ -358,6 +360,21 @@ func plan(in planInput) []change {
 		m, ok := in.view.Member(id)
 		return ok && in.eligible(m)
 	}
+	// A voter that gossip calls gone is removed only while this node sees
+	// a majority of the voters healthy. A leader cut off from gossip but
+	// not from raft (a partition of the gossip ports only) sees the others
+	// dead while they still follow it: removing them would hand the group
+	// to the minority side and leave the majority without a leader.
+	voterCount, healthyVoters := 0, 0
+	for _, s := range in.servers {
+		if s.Suffrage == raft.Voter {
+			voterCount++
+			if healthy(string(s.ID)) {
+				healthyVoters++
+			}
+		}
+	}
+	mayRemoveVoters := 2*healthyVoters > voterCount
 	var keep []raft.Server
 	inConfig := make(map[string]bool, len(in.servers))
 	for _, s := range in.servers {
@@ -383,7 +400,7 @@ func plan(in planInput) []change {
 			keep = append(keep, s)
 		default:
 			t, seen := in.since[id]
-			if seen && in.now.Sub(t) >= in.grace {
+			if seen && in.now.Sub(t) >= in.grace && (s.Suffrage != raft.Voter || mayRemoveVoters) {
 				out = append(out, change{op: opRemove, id: id, why: fmt.Sprintf("member gone for %v", in.now.Sub(t).Round(time.Millisecond))})
 			} else {
 				keep = append(keep, s)
