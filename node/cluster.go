@@ -495,8 +495,14 @@ func budgetOf(m *nats.Msg) (time.Duration, bool) {
 	if err != nil {
 		return 0, false
 	}
-	return time.Duration(max(ms, 1)) * time.Millisecond, true
+	// The header comes from outside too (any client can set it): clamp
+	// before multiplying, so no value wraps round to an instant timeout.
+	return time.Duration(min(max(ms, 1), maxBudgetMs)) * time.Millisecond, true
 }
+
+// maxBudgetMs bounds a forwarded budget: a day, far above any request's
+// own timeout (api.MaxTimeoutMs).
+const maxBudgetMs = int64(24 * time.Hour / time.Millisecond)
 
 func setHops(m *nats.Msg, hops int, budget time.Duration) {
 	if m.Header == nil {
