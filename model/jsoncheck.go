@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"strconv"
 	"strings"
 	"unicode"
@@ -25,8 +24,8 @@ var (
 	ErrMalformedJSON = errors.New("model: malformed JSON")
 )
 
-// MaxJSONDepth is how deeply CheckJSON lets arrays and objects nest (the
-// limit encoding/json applies too).
+// MaxJSONDepth is how deeply CheckJSON lets arrays and objects nest:
+// encoding/json's own limit, which CheckJSON has it enforce.
 const MaxJSONDepth = 10000
 
 // CheckJSON checks what encoding/json lets through silently, so that a
@@ -69,49 +68,39 @@ type jsonChecker struct {
 }
 
 func (c *jsonChecker) run() error {
-	dec := json.NewDecoder(bytes.NewReader(c.data))
-	dec.UseNumber() // numbers are not parsed: 1e999 is the decoder's business
-	prev := int64(0)
-	done := false // the top-level value is complete
-	for {
-		tok, err := dec.Token()
-		if errors.Is(err, io.EOF) {
-			if !done {
-				return fmt.Errorf("%w: empty document", ErrMalformedJSON)
-			}
-			return nil
+	// Syntax first, by encoding/json itself (it also bounds the nesting);
+	// the walk below then reads a document known to be well formed.
+	if !json.Valid(c.data) {
+		if len(bytes.TrimSpace(c.data)) == 0 {
+			return fmt.Errorf("%w: empty document", ErrMalformedJSON)
 		}
-		if err != nil {
-			var syntaxErr *json.SyntaxError
-			if errors.As(err, &syntaxErr) {
-				return fmt.Errorf("%w at byte %d: %v", ErrMalformedJSON, syntaxErr.Offset, syntaxErr)
-			}
-			return fmt.Errorf("%w: %v", ErrMalformedJSON, describeJSONError(err))
+		err := json.Unmarshal(c.data, new(json.RawMessage))
+		var syntaxErr *json.SyntaxError
+		if errors.As(err, &syntaxErr) {
+			return fmt.Errorf("%w at byte %d: %v", ErrMalformedJSON, syntaxErr.Offset, syntaxErr)
 		}
-		end := dec.InputOffset()
-		if done {
-			return fmt.Errorf("%w: unexpected data after the JSON value at byte %d", ErrMalformedJSON, prev)
-		}
-		start := prev
-		prev = end
-		if d, ok := tok.(json.Delim); ok {
-			switch d {
-			case '{', '[':
-				if len(c.stack) == MaxJSONDepth {
-					return fmt.Errorf("%w: nested deeper than %d at byte %d", ErrMalformedJSON, MaxJSONDepth, start)
-				}
-				c.stack = append(c.stack, jsonFrame{object: d == '{', wantKey: d == '{'})
-				continue
-			default: // '}' or ']'
-				c.stack = c.stack[:len(c.stack)-1]
+		return fmt.Errorf("%w: %v", ErrMalformedJSON, err)
+	}
+	d := c.data
+	for i := 0; i < len(d); {
+		switch d[i] {
+		case '{', '[':
+			c.stack = append(c.stack, jsonFrame{object: d[i] == '{', wantKey: d[i] == '{'})
+			i++
+		case '}', ']':
+			c.stack = c.stack[:len(c.stack)-1]
+			i++
+		case ',':
+			top := &c.stack[len(c.stack)-1]
+			if top.object {
+				top.wantKey = true
+			} else {
+				top.index++
 			}
-		} else if s, ok := tok.(string); ok {
-			// The string's text lies between the previous token's end and
-			// this one's: whitespace, ',' or ':' and then the quoted text.
-			raw := c.data[start:end]
-			if q := bytes.IndexByte(raw, '"'); q >= 0 {
-				raw = raw[q:]
-			}
+			i++
+		case '"':
+			end := stringEnd(d, i)
+			raw := d[i:end]
 			isKey := len(c.stack) > 0 && c.stack[len(c.stack)-1].wantKey
 			if p := rawStringProblem(raw); p != "" {
 				where := c.path()
@@ -121,24 +110,44 @@ func (c *jsonChecker) run() error {
 				return fmt.Errorf("%w: %s %s", ErrInvalidText, orDocument(where), p)
 			}
 			if isKey {
-				if err := c.addKey(s); err != nil {
+				key, err := decodeKey(raw)
+				if err != nil {
+					return fmt.Errorf("%w: key %s: %v", ErrMalformedJSON, raw, err)
+				}
+				if err := c.addKey(key); err != nil {
 					return err
 				}
-				continue
 			}
-		}
-		// A value is complete: its parent moves on.
-		if len(c.stack) == 0 {
-			done = true
-			continue
-		}
-		top := &c.stack[len(c.stack)-1]
-		if top.object {
-			top.wantKey = true
-		} else {
-			top.index++
+			i = end
+		default: // whitespace, ':', or a number, true, false, null
+			i++
 		}
 	}
+	return nil
+}
+
+// stringEnd returns the index just after the closing quote of the JSON
+// string that starts at d[i] (a well-formed document).
+func stringEnd(d []byte, i int) int {
+	for k := i + 1; k < len(d); k++ {
+		switch d[k] {
+		case '\\':
+			k++ // the escaped character; \uXXXX's digits are plain bytes
+		case '"':
+			return k + 1
+		}
+	}
+	return len(d)
+}
+
+// decodeKey returns the text of a key, quotes included in raw.
+func decodeKey(raw []byte) (string, error) {
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return string(raw[1 : len(raw)-1]), nil
+	}
+	var s string
+	err := json.Unmarshal(raw, &s)
+	return s, err
 }
 
 // addKey records key in the innermost object, refusing a repeat.

@@ -55,9 +55,9 @@ func TestCheckJSON(t *testing.T) {
 		{name: "blank", doc: " \n", err: model.ErrMalformedJSON},
 		{name: "truncated", doc: `{"a":`, err: model.ErrMalformedJSON},
 		{name: "syntax", doc: `{"a" 1}`, err: model.ErrMalformedJSON, want: "byte"},
-		{name: "two values", doc: `{} {}`, err: model.ErrMalformedJSON, want: "after the JSON value"},
+		{name: "two values", doc: `{} {}`, err: model.ErrMalformedJSON, want: "after top-level value"},
 		{name: "trailing garbage", doc: `1 x`, err: model.ErrMalformedJSON},
-		{name: "too deep", doc: strings.Repeat("[", model.MaxJSONDepth+1) + strings.Repeat("]", model.MaxJSONDepth+1), err: model.ErrMalformedJSON, want: "deeper"},
+		{name: "too deep", doc: strings.Repeat("[", model.MaxJSONDepth+1) + strings.Repeat("]", model.MaxJSONDepth+1), err: model.ErrMalformedJSON, want: "max depth"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
