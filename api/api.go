@@ -254,6 +254,9 @@ type RoutingCounters struct {
 	Exhausted       uint64 `json:"exhausted"`
 	RingChanges     uint64 `json:"ringChanges"`
 	PartitionsMoved uint64 `json:"partitionsMoved"`
+	// Pauses counts the times the node found its own process had been
+	// paused or starved (past a second) and dropped its cached states.
+	Pauses uint64 `json:"pauses,omitempty"`
 }
 
 // HistoryRequest is the JSON body of a history read: the events of one

@@ -55,6 +55,8 @@ type Group struct {
 	lastBatch                                     atomic.Int64 // Unix ns, last batch proposed as leader
 	steps                                         atomic.Int64 // membership rounds run
 	ready                                         atomic.Bool  // computed by the manager; see Ready
+	readySince                                    atomic.Int64 // Unix ns when ready last became true
+	doubtUntil                                    atomic.Int64 // Unix ns; see Doubt
 
 	mu struct {
 		sync.Mutex
@@ -175,6 +177,37 @@ func (g *Group) JoinedC() <-chan struct{} { return g.joined }
 // round (ReconcileInterval, or sooner on a view or leadership change);
 // Ready itself is an atomic load, cheap enough for every command.
 func (g *Group) Ready() bool { return g.ready.Load() }
+
+// Complete reports whether the filter can vouch that a command id it does
+// not hold was not decided within the window (executor.Completer): it is
+// ready, has been ready for a whole Window, and no Doubt is in force.
+// Outcomes decided while it was not ready, or by a member that was cut off
+// or paused, may be missing from it for a while (a member feeds them once
+// its filter serves again, but one that died never does); until the window
+// has passed over them, the executor checks misses against the command
+// log.
+func (g *Group) Complete() bool {
+	if !g.ready.Load() {
+		return false
+	}
+	now := g.cfg.Clock().UnixNano()
+	return now-g.readySince.Load() >= int64(g.cfg.Window) && now >= g.doubtUntil.Load()
+}
+
+// Doubt makes Complete false for a Window from now. The node calls it
+// when a member fails or is cut off, when its own connection to the other
+// members was interrupted, and when it finds it was paused: outcomes
+// decided around then may never reach the filter.
+func (g *Group) Doubt(why string) {
+	until := g.cfg.Clock().Add(g.cfg.Window).UnixNano()
+	for {
+		old := g.doubtUntil.Load()
+		if old >= until || g.doubtUntil.CompareAndSwap(old, until) {
+			break
+		}
+	}
+	g.log.Info("idempotency: filter misses are checked against the command log for a window", "why", why, "window", g.cfg.Window)
+}
 
 // Lookup returns the record of a command id held by the local replica (a
 // memory read; it may lag the leader by the replication delay).

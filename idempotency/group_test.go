@@ -545,3 +545,38 @@ func TestReadyFollowsQuorum(t *testing.T) {
 		t.Fatal("the survivor lost its replica")
 	}
 }
+
+// TestCompleteAfterAWindow: a group that just became ready cannot vouch for
+// its misses until a whole window has passed (outcomes from before it
+// formed may be missing), and a Doubt takes that away for another window.
+func TestCompleteAfterAWindow(t *testing.T) {
+	n := newTestNet(t, nil)
+	n.clock = &fakeClock{now: t0}
+	n.start("n1")
+	n.waitConfig([]string{"n1"}, nil)
+	g := n.group("n1")
+	n.waitFor("ready", 10*time.Second, func() error {
+		if !g.Ready() {
+			return fmt.Errorf("not ready")
+		}
+		return nil
+	})
+	if g.Complete() {
+		t.Fatal("complete right after it became ready")
+	}
+	n.clock.Advance(g.cfg.Window + time.Second)
+	n.waitFor("complete", 10*time.Second, func() error {
+		if !g.Complete() {
+			return fmt.Errorf("not complete a window after it became ready")
+		}
+		return nil
+	})
+	g.Doubt("test")
+	if g.Complete() {
+		t.Fatal("complete right after a doubt")
+	}
+	n.clock.Advance(g.cfg.Window)
+	if !g.Complete() {
+		t.Fatal("still doubting a window after the doubt")
+	}
+}

@@ -103,7 +103,11 @@ func (g *Group) step(m *manager) {
 	eligible := func(mem cluster.Member) bool { return g.eligible(mem, myGroup) }
 	m.track(v, servers, now, eligible)
 	g.noteConflicts(m, v, myGroup)
-	g.ready.Store(g.computeReady(m, servers, now, myGroup))
+	ready := g.computeReady(m, servers, now, myGroup)
+	if ready && !g.ready.Load() {
+		g.readySince.Store(now.UnixNano())
+	}
+	g.ready.Store(ready)
 	switch {
 	case g.raft.State() == raft.Leader:
 		if myGroup == "" {

@@ -126,7 +126,7 @@ func (r *routing) owner(aggType, id string) (owner, subject string, ok bool) {
 // routeCounters count what the router did with requests.
 type routeCounters struct {
 	local, direct, forwarded, rerouted, delayed, exhausted atomic.Uint64
-	ringChanges, moved                                     atomic.Uint64
+	ringChanges, moved, pauses                             atomic.Uint64
 }
 
 // directBase is the subject base of this node's direct subscriptions.
@@ -191,6 +191,8 @@ func (n *Node) startCluster() error {
 		n.watching.Add(1)
 		go n.probeReach(cc.ReachProbe)
 	}
+	n.watching.Add(1)
+	go n.watchPauses()
 	return nil
 }
 
@@ -222,6 +224,11 @@ func (n *Node) probeReach(every time.Duration) {
 				delete(n.down, id)
 			}
 		}
+		for id := range n.silent {
+			if m, ok := rt.view.Member(id); !ok || m.State != cluster.StateAlive {
+				delete(n.silent, id)
+			}
+		}
 		n.routeMu.Unlock()
 		for _, m := range rt.view.Alive() {
 			if m.ID == n.cfg.NodeID || m.Meta.Subject == "" {
@@ -232,8 +239,23 @@ func (n *Node) probeReach(every time.Duration) {
 			cancel()
 			switch {
 			case errors.Is(err, nats.ErrNoResponders):
-				changed = n.setDown(m.ID, true) || changed
+				// Right after this node's own reconnect the others may
+				// not have reconnected yet: their silence then proves
+				// nothing. Otherwise two silent probes in a row count.
+				if n.cfg.Clock().Sub(time.Unix(0, n.reconnectedAt.Load())) < reconnectGrace {
+					continue
+				}
+				n.routeMu.Lock()
+				n.silent[m.ID]++
+				silent := n.silent[m.ID]
+				n.routeMu.Unlock()
+				if silent >= silentProbes {
+					changed = n.setDown(m.ID, true) || changed
+				}
 			case err == nil:
+				n.routeMu.Lock()
+				delete(n.silent, m.ID)
+				n.routeMu.Unlock()
 				changed = n.setDown(m.ID, false) || changed
 			}
 		}
@@ -242,6 +264,16 @@ func (n *Node) probeReach(every time.Duration) {
 		}
 	}
 }
+
+// silentProbes is how many probes in a row a member must leave unanswered
+// ("no responders") to be left out of the ring, and reconnectGrace how long
+// after this node's own NATS reconnect silence is not held against anyone:
+// after a NATS server restart the nodes reconnect one after another, and
+// the first back would otherwise drop the others from its ring.
+const (
+	silentProbes   = 2
+	reconnectGrace = 2 * time.Second
+)
 
 // setDown records a member's reachability; it reports a change.
 func (n *Node) setDown(id string, down bool) bool {
@@ -253,6 +285,7 @@ func (n *Node) setDown(id string, down bool) bool {
 	if down {
 		n.down[id] = true
 		n.log.Warn("cluster: member not listening on NATS; leaving it out of the ring", "member", id)
+		n.doubt("member " + id + " stopped listening on NATS")
 	} else {
 		delete(n.down, id)
 		n.log.Info("cluster: member listening on NATS again", "member", id)
@@ -370,6 +403,16 @@ func (n *Node) applyView(v cluster.View, force bool) {
 	if prev != nil {
 		n.counters.ringChanges.Add(1)
 		n.counters.moved.Add(uint64(len(moved)))
+	}
+	if prev != nil {
+		for _, m := range v.Members {
+			if m.State != cluster.StateDead || m.ID == self {
+				continue
+			}
+			if was, ok := prev.view.Member(m.ID); ok && was.State == cluster.StateAlive {
+				n.doubt("member " + m.ID + " failed")
+			}
+		}
 	}
 	n.log.Info("cluster: ring changed", "members", len(ids), "moved", len(moved),
 		"gained", gained, "lost", lost, "droppedState", dropped, "fingerprint", fingerprint(next.ring))
@@ -551,7 +594,7 @@ func (n *Node) ClusterInfo() api.ClusterInfo {
 		Routing: api.RoutingCounters{
 			Local: c.local.Load(), Direct: c.direct.Load(), Forwarded: c.forwarded.Load(),
 			Rerouted: c.rerouted.Load(), Delayed: c.delayed.Load(), Exhausted: c.exhausted.Load(),
-			RingChanges: c.ringChanges.Load(), PartitionsMoved: c.moved.Load(),
+			RingChanges: c.ringChanges.Load(), PartitionsMoved: c.moved.Load(), Pauses: c.pauses.Load(),
 		}}
 	if stats, err := json.Marshal(n.exec.Stats()); err == nil {
 		info.Stats = stats

@@ -716,8 +716,17 @@ func TestClusterIdempotencyFilterAnswersRetriesEverywhere(t *testing.T) {
 		}
 		return true
 	})
-	if got := c.commands.gets.Load() - gets; got != 0 {
-		t.Errorf("the command log was read %d times with the filter ready", got)
+	// The group formed moments ago, so its memory may lack outcomes from
+	// before (executor.Completer): its misses, and the first load of the
+	// aggregate, are checked against the command log. Nothing else reads
+	// it.
+	var explained int64
+	for _, n := range c.list() {
+		st := n.Executor().Stats()
+		explained += st.DoubtedMisses + st.Loads
+	}
+	if got := c.commands.gets.Load() - gets; got > explained {
+		t.Errorf("the command log was read %d times, more than the %d misses of a young filter and loads", got, explained)
 	}
 	owner := c.list()[0].Owner(lightbulb.TypeName, "same")
 	c.remove(owner).Kill()

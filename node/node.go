@@ -100,19 +100,21 @@ type Node struct {
 	cmdSubjectPrefix, querySubjectPrefix, historySubjectPrefix string
 
 	// Cluster mode (see cluster.go); clus is nil for a node on its own.
-	clus       *cluster.Cluster
-	directBase string // subject base of requests addressed to this node
-	ringSpec   string
-	route      atomic.Pointer[routing]
-	routeMu    sync.Mutex // serializes applyView
-	viewSub    *cluster.Subscription
-	watching   sync.WaitGroup
-	unwatch    chan struct{}  // closed to stop the cluster goroutines
-	delayed    sync.WaitGroup // requests waiting for the ring to settle
-	counters   routeCounters
-	down       map[string]bool // members NATS says are gone; under routeMu
-	meta       cluster.Meta    // what this node gossips; under metaMu
-	metaMu     sync.Mutex
+	clus          *cluster.Cluster
+	directBase    string // subject base of requests addressed to this node
+	ringSpec      string
+	route         atomic.Pointer[routing]
+	routeMu       sync.Mutex // serializes applyView
+	viewSub       *cluster.Subscription
+	watching      sync.WaitGroup
+	unwatch       chan struct{}  // closed to stop the cluster goroutines
+	delayed       sync.WaitGroup // requests waiting for the ring to settle
+	counters      routeCounters
+	down          map[string]bool // members NATS says are gone; under routeMu
+	silent        map[string]int  // consecutive "no responders" per member; under routeMu
+	reconnectedAt atomic.Int64    // Unix ns of this node's last NATS reconnect
+	meta          cluster.Meta    // what this node gossips; under metaMu
+	metaMu        sync.Mutex
 
 	// The idempotency group (nil unless clustered with the filter on).
 	group         *idempotency.Group
@@ -169,6 +171,7 @@ func New(cfg Config, reg *model.Registry, opts ...Option) (n *Node, err error) {
 		stopSweeping:         make(chan struct{}),
 		directBase:           directBase(cfg.Prefix, cfg.NodeID),
 		down:                 make(map[string]bool),
+		silent:               make(map[string]int),
 	}
 	if cfg.Cluster != nil {
 		n.ringSpec = ringSpec(cfg.Cluster.Ring)
@@ -288,7 +291,13 @@ func (n *Node) connectNATS() error {
 				n.log.Warn("NATS disconnected", "err", err)
 			}
 		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) { n.log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted()) }),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			n.reconnectedAt.Store(n.cfg.Clock().UnixNano())
+			n.log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted())
+			// Outcomes decided around the outage may not have reached
+			// the filter (forwarded proposals were lost with the link).
+			n.doubt("NATS reconnected")
+		}),
 	}
 	url := c.URL
 	if url == "" {
@@ -300,10 +309,15 @@ func (n *Node) connectNATS() error {
 			// the node and get a typed reply instead of a NATS error.
 			MaxPayload: int32(2*n.cfg.MaxPayload + 64<<10),
 			MaxPending: max(64<<20, int64(4*n.cfg.MaxPayload)),
-			NoLog:      true,
-			NoSigs:     true,
-			JetStream:  n.cfg.Stream != nil,
-			StoreDir:   jetStreamDir(n.cfg),
+			// A client that stops answering pings (a frozen process) is
+			// disconnected after about EmbeddedPingInterval*(MaxPingsOut+1),
+			// so the queue group stops handing it requests.
+			PingInterval: embeddedPingInterval,
+			MaxPingsOut:  embeddedMaxPingsOut,
+			NoLog:        true,
+			NoSigs:       true,
+			JetStream:    n.cfg.Stream != nil,
+			StoreDir:     jetStreamDir(n.cfg),
 		})
 		if err != nil {
 			return fmt.Errorf("node: configuring embedded NATS: %w", err)
@@ -334,6 +348,17 @@ func (n *Node) connectNATS() error {
 	n.nc = nc
 	return nil
 }
+
+// The embedded server's pings: a client (a node, or anyone's) that does not
+// answer two pings a second apart is disconnected, and its queue
+// subscriptions with it, 2–3 s after it froze. nats-server's defaults (2 min,
+// 2 pings) would leave a third of a 3-node cluster's requests waiting on a
+// paused node for minutes; an external server should be configured the
+// same way (README, "Running a cluster").
+const (
+	embeddedPingInterval = time.Second
+	embeddedMaxPingsOut  = 2
+)
 
 // jetStreamDir is where the embedded server keeps JetStream data.
 func jetStreamDir(cfg Config) string {
