@@ -204,7 +204,11 @@ func (v *jViolations) report(t *testing.T, examples int, fail bool) {
 		if fail {
 			report = t.Errorf
 		}
-		report("VIOLATION %s: %d (commands sent in phase: %s), e.g.:", name, len(f), strings.Join(by, ", "))
+		phases := ""
+		if len(by) > 0 {
+			phases = " (commands sent in phase: " + strings.Join(by, ", ") + ")"
+		}
+		report("VIOLATION %s: %d%s, e.g.:", name, len(f), phases)
 		for _, e := range f[:min(examples, len(f))] {
 			t.Logf("  %s: %s", name, e)
 		}

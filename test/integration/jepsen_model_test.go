@@ -225,7 +225,8 @@ func checkLinearizable(t *testing.T, v *jViolations, ops []*jOp, runs map[string
 			undecided = append(undecided, agg)
 			continue
 		}
-		v.add(chkLinearizable, "%s: %s", agg, explainIllegal(h, info, opsByID, start))
+		why, blocking := explainIllegal(h, info, opsByID, start)
+		v.addOp(chkLinearizable, blocking, "%s: %s", agg, why)
 		if dir := jepsenOutDir(t); dir != "" {
 			path := filepath.Join(dir, "linearizability-"+agg+".html")
 			if err := porcupine.VisualizePath(bulbModel, info, path); err == nil {
@@ -240,7 +241,7 @@ func checkLinearizable(t *testing.T, v *jViolations, ops []*jOp, runs map[string
 // explainIllegal describes why a history is not linearizable: the state
 // after porcupine's longest partial linearization and the operations that
 // could not follow it, earliest first.
-func explainIllegal(h []porcupine.Operation, info porcupine.LinearizationInfo, ops map[string]*jOp, start time.Time) string {
+func explainIllegal(h []porcupine.Operation, info porcupine.LinearizationInfo, ops map[string]*jOp, start time.Time) (string, *jOp) {
 	partials := info.PartialLinearizations()
 	var longest []int
 	if len(partials) > 0 {
@@ -263,9 +264,13 @@ func explainIllegal(h []porcupine.Operation, info porcupine.LinearizationInfo, o
 			pending = append(pending, i)
 		}
 	}
-	slices.SortFunc(pending, func(a, b int) int { return cmp.Compare(h[a].Call, h[b].Call) })
+	// The operation that returns first among those left had to take
+	// effect next (or after others left, all of which the state refuses):
+	// it is the one the history cannot explain. The others follow by
+	// return time.
+	slices.SortFunc(pending, func(a, b int) int { return cmp.Compare(h[a].Return, h[b].Return) })
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d of %d operations linearize; then the state is {%s} and none of these can follow:",
+	fmt.Fprintf(&b, "%d of %d operations linearize; then the state is {%s} and the first of these, by reply time, cannot follow:",
 		len(longest), len(h), bulbModel.DescribeState(s))
 	for _, i := range pending[:min(4, len(pending))] {
 		op := h[i]
@@ -285,7 +290,11 @@ func explainIllegal(h []porcupine.Operation, info porcupine.LinearizationInfo, o
 			fmt.Fprintf(&b, "\n        attempts: %s", o.attemptsLine(start))
 		}
 	}
-	return b.String()
+	var blocking *jOp
+	if len(pending) > 0 {
+		blocking = ops[h[pending[0]].Input.(bulbInput).id]
+	}
+	return b.String(), blocking
 }
 
 // jepsenOutDir is where the test keeps pictures and logs of violations
