@@ -40,6 +40,13 @@ type Config struct {
 	Flushers int
 	// StoreTimeout bounds one event-log or command-log call. Default 10s.
 	StoreTimeout time.Duration
+	// UnfencedDecisions answers decisions that write no events
+	// (rejections, commands that produced none) without checking the
+	// aggregate's head first: what the executor did before head checks.
+	// It exists so that cmd/bench -rejections can measure what the check
+	// costs. Unsafe whenever two nodes may own one aggregate (a pause, a
+	// partition, a ring change): never set it in production.
+	UnfencedDecisions bool
 	// LoadPageSize is the page size used to load a history. Default 512.
 	LoadPageSize int
 }

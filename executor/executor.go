@@ -628,7 +628,7 @@ func (x *Executor) command(e *entity, j *job) (Result, error) {
 		}
 		if len(events) > 0 {
 			item.append = &eventlog.Append{Ref: e.ref, Expected: seq, Events: events}
-		} else {
+		} else if !x.cfg.UnfencedDecisions {
 			item.head = &eventlog.Head{Ref: e.ref, Sequence: seq}
 		}
 		err = x.record(item)

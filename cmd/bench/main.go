@@ -48,6 +48,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"runtime"
 	"runtime/pprof"
@@ -83,6 +84,8 @@ type params struct {
 	nodes            int
 	filter, noFilter bool
 	delivery         bool
+	rejections       bool
+	rejectShare      float64 // of the measured commands, how many are meant to be rejected
 }
 
 func run() error {
@@ -101,7 +104,12 @@ func run() error {
 	flag.BoolVar(&p.filter, "filter", false, "with -nodes: compare the N-node cluster without and with the idempotency filter")
 	flag.BoolVar(&p.noFilter, "no-filter", false, "with -nodes: run both clusters without the idempotency filter (isolates forwarding)")
 	flag.BoolVar(&p.delivery, "delivery", false, "compare best-effort event publication with the outbox (at least once), events kept in a JetStream stream")
+	flag.BoolVar(&p.rejections, "rejections", false, "measure what fencing rejections costs: a rejection-heavy workload (-reject-share) with and without the head check")
+	flag.Float64Var(&p.rejectShare, "reject-share", 0.9, "with -rejections: the share of commands that are rejected")
 	flag.Parse()
+	if !p.rejections {
+		p.rejectShare = 0
+	}
 	if p.nodes > 0 && !isFlagSet("store") {
 		p.store = "memory"
 	}
@@ -144,6 +152,17 @@ func run() error {
 			return fmt.Errorf("-nodes %d: want at least 2", p.nodes)
 		}
 		return benchClusters(p, url, conns)
+	}
+
+	if p.rejections {
+		return benchRejections(p, url, conns, func() (node.StoreOpener, func()) {
+			if p.store != "cassandra" {
+				return nil, func() {}
+			}
+			keyspace := fmt.Sprintf("bench_rejections_%d", time.Now().UnixNano())
+			fmt.Printf("Cassandra at %s, keyspace %s (dropped after the scenario)\n", p.cassandra, keyspace)
+			return cassandraOpener(p, keyspace), func() { dropKeyspace(p.cassandra, keyspace) }
+		})
 	}
 
 	if p.delivery {
@@ -458,6 +477,11 @@ func benchWorkload(p params, conns []*nats.Conn, idPrefix string, nodes []*node.
 	// rejected.
 	on := make([]bool, p.k)
 	next := make([]int, p.c)
+	rng := make([]*rand.Rand, p.c)
+	for w := range rng {
+		rng[w] = rand.New(rand.NewPCG(uint64(w), 42))
+	}
+	var rejected, answered atomic.Int64 // warm-up included
 	before := stats()
 	// Sample how many commands are inside the executor (queued, deciding
 	// or waiting for their write) versus elsewhere (NATS, decoding, replies).
@@ -486,6 +510,25 @@ func benchWorkload(p params, conns []*nats.Conn, idPrefix string, nodes []*node.
 		if on[i] {
 			cmd = "switchOff"
 		}
+		answered.Add(1)
+		if p.rejectShare > 0 && rng[w].Float64() < p.rejectShare {
+			// The command the bulb's state refuses (already on / off).
+			if cmd == "switchOn" {
+				cmd = "switchOff"
+			} else {
+				cmd = "switchOn"
+			}
+			err := send(conns[w%len(conns)], fmt.Sprintf("%sbench-%09d", idPrefix, i), cmd, `{}`)
+			var apiErr *api.Error
+			if errors.As(err, &apiErr) && apiErr.Code == api.CodeRejected {
+				rejected.Add(1)
+				return nil
+			}
+			if err == nil {
+				return fmt.Errorf("%s on bulb %d was accepted; want it rejected", cmd, i)
+			}
+			return err
+		}
 		err := send(conns[w%len(conns)], fmt.Sprintf("%sbench-%09d", idPrefix, i), cmd, `{}`)
 		if err == nil {
 			on[i] = !on[i]
@@ -498,6 +541,9 @@ func benchWorkload(p params, conns []*nats.Conn, idPrefix string, nodes []*node.
 	if batches > 0 {
 		res.note = fmt.Sprintf("  (mean append batch %.1f, mean in executor %.0f of C=%d)",
 			float64(after.appended-before.appended)/float64(batches), float64(inExec.Load())/float64(max(samples.Load(), 1)), p.c)
+	}
+	if n := rejected.Load(); n > 0 {
+		res.note += fmt.Sprintf("  (%.0f%% of the commands rejected, warm-up included)", 100*float64(n)/float64(max(answered.Load(), 1)))
 	}
 	return res, nil
 }

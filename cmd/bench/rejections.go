@@ -1,0 +1,35 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/concursus-go/concursus/node"
+)
+
+// benchRejections measures what fencing decisions that write nothing
+// costs: a workload where -reject-share of the commands are rejected by
+// the bulb's state (switchOn on a bulb that is on), first with the
+// rejections answered unfenced (executor.Config.UnfencedDecisions, the
+// behaviour before head checks, unsafe with two owners), then fenced by a
+// head check, each on a fresh store. It ends with
+// "fenced/unfenced ratio: X.XX".
+func benchRejections(p params, url string, conns []*nats.Conn, opener func() (node.StoreOpener, func())) error {
+	var results [2]*result
+	for i, unfenced := range []bool{true, false} {
+		name := map[bool]string{true: "unfenced", false: "fenced"}[unfenced]
+		op, done := opener()
+		r, _, err := benchCommandsWith(p, url, conns, op, func(c *node.Config) {
+			c.Executor.UnfencedDecisions = unfenced
+		})
+		done()
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		r.print(name)
+		results[i] = r
+	}
+	fmt.Printf("\nfenced/unfenced ratio: %.2f\n", results[1].throughput()/results[0].throughput())
+	return nil
+}
