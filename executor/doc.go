@@ -32,17 +32,49 @@
 // the executor at most Config.MaxInFlight; past either, a command is answered
 // ErrUnavailable at once instead of queueing without bound.
 //
-// # Conflicts
+// # Fences: every answer is justified by the log
 //
-// Appends carry the sequence the worker last saw. If the store reports a
-// conflict (another writer got there first, as when the cluster's ring moved)
-// the worker drops its state, reloads, and decides the command once more; a
-// second conflict is returned as ErrConflict. A failed write of unknown
-// outcome also drops the state, so nothing is decided on a guess.
+// Two nodes may believe they own one aggregate for a while: after a pause,
+// a gossip partition, a NATS reconnect, or a ring change one of them has not
+// seen yet. Each decides on its cached state, so each answer must be checked
+// against the log before it is given:
 //
-// # Idempotency
+//   - A decision with events appends them expecting the sequence its state
+//     was folded to; the store refuses a stale expectation (a conflict).
+//   - A decision without events (a rejection, or a command that produced
+//     none) passes the same fence as a head check (eventlog.HeadChecker):
+//     its record is written and it is answered only once the store has
+//     confirmed that the history still ends at that sequence. That instant
+//     lies between the request and the reply, and the log at that instant
+//     is what the decision was made on, so the answer is linearizable per
+//     aggregate. On Cassandra a head check is a Paxos read of the bucket
+//     head; cmd/bench -rejections measures its cost.
+//   - A failed fence drops the state, reloads it, and searches the whole
+//     reloaded history for the command's own id (the other writer may have
+//     run this very command) and reads its durable record; then it decides
+//     once more. A second failed fence is ErrConflict. A failed write of
+//     unknown outcome also drops the state, so nothing is decided on a
+//     guess.
 //
-// Before deciding, the worker looks the command id up in the command log: a
-// decided command returns its recorded outcome (Result.Duplicate) and runs
-// nothing. Commands are recorded in the same flush as their events.
+// # Idempotency: one outcome per command id
+//
+// Before deciding, the worker looks the command id up: in the replicated
+// filter when there is one (Deps.Filter; a memory read), else in the
+// command log. A decided command returns its recorded outcome
+// (Result.Duplicate) and runs nothing. The filter's memory can be
+// incomplete (it formed or re-formed within its window, a member was cut
+// off or paused; see Completer): its misses are then checked against the
+// command log. A cold load (a new owner, evicted state) reads the command
+// log too, and each aggregate remembers its last decisions without events,
+// so a retry that overtakes the filter gets the original rejection rather
+// than a decision on newer state.
+//
+// Records are inserted, never replaced (commandlog.Inserter, or the
+// DecisionWriter's transaction): when a second decision of one id is
+// written, the first one stands and is the answer (commandlog.DecidedError).
+// Commands are recorded in the same flush as their events.
+//
+// The domain handlers must be deterministic in the state, the arguments and
+// the command's timestamp: two owners deciding one command on the same state
+// must reach the same outcome, and only the first is recorded.
 package executor

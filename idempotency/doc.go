@@ -139,7 +139,12 @@
 //     clock from when this node first saw it so; every node keeps that
 //     record, so a new leader does not restart the grace period;
 //   - a dead voter is replaced only after it is removed, so the group never
-//     counts a dead voter and its replacement at once.
+//     counts a dead voter and its replacement at once;
+//   - voters that gossip calls gone are removed only while the leader sees a
+//     majority of the voters healthy. A leader cut off from gossip but not
+//     from raft (the gossip ports partitioned) sees every other voter dead
+//     while they still follow it; removing them would leave the group to the
+//     minority side and the majority without a leader.
 //
 // A group of 3 voters survives the loss of one (5: two). If a majority of
 // the voters is lost before the leader replaced them (two of three within
@@ -209,15 +214,33 @@
 // All nodes restarting at once is the same as a fresh start: none
 // advertises a group, one bootstraps, the filter starts empty.
 //
+// # When the filter cannot vouch for a miss
+//
+// A hit is always right (the first outcome recorded for an id stands). A
+// miss is right only if every outcome decided within the window reached
+// the group, which fails when: the group formed or re-formed within the
+// window (outcomes from before it, or from the previous group, are not in
+// it); it had no quorum for a while (members decided on the command log
+// and feed their outcomes only once it serves again); a member was cut off,
+// paused or died with outcomes not yet replicated. Group.Complete reports
+// whether the filter can vouch for its misses: not until it has been ready
+// for a whole window, and not for a window after Group.Doubt, which the
+// node calls when a member fails or stops listening on NATS, when its own
+// NATS connection comes back, and when it finds it was paused. While it
+// cannot, the executor checks misses against the command log (one read per
+// new command, as without the filter).
+//
 // # What the filter does not cover
 //
 // The filter is transient (the "what happens" schedule): it can lose
 // entries — when every node restarts, when a group loses its quorum, in
 // the moment between a commit and a follower's apply — and it forgets
-// every id after the window. The durable second line is the event log:
-// events carry their command id, and the owner of an aggregate recognises
-// a recent command id in the aggregate's history (the executor checks the
-// last commands of a loaded aggregate) and returns the original outcome.
+// every id after the window. The durable second line is the command log
+// (consulted while Complete is false, on every cold load and after every
+// failed fence) and the event log: events carry their command id, and the
+// owner of an aggregate recognises a command id in the aggregate's history
+// (the last commands of a cached aggregate, the whole history when it is
+// loaded) and returns the original outcome.
 //
 // After the window, a retried command id is a new command as far as the
 // filter is concerned: it runs again, unless the aggregate's recent
