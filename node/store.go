@@ -139,6 +139,23 @@ func (e lazyEvents) LastSequence(ctx context.Context, ref model.Ref) (uint64, er
 	return s.Events.LastSequence(ctx, ref)
 }
 
+// CheckHead implements eventlog.HeadChecker with the store's own check
+// (a wrapper must not hide it: the fallback, LastSequence, is not
+// linearizable on a networked store).
+func (e lazyEvents) CheckHead(ctx context.Context, heads []eventlog.Head) []error {
+	s, err := e.l.get()
+	if err != nil {
+		errs := make([]error, len(heads))
+		for i := range errs {
+			errs[i] = fmt.Errorf("%w: %w", eventlog.ErrUnavailable, err)
+		}
+		return errs
+	}
+	return eventlog.CheckHeads(ctx, s.Events, heads)
+}
+
+var _ eventlog.HeadChecker = lazyEvents{}
+
 // Close does nothing: the node closes the store through lazyStore.close.
 func (lazyEvents) Close() error { return nil }
 
@@ -162,6 +179,30 @@ func (c lazyCommands) Get(ctx context.Context, commandID string) (commandlog.Rec
 	}
 	return s.Commands.Get(ctx, commandID)
 }
+
+// Insert implements commandlog.Inserter with the store's own conditional
+// insert; a store without one gets Put, as the executor would do.
+func (c lazyCommands) Insert(ctx context.Context, records []commandlog.Record) []error {
+	errs := make([]error, len(records))
+	s, err := c.l.get()
+	if err != nil {
+		for i := range errs {
+			errs[i] = fmt.Errorf("%w: %w", commandlog.ErrUnavailable, err)
+		}
+		return errs
+	}
+	if ins, ok := s.Commands.(commandlog.Inserter); ok {
+		return ins.Insert(ctx, records)
+	}
+	if err := s.Commands.Put(ctx, records); err != nil {
+		for i := range errs {
+			errs[i] = err
+		}
+	}
+	return errs
+}
+
+var _ commandlog.Inserter = lazyCommands{}
 
 // Close does nothing: the node closes the store through lazyStore.close.
 func (lazyCommands) Close() error { return nil }
