@@ -702,7 +702,7 @@ func testKeyIsolation(t *testing.T, l eventlog.Log) {
 		{Type: "t", ID: "ab"},
 		{Type: "t", ID: "A"},
 		{Type: "t", ID: "a/1"},
-		{Type: "t", ID: "a\x01"},
+		{Type: "t", ID: "a "}, // ids may not hold control characters: the lowest byte they may
 		{Type: "ta", ID: "b"},
 		{Type: "t", ID: "ab~"},
 		{Type: "a", ID: "bc"},
@@ -710,11 +710,11 @@ func testKeyIsolation(t *testing.T, l eventlog.Log) {
 		{Type: "a/b", ID: "c"},
 		{Type: "a", ID: "b/c"},
 		{Type: "x\x01", ID: "y"},
-		{Type: "x", ID: "\x01y"},
+		{Type: "x", ID: " y"},
 		{Type: "x", ID: "y.z"},
 		{Type: "x", ID: "y z"},
-		{Type: "x", ID: "y\x02\x01"},
-		{Type: "x", ID: "y\x02"},
+		{Type: "x", ID: "y! "},
+		{Type: "x", ID: "y!"},
 		{Type: "x", ID: string(bytes.Repeat([]byte("i"), model.MaxIDLen))},
 		{Type: string(bytes.Repeat([]byte("T"), model.MaxTypeLen)), ID: "i"},
 	}
@@ -732,7 +732,7 @@ func testKeyIsolation(t *testing.T, l eventlog.Log) {
 		}
 		checkEvents(t, fmt.Sprintf("history of %q", a.Ref), history(t, l, a.Ref), a.Events)
 	}
-	for _, ref := range []model.Ref{{Type: "t", ID: "a\x01b"}, {Type: "ta", ID: "bc"}, {Type: "t", ID: "abc"}, {Type: "a", ID: "b"}} {
+	for _, ref := range []model.Ref{{Type: "t", ID: "a b"}, {Type: "ta", ID: "bc"}, {Type: "t", ID: "abc"}, {Type: "a", ID: "b"}} {
 		if got := lastSequence(t, l, ref); got != 0 {
 			t.Errorf("LastSequence(%q), never appended to, = %d", ref, got)
 		}
