@@ -400,7 +400,7 @@ func reportFaults(t *testing.T, faults []*jFault, ops []*jOp) {
 			t.Logf("%-10s note: %s", f.name, f.note)
 		}
 	}
-	t.Logf("columns: fault = injection to heal; acked = decisions (ok or rejected) completed from injection to the end of the quiet period after the heal; " +
+	t.Logf("columns: fault = injection to heal; acked = decisions (ok or rejected) completed from injection to the next injection (heal, ring wait and the next quiet period); " +
 		"ack gap = longest time without a decision in that window; served50/servedmax = time from injection until each aggregate the fault cut off " +
 		"(the victim's, or all) got a decision for a request sent after the injection (median, max); afterheal = the same, counted from the heal (max); " +
 		"ring = time from the heal until all nodes agree on one ring; acks/s before = in the quiet period before, during = injection to heal")

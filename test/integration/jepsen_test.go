@@ -319,9 +319,12 @@ func TestJepsen(t *testing.T) {
 			time.Sleep(cfg.fault / 2)
 			t.Logf("cassandra down: views mid-fault: %s", clusterView(h, 3))
 			time.Sleep(cfg.fault - cfg.fault/2)
-			f.heal = time.Now()
+			starting := time.Now()
 			script(t, "start")
-			f.note = fmt.Sprintf("scripts/cassandra.sh start took %.1fs", time.Since(f.heal).Seconds())
+			// The fault lasts until Cassandra answers CQL again.
+			f.heal = time.Now()
+			f.note = fmt.Sprintf("down %.1fs, then scripts/cassandra.sh start took %.1fs (in the fault's time)",
+				starting.Sub(f.start).Seconds(), f.heal.Sub(starting).Seconds())
 		}
 		converge(f)
 		t.Logf("%s %s: fault %.1fs, nodes agree on one ring %.1fs after the heal (%v); %s",
@@ -329,14 +332,16 @@ func TestJepsen(t *testing.T) {
 		faults = append(faults, f)
 	}
 	w.setPhase("quiet after the faults")
-	last := time.Now()
 	time.Sleep(cfg.quiet)
+	last := time.Now()
 	w.finish()
-	for _, f := range faults {
+	// A fault's window ends where the next one is injected, after the
+	// quiet period that follows it.
+	for i, f := range faults {
 		f.end = last
-	}
-	for i := 0; i+1 < len(faults); i++ {
-		faults[i].end = faults[i+1].before
+		if i+1 < len(faults) {
+			f.end = faults[i+1].start
+		}
 	}
 
 	// The storm: every answered command id again, to the queue and to
