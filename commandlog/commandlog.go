@@ -12,7 +12,11 @@
 package commandlog
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -92,6 +96,39 @@ type Record struct {
 	Message string `json:"message,omitempty"`
 	// At is the processing time of the decision.
 	At time.Time `json:"at"`
+	// ArgsDigest identifies the command's arguments (ArgsDigest): a retry
+	// of the id with other arguments is refused instead of answered with
+	// this outcome. Empty in records written before it existed.
+	ArgsDigest string `json:"argsDigest,omitempty"`
+}
+
+// ArgsDigest returns the digest of a command's JSON arguments that records
+// carry: the first 16 bytes of the SHA-256 of their canonical form (object
+// keys sorted, no insignificant space; numbers as written), in hex. Empty
+// or null arguments and {} digest alike. Arguments that are not valid JSON
+// digest as their bytes.
+func ArgsDigest(args []byte) string {
+	canon := canonicalJSON(args)
+	sum := sha256.Sum256(canon)
+	return hex.EncodeToString(sum[:16])
+}
+
+func canonicalJSON(args []byte) []byte {
+	trimmed := bytes.TrimSpace(args)
+	if len(trimmed) == 0 || bytes.Equal(trimmed, []byte("null")) {
+		return []byte("{}")
+	}
+	dec := json.NewDecoder(bytes.NewReader(trimmed))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return args
+	}
+	out, err := json.Marshal(v) // map keys sorted
+	if err != nil {
+		return args
+	}
+	return out
 }
 
 // Log stores command records. Safe for concurrent use; slices passed in are

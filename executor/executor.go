@@ -554,6 +554,7 @@ func (x *Executor) storeCtx() (context.Context, context.CancelFunc) {
 func (x *Executor) command(e *entity, j *job) (Result, error) {
 	req := &j.req
 	durable := false // the command log has been read for this id
+	digest := ""     // of the arguments, computed once
 	if !req.FreshID {
 		res, err, found, fromLog := x.recall(req)
 		if found {
@@ -591,6 +592,9 @@ func (x *Executor) command(e *entity, j *job) (Result, error) {
 			}
 		}
 		now := x.clock()
+		if digest == "" {
+			digest = commandlog.ArgsDigest(req.Args)
+		}
 		events, err := e.agg.Decide(&model.CommandRequest{
 			CommandID: req.CommandID,
 			Command:   req.Command,
@@ -608,7 +612,7 @@ func (x *Executor) command(e *entity, j *job) (Result, error) {
 		case errors.As(err, &rej):
 			item = &flushItem{record: commandlog.Record{
 				CommandID: req.CommandID, Ref: e.ref, Command: req.Command, Outcome: commandlog.Rejected,
-				Code: "rejected", Reason: rej.Reason, Message: rej.Message, At: model.NormalizeTime(now),
+				Code: "rejected", Reason: rej.Reason, Message: rej.Message, At: model.NormalizeTime(now), ArgsDigest: digest,
 			}}
 		case err != nil:
 			return Result{}, err // invalid arguments, unknown command: not recorded
@@ -623,7 +627,7 @@ func (x *Executor) command(e *entity, j *job) (Result, error) {
 			}
 			item = &flushItem{record: commandlog.Record{
 				CommandID: req.CommandID, Ref: e.ref, Command: req.Command, Outcome: commandlog.Accepted,
-				FirstSequence: seq + 1, LastSequence: seq + uint64(len(events)), At: model.NormalizeTime(now),
+				FirstSequence: seq + 1, LastSequence: seq + uint64(len(events)), At: model.NormalizeTime(now), ArgsDigest: digest,
 			}}
 		}
 		if len(events) > 0 {
@@ -727,6 +731,9 @@ func (x *Executor) answer(req *Request, rec commandlog.Record) (Result, error) {
 	if rec.Ref != req.Ref || rec.Command != req.Command {
 		return Result{}, fmt.Errorf("%w: %q was %s on %s, now %s on %s", ErrCommandIDReused, req.CommandID, rec.Command, rec.Ref, req.Command, req.Ref)
 	}
+	if rec.ArgsDigest != "" && rec.ArgsDigest != commandlog.ArgsDigest(req.Args) {
+		return Result{}, fmt.Errorf("%w: %q was %s on %s with other arguments", ErrCommandIDReused, req.CommandID, rec.Command, rec.Ref)
+	}
 	if rec.Outcome == commandlog.Rejected {
 		return Result{}, fmt.Errorf("%w (%w)", &model.Rejection{Reason: rec.Reason, Message: rec.Message}, ErrRecalled)
 	}
@@ -800,6 +807,7 @@ func (x *Executor) recallFromLog(e *entity, req *Request, c recentCommand) (Resu
 	err = x.record(&flushItem{record: commandlog.Record{
 		CommandID: req.CommandID, Ref: e.ref, Command: req.Command, Outcome: commandlog.Accepted,
 		FirstSequence: c.first, LastSequence: c.last, At: events[0].ProcessingTime,
+		// No ArgsDigest: the history does not say what the arguments were.
 	}})
 	if err != nil && !errors.Is(err, commandlog.ErrDecided) {
 		x.log.Warn("re-recording a command failed", "aggregate", e.ref.String(), "commandId", req.CommandID, "err", err)

@@ -34,13 +34,18 @@ func TestSameCommandIDReturnsRecordedOutcome(t *testing.T) {
 	if got := h.lastSeq(t, ref); got != 3 {
 		t.Errorf("log at %d after a duplicate, want 3", got)
 	}
-	// Different arguments do not matter: the id decides.
-	if res := h.mustExec(t, ref, "twice", "increment", `{"times":5}`); !res.Duplicate || res.Sequence != 3 {
-		t.Errorf("duplicate with other args: %+v", res)
+	// The same arguments written differently are the same request; other
+	// arguments under the same id are refused, not answered with the
+	// outcome of another request.
+	if res := h.mustExec(t, ref, "twice", "increment", ` { "times" : 2 } `); !res.Duplicate || res.Sequence != 3 {
+		t.Errorf("duplicate with the arguments spaced differently: %+v", res)
+	}
+	if _, err := h.exec(t, ref, "twice", "increment", `{"times":5}`); !errors.Is(err, executor.ErrCommandIDReused) {
+		t.Errorf("duplicate with other args: %v, want ErrCommandIDReused", err)
 	}
 	s := h.x.Stats()
-	if s.Duplicates != 2 || s.Accepted != 4 {
-		t.Errorf("stats %+v: want 2 duplicates among 4 accepted", s)
+	if s.Duplicates != 3 || s.Accepted != 4 {
+		t.Errorf("stats %+v: want 3 duplicates, 4 accepted", s)
 	}
 	// The duplicate is answered from the log even after the state is gone.
 	h.idle(t)

@@ -20,12 +20,14 @@ import (
 //	uvarint len | Command
 //	byte flags      bits 0-1 outcome: 0 accepted, 1 rejected, 2 other (a
 //	                uvarint-prefixed string follows); bit 2: At present;
-//	                bit 3: Code, Reason and Message present
+//	                bit 3: Code, Reason and Message present; bit 4:
+//	                ArgsDigest present
 //	[uvarint len | Outcome]           when outcome is "other"
 //	uvarint FirstSequence
 //	uvarint LastSequence
 //	[3 × (uvarint len | bytes)]       Code, Reason, Message, when bit 3
 //	[varint At as Unix nanoseconds]   when bit 2
+//	[uvarint len | ArgsDigest]        when bit 4
 //
 // An accepted record with UUID command and aggregate ids, a 9-byte type and
 // an 8-byte command name takes 105 bytes.
@@ -53,6 +55,7 @@ const (
 	outcomeOther    = 2
 	flagAt          = 0x04
 	flagRejection   = 0x08
+	flagDigest      = 0x10
 )
 
 // MaxRecordBytes bounds one encoded record. Command and aggregate ids are
@@ -81,6 +84,9 @@ func appendRecord(b []byte, r *commandlog.Record) []byte {
 	if r.Code != "" || r.Reason != "" || r.Message != "" {
 		flags |= flagRejection
 	}
+	if r.ArgsDigest != "" {
+		flags |= flagDigest
+	}
 	b = append(b, flags)
 	if flags&flagOutcomeMask == outcomeOther {
 		b = appendString(b, string(r.Outcome))
@@ -94,6 +100,9 @@ func appendRecord(b []byte, r *commandlog.Record) []byte {
 	}
 	if flags&flagAt != 0 {
 		b = binary.AppendVarint(b, r.At.UnixNano())
+	}
+	if flags&flagDigest != 0 {
+		b = appendString(b, r.ArgsDigest)
 	}
 	return b
 }
@@ -183,7 +192,7 @@ func (r *reader) skipRecord() []byte {
 	} else if flags&flagOutcomeMask == 3 {
 		r.fail("flags")
 	}
-	if flags&^(flagOutcomeMask|flagAt|flagRejection) != 0 {
+	if flags&^(flagOutcomeMask|flagAt|flagRejection|flagDigest) != 0 {
 		r.fail("flags")
 	}
 	r.uvarint("first sequence")
@@ -195,6 +204,9 @@ func (r *reader) skipRecord() []byte {
 	}
 	if flags&flagAt != 0 {
 		r.varint("time")
+	}
+	if flags&flagDigest != 0 {
+		r.bytes("arguments digest")
 	}
 	if r.err == nil && len(id) == 0 {
 		r.fail("command id (empty)")
@@ -228,6 +240,9 @@ func decodeRecord(b []byte) (commandlog.Record, error) {
 	}
 	if flags&flagAt != 0 {
 		rec.At = time.Unix(0, r.varint("time")).UTC()
+	}
+	if flags&flagDigest != 0 {
+		rec.ArgsDigest = string(r.bytes("arguments digest"))
 	}
 	return rec, r.err
 }

@@ -89,6 +89,7 @@ func newRecord(id string, at time.Time) commandlog.Record {
 		FirstSequence: 3,
 		LastSequence:  4,
 		At:            at,
+		ArgsDigest:    commandlog.ArgsDigest([]byte(`{"id":"` + id + `"}`)),
 	}
 }
 
@@ -122,6 +123,9 @@ func diffRecord(want, got *commandlog.Record) []string {
 	}
 	if got.Message != want.Message {
 		f("Message", want.Message, got.Message)
+	}
+	if got.ArgsDigest != want.ArgsDigest {
+		f("ArgsDigest", want.ArgsDigest, got.ArgsDigest)
 	}
 	if !got.At.Equal(want.At) {
 		f("At", want.At, got.At)

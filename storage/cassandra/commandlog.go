@@ -87,7 +87,7 @@ func (l *CommandLog) put(ctx context.Context, r *commandlog.Record) error {
 	s := l.s
 	err := s.session.Query(s.q.insertCommand,
 		r.CommandID, r.Ref.Type, r.Ref.ID, r.Command, string(r.Outcome),
-		int64(r.FirstSequence), int64(r.LastSequence), r.Code, r.Reason, r.Message, r.At.UnixMilli(),
+		int64(r.FirstSequence), int64(r.LastSequence), r.Code, r.Reason, r.Message, r.At.UnixMilli(), r.ArgsDigest,
 		s.ttl,
 	).WithContext(ctx).Consistency(s.cons).RetryPolicy(s.readRetry).Idempotent(true).Exec()
 	if err != nil {
@@ -115,9 +115,10 @@ func (l *CommandLog) Get(ctx context.Context, commandID string) (commandlog.Reco
 		outcome     string
 		first, last int64
 		at          int64
+		digest      *string
 	)
 	err := s.session.Query(s.q.selectCommand, commandID).WithContext(ctx).Consistency(s.cons).
-		Scan(&r.Ref.Type, &r.Ref.ID, &r.Command, &outcome, &first, &last, &r.Code, &r.Reason, &r.Message, &at)
+		Scan(&r.Ref.Type, &r.Ref.ID, &r.Command, &outcome, &first, &last, &r.Code, &r.Reason, &r.Message, &at, &digest)
 	switch {
 	case errors.Is(err, gocql.ErrNotFound):
 		return commandlog.Record{}, fmt.Errorf("cassandra: %s: %w", what, commandlog.ErrNotFound)
@@ -127,6 +128,9 @@ func (l *CommandLog) Get(ctx context.Context, commandID string) (commandlog.Reco
 	r.Outcome = commandlog.Outcome(outcome)
 	r.FirstSequence, r.LastSequence = uint64(first), uint64(last)
 	r.At = fromMillis(at)
+	if digest != nil {
+		r.ArgsDigest = *digest
+	}
 	return r, nil
 }
 
@@ -187,7 +191,7 @@ func (l *CommandLog) insert(ctx context.Context, r *commandlog.Record) error {
 	existing := make(map[string]any, 12)
 	applied, err := s.session.Query(s.q.claimCommand,
 		r.CommandID, r.Ref.Type, r.Ref.ID, r.Command, string(r.Outcome),
-		int64(r.FirstSequence), int64(r.LastSequence), r.Code, r.Reason, r.Message, r.At.UnixMilli(),
+		int64(r.FirstSequence), int64(r.LastSequence), r.Code, r.Reason, r.Message, r.At.UnixMilli(), r.ArgsDigest,
 		s.ttl,
 	).WithContext(ctx).Consistency(s.cons).SerialConsistency(s.serial).RetryPolicy(s.lwtRetry).MapScanCAS(existing)
 	if err != nil {
@@ -204,6 +208,7 @@ func (l *CommandLog) insert(ctx context.Context, r *commandlog.Record) error {
 	rec.Outcome = commandlog.Outcome(str("outcome"))
 	rec.FirstSequence, rec.LastSequence = uint64(max(num("first_sequence"), 0)), uint64(max(num("last_sequence"), 0))
 	rec.Code, rec.Reason, rec.Message = str("code"), str("reason"), str("message")
+	rec.ArgsDigest = str("args_digest")
 	if t, ok := existing["at"].(time.Time); ok {
 		rec.At = t.UTC()
 	}

@@ -98,3 +98,34 @@ func TestCommandPutInvalid(t *testing.T) {
 		t.Errorf("a batch with an invalid record wrote its valid one: Get = %v", err)
 	}
 }
+
+// A keyspace whose commands table predates the args_digest column gets it
+// when a store opens it, and keeps its records.
+func TestCommandsTableGainsArgsDigest(t *testing.T) {
+	ks := newKeyspace(t)
+	first := ks.open(t, nil) // creates the keyspace and tables
+	cfg := ks.config()
+	q := newStatements(cfg.Keyspace, cfg.TablePrefix)
+	if err := first.session.Query(`CREATE TABLE ` + q.commands + ` (
+		command_id text PRIMARY KEY, aggregate_type text, aggregate_id text, command text, outcome text,
+		first_sequence bigint, last_sequence bigint, code text, reason text, message text, at timestamp)`).Exec(); err != nil {
+		t.Fatalf("create an old commands table: %v", err)
+	}
+	if err := first.session.Query(`INSERT INTO `+q.commands+` (command_id, aggregate_type, aggregate_id, command, outcome, at) VALUES (?, ?, ?, ?, ?, ?)`,
+		"old-1", "lightbulb", "b1", "switchOn", "accepted", time.Now()).Exec(); err != nil {
+		t.Fatal(err)
+	}
+	s := ks.openConfig(t, cfg).CommandLog()
+	got, err := s.Get(t.Context(), "old-1")
+	if err != nil || got.ArgsDigest != "" || got.Command != "switchOn" {
+		t.Fatalf("old record: %+v, %v", got, err)
+	}
+	r := testRecord("new-1")
+	r.ArgsDigest = commandlog.ArgsDigest([]byte(`{"a":1}`))
+	if errs := s.Insert(t.Context(), []commandlog.Record{r}); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	if got, err := s.Get(t.Context(), "new-1"); err != nil || got.ArgsDigest != r.ArgsDigest {
+		t.Fatalf("new record: %+v, %v; want digest %s", got, err, r.ArgsDigest)
+	}
+}

@@ -63,11 +63,11 @@ func newStatements(keyspace, prefix string) statements {
 	q.insertBucket = "INSERT INTO " + q.buckets + " (aggregate_type, aggregate_id, bucket, first_sequence) VALUES (?, ?, ?, ?)"
 	q.selectBuckets = "SELECT bucket, first_sequence FROM " + q.buckets + " WHERE " + pk + " ORDER BY bucket DESC"
 	q.insertCommand = "INSERT INTO " + q.commands + " (command_id, aggregate_type, aggregate_id, command, outcome, " +
-		"first_sequence, last_sequence, code, reason, message, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?"
+		"first_sequence, last_sequence, code, reason, message, at, args_digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?"
 	q.claimCommand = "INSERT INTO " + q.commands + " (command_id, aggregate_type, aggregate_id, command, outcome, " +
-		"first_sequence, last_sequence, code, reason, message, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS USING TTL ?"
+		"first_sequence, last_sequence, code, reason, message, at, args_digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS USING TTL ?"
 	q.selectCommand = "SELECT aggregate_type, aggregate_id, command, outcome, first_sequence, last_sequence, " +
-		"code, reason, message, at FROM " + q.commands + " WHERE command_id = ?"
+		"code, reason, message, at, args_digest FROM " + q.commands + " WHERE command_id = ?"
 	q.insertSetting = "INSERT INTO " + q.settings + " (name, value) VALUES (?, ?) IF NOT EXISTS"
 	q.insertMark = "INSERT INTO " + q.outbox + " (writer, bucket, aggregate_type, aggregate_id, first, last) " +
 		"VALUES (?, ?, ?, ?, ?, ?) USING TTL ?"
@@ -127,7 +127,8 @@ func (q statements) schema(replication string) []string {
 			code text,
 			reason text,
 			message text,
-			at timestamp
+			at timestamp,
+			args_digest text
 		)`,
 		`CREATE TABLE IF NOT EXISTS ` + q.settings + ` (
 			name text PRIMARY KEY,
@@ -154,5 +155,14 @@ func (q statements) schema(replication string) []string {
 			published bigint,
 			last bigint
 		)`,
+	}
+}
+
+// addedColumns are columns added to tables after their first release: a
+// keyspace created before gets them with ALTER TABLE when the store creates
+// its schema (CREATE TABLE IF NOT EXISTS leaves an existing table as it is).
+func (q statements) addedColumns() []struct{ table, column, typ string } {
+	return []struct{ table, column, typ string }{
+		{q.commands, "args_digest", "text"},
 	}
 }

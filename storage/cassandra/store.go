@@ -203,6 +203,11 @@ func (s *Store) prepareSchema(ctx context.Context) error {
 				return s.openError("create schema", err)
 			}
 		}
+		for _, c := range s.q.addedColumns() {
+			if err := s.addColumn(ctx, c.table, c.column, c.typ); err != nil {
+				return s.openError("add column "+c.column+" to "+c.table, err)
+			}
+		}
 		if err := s.session.AwaitSchemaAgreement(ctx); err != nil {
 			return s.openError("await schema agreement", err)
 		}
@@ -221,6 +226,21 @@ func (s *Store) prepareSchema(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// addColumn adds a column to a qualified table unless it has it.
+func (s *Store) addColumn(ctx context.Context, table, column, typ string) error {
+	ks, name, _ := strings.Cut(table, ".")
+	var found string
+	err := s.session.Query("SELECT column_name FROM system_schema.columns WHERE keyspace_name = ? AND table_name = ? AND column_name = ?",
+		ks, name, column).WithContext(ctx).Scan(&found)
+	switch {
+	case err == nil:
+		return nil
+	case !errors.Is(err, gocql.ErrNotFound):
+		return err
+	}
+	return s.session.Query("ALTER TABLE " + table + " ADD " + column + " " + typ).WithContext(ctx).Exec()
 }
 
 // openError wraps an error of Open's schema step.

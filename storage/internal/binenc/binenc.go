@@ -115,13 +115,17 @@ func AppendRecord(b []byte, r *commandlog.Record) []byte {
 	b = AppendString(b, r.Code)
 	b = AppendString(b, r.Reason)
 	b = AppendString(b, r.Message)
-	return binary.AppendVarint(b, r.At.UnixMilli())
+	b = binary.AppendVarint(b, r.At.UnixMilli())
+	if r.ArgsDigest != "" {
+		b = AppendString(b, r.ArgsDigest) // optional trailer: absent in older values
+	}
+	return b
 }
 
 // RecordSize bounds the encoded size of r, to size buffers.
 func RecordSize(r *commandlog.Record) int {
-	return 1 + 12*binary.MaxVarintLen64 + len(r.Ref.Type) + len(r.Ref.ID) + len(r.Command) +
-		len(r.Outcome) + len(r.Code) + len(r.Reason) + len(r.Message)
+	return 1 + 13*binary.MaxVarintLen64 + len(r.Ref.Type) + len(r.Ref.ID) + len(r.Command) +
+		len(r.Outcome) + len(r.Code) + len(r.Reason) + len(r.Message) + len(r.ArgsDigest)
 }
 
 // TimeKeySize is the length of the time part of a time-index key.
@@ -212,6 +216,10 @@ func (d Decoder) DecodeRecord(v []byte, rec *commandlog.Record) error {
 	rec.Reason = r.string()
 	rec.Message = r.string()
 	rec.At = FromMillis(r.varint())
+	rec.ArgsDigest = ""
+	if r.err == nil && len(r.b) > 0 {
+		rec.ArgsDigest = r.string()
+	}
 	if err := r.done(); err != nil {
 		return fmt.Errorf("command value: %w", err)
 	}
