@@ -335,3 +335,33 @@ func TestHistoryReplyShape(t *testing.T) {
 		t.Errorf("failed reply %s carries events or next", raw)
 	}
 }
+
+// Defect 4: a command id reused with other arguments is refused with
+// invalid_request (as common practice for idempotency keys is), from both
+// request forms; the same arguments written differently are the same
+// request, answered as a duplicate.
+func TestCommandIDReusedWithOtherArguments(t *testing.T) {
+	n := startNode(t, testConfig(t))
+	nc := connect(t, n.ClientURL())
+	mustOK(t, nc, createArgs("reuse", "reuse-create"))
+	first := mustOK(t, nc, api.Command{AggregateID: "reuse", Command: "screwIn", CommandID: "reuse-screw", Args: json.RawMessage(`{"location":"hall"}`)})
+	again := mustOK(t, nc, api.Command{AggregateID: "reuse", Command: "screwIn", CommandID: "reuse-screw", Args: json.RawMessage(` { "location" : "hall" } `)})
+	if !again.Duplicate || again.Sequence != first.Sequence {
+		t.Fatalf("same arguments, spaced differently: %+v, want the first outcome as a duplicate", again)
+	}
+	for _, r := range []rawRequest{
+		{name: "envelope", body: `{"aggregateId":"reuse","command":"screwIn","commandId":"reuse-screw","args":{"location":"attic"}}`},
+		{name: "headers", headers: map[string]string{api.HeaderAggregateID: "reuse", api.HeaderCommand: "screwIn", api.HeaderCommandID: "reuse-screw"}, body: `{"location":"attic"}`},
+	} {
+		var reply api.Reply
+		if err := json.Unmarshal(r.send(t, nc), &reply); err != nil {
+			t.Fatal(err)
+		}
+		if reply.OK || reply.Error == nil || reply.Error.Code != api.CodeInvalidRequest || !strings.Contains(reply.Error.Message, "other arguments") {
+			t.Errorf("%s: reused id with other arguments: %+v, want invalid_request naming the other arguments", r.name, reply)
+		}
+	}
+	if last, _ := n.EventLog().LastSequence(t.Context(), model.Ref{Type: lightbulb.TypeName, ID: "reuse"}); last != 2 {
+		t.Errorf("log at %d, want 2", last)
+	}
+}
