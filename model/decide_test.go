@@ -51,7 +51,8 @@ func TestDecideRules(t *testing.T) {
 		{name: "terminated refuses a command", given: closed, cmd: "deposit", args: `{"amount":1}`, wantReason: model.ReasonTerminated, wantMsg: "account/a1 has ended (terminal event at sequence 2); deposit is refused", noHandler: true},
 		{name: "terminated refuses an initial event", given: closed, cmd: "open", args: `{"owner":"ann"}`, wantReason: model.ReasonTerminated, noHandler: true},
 		{name: "terminated refuses a no-op", given: closed, cmd: "noop", wantReason: model.ReasonTerminated, noHandler: true},
-		{name: "terminated refuses before decoding args", given: closed, cmd: "deposit", args: `{"amount":"x"}`, wantReason: model.ReasonTerminated, noHandler: true},
+		{name: "terminated refuses valid args", given: closed, cmd: "deposit", args: `{"amount":5}`, wantReason: model.ReasonTerminated, noHandler: true},
+		{name: "bad args are invalid even when terminated", given: closed, cmd: "deposit", args: `{"amount":"x"}`, wantErr: model.ErrInvalidArgs, noHandler: true},
 		{name: "unknown command even when terminated", given: closed, cmd: "withdraw", wantErr: model.ErrUnknownCommand, noHandler: true},
 
 		// Handlers that misbehave: reported as handler_error, nothing emitted.

@@ -280,8 +280,12 @@ type Snapshot[S any] struct {
 type Handler[S, A any] func(s Snapshot[S], args A) ([]Emit, error)
 
 type commandInfo[S any] struct {
-	name   string
-	decide func(codec Codec, s Snapshot[S], args []byte) ([]Emit, error)
+	name string
+	// parse decodes and validates the arguments (ErrInvalidArgs) and
+	// returns the decision to run on a state: arguments are checked before
+	// anything about the state, so bad input is never recorded as a
+	// rejection.
+	parse func(codec Codec, args []byte) (func(s Snapshot[S]) ([]Emit, error), error)
 }
 
 // CommandOption adjusts a command definition.
@@ -322,7 +326,7 @@ func DefineCommand[S, A any](t *Type[S], name string, handle Handler[S, A], opts
 	}
 	t.commands[name] = &commandInfo[S]{
 		name: name,
-		decide: func(codec Codec, s Snapshot[S], raw []byte) ([]Emit, error) {
+		parse: func(codec Codec, raw []byte) (func(s Snapshot[S]) ([]Emit, error), error) {
 			var args A
 			if len(raw) == 0 {
 				raw = []byte("{}")
@@ -335,10 +339,12 @@ func DefineCommand[S, A any](t *Type[S], name string, handle Handler[S, A], opts
 					return nil, fmt.Errorf("%w: command %q: %v", ErrInvalidArgs, name, err)
 				}
 			}
-			if !s.Exists && !o.creates {
-				return nil, Reject(ReasonNotFound, "%s does not exist and %s does not create it", s.Ref, name)
-			}
-			return handle(s, args)
+			return func(s Snapshot[S]) ([]Emit, error) {
+				if !s.Exists && !o.creates {
+					return nil, Reject(ReasonNotFound, "%s does not exist and %s does not create it", s.Ref, name)
+				}
+				return handle(s, args)
+			}, nil
 		},
 	}
 	return ct

@@ -121,6 +121,10 @@ func (a *instance[S]) Decide(req *CommandRequest) ([]Event, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: %q has no command %q", ErrUnknownCommand, a.t.name, req.Command)
 	}
+	decide, err := ci.parse(a.t.codec, req.Args)
+	if err != nil {
+		return nil, err // bad input: refused before the state is consulted, never recorded
+	}
 	if a.f.terminated {
 		return nil, Reject(ReasonTerminated, "%s has ended (terminal event at sequence %d); %s is refused", a.ref, a.f.seq, req.Command)
 	}
@@ -134,7 +138,7 @@ func (a *instance[S]) Decide(req *CommandRequest) ([]Event, error) {
 		stream = DefaultStream
 	}
 	snap := Snapshot[S]{Ref: a.ref, Exists: a.f.exists, Sequence: a.f.seq, Value: a.f.value, Now: now, Timestamp: ts}
-	emits, err := ci.decide(a.t.codec, snap, req.Args)
+	emits, err := decide(snap)
 	if err != nil {
 		var rej *Rejection
 		switch {

@@ -288,10 +288,9 @@ func (g *liveGen) mutate(c api.Command, cmdSubj string) liveRequest {
 			req.kind = "duplicate argument"
 		} else {
 			// An argument the command does not take: refused when the
-			// arguments are decoded, which the domain does only after
-			// its state checks (see argsLate).
+			// arguments are decoded, before any state check.
 			req.kind = "unknown argument"
-			req.mustRefuse, req.badArgs = false, true
+			req.mustRefuse, req.badArgs = true, true
 		}
 		c.Args = json.RawMessage(a[:len(a)-1] + `,"` + key + `":1}`)
 		req.body = g.envelope(c)
@@ -422,7 +421,6 @@ func TestLiveFuzz(t *testing.T) {
 	for _, id := range g.ids {
 		checkIDs[id] = true
 	}
-	var argsLate []string // reasons given for bad arguments answered "rejected"
 	kinds := map[string]int{}
 	codes := map[string]int{}
 	for i := range *liveN {
@@ -454,11 +452,10 @@ func TestLiveFuzz(t *testing.T) {
 		case req.badArgs && r.OK:
 			t.Fatalf("request %d (%s) %q: arguments that do not decode were accepted: %s", i, req.kind, req.body, reply.Data)
 		case req.badArgs && r.Error.Code == api.CodeRejected:
-			// Known (issue 13's fuzzing found it): model's Decide rejects
-			// a command to an ended aggregate ("terminated") before it
-			// decodes the arguments, so bad arguments there are answered
-			// "rejected" and recorded rather than "invalid_request".
-			argsLate = append(argsLate, r.Error.Reason)
+			// Issue 13's fuzzing found these (a command to an ended
+			// aggregate was rejected "terminated" before its arguments
+			// were decoded, and recorded); arguments are decoded first now.
+			t.Fatalf("request %d (%s) %q: arguments that do not decode were answered rejected (%s) and recorded", i, req.kind, req.body, r.Error.Reason)
 		}
 		if r.OK {
 			codes["ok"]++
@@ -498,10 +495,6 @@ func TestLiveFuzz(t *testing.T) {
 		}
 	}
 	t.Logf("sent %d requests: %v; replies: %v", *liveN, kinds, codes)
-	if len(argsLate) > 0 {
-		t.Logf("known: %d commands with arguments that do not decode were answered \"rejected\" (reasons %v), not invalid_request",
-			len(argsLate), argsLate)
-	}
 
 	// Read back every history and compare it with what was accepted.
 	events := 0

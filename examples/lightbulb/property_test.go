@@ -44,10 +44,10 @@ type oracle struct {
 // ("*" for any rejection), or invalid arguments.
 func (o *oracle) expect(cmd string, invalidArgs bool) (events string, reason string, invalid bool) {
 	switch {
+	case invalidArgs: // bad input is refused before the state is consulted
+		return "", "", true
 	case o.blown:
 		return "", model.ReasonTerminated, false
-	case invalidArgs:
-		return "", "", true
 	case !o.exists && cmd != "create":
 		// Should be model.ReasonNotFound for every command; today some
 		// handlers answer first (see TestCommandsOnMissingBulbAreNotFound).
@@ -317,14 +317,17 @@ func checkHistory(t *testing.T, b *bulb, o *oracle, run int) {
 		t.Fatalf("%s: Usage.Switches = %d, history has %d switchedOn", where, usage.Switches, switches)
 	}
 
-	// After blown, every command is refused, whatever its arguments.
+	// After blown, every command is refused: valid ones as terminated,
+	// invalid ones as invalid arguments (bad input is never recorded).
 	if o.blown {
 		for _, cmd := range b.l.Type.Commands() {
-			for _, args := range []string{validArgs[cmd], `{"nonsense":1}`} {
-				_, err := b.do(t, cmd, args, b.history[len(b.history)-1].Timestamp.Add(time.Hour), time.Time{})
-				if reason, _ := rejectionReason(err); reason != model.ReasonTerminated {
-					t.Fatalf("%s: %s %s on a blown bulb: err = %v, want terminated", where, cmd, args, err)
-				}
+			at := b.history[len(b.history)-1].Timestamp.Add(time.Hour)
+			_, err := b.do(t, cmd, validArgs[cmd], at, time.Time{})
+			if reason, _ := rejectionReason(err); reason != model.ReasonTerminated {
+				t.Fatalf("%s: %s %s on a blown bulb: err = %v, want terminated", where, cmd, validArgs[cmd], err)
+			}
+			if _, err := b.do(t, cmd, `{"nonsense":1}`, at, time.Time{}); !errors.Is(err, model.ErrInvalidArgs) {
+				t.Fatalf("%s: %s with invalid arguments on a blown bulb: err = %v, want invalid arguments", where, cmd, err)
 			}
 		}
 	}
