@@ -174,7 +174,7 @@ func (c *Client) SendRaw(ctx context.Context, aggregateType, aggregateID, comman
 	subject := api.CommandSubject(c.opts.Prefix, aggregateType)
 	var reply api.Reply
 	attempts, err := c.roundTrip(ctx, subject, func(attemptDeadline time.Duration) ([]byte, error) {
-		env.TimeoutMs = attemptDeadline.Milliseconds()
+		env.TimeoutMs = min(attemptDeadline.Milliseconds(), api.MaxTimeoutMs) // the node refuses more
 		return json.Marshal(&env)
 	}, func(data []byte) (*api.Error, error) {
 		reply = api.Reply{} // a success reply has no error field: start clean
