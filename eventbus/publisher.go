@@ -78,12 +78,10 @@ package eventbus
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -754,20 +752,7 @@ func (p *Publisher) maintainFinal(ctx context.Context) {
 }
 
 // Message builds the NATS message for one event.
-func Message(prefix string, e *model.Event) (*nats.Msg, error) {
-	body, err := json.Marshal(e)
-	if err != nil {
-		return nil, err
-	}
-	m := nats.NewMsg(api.EventSubject(prefix, e.AggregateType, e.VersionedName()))
-	m.Header.Set(api.HeaderType, e.AggregateType)
-	m.Header.Set(api.HeaderAggregateID, e.AggregateID)
-	m.Header.Set(api.HeaderSequence, strconv.FormatUint(e.Sequence, 10))
-	m.Header.Set(api.HeaderEventID, e.EventID)
-	m.Header.Set(api.HeaderMsgID, e.EventID)
-	m.Data = body
-	return m, nil
-}
+func Message(prefix string, e *model.Event) (*nats.Msg, error) { return api.EventMessage(prefix, e) }
 
 // rateLimit lets one event through per period.
 type rateLimit struct {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/concursus-go/concursus/api"
 	"strings"
 	"time"
 
@@ -37,18 +38,7 @@ type StreamConfig struct {
 // StreamName is the default stream name for a subject prefix: the prefix
 // in capitals with every character a stream name cannot hold replaced by
 // '_', and "_EVENTS" appended.
-func StreamName(prefix string) string {
-	name := strings.Map(func(r rune) rune {
-		switch {
-		case r >= 'a' && r <= 'z':
-			return r - 'a' + 'A'
-		case r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_':
-			return r
-		}
-		return '_'
-	}, prefix)
-	return name + "_EVENTS"
-}
+func StreamName(prefix string) string { return api.StreamName(prefix) }
 
 // WithDefaults fills in the defaults for prefix.
 func (c StreamConfig) WithDefaults(prefix string) StreamConfig {
@@ -82,7 +72,7 @@ func (c StreamConfig) Validate() error {
 }
 
 // ErrNoJetStream: the NATS server does not run JetStream.
-var ErrNoJetStream = errors.New("eventbus: the NATS server has no JetStream (start it with -js, or let the node run its embedded server)")
+var ErrNoJetStream = api.ErrNoJetStream
 
 // EnsureStream creates the events stream for prefix, or updates its limits
 // to cfg when it exists; several nodes may call it at once. It returns the

@@ -1,10 +1,6 @@
 package router
 
-import (
-	"encoding/binary"
-
-	"github.com/cespare/xxhash/v2"
-)
+import "github.com/concursus-go/concursus/api"
 
 // hashAggregate is the 64-bit xxhash (seed 0) of the aggregate's identity,
 // encoded as
@@ -15,15 +11,8 @@ import (
 // hash different bytes, which a plain concatenation or any separator that may
 // itself occur in a type would not guarantee. This function is part of the
 // cluster's wire contract (every node must map an aggregate to the same
-// partition), pinned by golden values in the tests: do not change it.
+// partition), pinned by golden values in the tests: do not change it. It
+// lives in package api (AggregateHash), where consumers find it too.
 func hashAggregate(aggregateType, aggregateID string) uint64 {
-	var d xxhash.Digest
-	d.Reset()
-	var n [8]byte
-	binary.LittleEndian.PutUint64(n[:], uint64(len(aggregateType)))
-	// xxhash.Digest writes never fail.
-	_, _ = d.Write(n[:])
-	_, _ = d.WriteString(aggregateType)
-	_, _ = d.WriteString(aggregateID)
-	return d.Sum64()
+	return api.AggregateHash(aggregateType, aggregateID)
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/concursus-go/concursus/api"
 	"slices"
 	"strconv"
 
@@ -199,7 +200,7 @@ func (r *Ring) PartitionOf(aggregateType, aggregateID string) int {
 // partitionCount partitions, for callers that hold no ring. partitionCount
 // must be positive.
 func Partition(partitionCount int, aggregateType, aggregateID string) int {
-	return int(hashAggregate(aggregateType, aggregateID) % uint64(partitionCount))
+	return api.Partition(partitionCount, aggregateType, aggregateID)
 }
 
 // OwnerOf returns the id of the member owning partition, or "" if partition

@@ -10,7 +10,6 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/concursus-go/concursus/api"
-	"github.com/concursus-go/concursus/eventbus"
 	"github.com/concursus-go/concursus/model"
 )
 
@@ -26,7 +25,7 @@ var (
 	ErrInvalidHandlers = errors.New("subscription: invalid handlers")
 	// ErrNoStream: the events stream does not exist. The nodes create it
 	// when they run with a stream (cmd/node --stream, node.Config.Stream,
-	// eventbus.EnsureStream); retry once they do.
+	// eventbus.EnsureStream on the server side); retry once they do.
 	ErrNoStream = errors.New("subscription: the events stream does not exist")
 	// ErrNoDeadLetterStream: no subscription has created the dead-letter
 	// stream of this prefix yet (see EnsureDeadLetterStream), so there are
@@ -63,7 +62,7 @@ type Config struct {
 	Conn *nats.Conn
 	// Prefix is the nodes' subject prefix. Default api.DefaultPrefix.
 	Prefix string
-	// Stream is the events stream. Default eventbus.StreamName(Prefix).
+	// Stream is the events stream. Default api.StreamName(Prefix).
 	Stream string
 	// Name names the consumer: its durable JetStream consumer (per group
 	// member, see Group), its dead letters
@@ -134,7 +133,7 @@ func (b Backoff) delay(n int) time.Duration {
 // Group is a static consumer group: Members processes share the work,
 // each with its own durable consumer <Name>-<Member>of<Members> over the
 // same events, and each handles only the aggregates whose partition
-// router.Partition(Members, type, id) equals its Member. The zero Group
+// api.Partition(Members, type, id) equals its Member. The zero Group
 // is no group.
 //
 // Changing Members changes the share of almost every aggregate, so it
@@ -215,7 +214,7 @@ func (c Config) withDefaults() Config {
 		c.Prefix = d.Prefix
 	}
 	if c.Stream == "" {
-		c.Stream = eventbus.StreamName(c.Prefix)
+		c.Stream = api.StreamName(c.Prefix)
 	}
 	if c.MaxAttempts == 0 {
 		c.MaxAttempts = d.MaxAttempts

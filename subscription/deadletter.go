@@ -13,7 +13,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/concursus-go/concursus/api"
-	"github.com/concursus-go/concursus/eventbus"
 	"github.com/concursus-go/concursus/model"
 )
 
@@ -22,9 +21,9 @@ import (
 const HeaderReplayOf = "Concursus-Replay-Of"
 
 // DeadLetterStreamName is the stream of a prefix's dead letters and
-// replays: eventbus.StreamName(prefix) + "_DEADLETTERS", e.g.
+// replays: api.StreamName(prefix) + "_DEADLETTERS", e.g.
 // "CONCURSUS_EVENTS_DEADLETTERS".
-func DeadLetterStreamName(prefix string) string { return eventbus.StreamName(prefix) + "_DEADLETTERS" }
+func DeadLetterStreamName(prefix string) string { return api.DeadLetterStreamName(prefix) }
 
 // ReplaySubject is where replayed dead letters of a consumer are
 // published; the consumer's subscriptions take them from there.
@@ -41,7 +40,7 @@ func deadLetterFilter(prefix, consumer string) string {
 // call it at once. Dead letters are kept until replayed (or deleted by an
 // operator); replays are deleted once handled. The stream has as many
 // replicas as the events stream, 1 when there is none. It returns the
-// stream's name, and eventbus.ErrNoJetStream when the server has no
+// stream's name, and api.ErrNoJetStream when the server has no
 // JetStream.
 func EnsureDeadLetterStream(ctx context.Context, nc *nats.Conn, prefix string) (string, error) {
 	if nc == nil || !validPrefix(prefix) {
@@ -53,7 +52,7 @@ func EnsureDeadLetterStream(ctx context.Context, nc *nats.Conn, prefix string) (
 	}
 	name := DeadLetterStreamName(prefix)
 	replicas := 1
-	if events, err := js.Stream(ctx, eventbus.StreamName(prefix)); err == nil {
+	if events, err := js.Stream(ctx, api.StreamName(prefix)); err == nil {
 		replicas = max(1, events.CachedInfo().Config.Replicas)
 	}
 	sc := jetstream.StreamConfig{
@@ -75,7 +74,7 @@ func EnsureDeadLetterStream(ctx context.Context, nc *nats.Conn, prefix string) (
 	switch {
 	case errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount),
 		errors.Is(err, nats.ErrNoResponders):
-		return "", eventbus.ErrNoJetStream
+		return "", api.ErrNoJetStream
 	case err != nil:
 		return "", fmt.Errorf("subscription: creating the dead-letter stream %s: %w", name, err)
 	}
@@ -141,7 +140,7 @@ func deadLetterStream(ctx context.Context, nc *nats.Conn, prefix string) (jetstr
 		return nil, nil, fmt.Errorf("%w: no stream %s (prefix %q)", ErrNoDeadLetterStream, name, prefix)
 	case errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount),
 		errors.Is(err, nats.ErrNoResponders):
-		return nil, nil, eventbus.ErrNoJetStream
+		return nil, nil, api.ErrNoJetStream
 	case err != nil:
 		return nil, nil, fmt.Errorf("subscription: opening the dead-letter stream %s: %w", name, err)
 	}

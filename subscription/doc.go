@@ -77,7 +77,7 @@
 //
 // Group{Members: n, Member: i} runs member i of n: its own durable
 // consumer <Name>-<i>of<n> over the same events, handling only the
-// aggregates with router.Partition(n, type, id) == i and acknowledging
+// aggregates with api.Partition(n, type, id) == i and acknowledging
 // the others unhandled. Every member thus sees every event, but each
 // aggregate is handled by one member only, in order. The partition is the
 // cluster's own hash (xxhash of the length-prefixed type and id, pinned by

@@ -137,7 +137,7 @@ func (e *env) publish(events ...model.Event) []uint64 {
 	e.t.Helper()
 	var seqs []uint64
 	for i := range events {
-		m, err := eventbus.Message(e.prefix, &events[i])
+		m, err := api.EventMessage(e.prefix, &events[i])
 		if err != nil {
 			e.t.Fatal(err)
 		}
@@ -154,7 +154,7 @@ func (e *env) publish(events ...model.Event) []uint64 {
 // that published it again outside the duplicates window would.
 func (e *env) republish(x model.Event) {
 	e.t.Helper()
-	m, err := eventbus.Message(e.prefix, &x)
+	m, err := api.EventMessage(e.prefix, &x)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -307,7 +307,7 @@ func wantKeys(t *testing.T, what string, got []string, want ...string) {
 // consumerInfo reads a consumer of the events stream.
 func (e *env) consumerInfo(name string) *jetstream.ConsumerInfo {
 	e.t.Helper()
-	c, err := e.js.Consumer(context.Background(), eventbus.StreamName(e.prefix), name)
+	c, err := e.js.Consumer(context.Background(), api.StreamName(e.prefix), name)
 	if err != nil {
 		e.t.Fatalf("consumer %s: %v", name, err)
 	}

@@ -16,9 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/concursus-go/concursus/api"
-	"github.com/concursus-go/concursus/eventbus"
 	"github.com/concursus-go/concursus/model"
-	"github.com/concursus-go/concursus/router"
 )
 
 // publishTimeout bounds one dead-letter publication (a JetStream
@@ -135,7 +133,7 @@ type delivery struct {
 //
 // It fails with ErrInvalidConfig or ErrInvalidHandlers for bad input,
 // ErrNoStream when the events stream does not exist,
-// eventbus.ErrNoJetStream without JetStream, and a wrapped JetStream
+// api.ErrNoJetStream without JetStream, and a wrapped JetStream
 // error when a consumer cannot be created or updated.
 func Subscribe(ctx context.Context, cfg Config, h *Handlers) (*Subscription, error) {
 	cfg = cfg.withDefaults()
@@ -156,7 +154,7 @@ func Subscribe(ctx context.Context, cfg Config, h *Handlers) (*Subscription, err
 		return nil, fmt.Errorf("%w: no stream %s (run the nodes with a stream: cmd/node --stream, node.Config.Stream)", ErrNoStream, cfg.Stream)
 	case errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount),
 		errors.Is(err, nats.ErrNoResponders):
-		return nil, eventbus.ErrNoJetStream
+		return nil, api.ErrNoJetStream
 	case err != nil:
 		return nil, fmt.Errorf("subscription: opening stream %s: %w", cfg.Stream, err)
 	}
@@ -618,7 +616,7 @@ func (s *Subscription) decode(data []byte) (model.Event, error) {
 // mine reports whether the aggregate is in this group member's share.
 func (s *Subscription) mine(id string) bool {
 	g := s.cfg.Group
-	return !g.enabled() || router.Partition(g.Members, s.cfg.AggregateType, id) == g.Member
+	return !g.enabled() || api.Partition(g.Members, s.cfg.AggregateType, id) == g.Member
 }
 
 func (s *Subscription) markDone(id string, seq uint64) {
@@ -668,7 +666,7 @@ func (s *Subscription) deadLetter(d *delivery, cause error, attempts int, keepal
 	m := nats.NewMsg(s.deadLetterSubject(d))
 	body, header := d.body, d.header
 	if d.event.Source == FromHistory { // as the nodes would have published it
-		built, err := eventbus.Message(s.cfg.Prefix, &d.event.Event)
+		built, err := api.EventMessage(s.cfg.Prefix, &d.event.Event)
 		if err != nil {
 			s.log.Error("cannot encode an event for the dead letters", "aggregate", d.event.Ref().String(), "sequence", d.event.Sequence, "err", err)
 			return false
