@@ -14,7 +14,6 @@ import (
 
 	"github.com/concursus-go/concursus/api"
 	"github.com/concursus-go/concursus/model"
-	"github.com/concursus-go/concursus/router"
 	"github.com/concursus-go/concursus/subscription"
 )
 
@@ -318,7 +317,7 @@ func TestGroupSharesTheAggregates(t *testing.T) {
 				t.Errorf("%s handled by members %d and %d", x.AggregateID, o, m)
 			}
 			owner[x.AggregateID] = m
-			if want := router.Partition(members, bulb, x.AggregateID); want != m {
+			if want := api.Partition(members, bulb, x.AggregateID); want != m {
 				t.Errorf("%s handled by member %d, its partition is %d", x.AggregateID, m, want)
 			}
 			if x.Sequence != next[x.AggregateID]+1 {
