@@ -72,6 +72,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Clock supplies processing time. Default time.Now.
 	Clock func() time.Time
+	// TestHooks let a test binary inject faults (see TestHooks); nil in
+	// production.
+	TestHooks *TestHooks
 }
 
 // NATSConfig selects the NATS server.

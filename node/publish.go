@@ -4,11 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
-	"os"
-	"strconv"
-	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -17,7 +12,6 @@ import (
 	"github.com/concursus-go/concursus/cluster"
 	"github.com/concursus-go/concursus/eventbus"
 	"github.com/concursus-go/concursus/eventlog"
-	"github.com/concursus-go/concursus/executor"
 	"github.com/concursus-go/concursus/model"
 )
 
@@ -85,47 +79,6 @@ func (n *Node) closePublisher(ctx context.Context) error {
 		return nil
 	}
 	return n.pub.Close(ctx)
-}
-
-// FaultKillBeforePublish names an environment variable for fault-injection
-// tests: set to N, the node kills its own process (SIGKILL) when the Nth
-// batch of events is durable and about to be published, so the events
-// are in the log and on no bus. Never set it in production.
-const FaultKillBeforePublish = "CONCURSUS_FAULT_KILL_BEFORE_PUBLISH"
-
-// executorPublisher is what the executor publishes through: the
-// publisher, or the fault-injecting wrapper when FaultKillBeforePublish is
-// set.
-func (n *Node) executorPublisher() executor.Publisher {
-	v := os.Getenv(FaultKillBeforePublish)
-	if v == "" {
-		return n.pub
-	}
-	k, err := strconv.Atoi(v)
-	if err != nil || k < 1 {
-		n.log.Error("ignoring a bad fault-injection setting", "env", FaultKillBeforePublish, "value", v)
-		return n.pub
-	}
-	n.log.Warn("fault injection: this node kills itself before publishing a batch of events", "env", FaultKillBeforePublish, "batch", k)
-	return &killBeforePublish{Publisher: n.pub, at: int64(k), log: n.log}
-}
-
-type killBeforePublish struct {
-	*eventbus.Publisher
-	at    int64
-	count atomic.Int64
-	log   *slog.Logger
-}
-
-func (k *killBeforePublish) Publish(t executor.Ticket, events []model.Event) {
-	if k.count.Add(1) == k.at {
-		e := events[0]
-		k.log.Error("fault injection: killing the process before publishing", "aggregate", e.Ref().String(),
-			"sequence", e.Sequence, "eventId", e.EventID, "events", len(events))
-		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
-		select {} // the signal is on its way
-	}
-	k.Publisher.Publish(t, events)
 }
 
 // publisherStats is the publisher's counters for admin replies.

@@ -178,6 +178,10 @@ Flags (each also read from the environment variable shown):
 	}
 	cfg.Logger = logger
 	inv := &invocation{cfg: cfg, logger: logger}
+	if err := faultInjection(&inv.cfg, logger); err != nil {
+		fmt.Fprintf(stderr, "node: %v\n", err)
+		return nil, 2
+	}
 
 	switch storeKind {
 	case "embedded":

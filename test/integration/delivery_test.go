@@ -23,7 +23,6 @@ import (
 	"github.com/concursus-go/concursus/eventlog"
 	"github.com/concursus-go/concursus/examples/lightbulb"
 	"github.com/concursus-go/concursus/model"
-	"github.com/concursus-go/concursus/node"
 	"github.com/concursus-go/concursus/storage/cassandra"
 	"github.com/concursus-go/concursus/subscription"
 )
@@ -47,14 +46,14 @@ import (
 // consumer handled every event but the poison once, in sequence order.
 func TestEventDeliveryProcesses(t *testing.T) {
 	dir := t.TempDir()
-	bins := buildBinaries(t, dir)
+	bins := buildBinaries(t, dir, "faultinject")
 	jsDir := filepath.Join(dir, "jetstream")
 	natsProc, natsURL := startNATS(t, bins.natsServer, dir, "-js", "-sd", jsDir)
 	natsPort := natsURL[strings.LastIndex(natsURL, ":")+1:]
 	h := newClusterHarnessOn(t, "itdelivery", dir, bins, natsURL)
 	h.args = []string{"--stream", "--stream-max-age", "1h"}
 	const killAt = 150 // n2 dies before publishing its 150th batch
-	h.env["n2"] = []string{node.FaultKillBeforePublish + "=" + fmt.Sprint(killAt)}
+	h.env["n2"] = []string{faultKillBeforePublish + "=" + fmt.Sprint(killAt)}
 	h.start("n1", true)
 	h.start("n2", false)
 	h.waitConverged("n1", "n2")
@@ -160,6 +159,11 @@ func TestEventDeliveryProcesses(t *testing.T) {
 	publisherReport(t, h)
 	h.reportLogs()
 }
+
+// faultKillBeforePublish is read by cmd/node built with -tags faultinject:
+// set to N, the node SIGKILLs itself when its Nth batch of events is
+// durable and about to be published (cmd/node/faultinject.go).
+const faultKillBeforePublish = "CONCURSUS_FAULT_KILL_BEFORE_PUBLISH"
 
 // faultInjectedEvent reads, from a node's JSON log, the event id of the
 // batch it died before publishing.

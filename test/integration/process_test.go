@@ -32,22 +32,31 @@ type binaries struct {
 }
 
 // buildBinaries builds cmd/node and nats-server (the module go.mod
-// requires) into dir.
-func buildBinaries(t *testing.T, dir string) binaries {
+// requires) into dir. cmd/node is built with the build tags given, e.g.
+// "faultinject" for a node that can inject faults into itself (see
+// cmd/node/faultinject.go); without them it is the production binary.
+func buildBinaries(t *testing.T, dir string, nodeTags ...string) binaries {
 	t.Helper()
 	b := binaries{node: filepath.Join(dir, "node"), natsServer: filepath.Join(dir, "nats-server")}
 	start := time.Now()
-	for _, target := range []struct{ out, pkg string }{
-		{b.node, "./cmd/node"},
-		{b.natsServer, "github.com/nats-io/nats-server/v2"},
+	for _, target := range []struct {
+		out, pkg string
+		tags     []string
+	}{
+		{b.node, "./cmd/node", nodeTags},
+		{b.natsServer, "github.com/nats-io/nats-server/v2", nil},
 	} {
-		cmd := exec.Command("go", "build", "-o", target.out, target.pkg)
+		args := []string{"build", "-o", target.out}
+		if len(target.tags) > 0 {
+			args = append(args, "-tags", strings.Join(target.tags, ","))
+		}
+		cmd := exec.Command("go", append(args, target.pkg)...)
 		cmd.Dir = repoRoot(t)
 		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("go build -o %s %s: %v\n%s", target.out, target.pkg, err, out)
+			t.Fatalf("go %s: %v\n%s", strings.Join(cmd.Args[1:], " "), err, out)
 		}
 	}
-	t.Logf("built cmd/node and nats-server in %v", time.Since(start).Round(100*time.Millisecond))
+	t.Logf("built cmd/node (tags %q) and nats-server in %v", nodeTags, time.Since(start).Round(100*time.Millisecond))
 	return b
 }
 

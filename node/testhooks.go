@@ -1,0 +1,33 @@
+package node
+
+import "github.com/concursus-go/concursus/executor"
+
+// TestHooks let a test binary reach into a node at the points where a
+// fault is worth injecting, without the library doing it itself: the
+// library never reads fault settings from the environment and never stops
+// the process. cmd/node built with -tags faultinject sets them from its
+// environment (see cmd/node/faultinject.go); production leaves
+// Config.TestHooks nil.
+type TestHooks struct {
+	// Publisher, when set, wraps the publisher the executor hands each
+	// batch of events to once the batch is durable in the event log and
+	// before it is published. The wrapper must pass every call on to p
+	// unless it means to inject a fault there; it is called from the
+	// executor's goroutines and must be safe for concurrent use. Returning
+	// nil keeps p.
+	Publisher func(p executor.Publisher) executor.Publisher
+}
+
+// executorPublisher is what the executor publishes through: the node's
+// publisher, wrapped by Config.TestHooks when a test asks for it.
+func (n *Node) executorPublisher() executor.Publisher {
+	h := n.cfg.TestHooks
+	if h == nil || h.Publisher == nil {
+		return n.pub
+	}
+	if p := h.Publisher(n.pub); p != nil {
+		n.log.Warn("test hook: the executor publishes through a wrapper")
+		return p
+	}
+	return n.pub
+}
