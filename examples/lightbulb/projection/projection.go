@@ -289,7 +289,10 @@ func (p *Projection) Subscription() *subscription.Subscription {
 
 // CaughtUp waits until the index has taken in every lightbulb event in
 // the stream (its consumer has nothing pending or unacknowledged), or ctx
-// ends.
+// ends. A node answers a command once its events are durable in the log
+// and publishes them right after, so the events of a command just answered
+// may not be in the stream yet: a caller that needs them in the index
+// waits for the stream to hold them before calling CaughtUp.
 func (p *Projection) CaughtUp(ctx context.Context) error {
 	js, err := jetstream.New(p.cfg.Conn)
 	if err != nil {

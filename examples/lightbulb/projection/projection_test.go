@@ -5,30 +5,46 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/concursus-go/concursus/api"
 	"github.com/concursus-go/concursus/eventbus"
 	"github.com/concursus-go/concursus/examples/lightbulb"
 	"github.com/concursus-go/concursus/examples/lightbulb/projection"
+	"github.com/concursus-go/concursus/executor"
 	"github.com/concursus-go/concursus/model"
 	"github.com/concursus-go/concursus/node"
 )
 
 // startNode runs a lightbulb node with its events in a JetStream stream.
-func startNode(t *testing.T) *node.Node {
+// With lateBy > 0 each batch of events reaches the bus that long after its
+// command was answered (see lateBus).
+func startNode(t *testing.T, lateBy time.Duration) *node.Node {
 	t.Helper()
 	reg, err := model.NewRegistry(lightbulb.Define().Type)
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := node.New(node.Config{
+	cfg := node.Config{
 		NodeID: "projection-test", DataDir: t.TempDir(), NATS: node.NATSConfig{EmbeddedPort: -1},
 		Stream: &eventbus.StreamConfig{}, Logger: slog.New(slog.DiscardHandler),
-	}, reg)
+	}
+	if lateBy > 0 {
+		cfg.TestHooks = &node.TestHooks{Publisher: func(p executor.Publisher) executor.Publisher {
+			l := &lateBus{Publisher: p, by: lateBy, queue: make(chan lateBatch, 1024), done: make(chan struct{})}
+			go l.run()
+			// Registered before the node's Shutdown, so it runs after it:
+			// the executor publishes nothing more by then.
+			t.Cleanup(func() { close(l.queue); <-l.done })
+			return l
+		}}
+	}
+	n, err := node.New(cfg, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +52,38 @@ func startNode(t *testing.T) *node.Node {
 	return n
 }
 
-func send(t *testing.T, nc *nats.Conn, id, command, args string) {
+// lateBus hands each batch of events to the node's publisher a fixed time
+// after the executor did, in order: the commands are answered (their
+// events durable in the log) well before their events reach the bus, as
+// on a loaded machine.
+type lateBus struct {
+	executor.Publisher
+	by    time.Duration
+	queue chan lateBatch
+	done  chan struct{}
+}
+
+type lateBatch struct {
+	ticket executor.Ticket
+	events []model.Event
+	due    time.Time
+}
+
+func (l *lateBus) Publish(t executor.Ticket, events []model.Event) {
+	l.queue <- lateBatch{ticket: t, events: slices.Clone(events), due: time.Now().Add(l.by)}
+}
+
+func (l *lateBus) run() {
+	defer close(l.done)
+	for b := range l.queue {
+		<-time.After(time.Until(b.due))
+		l.Publisher.Publish(b.ticket, b.events)
+	}
+}
+
+// send sends a command that must be accepted and returns how many events
+// it produced.
+func send(t *testing.T, nc *nats.Conn, id, command, args string) int {
 	t.Helper()
 	body, _ := json.Marshal(api.Command{AggregateID: id, Command: command, Args: json.RawMessage(args)})
 	m, err := nc.Request(api.CommandSubject(api.DefaultPrefix, lightbulb.TypeName), body, 10*time.Second)
@@ -46,6 +93,40 @@ func send(t *testing.T, nc *nats.Conn, id, command, args string) {
 	var r api.Reply
 	if err := json.Unmarshal(m.Data, &r); err != nil || !r.OK {
 		t.Fatalf("%s %s: %s", command, id, m.Data)
+	}
+	return len(r.Events)
+}
+
+// onBus waits until the events stream holds want events. A node answers a
+// command once its events are durable in the log and publishes them after
+// that, so an event can reach the stream a moment after its command's
+// reply: a projection that has caught up with the stream has not
+// necessarily seen it yet.
+func onBus(t *testing.T, nc *nats.Conn, want int) {
+	t.Helper()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var (
+		held    uint64
+		lastErr error
+	)
+	for {
+		st, err := js.Stream(ctx, eventbus.StreamName(api.DefaultPrefix))
+		if err == nil {
+			if held = st.CachedInfo().State.Msgs; held >= uint64(want) {
+				return
+			}
+		}
+		lastErr = err
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the events stream holds %d events after %v, want %d (last error: %v)", held, 30*time.Second, want, lastErr)
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
 }
 
@@ -70,21 +151,32 @@ func summary(r projection.Reply) string {
 	return fmt.Sprint(r.Locations)
 }
 
+// The index answers by location, live, after a rebuild and in a fresh
+// projection; also when the events reach the bus well after their
+// commands were answered.
 func TestBulbsByLocation(t *testing.T) {
-	n := startNode(t)
+	for _, lateBy := range []time.Duration{0, 100 * time.Millisecond} {
+		t.Run(fmt.Sprintf("bus late by %v", lateBy), func(t *testing.T) { testBulbsByLocation(t, lateBy) })
+	}
+}
+
+func testBulbsByLocation(t *testing.T, lateBy time.Duration) {
+	n := startNode(t, lateBy)
 	nc, err := nats.Connect(n.ClientURL())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
+	produced := 0 // events the commands produced
 	for i, loc := range []string{"hall", "hall", "kitchen", "porch"} {
 		id := fmt.Sprintf("b%d", i+1)
-		send(t, nc, id, "create", fmt.Sprintf(`{"wattage":%d}`, 40+i*20))
-		send(t, nc, id, "screwIn", fmt.Sprintf(`{"location":%q}`, loc))
+		produced += send(t, nc, id, "create", fmt.Sprintf(`{"wattage":%d}`, 40+i*20))
+		produced += send(t, nc, id, "screwIn", fmt.Sprintf(`{"location":%q}`, loc))
 	}
-	send(t, nc, "b2", "switchOn", "")
-	send(t, nc, "b4", "unscrew", "")
-	send(t, nc, "b5", "create", `{"wattage":10}`) // never screwed in
+	produced += send(t, nc, "b2", "switchOn", "")
+	produced += send(t, nc, "b4", "unscrew", "")
+	produced += send(t, nc, "b5", "create", `{"wattage":10}`) // never screwed in
+	onBus(t, nc, produced)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -111,8 +203,9 @@ func TestBulbsByLocation(t *testing.T) {
 	}
 
 	// Live: new events change the index.
-	send(t, nc, "b1", "switchOn", "")
-	send(t, nc, "b2", "blow", "")
+	produced += send(t, nc, "b1", "switchOn", "")
+	produced += send(t, nc, "b2", "blow", "")
+	onBus(t, nc, produced)
 	if err := p.CaughtUp(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -120,6 +213,9 @@ func TestBulbsByLocation(t *testing.T) {
 		t.Errorf("hall after switchOn b1 and blow b2: %s", got)
 	}
 	events := p.Index().Events()
+	if events != int64(produced) {
+		t.Errorf("the index took in %d events, want the %d the commands produced", events, produced)
+	}
 
 	// Rebuilt from scratch by replay: the same index.
 	r := ask(t, nc, projection.RebuildSubject(api.DefaultPrefix), struct{}{})
@@ -152,5 +248,79 @@ func TestBulbsByLocation(t *testing.T) {
 	var bad projection.Reply
 	if json.Unmarshal(m.Data, &bad) != nil || bad.OK || bad.Error == "" {
 		t.Errorf("malformed query: %s", m.Data)
+	}
+}
+
+// An event the bus holds twice (a node republished it from its outbox after
+// the stream's duplicates window, under a message id of its own) is taken
+// in once: live, on rebuild, and by a fresh projection.
+func TestRepublishedEventTakenInOnce(t *testing.T) {
+	n := startNode(t, 0)
+	nc, err := nats.Connect(n.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	produced := send(t, nc, "b1", "create", `{"wattage":60}`)
+	produced += send(t, nc, "b1", "screwIn", `{"location":"hall"}`)
+	onBus(t, nc, produced)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, err := projection.Start(ctx, projection.Config{Conn: nc, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop()
+
+	// Both events again, the newer first, then a new one.
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(ctx, eventbus.StreamName(api.DefaultPrefix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, seq := range []uint64{2, 1} {
+		raw, err := st.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := nats.NewMsg(raw.Subject)
+		m.Header, m.Data = raw.Header, raw.Data
+		m.Header.Set(api.HeaderMsgID, fmt.Sprintf("republished-%d", seq))
+		if ack, err := js.PublishMsg(ctx, m); err != nil || ack.Duplicate {
+			t.Fatalf("republishing stream message %d: %+v, %v", seq, ack, err)
+		}
+	}
+	produced += send(t, nc, "b1", "switchOn", "")
+	onBus(t, nc, produced+2)
+	if err := p.CaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, dups := p.Index().Events(), p.Subscription().Stats().Duplicates; got != int64(produced) || dups != 2 {
+		t.Errorf("live: %d events taken in, %d duplicates dropped; want %d and 2", got, dups, produced)
+	}
+	subject := projection.QuerySubject(api.DefaultPrefix)
+	if got := summary(ask(t, nc, subject, projection.Query{Location: "hall"})); got != "hall:[{b1 60 true}]" {
+		t.Errorf("hall: %s", got)
+	}
+
+	r := ask(t, nc, projection.RebuildSubject(api.DefaultPrefix), struct{}{})
+	if !r.OK || r.Events != int64(produced) {
+		t.Errorf("rebuild: %+v, want ok with %d events", r, produced)
+	}
+	p.Stop()
+	q, err := projection.Start(ctx, projection.Config{Conn: nc, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Stop()
+	if err := q.CaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := q.Index().Events(); got != int64(produced) {
+		t.Errorf("a fresh projection took in %d events, want %d", got, produced)
 	}
 }
