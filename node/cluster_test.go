@@ -668,6 +668,18 @@ func (c *testCluster) waitGroup(voters int) string {
 func TestClusterIdempotencyFilterAnswersRetriesEverywhere(t *testing.T) {
 	c := newTestCluster(t, 3)
 	c.waitGroup(3)
+	// A node's filter serves once its replica has caught up with the
+	// group, which it notices on its next membership step, a moment after
+	// the group shows a leader and its voters. Until then every command
+	// id is looked up in the command log (and no filter miss is counted).
+	waitFor(t, 10*time.Second, "every node's filter to serve", func() bool {
+		for _, n := range c.list() {
+			if !n.FilterReady() {
+				return false
+			}
+		}
+		return true
+	})
 	nc := connect(t, c.url)
 	gets := c.commands.gets.Load()
 	// The same command id sent at once to every node's direct subject
@@ -676,21 +688,32 @@ func TestClusterIdempotencyFilterAnswersRetriesEverywhere(t *testing.T) {
 	mustOK(t, nc, api.Command{AggregateID: "same", Command: "screwIn", CommandID: "same-screw", Args: json.RawMessage(`{"location":"hall"}`)})
 	var wg sync.WaitGroup
 	replies := make([]api.Reply, 0, 9)
+	var errs []error
 	var mu sync.Mutex
-	for round := range 3 {
+	body := envelope(t, api.Command{AggregateID: "same", Command: "switchOn", CommandID: "same-on"})
+	for range 3 {
 		for _, n := range c.list() {
 			wg.Go(func() {
 				var r api.Reply
-				request(t, nc, "concursus.node."+n.NodeID()+".cmd."+lightbulb.TypeName,
-					envelope(t, api.Command{AggregateID: "same", Command: "switchOn", CommandID: "same-on"}), &r)
+				subject := "concursus.node." + n.NodeID() + ".cmd." + lightbulb.TypeName
+				m, err := nc.Request(subject, body, reqTimeout)
+				if err == nil {
+					err = json.Unmarshal(m.Data, &r)
+				}
 				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					errs = append(errs, fmt.Errorf("%s: %w", subject, err))
+					return
+				}
 				replies = append(replies, r)
-				mu.Unlock()
 			})
 		}
-		_ = round
 	}
 	wg.Wait()
+	if len(errs) > 0 {
+		t.Fatalf("sending same-on: %v", errs)
+	}
 	dups := 0
 	for _, r := range replies {
 		if !r.OK || r.Sequence != 3 {
