@@ -37,6 +37,13 @@
 //
 //	go run ./cmd/bench -delivery -c 128 -k 10000
 //	go run ./cmd/bench -delivery -store cassandra -c 64 -k 2000
+//
+// With -rejections it measures what fencing decisions that write nothing
+// costs: a workload where -reject-share (default 0.9) of the commands are
+// rejected by the bulb's state, first answered unfenced, then fenced by a
+// head check, ending with "fenced/unfenced ratio: X.XX".
+//
+//	go run ./cmd/bench -rejections -store cassandra -c 64 -k 2000
 package main
 
 import (
