@@ -249,6 +249,11 @@ cas_contention_timeout: 2000ms
 truncate_request_timeout: 60000ms
 request_timeout: 10000ms
 
+# Paxos v2: fewer round trips for conditional writes (the event log's
+# fenced appends, the command log's inserts) and for serial reads (head
+# checks).
+paxos_variant: v2
+
 # Keep a small footprint.
 concurrent_reads: 16
 concurrent_writes: 16
