@@ -348,8 +348,8 @@ func TestDuplicateCommandID(t *testing.T) {
 		original api.Reply
 	}{
 		{"single event", create, first},
-		// Different args with the same id: still the original outcome.
-		{"changed args", api.Command{AggregateID: "db1", Command: "create", CommandID: "dup-1", Args: json.RawMessage(`{"wattage":100}`)}, first},
+		// The same args written differently are the same request.
+		{"args spaced differently", api.Command{AggregateID: "db1", Command: "create", CommandID: "dup-1", Args: json.RawMessage(`{ "wattage" : 60 }`)}, first},
 		{"two events, after later commands", api.Command{AggregateID: "db1", Command: "unscrew", CommandID: "dup-4"}, multi},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
