@@ -582,7 +582,9 @@ func (x *Executor) command(e *entity, j *job) (Result, error) {
 			// aggregate until now and decided this id without it reaching
 			// the filter yet. The durable record says.
 			durable = true
-			rec, err := x.commands.Get(context.Background(), req.CommandID)
+			ctx, cancel := x.storeCtx()
+			rec, err := x.commands.Get(ctx, req.CommandID)
+			cancel()
 			switch {
 			case err == nil:
 				x.stats.duplicates.Add(1)
