@@ -714,6 +714,8 @@ func (x *Executor) recall(req *Request) (res Result, err error, found, fromLog b
 			return Result{}, nil, false, false
 		}
 		x.stats.doubtedMisses.Add(1)
+	} else if x.filter != nil {
+		x.stats.doubtedMisses.Add(1) // not serving: it vouches for nothing
 	}
 	rec, err = x.commands.Get(ctx, req.CommandID)
 	switch {

@@ -34,8 +34,9 @@ type Stats struct {
 	// history: they were decided again on the reloaded state.
 	HeadChecks int64 `json:"headChecks,omitempty"`
 	Fenced     int64 `json:"fenced,omitempty"`
-	// DoubtedMisses counts filter misses checked against the command log
-	// because the filter could not vouch for its memory (Completer).
+	// DoubtedMisses counts command ids checked against the command log
+	// because the filter could not vouch for its memory (Completer) or did
+	// not serve (Ready false).
 	DoubtedMisses int64 `json:"doubtedMisses,omitempty"`
 	// RecordClashes counts accepted commands whose record found another
 	// decision of the same id already recorded (it should stay 0).
