@@ -162,25 +162,11 @@ func run() error {
 	}
 
 	if p.rejections {
-		return benchRejections(p, url, conns, func() (node.StoreOpener, func()) {
-			if p.store != "cassandra" {
-				return nil, func() {}
-			}
-			keyspace := fmt.Sprintf("bench_rejections_%d", time.Now().UnixNano())
-			fmt.Printf("Cassandra at %s, keyspace %s (dropped after the scenario)\n", p.cassandra, keyspace)
-			return cassandraOpener(p, keyspace), func() { dropKeyspace(p.cassandra, keyspace) }
-		})
+		return benchRejections(p, url, conns, freshStores(p, "rejections"))
 	}
 
 	if p.delivery {
-		return benchDelivery(p, url, conns, func() (node.StoreOpener, func()) {
-			if p.store != "cassandra" {
-				return nil, func() {}
-			}
-			keyspace := fmt.Sprintf("bench_delivery_%d", time.Now().UnixNano())
-			fmt.Printf("Cassandra at %s, keyspace %s (dropped after the scenario)\n", p.cassandra, keyspace)
-			return cassandraOpener(p, keyspace), func() { dropKeyspace(p.cassandra, keyspace) }
-		})
+		return benchDelivery(p, url, conns, freshStores(p, "delivery"))
 	}
 
 	var opener node.StoreOpener
@@ -216,6 +202,20 @@ func run() error {
 	cmd.print("command-path")
 	fmt.Printf("\ncommand-path/%s ratio: %.2f\n", baseline, cmd.throughput()/raw.throughput())
 	return nil
+}
+
+// freshStores returns what gives each scenario of a comparison its own
+// store: the node's embedded store in a fresh directory (a nil opener), or
+// with -store cassandra a fresh keyspace, dropped by the returned func.
+func freshStores(p params, scenario string) func() (node.StoreOpener, func()) {
+	return func() (node.StoreOpener, func()) {
+		if p.store != "cassandra" {
+			return nil, func() {}
+		}
+		keyspace := fmt.Sprintf("bench_%s_%d", scenario, time.Now().UnixNano())
+		fmt.Printf("Cassandra at %s, keyspace %s (dropped after the scenario)\n", p.cassandra, keyspace)
+		return cassandraOpener(p, keyspace), func() { dropKeyspace(p.cassandra, keyspace) }
+	}
 }
 
 // cassandraOpener opens the node's logs in keyspace, with the outbox.
