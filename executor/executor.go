@@ -582,15 +582,8 @@ func (x *Executor) command(e *entity, j *job) (Result, error) {
 			// aggregate until now and decided this id without it reaching
 			// the filter yet. The durable record says.
 			durable = true
-			ctx, cancel := x.storeCtx()
-			rec, err := x.commands.Get(ctx, req.CommandID)
-			cancel()
-			switch {
-			case err == nil:
-				x.stats.duplicates.Add(1)
-				return x.answer(req, rec)
-			case !errors.Is(err, commandlog.ErrNotFound):
-				return Result{}, fmt.Errorf("%w: command log: %v", ErrUnavailable, err)
+			if res, err, found := x.recallFromCommandLog(req); found {
+				return res, err
 			}
 		}
 		now := x.clock()
@@ -700,12 +693,8 @@ type Completer interface {
 // from the filter when there is one (a memory lookup), else from the
 // command log. fromLog reports that the command log was read.
 func (x *Executor) recall(req *Request) (res Result, err error, found, fromLog bool) {
-	ctx, cancel := x.storeCtx()
-	defer cancel()
-	var rec commandlog.Record
 	if x.filter != nil && x.filter.Ready() {
-		var ok bool
-		if rec, ok = x.filter.Lookup(req.CommandID); ok {
+		if rec, ok := x.filter.Lookup(req.CommandID); ok {
 			x.stats.duplicates.Add(1)
 			res, err = x.answer(req, rec)
 			return res, err, true, false
@@ -717,16 +706,25 @@ func (x *Executor) recall(req *Request) (res Result, err error, found, fromLog b
 	} else if x.filter != nil {
 		x.stats.doubtedMisses.Add(1) // not serving: it vouches for nothing
 	}
-	rec, err = x.commands.Get(ctx, req.CommandID)
+	res, err, found = x.recallFromCommandLog(req)
+	return res, err, found, true
+}
+
+// recallFromCommandLog answers a command id from its durable record, if
+// there is one.
+func (x *Executor) recallFromCommandLog(req *Request) (Result, error, bool) {
+	ctx, cancel := x.storeCtx()
+	rec, err := x.commands.Get(ctx, req.CommandID)
+	cancel()
 	switch {
 	case errors.Is(err, commandlog.ErrNotFound):
-		return Result{}, nil, false, true
+		return Result{}, nil, false
 	case err != nil:
-		return Result{}, fmt.Errorf("%w: command log: %v", ErrUnavailable, err), true, true
+		return Result{}, fmt.Errorf("%w: command log: %v", ErrUnavailable, err), true
 	}
 	x.stats.duplicates.Add(1)
-	res, err = x.answer(req, rec)
-	return res, err, true, true
+	res, err := x.answer(req, rec)
+	return res, err, true
 }
 
 // answer turns the recorded outcome of a command id into the reply to a

@@ -187,14 +187,7 @@ func (x *Executor) flushDecisions(ctx context.Context, batch []*flushItem) []err
 			x.stats.headChecks.Add(1)
 		}
 	}
-	errs := x.decide.WriteDecisions(ctx, decisions)
-	if len(errs) != len(batch) {
-		err := fmt.Errorf("%w: store returned %d results for %d decisions", eventlog.ErrUnavailable, len(errs), len(batch))
-		errs = make([]error, len(batch))
-		for i := range errs {
-			errs[i] = err
-		}
-	}
+	errs := checkedResults(x.decide.WriteDecisions(ctx, decisions), len(batch), "decisions")
 	if appends > 0 {
 		x.stats.batches.Add(1)
 		x.stats.appended.Add(int64(appends))
@@ -216,16 +209,9 @@ func (x *Executor) flushSeparately(ctx context.Context, batch []*flushItem) []er
 		}
 	}
 	if len(appends) > 0 {
-		results := x.events.Append(ctx, appends)
-		if len(results) != len(appends) {
-			err := fmt.Errorf("%w: store returned %d results for %d appends", eventlog.ErrUnavailable, len(results), len(appends))
-			for _, i := range owners {
-				errs[i] = err
-			}
-		} else {
-			for k, i := range owners {
-				errs[i] = results[k]
-			}
+		results := checkedResults(x.events.Append(ctx, appends), len(appends), "appends")
+		for k, i := range owners {
+			errs[i] = results[k]
 		}
 		x.stats.batches.Add(1)
 		x.stats.appended.Add(int64(len(appends)))
@@ -244,13 +230,9 @@ func (x *Executor) flushSeparately(ctx context.Context, batch []*flushItem) []er
 	}
 	if len(heads) > 0 {
 		x.stats.headChecks.Add(int64(len(heads)))
-		results := eventlog.CheckHeads(ctx, x.events, heads)
+		results := checkedResults(eventlog.CheckHeads(ctx, x.events, heads), len(heads), "head checks")
 		for k, i := range hOwner {
-			if k < len(results) {
-				errs[i] = results[k]
-			} else {
-				errs[i] = fmt.Errorf("%w: store returned %d results for %d head checks", eventlog.ErrUnavailable, len(results), len(heads))
-			}
+			errs[i] = results[k]
 		}
 	}
 
@@ -272,14 +254,9 @@ func (x *Executor) flushSeparately(ctx context.Context, batch []*flushItem) []er
 		}
 		return errs
 	}
-	results := ins.Insert(ctx, records)
+	results := checkedResults(ins.Insert(ctx, records), len(records), "records")
 	for k, i := range rOwner {
-		var err error
-		if k < len(results) {
-			err = results[k]
-		} else {
-			err = fmt.Errorf("%w: store returned %d results for %d records", commandlog.ErrUnavailable, len(results), len(records))
-		}
+		err := results[k]
 		var decided *commandlog.DecidedError
 		switch {
 		case err == nil:
@@ -318,4 +295,19 @@ func (x *Executor) recordFailed(batch []*flushItem, owners []int, errs []error, 
 	if appended > 0 {
 		x.log.Error("command log write failed; the aggregates' histories answer these commands' retries", "commands", appended, "err", err)
 	}
+}
+
+// checkedResults returns a store's per-entry results, or, when it returned
+// another number of them (a store bug), n copies of an error wrapping
+// eventlog.ErrUnavailable: nothing is taken as written.
+func checkedResults(results []error, n int, what string) []error {
+	if len(results) == n {
+		return results
+	}
+	err := fmt.Errorf("%w: store returned %d results for %d %s", eventlog.ErrUnavailable, len(results), n, what)
+	out := make([]error, n)
+	for i := range out {
+		out[i] = err
+	}
+	return out
 }
