@@ -37,12 +37,8 @@ func (l *CommandLog) Put(ctx context.Context, records []commandlog.Record) error
 		return fmt.Errorf("%w: cassandra: %s: %w", commandlog.ErrUnavailable, what, err)
 	}
 	for i := range records {
-		r := &records[i]
-		if r.CommandID == "" {
-			return fmt.Errorf("cassandra: %s: record %d has no command id", what, i)
-		}
-		if r.FirstSequence > math.MaxInt64 || r.LastSequence > math.MaxInt64 {
-			return fmt.Errorf("cassandra: %s: record %q: sequence range %d..%d does not fit a bigint", what, r.CommandID, r.FirstSequence, r.LastSequence)
+		if err := checkRecord(&records[i], i); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
 		}
 	}
 	if len(records) == 1 {
@@ -153,33 +149,26 @@ func (l *CommandLog) Insert(ctx context.Context, records []commandlog.Record) []
 		return errs
 	}
 	for i := range records {
-		r := &records[i]
-		switch {
-		case r.CommandID == "":
-			errs[i] = fmt.Errorf("cassandra: insert command record %d: no command id", i)
-		case r.FirstSequence > math.MaxInt64 || r.LastSequence > math.MaxInt64:
-			errs[i] = fmt.Errorf("cassandra: insert command %q: sequence range %d..%d does not fit a bigint", r.CommandID, r.FirstSequence, r.LastSequence)
-		}
+		errs[i] = checkRecord(&records[i], i)
 	}
-	sem := make(chan struct{}, l.s.cfg.AppendConcurrency)
-	var wg sync.WaitGroup
-	for i := range records {
-		if errs[i] != nil {
-			continue
-		}
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			errs[i] = fmt.Errorf("%w: cassandra: insert command %q: %w", commandlog.ErrUnavailable, records[i].CommandID, ctx.Err())
-			continue
-		}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			errs[i] = l.insert(ctx, &records[i])
+	each(ctx, l.s.cfg.AppendConcurrency, errs,
+		func(i int) error { return l.insert(ctx, &records[i]) },
+		func(i int, err error) error {
+			return fmt.Errorf("%w: cassandra: insert command %q: %w", commandlog.ErrUnavailable, records[i].CommandID, err)
 		})
-	}
-	wg.Wait()
 	return errs
+}
+
+// checkRecord refuses a record the commands table cannot hold (record i of
+// a batch).
+func checkRecord(r *commandlog.Record, i int) error {
+	switch {
+	case r.CommandID == "":
+		return fmt.Errorf("cassandra: command record %d has no command id", i)
+	case r.FirstSequence > math.MaxInt64 || r.LastSequence > math.MaxInt64:
+		return fmt.Errorf("cassandra: command record %q: sequence range %d..%d does not fit a bigint", r.CommandID, r.FirstSequence, r.LastSequence)
+	}
+	return nil
 }
 
 // insert writes one record unless its command id has one.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"sync"
 	"time"
 
 	"github.com/gocql/gocql"
@@ -42,54 +41,27 @@ func (l *EventLog) Append(ctx context.Context, batch []eventlog.Append) []error 
 	if len(batch) == 0 {
 		return errs
 	}
-	fail := func(i int, err error) {
-		errs[i] = fmt.Errorf("cassandra: append %s after %d: %w", batch[i].Ref, batch[i].Expected, err)
+	wrap := func(i int, err error) error {
+		return fmt.Errorf("cassandra: append %s after %d: %w", batch[i].Ref, batch[i].Expected, err)
 	}
+	unavailable := func(i int, err error) error { return wrap(i, fmt.Errorf("%w: %w", eventlog.ErrUnavailable, err)) }
 	if err := l.checkOpen(); err != nil {
 		for i := range batch {
-			fail(i, err)
+			errs[i] = wrap(i, err)
 		}
 		return errs
 	}
 	if err := ctx.Err(); err != nil {
 		for i := range batch {
-			fail(i, fmt.Errorf("%w: %w", eventlog.ErrUnavailable, err))
+			errs[i] = unavailable(i, err)
 		}
 		return errs
 	}
-	valid, only := 0, 0
 	for i := range batch {
-		if err := checkAppend(&batch[i]); err != nil {
-			errs[i] = err
-			continue
-		}
-		valid, only = valid+1, i
+		errs[i] = checkAppend(&batch[i])
 	}
-	switch valid {
-	case 0:
-		return errs
-	case 1: // the executor's common case: no goroutine needed
-		errs[only] = l.appendOne(ctx, &batch[only])
-		return errs
-	}
-	sem := make(chan struct{}, l.s.cfg.AppendConcurrency)
-	var wg sync.WaitGroup
-	for i := range batch {
-		if errs[i] != nil {
-			continue
-		}
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			fail(i, fmt.Errorf("%w: %w", eventlog.ErrUnavailable, ctx.Err()))
-			continue
-		}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			errs[i] = l.appendOne(ctx, &batch[i])
-		})
-	}
-	wg.Wait()
+	each(ctx, l.s.cfg.AppendConcurrency, errs,
+		func(i int) error { return l.appendOne(ctx, &batch[i]) }, unavailable)
 	return errs
 }
 
@@ -127,8 +99,7 @@ func (l *EventLog) appendOne(ctx context.Context, a *eventlog.Append) error {
 		return eventlog.ConflictError(ref, a.Expected, uint64(max(actual, 0)))
 	}
 
-	at, cached := s.cache.get(ref)
-	if cached && at.head > e {
+	if at, cached := s.cache.get(ref); cached && at.head > e {
 		// The history certainly holds events after e: the writer is stale.
 		// The entry is still true, so it stays.
 		return eventlog.ConflictError(ref, a.Expected, uint64(at.head))
@@ -140,17 +111,12 @@ func (l *EventLog) appendOne(ctx context.Context, a *eventlog.Append) error {
 	if e == 0 {
 		target = position{bucket: 0, first: 1}
 	} else {
-		if !cached || at.head != e {
-			var (
-				found bool
-				err   error
-			)
-			if at, found, err = l.locate(ctx, ref, e); err != nil {
-				return fail("locate the bucket of its expected sequence", err)
-			}
-			if !found {
-				return conflict(0)
-			}
+		at, found, err := l.positionOf(ctx, ref, e)
+		if err != nil {
+			return fail("locate the bucket of its expected sequence", err)
+		}
+		if !found {
+			return conflict(0)
 		}
 		if e-at.first+1 >= int64(s.cfg.BucketSize) {
 			full = at.bucket
@@ -213,6 +179,15 @@ func (l *EventLog) appendOne(ctx context.Context, a *eventlog.Append) error {
 	target.head = e + n
 	s.cache.advance(ref, target)
 	return nil
+}
+
+// positionOf returns the bucket holding sequence seq (> 0): the cached
+// position when its head is seq, else the bucket index's answer (locate).
+func (l *EventLog) positionOf(ctx context.Context, ref model.Ref, seq int64) (at position, found bool, err error) {
+	if at, cached := l.s.cache.get(ref); cached && at.head == seq {
+		return at, true, nil
+	}
+	return l.locate(ctx, ref, seq)
 }
 
 // locate finds the bucket holding sequence seq: the newest bucket whose

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"sync"
 
 	"github.com/concursus-go/concursus/eventlog"
 )
@@ -30,25 +29,11 @@ func (l *EventLog) CheckHead(ctx context.Context, heads []eventlog.Head) []error
 		}
 		return errs
 	}
-	if len(heads) == 1 {
-		errs[0] = l.checkHead(ctx, heads[0])
-		return errs
-	}
-	sem := make(chan struct{}, l.s.cfg.AppendConcurrency)
-	var wg sync.WaitGroup
-	for i := range heads {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			errs[i] = fmt.Errorf("%w: cassandra: check the head of %s: %w", eventlog.ErrUnavailable, heads[i].Ref, ctx.Err())
-			continue
-		}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			errs[i] = l.checkHead(ctx, heads[i])
+	each(ctx, l.s.cfg.AppendConcurrency, errs,
+		func(i int) error { return l.checkHead(ctx, heads[i]) },
+		func(i int, err error) error {
+			return fmt.Errorf("%w: cassandra: check the head of %s: %w", eventlog.ErrUnavailable, heads[i].Ref, err)
 		})
-	}
-	wg.Wait()
 	return errs
 }
 
@@ -82,18 +67,12 @@ func (l *EventLog) checkHead(ctx context.Context, h eventlog.Head) error {
 		}
 		return nil
 	}
-	at, cached := s.cache.get(ref)
-	if !cached || at.head != e {
-		var (
-			found bool
-			err   error
-		)
-		if at, found, err = l.locate(ctx, ref, e); err != nil {
-			return fail("locate the bucket of the sequence", err)
-		}
-		if !found {
-			return conflict(0)
-		}
+	at, found, err := l.positionOf(ctx, ref, e)
+	if err != nil {
+		return fail("locate the bucket of the sequence", err)
+	}
+	if !found {
+		return conflict(0)
 	}
 	head, ok, err := l.head(ctx, ref, at.bucket, true)
 	if err != nil {

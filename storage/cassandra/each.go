@@ -1,0 +1,46 @@
+package cassandra
+
+import (
+	"context"
+	"sync"
+)
+
+// each runs fn(i) for every i whose errs[i] is nil, at most limit at a time,
+// and stores the result in errs[i]. A single pending entry (the executor's
+// common case) runs on the calling goroutine. An entry not yet started when
+// ctx ends gets cancelled(i, ctx.Err()) instead. It is how the store spreads
+// a batch of independent single-partition operations (appends, head checks,
+// conditional inserts) over concurrent requests.
+func each(ctx context.Context, limit int, errs []error, fn func(i int) error, cancelled func(i int, err error) error) {
+	pending, only := 0, 0
+	for i, err := range errs {
+		if err == nil {
+			pending, only = pending+1, i
+		}
+	}
+	switch pending {
+	case 0:
+		return
+	case 1:
+		errs[only] = fn(only)
+		return
+	}
+	sem := make(chan struct{}, limit)
+	var wg sync.WaitGroup
+	for i := range errs {
+		if errs[i] != nil {
+			continue
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			errs[i] = cancelled(i, ctx.Err())
+			continue
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			errs[i] = fn(i)
+		})
+	}
+	wg.Wait()
+}
