@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"sync"
+	"slices"
 	"time"
 
 	"github.com/gocql/gocql"
@@ -41,36 +41,13 @@ func (l *CommandLog) Put(ctx context.Context, records []commandlog.Record) error
 			return fmt.Errorf("%s: %w", what, err)
 		}
 	}
-	if len(records) == 1 {
-		return l.put(ctx, &records[0])
-	}
-	var (
-		sem  = make(chan struct{}, l.s.cfg.AppendConcurrency)
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		errs []error
-	)
-	for i := range records {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if err := ctx.Err(); err != nil {
-			mu.Lock()
-			errs = append(errs, fmt.Errorf("%w: cassandra: put command %q and %d more: %w", commandlog.ErrUnavailable, records[i].CommandID, len(records)-i-1, err))
-			mu.Unlock()
-			break
-		}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			if err := l.put(ctx, &records[i]); err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-			}
+	errs := make([]error, len(records))
+	each(ctx, l.s.cfg.AppendConcurrency, errs,
+		func(i int) error { return l.put(ctx, &records[i]) },
+		func(i int, err error) error {
+			return fmt.Errorf("%w: cassandra: put command %q: %w", commandlog.ErrUnavailable, records[i].CommandID, err)
 		})
-	}
-	wg.Wait()
+	errs = slices.DeleteFunc(errs, func(err error) bool { return err == nil })
 	if len(errs) > 0 {
 		// The first error says what went wrong; the count says how much.
 		return fmt.Errorf("%w (%d of %d records failed)", errs[0], len(errs), len(records))
