@@ -91,16 +91,24 @@ func (db *DB) WriteDecisions(ctx context.Context, decisions []commandlog.Decisio
 		}
 		// A decision that writes no events holds only if the history still
 		// ends where its state did.
+		var (
+			heads  []eventlog.Head
+			hOwner []int
+		)
 		for i := range decisions {
 			if h := decisions[i].Head; errs[i] == nil && h != nil && decisions[i].Append == nil {
-				one := []error{nil}
-				if err := checkHeadsInTx(events, []eventlog.Head{*h}, one); err != nil {
-					return err
-				}
-				errs[i] = one[0]
+				heads, hOwner = append(heads, *h), append(hOwner, i)
 			}
 		}
+		headErrs := make([]error, len(heads))
+		if err := checkHeadsInTx(events, heads, headErrs); err != nil {
+			return err
+		}
+		for k, i := range hOwner {
+			errs[i] = headErrs[k]
+		}
 		wrote := false
+		written := make(map[string]int) // command id → the decision recorded for it here
 		for i := range decisions {
 			if errs[i] != nil {
 				continue
@@ -111,15 +119,15 @@ func (db *DB) WriteDecisions(ctx context.Context, decisions []commandlog.Decisio
 			}
 			// Two decisions of one id in one batch: the first wins here
 			// too. (The executor never sends two with events.)
-			if decided, err := standingRecordInTx(tx, decisions[i].Record.CommandID); err != nil {
-				return err
-			} else if decided != nil {
-				errs[i] = decided
+			id := decisions[i].Record.CommandID
+			if first, ok := written[id]; ok {
+				errs[i] = &commandlog.DecidedError{Record: decisions[first].Record}
 				continue
 			}
 			if err := putRecordInTx(tx, &decisions[i].Record, records[i]); err != nil {
 				return err
 			}
+			written[id] = i
 			wrote = true
 		}
 		if !wrote {
