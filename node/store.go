@@ -114,11 +114,7 @@ var _ eventlog.Log = lazyEvents{}
 func (e lazyEvents) Append(ctx context.Context, batch []eventlog.Append) []error {
 	s, err := e.l.get()
 	if err != nil {
-		errs := make([]error, len(batch))
-		for i := range errs {
-			errs[i] = fmt.Errorf("%w: %w", eventlog.ErrUnavailable, err)
-		}
-		return errs
+		return sameError(len(batch), fmt.Errorf("%w: %w", eventlog.ErrUnavailable, err))
 	}
 	return s.Events.Append(ctx, batch)
 }
@@ -145,11 +141,7 @@ func (e lazyEvents) LastSequence(ctx context.Context, ref model.Ref) (uint64, er
 func (e lazyEvents) CheckHead(ctx context.Context, heads []eventlog.Head) []error {
 	s, err := e.l.get()
 	if err != nil {
-		errs := make([]error, len(heads))
-		for i := range errs {
-			errs[i] = fmt.Errorf("%w: %w", eventlog.ErrUnavailable, err)
-		}
-		return errs
+		return sameError(len(heads), fmt.Errorf("%w: %w", eventlog.ErrUnavailable, err))
 	}
 	return eventlog.CheckHeads(ctx, s.Events, heads)
 }
@@ -183,26 +175,26 @@ func (c lazyCommands) Get(ctx context.Context, commandID string) (commandlog.Rec
 // Insert implements commandlog.Inserter with the store's own conditional
 // insert; a store without one gets Put, as the executor would do.
 func (c lazyCommands) Insert(ctx context.Context, records []commandlog.Record) []error {
-	errs := make([]error, len(records))
 	s, err := c.l.get()
 	if err != nil {
-		for i := range errs {
-			errs[i] = fmt.Errorf("%w: %w", commandlog.ErrUnavailable, err)
-		}
-		return errs
+		return sameError(len(records), fmt.Errorf("%w: %w", commandlog.ErrUnavailable, err))
 	}
 	if ins, ok := s.Commands.(commandlog.Inserter); ok {
 		return ins.Insert(ctx, records)
 	}
-	if err := s.Commands.Put(ctx, records); err != nil {
-		for i := range errs {
-			errs[i] = err
-		}
-	}
-	return errs
+	return sameError(len(records), s.Commands.Put(ctx, records))
 }
 
 var _ commandlog.Inserter = lazyCommands{}
 
 // Close does nothing: the node closes the store through lazyStore.close.
 func (lazyCommands) Close() error { return nil }
+
+// sameError is n results of one call that succeeded or failed as a whole.
+func sameError(n int, err error) []error {
+	errs := make([]error, n)
+	for i := range errs {
+		errs[i] = err
+	}
+	return errs
+}
