@@ -153,13 +153,7 @@ type entity struct {
 // decidedCommands is a small ring of records, oldest first.
 type decidedCommands []commandlog.Record
 
-func (d *decidedCommands) add(r commandlog.Record) {
-	if len(*d) == recentKept {
-		copy(*d, (*d)[1:])
-		*d = (*d)[:recentKept-1]
-	}
-	*d = append(*d, r)
-}
+func (d *decidedCommands) add(r commandlog.Record) { *d = keepLast(*d, r, recentKept) }
 
 func (d decidedCommands) find(commandID string) (commandlog.Record, bool) {
 	for i := len(d) - 1; i >= 0; i-- {
@@ -192,11 +186,17 @@ func (r *recentCommands) observe(ev *model.Event) {
 			return
 		}
 	}
-	if len(*r) == recentKept {
-		copy(*r, (*r)[1:])
-		*r = (*r)[:recentKept-1]
+	*r = keepLast(*r, recentCommand{id: ev.CommandID, first: ev.Sequence, last: ev.Sequence}, recentKept)
+}
+
+// keepLast appends v to s and drops the oldest element beyond n, reusing
+// s's array.
+func keepLast[T any](s []T, v T, n int) []T {
+	if len(s) == n {
+		copy(s, s[1:])
+		s = s[:n-1]
 	}
-	*r = append(*r, recentCommand{id: ev.CommandID, first: ev.Sequence, last: ev.Sequence})
+	return append(s, v)
 }
 
 // find returns the events a command wrote, if it is among the recent ones.
