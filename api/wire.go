@@ -44,11 +44,33 @@ func StreamName(prefix string) string {
 // StreamName(prefix) + "_DEADLETTERS".
 func DeadLetterStreamName(prefix string) string { return StreamName(prefix) + "_DEADLETTERS" }
 
+// Headers of published events that carry the event-time order.
+const (
+	// HeaderEventTime is the event's timestamp (RFC 3339, milliseconds,
+	// UTC), the same instant as the "timestamp" field of the body: with
+	// HeaderStream and HeaderSequence it is the event's place in its
+	// history's event-time order (model.TimeKey).
+	HeaderEventTime = "Concursus-Event-Time"
+	// HeaderLate is "true" on an event that was stamped before an event of
+	// its aggregate already recorded when it was appended: it changes the
+	// aggregate's past. Absent otherwise, and on re-publications after a
+	// crash (whose lateness the publisher no longer knows); a consumer that
+	// orders by event time decides lateness for itself (package
+	// subscription's settle window does).
+	HeaderLate = "Concursus-Late"
+)
+
 // EventMessage is the NATS message an event is published as: its JSON on
 // EventSubject, with the headers HeaderType, HeaderAggregateID,
 // HeaderSequence, HeaderEventID and HeaderMsgID (the event id, so a stream
-// stores a re-publication once).
+// stores a re-publication once), HeaderEventTime and HeaderStream (its
+// event-time place), and HeaderLate when late is true.
 func EventMessage(prefix string, e *model.Event) (*nats.Msg, error) {
+	return EventMessageLate(prefix, e, false)
+}
+
+// EventMessageLate is EventMessage with the late mark.
+func EventMessageLate(prefix string, e *model.Event, late bool) (*nats.Msg, error) {
 	body, err := json.Marshal(e)
 	if err != nil {
 		return nil, err
@@ -59,9 +81,18 @@ func EventMessage(prefix string, e *model.Event) (*nats.Msg, error) {
 	m.Header.Set(HeaderSequence, strconv.FormatUint(e.Sequence, 10))
 	m.Header.Set(HeaderEventID, e.EventID)
 	m.Header.Set(HeaderMsgID, e.EventID)
+	m.Header.Set(HeaderEventTime, e.Timestamp.UTC().Format(EventTimeLayout))
+	m.Header.Set(HeaderStream, e.StreamID)
+	if late {
+		m.Header.Set(HeaderLate, "true")
+	}
 	m.Data = body
 	return m, nil
 }
+
+// EventTimeLayout is how HeaderEventTime writes an instant: RFC 3339 with
+// exactly three fractional digits, in UTC.
+const EventTimeLayout = "2006-01-02T15:04:05.000Z07:00"
 
 // AggregateHash is the 64-bit xxhash (seed 0) of an aggregate's identity:
 // the length of the type as 8 bytes little-endian, the type, the id. The
