@@ -83,7 +83,7 @@ func EventMessageLate(prefix string, e *model.Event, late bool) (*nats.Msg, erro
 	m.Header.Set(HeaderMsgID, e.EventID)
 	m.Header.Set(HeaderEventTime, e.Timestamp.UTC().Format(EventTimeLayout))
 	m.Header.Set(HeaderStream, e.StreamID)
-	if late {
+	if e.Late {
 		m.Header.Set(HeaderLate, "true")
 	}
 	m.Data = body

@@ -214,15 +214,18 @@ type jobKind uint8
 const (
 	jobCommand jobKind = iota
 	jobQuery
+	jobFacts
 )
 
 type job struct {
 	kind  jobKind
 	ctx   context.Context
-	req   Request
+	req   Request // for facts, only Ref
 	query Query
+	facts []Fact
 	done  func(Result, error)
 	qdone func(QueryResult, error)
+	fdone func([]FactResult, error)
 }
 
 // New builds an executor. It starts its flushers; Close stops them.
@@ -350,9 +353,12 @@ func (x *Executor) checkRequest(req *Request) error {
 
 // fail delivers an error to a job's callback.
 func (j *job) fail(err error) {
-	if j.kind == jobQuery {
+	switch j.kind {
+	case jobQuery:
 		j.qdone(QueryResult{}, err)
-	} else {
+	case jobFacts:
+		j.fdone(nil, err)
+	default:
 		j.done(Result{}, err)
 	}
 }
@@ -497,10 +503,19 @@ func (x *Executor) run(e *entity, j *job) {
 		j.fail(fmt.Errorf("%w: %s waited past its deadline: %v", ErrTimeout, e.ref, err))
 		return
 	}
-	if j.kind == jobQuery {
+	switch j.kind {
+	case jobQuery:
 		res, err := x.query(e, j)
 		x.release()
 		j.qdone(res, err)
+		return
+	case jobFacts:
+		res, err := x.ingest(e, j)
+		if err != nil {
+			x.count(err)
+		}
+		x.release()
+		j.fdone(res, err)
 		return
 	}
 	res, err := x.command(e, j)
@@ -662,16 +677,7 @@ func (x *Executor) command(e *entity, j *job) (Result, error) {
 		if len(events) == 0 {
 			e.decided.add(item.record)
 		}
-		for i := range events {
-			e.recent.observe(&events[i])
-			if err := e.agg.Apply(&events[i]); err != nil {
-				// The log has the events; the cache could not follow.
-				// Drop it so the next command reloads from the log.
-				x.log.Error("applying appended event failed; dropping cached state", "aggregate", e.ref.String(), "err", err)
-				e.agg = nil
-				break
-			}
-		}
+		x.absorb(e, events)
 		if x.publish != nil && len(events) > 0 {
 			x.publish.Publish(item.ticket, events)
 		}
@@ -754,8 +760,10 @@ func (x *Executor) answer(req *Request, rec commandlog.Record) (Result, error) {
 }
 
 // load makes sure e.agg holds the aggregate's state, reading the log on a
-// miss. loaded reports that it read the log; hit and found then say where
-// in the history the command id commandID wrote events, if it did.
+// miss: the whole history in event-time order (eventlog.EventsInTime, a
+// page at a time), then the last page in log order for the recent
+// commands. loaded reports that it read the log; hit and found then say
+// where in the history the command id commandID wrote events, if it did.
 func (x *Executor) load(e *entity, commandID string) (loaded bool, hit recentCommand, found bool, err error) {
 	if e.agg != nil {
 		return false, recentCommand{}, false, nil
@@ -763,30 +771,83 @@ func (x *Executor) load(e *entity, commandID string) (loaded bool, hit recentCom
 	ctx, cancel := x.storeCtx()
 	defer cancel()
 	agg := e.kind.NewAggregate(e.ref.ID)
-	var recent recentCommands
-	for ev, err := range eventlog.Events(ctx, x.events, e.ref, 1, x.cfg.LoadPageSize) {
-		if err == nil {
-			err = agg.Apply(&ev)
-			recent.observe(&ev)
-			if commandID != "" && ev.CommandID == commandID {
+	history := func(yield func(model.Event, error) bool) {
+		for ev, err := range eventlog.EventsInTime(ctx, x.events, e.ref, model.TimeKey{}, x.cfg.LoadPageSize) {
+			if err == nil && commandID != "" && ev.CommandID == commandID {
+				// A command's events are contiguous in the log; in
+				// event time they come in any order.
 				if !found {
 					hit, found = recentCommand{id: commandID, first: ev.Sequence, last: ev.Sequence}, true
-				} else if ev.Sequence == hit.last+1 {
-					hit.last = ev.Sequence
+				} else {
+					hit.first, hit.last = min(hit.first, ev.Sequence), max(hit.last, ev.Sequence)
 				}
 			}
-		}
-		if err != nil {
-			if errors.Is(err, model.ErrCorruptHistory) {
-				x.log.Error("corrupt history", "aggregate", e.ref.String(), "err", err)
+			if !yield(ev, err) {
+				return
 			}
+		}
+	}
+	if err := agg.Load(history); err != nil {
+		if errors.Is(err, model.ErrCorruptHistory) {
+			x.log.Error("corrupt history", "aggregate", e.ref.String(), "err", err)
+		}
+		return false, recentCommand{}, false, fmt.Errorf("%w: loading %s: %v", ErrUnavailable, e.ref, err)
+	}
+	var recent recentCommands
+	if head := agg.Sequence(); head > 0 {
+		from := uint64(1)
+		if head > recentScan {
+			from = head - recentScan + 1
+		}
+		page, _, err := x.events.ReadPage(ctx, e.ref, from, int(head-from+1))
+		if err != nil {
 			return false, recentCommand{}, false, fmt.Errorf("%w: loading %s: %v", ErrUnavailable, e.ref, err)
+		}
+		for i := range page {
+			recent.observe(&page[i])
 		}
 	}
 	x.stats.loads.Add(1)
 	e.agg = agg
 	e.recent = recent
 	return true, hit, found, nil
+}
+
+// recentScan is how many of the latest events (log order) a load reads to
+// know the aggregate's recent commands.
+const recentScan = 4 * recentKept
+
+// absorb applies events just appended to the cached state, marks the late
+// ones (stamped before an event already recorded) for the publisher, and
+// refolds the state from its nearest checkpoint when one was late, reading
+// the history after it in event time. When the cache cannot follow, it is
+// dropped and the next command reloads from the log.
+func (x *Executor) absorb(e *entity, events []model.Event) {
+	for i := range events {
+		e.recent.observe(&events[i])
+		late, err := e.agg.Apply(&events[i])
+		if err != nil {
+			x.log.Error("applying appended event failed; dropping cached state", "aggregate", e.ref.String(), "err", err)
+			e.agg = nil
+			return
+		}
+		if late {
+			events[i].Late = true
+			x.stats.lateEvents.Add(1)
+		}
+	}
+	after, stale := e.agg.Stale()
+	if !stale {
+		return
+	}
+	ctx, cancel := x.storeCtx()
+	defer cancel()
+	if err := e.agg.Refold(eventlog.EventsInTime(ctx, x.events, e.ref, after, x.cfg.LoadPageSize)); err != nil {
+		x.log.Warn("refolding after a late event failed; dropping cached state", "aggregate", e.ref.String(), "err", err)
+		e.agg = nil
+		return
+	}
+	x.stats.refolds.Add(1)
 }
 
 // recallFromLog answers a command whose events are in the aggregate's

@@ -8,6 +8,7 @@ import (
 
 	"github.com/concursus-go/concursus/commandlog"
 	"github.com/concursus-go/concursus/eventlog"
+	"github.com/concursus-go/concursus/model"
 )
 
 // flushItem is one command's write: its events (nil for a rejection or a
@@ -19,7 +20,9 @@ type flushItem struct {
 	// there.
 	head   *eventlog.Head
 	record commandlog.Record
-	done   chan error
+	// facts: the append carries facts, which have no command-log record.
+	facts bool
+	done  chan error
 	// ticket is the publisher's ticket for append, set by the flusher
 	// when prepared.
 	ticket   Ticket
@@ -72,17 +75,13 @@ func (x *Executor) flush(batch []*flushItem) {
 		}
 		return
 	}
-	if x.decide != nil {
-		errs = x.flushDecisions(ctx, batch)
-	} else {
-		errs = x.flushSeparately(ctx, batch)
-	}
+	errs = x.flushByKind(ctx, batch)
 	var durable []commandlog.Record
 	for i, it := range batch {
 		if errs[i] != nil && !errors.Is(errs[i], eventlog.ErrConflict) && !errors.Is(errs[i], eventlog.ErrInvalidAppend) {
-			x.log.Warn("write failed", "aggregate", it.record.Ref.String(), "command", it.record.CommandID, "err", errs[i])
+			x.log.Warn("write failed", "aggregate", it.ref().String(), "command", it.record.CommandID, "err", errs[i])
 		}
-		if errs[i] == nil && x.filter != nil {
+		if errs[i] == nil && x.filter != nil && !it.facts {
 			durable = append(durable, it.record)
 		}
 		it.done <- errs[i]
@@ -97,6 +96,58 @@ func (x *Executor) flush(batch []*flushItem) {
 			}
 		}
 	}
+}
+
+// ref is the aggregate an item writes.
+func (it *flushItem) ref() model.Ref {
+	if it.append != nil {
+		return it.append.Ref
+	}
+	return it.record.Ref
+}
+
+// flushByKind writes the commands' decisions (with the DecisionWriter when
+// there is one, else separately) and the facts' appends (one Append call;
+// facts have no records), and returns one error per item.
+func (x *Executor) flushByKind(ctx context.Context, batch []*flushItem) []error {
+	var commands, facts []int
+	for i, it := range batch {
+		if it.facts {
+			facts = append(facts, i)
+		} else {
+			commands = append(commands, i)
+		}
+	}
+	if len(facts) == 0 {
+		return x.flushCommands(ctx, batch)
+	}
+	errs := make([]error, len(batch))
+	appends := make([]eventlog.Append, len(facts))
+	for k, i := range facts {
+		appends[k] = *batch[i].append
+	}
+	for k, err := range checkedResults(x.events.Append(ctx, appends), len(appends), "appends") {
+		errs[facts[k]] = err
+	}
+	x.stats.batches.Add(1)
+	x.stats.appended.Add(int64(len(appends)))
+	if len(commands) > 0 {
+		sub := make([]*flushItem, len(commands))
+		for k, i := range commands {
+			sub[k] = batch[i]
+		}
+		for k, err := range x.flushCommands(ctx, sub) {
+			errs[commands[k]] = err
+		}
+	}
+	return errs
+}
+
+func (x *Executor) flushCommands(ctx context.Context, batch []*flushItem) []error {
+	if x.decide != nil {
+		return x.flushDecisions(ctx, batch)
+	}
+	return x.flushSeparately(ctx, batch)
 }
 
 // prepare hands the batch's appends to the publisher as outbox marks

@@ -22,10 +22,14 @@ type Query struct {
 
 // QueryResult is a view's value, encoded with the type's codec.
 type QueryResult struct {
-	Ref      model.Ref
-	View     string
-	Exists   bool
+	Ref    model.Ref
+	View   string
+	Exists bool
+	// Sequence is the log head the value was folded to; 0 for an asOf
+	// query, whose events (the event-time prefix up to AsOf) are in
+	// general not a prefix of the log: Prefix describes them.
 	Sequence uint64
+	Prefix   model.Prefix
 	Value    []byte
 }
 
@@ -47,7 +51,7 @@ func (x *Executor) SubmitQuery(ctx context.Context, q Query, done func(QueryResu
 		done(QueryResult{}, fmt.Errorf("%w: %q", ErrUnknownType, q.Ref.Type))
 		return
 	}
-	if _, ok := kind.FoldView(q.View, true); !ok {
+	if _, ok := kind.FoldView(q.View); !ok {
 		done(QueryResult{}, fmt.Errorf("%w: %q has no view %q (views: %v)", ErrUnknownView, q.Ref.Type, q.View, kind.Views()))
 		return
 	}
@@ -71,7 +75,9 @@ func (x *Executor) Ask(ctx context.Context, q Query) (QueryResult, error) {
 }
 
 // query answers from the cached aggregate for the current primary state,
-// and by replaying the log for other views or past instants.
+// and by folding the log in event-time order for other views or past
+// instants: the whole history, or its event-time prefix up to AsOf (which
+// stops reading at the first event stamped later).
 func (x *Executor) query(e *entity, j *job) (QueryResult, error) {
 	q := j.query
 	res := QueryResult{Ref: e.ref, View: q.View}
@@ -83,15 +89,15 @@ func (x *Executor) query(e *entity, j *job) (QueryResult, error) {
 		if err != nil {
 			return res, fmt.Errorf("%w: encoding state of %s: %v", ErrUnavailable, e.ref, err)
 		}
-		res.Exists, res.Sequence, res.Value = e.agg.Exists(), e.agg.Sequence(), v
+		res.Exists, res.Sequence, res.Prefix, res.Value = e.agg.Exists(), e.agg.Sequence(), e.agg.Prefix(), v
 		return res, nil
 	}
 	ctx, cancel := x.storeCtx()
 	defer cancel()
-	f, _ := e.kind.FoldView(q.View, q.AsOf.IsZero())
-	events := eventlog.Events(ctx, x.events, e.ref, 1, x.cfg.LoadPageSize)
+	f, _ := e.kind.FoldView(q.View)
+	events := eventlog.EventsInTime(ctx, x.events, e.ref, model.TimeKey{}, x.cfg.LoadPageSize)
 	if !q.AsOf.IsZero() {
-		events = eventlog.EventsAsOf(ctx, x.events, e.ref, q.AsOf, x.cfg.LoadPageSize)
+		events = eventlog.EventsInTimeUntil(ctx, x.events, e.ref, q.AsOf, x.cfg.LoadPageSize)
 	}
 	for ev, err := range events {
 		if err == nil {
@@ -105,6 +111,9 @@ func (x *Executor) query(e *entity, j *job) (QueryResult, error) {
 	if err != nil {
 		return res, fmt.Errorf("%w: encoding view %q of %s: %v", ErrUnavailable, q.View, e.ref, err)
 	}
-	res.Exists, res.Sequence, res.Value = f.Exists(), f.Sequence(), v
+	res.Exists, res.Prefix, res.Value = f.Exists(), f.Prefix(), v
+	if q.AsOf.IsZero() {
+		res.Sequence = f.Prefix().MaxSequence
+	}
 	return res, nil
 }

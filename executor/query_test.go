@@ -80,8 +80,8 @@ func TestQueries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b := decode[lightbulb.Bulb](t, qa); qa.Sequence != 3 || !b.On {
-		t.Errorf("state as of %v: %+v %+v, want on at sequence 3", asOf, qa, b)
+	if b := decode[lightbulb.Bulb](t, qa); qa.Sequence != 0 || qa.Prefix.Events != 3 || !qa.Prefix.Last.Timestamp.Equal(t0.Add(2*time.Minute)) || !b.On {
+		t.Errorf("state as of %v: %+v %+v, want on after the first 3 events in event time (no log sequence)", asOf, qa, b)
 	}
 	qua, err := h.x.Ask(ctxT(t), executor.Query{Ref: bulb, View: "usage", AsOf: asOf})
 	if err != nil {

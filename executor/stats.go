@@ -10,6 +10,8 @@ type counters struct {
 	timeouts, saturated, duplicates, loads              atomic.Int64
 	batches, appended, filterFailures                   atomic.Int64
 	headChecks, fenced, doubtedMisses, recordClashes    atomic.Int64
+	facts, factDuplicates, factsRefused, lateEvents     atomic.Int64
+	refolds                                             atomic.Int64
 }
 
 // Stats are cumulative counters since the executor started.
@@ -43,6 +45,17 @@ type Stats struct {
 	RecordClashes int64 `json:"recordClashes,omitempty"`
 	// Loads counts aggregates loaded from the event log.
 	Loads int64 `json:"loads"`
+	// Facts counts facts recorded, FactDuplicates facts already in their
+	// history (acknowledged, stored once), FactsRefused facts refused
+	// (unknown event, bad payload, stamped after the terminal event).
+	Facts          int64 `json:"facts,omitempty"`
+	FactDuplicates int64 `json:"factDuplicates,omitempty"`
+	FactsRefused   int64 `json:"factsRefused,omitempty"`
+	// LateEvents counts events (facts or commands' events) appended with a
+	// timestamp before an event already recorded; Refolds counts the
+	// cached states refolded from a checkpoint to absorb them.
+	LateEvents int64 `json:"lateEvents,omitempty"`
+	Refolds    int64 `json:"refolds,omitempty"`
 	// Batches and Appended: event-log calls and the appends they carried;
 	// Appended/Batches is the mean batch size.
 	Batches  int64 `json:"batches"`
@@ -72,6 +85,11 @@ func (x *Executor) Stats() Stats {
 		Fenced:         x.stats.fenced.Load(),
 		DoubtedMisses:  x.stats.doubtedMisses.Load(),
 		RecordClashes:  x.stats.recordClashes.Load(),
+		Facts:          x.stats.facts.Load(),
+		FactDuplicates: x.stats.factDuplicates.Load(),
+		FactsRefused:   x.stats.factsRefused.Load(),
+		LateEvents:     x.stats.lateEvents.Load(),
+		Refolds:        x.stats.refolds.Load(),
 		InFlight:       x.inflight.Load(),
 	}
 	for i := range x.shards {

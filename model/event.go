@@ -184,6 +184,11 @@ type Event struct {
 	// EventID is assigned once, when the event is captured, and stored with
 	// it; consumers dedupe on it.
 	EventID string `json:"eventId"`
+	// Late is set by the owner on an event it has just appended when the
+	// event is stamped before an event of the aggregate already recorded.
+	// It is not stored and not part of the JSON form: the publisher sends
+	// it as the header api.HeaderLate.
+	Late bool `json:"-"`
 }
 
 // Ref returns the aggregate the event belongs to.

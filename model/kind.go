@@ -3,6 +3,7 @@ package model
 import (
 	"errors"
 	"fmt"
+	"iter"
 	"sort"
 	"time"
 )
@@ -22,23 +23,62 @@ type Kind interface {
 	Views() []string
 	// NewAggregate returns an empty state machine for one aggregate id.
 	NewAggregate(id string) Aggregate
-	// FoldView starts a replay of the named view. asOf replays (which skip
-	// later events) pass strict=false.
-	FoldView(name string, strict bool) (ViewFold, bool)
+	// FoldView starts a fold of the named view, fed in event-time order.
+	FoldView(name string) (ViewFold, bool)
 }
 
-// Aggregate is the primary state machine of one aggregate: it applies
-// recorded events and decides commands. It is pure (no I/O, no clock) and
-// not safe for concurrent use: the executor gives each one a single owner.
+// Aggregate is the primary state machine of one aggregate: it holds the
+// aggregate's history's two orders and decides commands. It is pure (no
+// I/O, no clock) and not safe for concurrent use: the executor gives each
+// one a single owner.
+//
+// Its state is the fold of the whole history in event-time order (see
+// fold). Events reach it in two ways: Load folds a whole history read in
+// event-time order; Apply takes an event just appended (log order). An
+// appended event stamped after every known one is folded at once; a late
+// one (stamped before an event already folded) makes the state stale, and
+// Refold, given the events after the key Stale names, brings it up to
+// date from the nearest checkpoint (an encoded copy of the state kept
+// every CheckpointEvery events), so absorbing a late event costs the
+// events after it, not the whole history.
 type Aggregate interface {
 	Ref() Ref
-	// Sequence of the last applied event, 0 if none.
+	// Sequence is the log head: the sequence of the last event appended
+	// or loaded, 0 if none.
 	Sequence() uint64
-	// Exists: an initial event was applied. Terminated: a terminal one was.
+	// Exists: the aggregate's life has begun (an initial event is
+	// applied). Terminated: it has ended (a terminal event is applied).
 	Exists() bool
 	Terminated() bool
-	// Apply folds the next recorded event; an error wraps ErrCorruptHistory.
-	Apply(e *Event) error
+	// Prefix describes the folded history (see Prefix).
+	Prefix() Prefix
+	// Load folds a whole history, given in event-time order, into an
+	// aggregate that has none yet, and checks that its sequences are
+	// gap-free. Errors wrap ErrCorruptHistory, or are the stream's own.
+	Load(events iter.Seq2[Event, error]) error
+	// Apply takes the next appended event (its sequence is Sequence()+1)
+	// and returns what it did to the state; a late event returns Waiting
+	// until Refold runs (Stale is then true). An error wraps
+	// ErrCorruptHistory.
+	Apply(e *Event) (late bool, err error)
+	// Stale reports whether a late event awaits Refold, and the key after
+	// which Refold needs the history's events (in event-time order).
+	Stale() (after TimeKey, stale bool)
+	// Refold refolds the state from the checkpoint Stale chose, with the
+	// events after that key in event-time order.
+	Refold(events iter.Seq2[Event, error]) error
+	// Fact returns the sequence of the fact (an event ingested directly,
+	// without a command) with that identity, if the history has one.
+	Fact(id FactID) (seq uint64, ok bool)
+	// CheckFact validates a fact and completes it (its Characteristics,
+	// from the type's definition): ErrUnknownEvent for a name the type
+	// does not define, ErrInvalidArgs for a payload that does not decode,
+	// a *Rejection with ReasonTerminated when it is stamped after the
+	// aggregate's terminal event (it could never apply).
+	CheckFact(e *Event) error
+	// Place says where an event of the history stands in the aggregate's
+	// life as now known (Applied, Waiting, AfterEnd, SecondInitial).
+	Place(e *Event) Outcome
 	// Decide runs a command against the current state without changing it
 	// and returns the events to append, numbered from Sequence()+1, with
 	// EventID and ProcessingID left empty for the caller to assign. Errors:
@@ -75,16 +115,26 @@ func (t *Type[S]) HasCommand(name string) bool { _, ok := t.commands[name]; retu
 
 // NewAggregate implements Kind.
 func (t *Type[S]) NewAggregate(id string) Aggregate {
-	return &instance[S]{t: t, ref: Ref{Type: t.name, ID: id}, f: fold[S]{view: t.state, strict: true}}
+	return &instance[S]{t: t, ref: Ref{Type: t.name, ID: id}, f: fold[S]{view: t.state}, facts: map[factKey]uint64{}}
+}
+
+// EventNames lists the type's versioned event names, sorted.
+func (t *Type[S]) EventNames() []string {
+	names := make([]string, 0, len(t.events))
+	for n := range t.events {
+		names = append(names, n.String())
+	}
+	sort.Strings(names)
+	return names
 }
 
 // FoldView implements Kind.
-func (t *Type[S]) FoldView(name string, strict bool) (ViewFold, bool) {
+func (t *Type[S]) FoldView(name string) (ViewFold, bool) {
 	v, ok := t.views[name]
 	if !ok {
 		return nil, false
 	}
-	return v.newFold(strict), true
+	return v.newFold(), true
 }
 
 // Value returns the typed primary state of an aggregate made by this type.
@@ -97,23 +147,232 @@ func (t *Type[S]) Value(a Aggregate) (S, bool) {
 	return in.f.value, true
 }
 
+// CheckpointEvery is how many folded events apart an aggregate keeps
+// encoded copies of its state, from which a late event is absorbed.
+const CheckpointEvery = 256
+
+// factKey is a FactID in comparable form.
+type factKey struct {
+	name   VersionedName
+	ms     int64
+	stream string
+}
+
+func keyOf(id FactID) factKey {
+	return factKey{name: id.Name, ms: id.Timestamp.UnixMilli(), stream: id.StreamID}
+}
+
+// checkpoint is the fold's state after the event at key: its value
+// encoded with the type's codec, and the rest of the fold.
+type checkpoint struct {
+	key   TimeKey
+	value []byte
+	meta  foldMeta
+}
+
 type instance[S any] struct {
 	t   *Type[S]
 	ref Ref
 	f   fold[S]
+	// head is the log head; count the events known (head when gap-free).
+	head, count uint64
+	// facts maps every event's fact identity to its sequence.
+	facts map[factKey]uint64
+	// checkpoints are in event-time order, one every CheckpointEvery
+	// folded events.
+	checkpoints []checkpoint
+	// staleFrom is the smallest key of a late event not yet folded.
+	staleFrom *TimeKey
+	// initial and terminal are the keys of the earliest initial and
+	// terminal events known (applied or not yet folded).
+	initial, terminal *TimeKey
 }
 
 func (a *instance[S]) Ref() Ref                      { return a.ref }
-func (a *instance[S]) Sequence() uint64              { return a.f.seq }
+func (a *instance[S]) Sequence() uint64              { return a.head }
 func (a *instance[S]) Exists() bool                  { return a.f.exists }
 func (a *instance[S]) Terminated() bool              { return a.f.terminated }
+func (a *instance[S]) Prefix() Prefix                { return a.f.prefix }
 func (a *instance[S]) MarshalState() ([]byte, error) { return a.t.codec.Marshal(a.f.value) }
 
-func (a *instance[S]) Apply(e *Event) error {
-	if e.AggregateID != a.ref.ID {
-		return fmt.Errorf("%w: event of %s applied to %s", ErrCorruptHistory, e.Ref(), a.ref)
+func (a *instance[S]) Fact(id FactID) (uint64, bool) {
+	seq, ok := a.facts[keyOf(id)]
+	return seq, ok
+}
+
+// note records an event's sequence, lifecycle keys and, for a fact, its
+// identity.
+func (a *instance[S]) note(e *Event) {
+	if e.IsFact() {
+		a.facts[keyOf(e.FactID())] = e.Sequence
 	}
-	return a.f.apply(e)
+	a.head = max(a.head, e.Sequence)
+	a.count++
+	k := e.TimeKey()
+	if e.Characteristics.IsInitial() && (a.initial == nil || k.Before(*a.initial)) {
+		a.initial = &k
+	}
+	if e.Characteristics.IsTerminal() && (a.terminal == nil || k.Before(*a.terminal)) {
+		a.terminal = &k
+	}
+}
+
+// foldNext folds the next event in event-time order and keeps a
+// checkpoint every CheckpointEvery events.
+func (a *instance[S]) foldNext(e *Event) (Outcome, error) {
+	out, err := a.f.apply(e)
+	if err != nil {
+		return 0, err
+	}
+	if a.f.prefix.Events%CheckpointEvery == 0 {
+		v, err := a.t.codec.Marshal(a.f.value)
+		if err != nil {
+			return 0, fmt.Errorf("%w: %s: encoding a checkpoint of the state: %v", ErrCorruptHistory, a.ref, err)
+		}
+		a.checkpoints = append(a.checkpoints, checkpoint{key: a.f.prefix.Last, value: v, meta: a.f.meta()})
+	}
+	return out, nil
+}
+
+func (a *instance[S]) Load(events iter.Seq2[Event, error]) error {
+	if a.count > 0 {
+		return fmt.Errorf("model: %s: Load on an aggregate that has a history", a.ref)
+	}
+	for e, err := range events {
+		if err == nil && e.AggregateID != a.ref.ID {
+			err = fmt.Errorf("%w: event of %s loaded into %s", ErrCorruptHistory, e.Ref(), a.ref)
+		}
+		if err == nil && e.IsFact() {
+			if _, dup := a.facts[keyOf(e.FactID())]; dup {
+				err = fmt.Errorf("%w: %s seq %d: fact %s@%s/%s recorded twice", ErrCorruptHistory, a.ref, e.Sequence, e.VersionedName(), e.Timestamp.Format(time.RFC3339Nano), e.StreamID)
+			}
+		}
+		if err == nil {
+			_, err = a.foldNext(&e)
+		}
+		if err != nil {
+			return err
+		}
+		a.note(&e)
+	}
+	if a.head != a.count {
+		return fmt.Errorf("%w: %s: %d events with sequences up to %d: the log has a gap", ErrCorruptHistory, a.ref, a.count, a.head)
+	}
+	return nil
+}
+
+func (a *instance[S]) Apply(e *Event) (bool, error) {
+	switch {
+	case e.AggregateID != a.ref.ID || e.AggregateType != a.ref.Type:
+		return false, fmt.Errorf("%w: event of %s applied to %s", ErrCorruptHistory, e.Ref(), a.ref)
+	case e.Sequence != a.head+1:
+		return false, fmt.Errorf("%w: %s: sequence %d follows %d", ErrCorruptHistory, a.ref, e.Sequence, a.head)
+	}
+	if _, dup := a.facts[keyOf(e.FactID())]; dup && e.IsFact() {
+		return false, fmt.Errorf("%w: %s seq %d: fact %s recorded twice", ErrCorruptHistory, a.ref, e.Sequence, e.VersionedName())
+	}
+	k := e.TimeKey()
+	late := a.f.prefix.Events > 0 && k.Before(a.f.prefix.Last)
+	if late || a.staleFrom != nil {
+		// Folded later, by Refold; the name and payload are checked now.
+		info, ok := a.t.events[e.VersionedName()]
+		if !ok {
+			return false, fmt.Errorf("%w: %s seq %d: event %s is not defined for %q", ErrCorruptHistory, a.ref, e.Sequence, e.VersionedName(), a.t.name)
+		}
+		if err := info.check(a.t.codec, e.Payload); err != nil {
+			return false, fmt.Errorf("%w: %s seq %d: decoding %s: %v", ErrCorruptHistory, a.ref, e.Sequence, info.name, err)
+		}
+		if a.staleFrom == nil || k.Before(*a.staleFrom) {
+			a.staleFrom = &k
+		}
+	} else if _, err := a.foldNext(e); err != nil {
+		return false, err
+	}
+	a.note(e)
+	return late, nil
+}
+
+func (a *instance[S]) Stale() (TimeKey, bool) {
+	if a.staleFrom == nil {
+		return TimeKey{}, false
+	}
+	return a.restorePoint(*a.staleFrom).key, true
+}
+
+// restorePoint is the last checkpoint strictly before k (the zero
+// checkpoint, an empty fold, when there is none).
+func (a *instance[S]) restorePoint(k TimeKey) checkpoint {
+	i := sort.Search(len(a.checkpoints), func(i int) bool { return !a.checkpoints[i].key.Before(k) })
+	if i == 0 {
+		return checkpoint{}
+	}
+	return a.checkpoints[i-1]
+}
+
+func (a *instance[S]) Refold(events iter.Seq2[Event, error]) error {
+	if a.staleFrom == nil {
+		return nil
+	}
+	from := *a.staleFrom
+	cp := a.restorePoint(from)
+	f := fold[S]{view: a.t.state, id: a.ref.ID}
+	if cp.value != nil {
+		if err := a.t.codec.Unmarshal(cp.value, &f.value); err != nil {
+			return fmt.Errorf("%w: %s: decoding a checkpoint of the state: %v", ErrCorruptHistory, a.ref, err)
+		}
+		f.exists, f.terminated, f.prefix = cp.meta.exists, cp.meta.terminated, cp.meta.prefix
+	}
+	kept := sort.Search(len(a.checkpoints), func(i int) bool { return !a.checkpoints[i].key.Before(from) })
+	a.checkpoints = a.checkpoints[:kept]
+	a.f = f
+	for e, err := range events {
+		if err == nil && !cp.key.Before(e.TimeKey()) {
+			err = fmt.Errorf("%w: %s: refold read %v, not after %v", ErrCorruptHistory, a.ref, e.TimeKey(), cp.key)
+		}
+		if err == nil && e.Sequence > a.head {
+			continue // appended since by another writer: not ours to fold
+		}
+		if err == nil {
+			_, err = a.foldNext(&e)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if uint64(a.f.prefix.Events) != a.count {
+		return fmt.Errorf("%w: %s: refold found %d events, the aggregate knows %d", ErrCorruptHistory, a.ref, a.f.prefix.Events, a.count)
+	}
+	a.staleFrom = nil
+	return nil
+}
+
+func (a *instance[S]) CheckFact(e *Event) error {
+	info, ok := a.t.events[e.VersionedName()]
+	if !ok {
+		return fmt.Errorf("%w: %q has no event %s (events: %v)", ErrUnknownEvent, a.t.name, e.VersionedName(), a.t.EventNames())
+	}
+	if err := info.check(a.t.codec, e.Payload); err != nil {
+		return fmt.Errorf("%w: payload of %s: %v", ErrInvalidArgs, e.VersionedName(), err)
+	}
+	e.Characteristics = info.chars
+	if a.terminal != nil && a.terminal.Before(e.TimeKey()) {
+		return Reject(ReasonTerminated, "%s ended at %s (its terminal event); a fact stamped %s after it cannot apply",
+			a.ref, a.terminal.Timestamp.Format(time.RFC3339Nano), e.Timestamp.Format(time.RFC3339Nano))
+	}
+	return nil
+}
+
+func (a *instance[S]) Place(e *Event) Outcome {
+	k := e.TimeKey()
+	switch {
+	case a.initial == nil || k.Before(*a.initial):
+		return Waiting
+	case a.terminal != nil && a.terminal.Before(k):
+		return AfterEnd
+	case e.Characteristics.IsInitial() && a.initial.Compare(k) != 0:
+		return SecondInitial
+	}
+	return Applied
 }
 
 func (a *instance[S]) Decide(req *CommandRequest) ([]Event, error) {
@@ -125,8 +384,11 @@ func (a *instance[S]) Decide(req *CommandRequest) ([]Event, error) {
 	if err != nil {
 		return nil, err // bad input: refused before the state is consulted, never recorded
 	}
+	if a.staleFrom != nil {
+		return nil, Reject(ReasonHandlerError, "%s: state not refolded after a late event (an executor bug)", a.ref)
+	}
 	if a.f.terminated {
-		return nil, Reject(ReasonTerminated, "%s has ended (terminal event at sequence %d); %s is refused", a.ref, a.f.seq, req.Command)
+		return nil, Reject(ReasonTerminated, "%s has ended (terminal event at %s); %s is refused", a.ref, a.f.prefix.Last.Timestamp.Format(time.RFC3339Nano), req.Command)
 	}
 	now := NormalizeTime(req.Now)
 	ts := now
@@ -137,7 +399,7 @@ func (a *instance[S]) Decide(req *CommandRequest) ([]Event, error) {
 	if stream == "" {
 		stream = DefaultStream
 	}
-	snap := Snapshot[S]{Ref: a.ref, Exists: a.f.exists, Sequence: a.f.seq, Value: a.f.value, Now: now, Timestamp: ts}
+	snap := Snapshot[S]{Ref: a.ref, Exists: a.f.exists, Sequence: a.head, Value: a.f.value, Now: now, Timestamp: ts}
 	emits, err := decide(snap)
 	if err != nil {
 		var rej *Rejection
@@ -176,7 +438,7 @@ func (a *instance[S]) Decide(req *CommandRequest) ([]Event, error) {
 		e := Event{
 			AggregateType:   a.ref.Type,
 			AggregateID:     a.ref.ID,
-			Sequence:        a.f.seq + uint64(i) + 1,
+			Sequence:        a.head + uint64(i) + 1,
 			Timestamp:       ts,
 			StreamID:        stream,
 			ProcessingTime:  now,
@@ -191,6 +453,13 @@ func (a *instance[S]) Decide(req *CommandRequest) ([]Event, error) {
 		}
 		if em.stream != "" {
 			e.StreamID = em.stream
+		}
+		// A command's events must fall inside the life it decided on: a
+		// command stamped before the aggregate's initial event would be
+		// accepted and never apply.
+		if a.initial != nil && !em.info.chars.IsInitial() && e.TimeKey().Before(*a.initial) {
+			return nil, Reject(ReasonBeforeInitial, "%s began at %s; %s stamped %s is before it", a.ref,
+				a.initial.Timestamp.Format(time.RFC3339Nano), req.Command, e.Timestamp.Format(time.RFC3339Nano))
 		}
 		events[i] = e
 	}

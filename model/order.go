@@ -60,6 +60,11 @@ type FactID struct {
 	StreamID  string
 }
 
+// IsFact reports whether the event was ingested as a fact (no command
+// caused it). Only facts are idempotent on their FactID; a command's events
+// are idempotent through the command id.
+func (e *Event) IsFact() bool { return e.CommandID == "" }
+
 // FactID returns the event's identity as a fact.
 func (e *Event) FactID() FactID {
 	return FactID{Name: e.VersionedName(), Timestamp: e.Timestamp, StreamID: e.StreamID}

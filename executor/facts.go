@@ -1,0 +1,243 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/concursus-go/concursus/eventlog"
+	"github.com/concursus-go/concursus/model"
+)
+
+// Facts: events reported by their source, ingested without a command.
+//
+// A fact says what already happened ("the sensor saw the bulb switch on at
+// 18:03"); it is not asked to be decided. The aggregate's owner checks it
+// against the type's definitions (a defined versioned name, a payload that
+// decodes) and against its history, and appends it:
+//
+//   - Idempotent on its identity (model.FactID: name and version, event
+//     timestamp, stream id), through the aggregate's history itself: the
+//     owner holds the identities of every fact in the history (rebuilt
+//     from the log on every load, so also after the owner changed), and a
+//     fact already there is answered as a duplicate with its sequence and
+//     not stored again. The append is fenced like a command's, so two
+//     owners cannot both store it: the second one's append conflicts, it
+//     reloads, and finds the fact. No idempotency filter is involved.
+//   - Placed in event time: a fact stamped before recorded events is late;
+//     it is appended at the end of the log (log order) and the cached
+//     state is refolded from its nearest checkpoint (event-time order).
+//   - A fact stamped before the aggregate's initial event, or before any
+//     initial event is known, is stored and waits (model.Waiting): it
+//     applies once an initial event stamped earlier arrives. A fact stamped
+//     after the aggregate's terminal event could never apply and is
+//     refused (model.ReasonTerminated); nothing is stored.
+
+// Fact is one fact about one aggregate as its source reported it.
+type Fact struct {
+	Name model.VersionedName
+	// Timestamp is when it happened at the source; required (it is part
+	// of the fact's identity).
+	Timestamp time.Time
+	// StreamID is the source's stream; empty means model.DefaultStream.
+	StreamID string
+	// Payload is the event's payload, encoded with the type's codec.
+	Payload []byte
+}
+
+// FactResult answers one fact.
+type FactResult struct {
+	// Sequence is the fact's place in the log: where it was appended, or,
+	// for a duplicate, where it was already.
+	Sequence uint64
+	// Duplicate: the history held this fact already; nothing was stored.
+	Duplicate bool
+	// Late: it was stamped before an event already recorded.
+	Late bool
+	// Place is where it stands in the aggregate's life now.
+	Place model.Outcome
+	// Err is set when the fact was refused (nothing stored): wrapping
+	// model.ErrUnknownEvent, model.ErrInvalidArgs, or a *model.Rejection.
+	Err error
+}
+
+// MaxFactsPerAggregate bounds the facts of one aggregate in one request.
+const MaxFactsPerAggregate = 1000
+
+// SubmitFacts queues facts about one aggregate and returns at once; done
+// is called exactly once with one result per fact, in order, or with an
+// error that applies to all of them (unknown type, saturation, a store
+// failure, a deadline: nothing of this call was stored, and sending the
+// same facts again is safe).
+func (x *Executor) SubmitFacts(ctx context.Context, ref model.Ref, facts []Fact, done func([]FactResult, error)) {
+	if err := x.checkFacts(ref, facts); err != nil {
+		x.stats.invalid.Add(1)
+		done(nil, err)
+		return
+	}
+	x.enqueue(&job{kind: jobFacts, ctx: ctx, req: Request{Ref: ref}, facts: facts, fdone: done})
+}
+
+// Ingest runs SubmitFacts and waits for it.
+func (x *Executor) Ingest(ctx context.Context, ref model.Ref, facts []Fact) ([]FactResult, error) {
+	type outcome struct {
+		res []FactResult
+		err error
+	}
+	ch := make(chan outcome, 1)
+	x.SubmitFacts(ctx, ref, facts, func(r []FactResult, err error) { ch <- outcome{r, err} })
+	select {
+	case o := <-ch:
+		return o.res, o.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: facts for %s: %v", ErrTimeout, ref, ctx.Err())
+	}
+}
+
+func (x *Executor) checkFacts(ref model.Ref, facts []Fact) error {
+	if err := ref.Validate(); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidRequest, err)
+	}
+	if _, ok := x.reg.Lookup(ref.Type); !ok {
+		return fmt.Errorf("%w: %q", ErrUnknownType, ref.Type)
+	}
+	switch {
+	case len(facts) == 0:
+		return fmt.Errorf("%w: no facts", ErrInvalidRequest)
+	case len(facts) > MaxFactsPerAggregate:
+		return fmt.Errorf("%w: %d facts for %s, limit %d", ErrInvalidRequest, len(facts), ref, MaxFactsPerAggregate)
+	}
+	for i := range facts {
+		if facts[i].Timestamp.IsZero() {
+			return fmt.Errorf("%w: fact %d (%s) has no timestamp", ErrInvalidRequest, i, facts[i].Name)
+		}
+	}
+	return nil
+}
+
+// ingest runs one facts job on its aggregate's worker.
+func (x *Executor) ingest(e *entity, j *job) ([]FactResult, error) {
+	for attempt := 0; ; attempt++ {
+		if _, _, _, err := x.load(e, ""); err != nil {
+			return nil, err
+		}
+		results := make([]FactResult, len(j.facts))
+		seq := e.agg.Sequence()
+		now := model.NormalizeTime(x.clock())
+		var events []model.Event
+		owner := make([]int, 0, len(j.facts))               // events[k] answers results[owner[k]]
+		inBatch := make(map[model.FactID]int, len(j.facts)) // identity → index in events
+		var dups []dupFact
+		for i := range j.facts {
+			f := &j.facts[i]
+			stream := f.StreamID
+			if stream == "" {
+				stream = model.DefaultStream
+			}
+			ev := model.Event{
+				AggregateType: e.ref.Type, AggregateID: e.ref.ID,
+				Timestamp: model.NormalizeTime(f.Timestamp), StreamID: stream,
+				ProcessingTime: now, Name: f.Name.Name, Version: f.Name.Version, Payload: f.Payload,
+			}
+			id := ev.FactID()
+			if s, ok := e.agg.Fact(id); ok {
+				results[i] = FactResult{Sequence: s, Duplicate: true}
+				ev.Sequence = s
+				_ = e.agg.CheckFact(&ev) // only to learn its characteristics
+				dups = append(dups, dupFact{i, ev})
+				continue
+			}
+			if k, ok := inBatch[id]; ok {
+				results[i] = FactResult{Sequence: events[k].Sequence, Duplicate: true}
+				dups = append(dups, dupFact{i, events[k]})
+				continue
+			}
+			if err := e.agg.CheckFact(&ev); err != nil {
+				results[i].Err = err
+				continue
+			}
+			var err error
+			ev.Sequence = seq + uint64(len(events)) + 1
+			if ev.EventID, err = x.ids.EventID(); err == nil {
+				ev.ProcessingID, err = x.ids.ProcessingID(ev.ProcessingTime)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+			}
+			inBatch[id] = len(events)
+			events = append(events, ev)
+			owner = append(owner, i)
+			results[i].Sequence = ev.Sequence
+		}
+		if len(events) == 0 {
+			// Duplicates and refusals rest on events the append-only log
+			// holds for good: no fence is needed to answer them.
+			placeDuplicates(e.agg, results, dups)
+			x.countFacts(results)
+			return results, nil
+		}
+		item := &flushItem{append: &eventlog.Append{Ref: e.ref, Expected: seq, Events: events}, facts: true}
+		err := x.record(item)
+		if err != nil && item.prepared {
+			x.publish.Discard(item.ticket, !errors.Is(err, eventlog.ErrConflict) && !errors.Is(err, eventlog.ErrInvalidAppend))
+		}
+		switch {
+		case err == nil:
+		case errors.Is(err, eventlog.ErrConflict):
+			x.stats.fenced.Add(1)
+			e.agg = nil
+			if attempt == 0 {
+				x.log.Info("fence failed (another writer moved the history); reloading and ingesting again", "aggregate", e.ref.String(), "err", err)
+				continue
+			}
+			return nil, fmt.Errorf("%w: %s: %v", ErrConflict, e.ref, err)
+		default:
+			e.agg = nil
+			return nil, fmt.Errorf("%w: %s: %v", ErrUnavailable, e.ref, err)
+		}
+		x.absorb(e, events)
+		for k, i := range owner {
+			results[i].Late = events[k].Late
+			if e.agg != nil {
+				results[i].Place = e.agg.Place(&events[k])
+			}
+		}
+		placeDuplicates(e.agg, results, dups)
+		if x.publish != nil {
+			x.publish.Publish(item.ticket, events)
+		}
+		x.countFacts(results)
+		return results, nil
+	}
+}
+
+// dupFact is a fact the history held already, rebuilt with its sequence.
+type dupFact struct {
+	i  int
+	ev model.Event
+}
+
+// placeDuplicates reports where the duplicates stand in the life now (it
+// may have changed since they were first stored).
+func placeDuplicates(agg model.Aggregate, results []FactResult, dups []dupFact) {
+	if agg == nil {
+		return
+	}
+	for _, d := range dups {
+		results[d.i].Place = agg.Place(&d.ev)
+	}
+}
+
+func (x *Executor) countFacts(results []FactResult) {
+	for i := range results {
+		switch {
+		case results[i].Err != nil:
+			x.stats.factsRefused.Add(1)
+		case results[i].Duplicate:
+			x.stats.factDuplicates.Add(1)
+		default:
+			x.stats.facts.Add(1)
+		}
+	}
+}
