@@ -19,6 +19,10 @@
 //     or modify them freely.
 //   - Each log is guarded by one mutex, never held across anything but map
 //     and slice operations. A log is safe for concurrent use.
+//   - EventLog is an eventlog.TimeReader: Append keeps, per aggregate, the
+//     indexes of its events sorted by model.TimeKey (an event in time order
+//     is appended after one comparison, a late one inserted after a binary
+//     search), so ReadTimePage is a binary search and a copy of one page.
 //   - EventLog is its own eventlog.Outbox (eventlogtest.RunOutbox): a mark
 //     is recorded when Mark returns, a writer's Last only moves forward,
 //     SetPublished drops the marks of the buckets it covers, and a Mark

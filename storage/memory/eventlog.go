@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
+	"sort"
 	"sync"
 	"time"
 
@@ -12,8 +14,9 @@ import (
 )
 
 var (
-	_ eventlog.Log    = (*EventLog)(nil)
-	_ eventlog.Outbox = (*EventLog)(nil)
+	_ eventlog.Log        = (*EventLog)(nil)
+	_ eventlog.Outbox     = (*EventLog)(nil)
+	_ eventlog.TimeReader = (*EventLog)(nil)
 )
 
 // EventLog is an in-memory eventlog.Log that also implements
@@ -26,6 +29,10 @@ type EventLog struct {
 		// histories holds each aggregate's events; histories[r][i] has
 		// Sequence i+1.
 		histories map[model.Ref][]model.Event
+		// byTime is each aggregate's event-time order: byTime[r] holds
+		// the indexes into histories[r], sorted by model.TimeKey. Append
+		// keeps it sorted.
+		byTime map[model.Ref][]int
 		// outbox holds each writer's position and marks.
 		outbox map[string]*outboxWriter
 	}
@@ -35,6 +42,7 @@ type EventLog struct {
 func NewEventLog() *EventLog {
 	l := &EventLog{}
 	l.mu.histories = make(map[model.Ref][]model.Event)
+	l.mu.byTime = make(map[model.Ref][]int)
 	l.mu.outbox = make(map[string]*outboxWriter)
 	return l
 }
@@ -83,8 +91,58 @@ func (l *EventLog) Append(ctx context.Context, batch []eventlog.Append) []error 
 			continue
 		}
 		l.mu.histories[a.Ref] = append(h, copies[i]...)
+		l.indexLocked(a.Ref, len(h))
 	}
 	return errs
+}
+
+// indexLocked adds the events of ref from index from on to its
+// event-time order. An event in time order goes to the end after one
+// comparison; a late one is inserted by binary search.
+func (l *EventLog) indexLocked(ref model.Ref, from int) {
+	h, idx := l.mu.histories[ref], l.mu.byTime[ref]
+	for i := from; i < len(h); i++ {
+		k := h[i].TimeKey()
+		if n := len(idx); n == 0 || h[idx[n-1]].TimeKey().Before(k) {
+			idx = append(idx, i)
+			continue
+		}
+		at, _ := slices.BinarySearchFunc(idx, k, func(p int, k model.TimeKey) int { return h[p].TimeKey().Compare(k) })
+		idx = slices.Insert(idx, at, i)
+	}
+	l.mu.byTime[ref] = idx
+}
+
+// ReadTimePage implements eventlog.TimeReader from the event-time order
+// Append keeps, under the log's lock: a page costs a binary search and a
+// copy of its events.
+func (l *EventLog) ReadTimePage(ctx context.Context, ref model.Ref, after model.TimeKey, limit int) ([]model.Event, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, false, fmt.Errorf("%w: read %s in event time after %v: %w", eventlog.ErrUnavailable, ref, after, err)
+	}
+	if limit <= 0 {
+		return nil, false, fmt.Errorf("memory: read %s in event time after %v: limit %d is not positive", ref, after, limit)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.mu.closed {
+		return nil, false, fmt.Errorf("read %s in event time: %w", ref, eventlog.ErrClosed)
+	}
+	h, idx := l.mu.histories[ref], l.mu.byTime[ref]
+	start := 0
+	if !after.IsZero() {
+		// The first event whose key sorts after `after`.
+		start = sort.Search(len(idx), func(i int) bool { return after.Before(h[idx[i]].TimeKey()) })
+	}
+	end := min(start+limit, len(idx))
+	var page []model.Event
+	if end > start {
+		page = make([]model.Event, 0, end-start)
+	}
+	for _, p := range idx[start:end] {
+		page = append(page, copyEvent(&h[p]))
+	}
+	return page, end < len(idx), nil
 }
 
 // ReadPage implements eventlog.Log.
@@ -143,6 +201,7 @@ func (l *EventLog) Close() error {
 	}
 	l.mu.closed = true
 	l.mu.histories = nil
+	l.mu.byTime = nil
 	l.mu.outbox = nil
 	return nil
 }
