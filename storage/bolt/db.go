@@ -12,15 +12,24 @@ import (
 )
 
 // Storage format of the file, kept in the meta bucket. A file written in
-// another format is refused rather than misread.
-const formatVersion = 1
+// another format is refused rather than misread. Format 2 added the
+// events_by_time index: Open upgrades a file of format 1 by building it
+// (buildTimeIndex), and a build of format 1 refuses a file of format 2, so
+// it cannot append events the index would miss.
+const (
+	formatVersion = 2
+	// formatNoTimeIndex is the format of files written before the
+	// events_by_time index existed, or whose index build did not finish.
+	formatNoTimeIndex = 1
+)
 
 var (
-	bucketMeta     = []byte("meta")
-	bucketEvents   = []byte("events")
-	bucketCommands = []byte("commands")
-	bucketCmdTime  = []byte("commands_by_time")
-	keyFormat      = []byte("format")
+	bucketMeta         = []byte("meta")
+	bucketEvents       = []byte("events")
+	bucketEventsByTime = []byte("events_by_time")
+	bucketCommands     = []byte("commands")
+	bucketCmdTime      = []byte("commands_by_time")
+	keyFormat          = []byte("format")
 )
 
 var (
@@ -71,7 +80,16 @@ func Open(path string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
 	}
-	if err := bdb.Update(initBuckets); err != nil {
+	var buildIndex bool
+	err = bdb.Update(func(tx *bbolt.Tx) error {
+		var err error
+		buildIndex, err = initBuckets(tx)
+		return err
+	})
+	if err == nil && buildIndex {
+		err = buildTimeIndex(bdb, timeIndexBatch)
+	}
+	if err != nil {
 		return nil, errors.Join(fmt.Errorf("bolt: open %s: %w", path, err), bdb.Close())
 	}
 	db := &DB{path: path, bdb: bdb, outbox: newOutboxBuffer()}
@@ -81,26 +99,30 @@ func Open(path string, opts Options) (*DB, error) {
 }
 
 // initBuckets creates the buckets of a new file and checks the format of an
-// existing one.
-func initBuckets(tx *bbolt.Tx) error {
+// existing one. buildIndex is true for a file of format 1, whose
+// events_by_time index Open must build before anything reads or appends.
+func initBuckets(tx *bbolt.Tx) (buildIndex bool, err error) {
 	meta, err := tx.CreateBucketIfNotExists(bucketMeta)
 	if err != nil {
-		return err
+		return false, err
 	}
 	switch v := meta.Get(keyFormat); {
 	case v == nil:
+		// A new file: every append writes the index from the start.
 		if err := meta.Put(keyFormat, []byte{formatVersion}); err != nil {
-			return err
+			return false, err
 		}
+	case len(v) == 1 && v[0] == formatNoTimeIndex:
+		buildIndex = true
 	case len(v) != 1 || v[0] != formatVersion:
-		return fmt.Errorf("%w: file format %x, this build reads %d", ErrFormat, v, formatVersion)
+		return false, fmt.Errorf("%w: file format %x, this build reads %d (and upgrades %d)", ErrFormat, v, formatVersion, formatNoTimeIndex)
 	}
-	for _, name := range [][]byte{bucketEvents, bucketCommands, bucketCmdTime, bucketOutbox, bucketOutboxWriters} {
+	for _, name := range [][]byte{bucketEvents, bucketEventsByTime, bucketCommands, bucketCmdTime, bucketOutbox, bucketOutboxWriters} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-			return fmt.Errorf("create bucket %s: %w", name, err)
+			return false, fmt.Errorf("create bucket %s: %w", name, err)
 		}
 	}
-	return nil
+	return buildIndex, nil
 }
 
 // Path returns the path the DB was opened with.

@@ -46,8 +46,9 @@
 //
 // Buckets:
 //
-//	meta              "format" → storage format version (1 byte, currently 1)
+//	meta              "format" → storage format version (1 byte, currently 2)
 //	events            eventKey(type, id, seq) → encoded event
+//	events_by_time    aggregate prefix ‖ time ‖ esc(stream) ‖ seq → empty
 //	commands          command id → encoded record
 //	commands_by_time  8-byte time key ‖ command id → empty
 //	outbox            esc(writer) ‖ bucket ‖ esc(type) ‖ esc(id) ‖ first → format byte ‖ last
@@ -82,6 +83,12 @@
 // Prune walks it from the start and deletes records (and their index
 // entries) in bounded transactions.
 //
+// The events_by_time key is the event key's aggregate prefix, the event
+// timestamp in Unix milliseconds (8 bytes big-endian, sign bit flipped),
+// esc(stream id) as in the outbox keys (byte order, unlike a length
+// prefix: "ab" sorts before "b"), and the 8-byte big-endian sequence: so an
+// aggregate's keys sort as model.TimeKey does. See "Event time" below.
+//
 // # Append
 //
 // Append validates every entry (eventlog.CheckAppend) and encodes its events
@@ -92,6 +99,36 @@
 // rolled back instead of committed (no fsync). If the commit fails, every
 // entry that would have been written gets an error wrapping
 // eventlog.ErrUnavailable, and none of them was written.
+//
+// # Event time
+//
+// The EventLog is an eventlog.TimeReader: it reads a history in event-time
+// order (timestamp, stream id, sequence) a page at a time, so a fold in
+// event time needs memory for one page whatever the history's length.
+// Every transaction that writes events — Append, and DB.WriteDecisions,
+// both through appendInTx — also puts one events_by_time key per event,
+// so the index commits with the events and can never disagree with the
+// log. ReadTimePage seeks in it to the first key after the one it is
+// given (a key finer than a millisecond is first rounded up to the next
+// millisecond, as events are kept to the millisecond), walks up to one key
+// more than the page (the extra key says more=true), and looks each event
+// up in events by its sequence, all in one read transaction. An index key
+// whose event is missing or stamped otherwise is reported as ErrCorrupt.
+// Each event costs one more key (its aggregate prefix and stream id plus
+// 18 bytes, with an empty value) and one more B+tree put in its append;
+// BenchmarkReadTimePage compares a page in event time (a seek plus a
+// lookup per event) with one in log order (a range scan).
+//
+// Files written before the index existed carry format 1. Open upgrades
+// them before it returns: it walks the events bucket and puts every
+// event's index key, 10,000 events per transaction (bounded memory, one
+// commit each), then writes format 2 in the last of them. A build that
+// stops part-way (a crash) leaves format 1 and is simply done again on
+// the next Open (putting a key that exists changes nothing); nothing else
+// writes the file while Open runs. Opening a large format-1 file is
+// therefore slower once. A build that reads only format 1 refuses a file
+// of format 2 (ErrFormat): downgrading would append events the index does
+// not hold, so it is not allowed to.
 //
 // # Outbox
 //

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	bbolt "go.etcd.io/bbolt"
 
@@ -13,7 +14,10 @@ import (
 	"github.com/concursus-go/concursus/model"
 )
 
-var _ eventlog.Log = (*EventLog)(nil)
+var (
+	_ eventlog.Log        = (*EventLog)(nil)
+	_ eventlog.TimeReader = (*EventLog)(nil)
+)
 
 // EventLog is the event log of a DB; get it with DB.EventLog. It is safe for
 // concurrent use; appends are serialised by bbolt's single writer, reads run
@@ -33,6 +37,8 @@ type pendingAppend struct {
 	prefix []byte
 	keys   [][]byte
 	values [][]byte
+	// timeKeys are the events' keys in the events_by_time index.
+	timeKeys [][]byte
 }
 
 // Append implements eventlog.Log: the whole batch is one bbolt transaction
@@ -100,10 +106,14 @@ func (l *EventLog) Append(ctx context.Context, batch []eventlog.Append) []error 
 }
 
 // appendInTx writes the valid entries of a batch (those whose errs[i] is
-// nil) inside a write transaction, recording conflicts in errs. It reports
-// whether anything was written; an error fails the whole transaction, which
-// keeps every entry atomic.
+// nil) inside a write transaction, recording conflicts in errs. b is the
+// events bucket; each event's entry in the events_by_time index goes into
+// the same transaction, so the index never disagrees with the log. It
+// reports whether anything was written; an error fails the whole
+// transaction, which keeps every entry atomic. Every path that writes
+// events (Append, DB.WriteDecisions) writes them here.
 func appendInTx(b *bbolt.Bucket, batch []eventlog.Append, pending []pendingAppend, errs []error) (bool, error) {
+	index := b.Tx().Bucket(bucketEventsByTime)
 	wrote := false
 	for i := range batch {
 		if errs[i] != nil {
@@ -122,6 +132,9 @@ func appendInTx(b *bbolt.Bucket, batch []eventlog.Append, pending []pendingAppen
 			if err := b.Put(p.keys[j], p.values[j]); err != nil {
 				return false, fmt.Errorf("put %s #%d: %w", a.Ref, a.Expected+uint64(j)+1, err)
 			}
+			if err := index.Put(p.timeKeys[j], []byte{}); err != nil {
+				return false, fmt.Errorf("index %s #%d in event time: %w", a.Ref, a.Expected+uint64(j)+1, err)
+			}
 		}
 		wrote = true
 	}
@@ -132,9 +145,10 @@ func appendInTx(b *bbolt.Bucket, batch []eventlog.Append, pending []pendingAppen
 // value is its own slice: bbolt keeps them until the transaction ends.
 func encodeAppend(a *eventlog.Append) pendingAppend {
 	p := pendingAppend{
-		prefix: aggregatePrefix(a.Ref),
-		keys:   make([][]byte, len(a.Events)),
-		values: make([][]byte, len(a.Events)),
+		prefix:   aggregatePrefix(a.Ref),
+		keys:     make([][]byte, len(a.Events)),
+		values:   make([][]byte, len(a.Events)),
+		timeKeys: make([][]byte, len(a.Events)),
 	}
 	size := 0
 	for j := range a.Events {
@@ -146,6 +160,7 @@ func encodeAppend(a *eventlog.Append) pendingAppend {
 	for j := range a.Events {
 		e := &a.Events[j]
 		p.keys[j] = eventKey(p.prefix, e.Sequence)
+		p.timeKeys[j] = timeIndexKey(p.prefix, e.Timestamp.UnixMilli(), e.StreamID, e.Sequence)
 		start := len(buf)
 		buf = appendEvent(buf, e)
 		p.values[j] = buf[start:len(buf):len(buf)]
@@ -212,6 +227,141 @@ func (l *EventLog) ReadPage(ctx context.Context, ref model.Ref, from uint64, lim
 		return nil, 0, l.readError(fmt.Sprintf("read %s from %d", ref, from), err)
 	}
 	return page, next, nil
+}
+
+// ReadTimePage implements eventlog.TimeReader. In one read transaction it
+// seeks in the events_by_time index to the first key after `after` and
+// reads the events its keys name from the events bucket, one lookup each;
+// it reads one key more than the page to tell whether more follow. The
+// page is a snapshot: the index and the log are written in the same
+// transactions.
+func (l *EventLog) ReadTimePage(ctx context.Context, ref model.Ref, after model.TimeKey, limit int) ([]model.Event, bool, error) {
+	what := func() string { return fmt.Sprintf("read %s in event time after %v", ref, after) }
+	if err := l.checkOpen(); err != nil {
+		return nil, false, fmt.Errorf("bolt: %s: %w", what(), err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, false, fmt.Errorf("%w: bolt: %s: %w", eventlog.ErrUnavailable, what(), err)
+	}
+	if limit <= 0 {
+		return nil, false, fmt.Errorf("bolt: %s: limit %d is not positive", what(), limit)
+	}
+	prefix := aggregatePrefix(ref)
+	seek := prefix // the zero key: from the first event
+	if !after.IsZero() {
+		ms, stream, seq := millisKey(after)
+		seek = timeIndexKey(prefix, ms, stream, seq)
+	}
+	var (
+		page []model.Event
+		more bool
+	)
+	err := l.db.bdb.View(func(tx *bbolt.Tx) error {
+		events := tx.Bucket(bucketEvents)
+		c := tx.Bucket(bucketEventsByTime).Cursor()
+		for k, _ := c.Seek(seek); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			if bytes.Equal(k, seek) {
+				continue // `after` itself: the page starts strictly after it
+			}
+			if len(page) == limit {
+				more = true
+				return nil
+			}
+			ms, stream, seq, err := parseTimeIndexKey(prefix, k)
+			if err != nil {
+				return err
+			}
+			v := events.Get(eventKey(prefix, seq))
+			if v == nil {
+				return fmt.Errorf("%w: the event-time index names #%d, which the log does not hold", ErrCorrupt, seq)
+			}
+			if page == nil {
+				page = make([]model.Event, 0, min(limit, 64))
+			}
+			page = append(page, model.Event{AggregateType: ref.Type, AggregateID: ref.ID, Sequence: seq})
+			e := &page[len(page)-1]
+			if err := decodeEvent(v, e); err != nil {
+				return fmt.Errorf("#%d: %w", seq, err)
+			}
+			if e.Timestamp.UnixMilli() != ms || e.StreamID != stream {
+				return fmt.Errorf("%w: the event-time index has #%d at %d ms in stream %q, the log at %d ms in %q",
+					ErrCorrupt, seq, ms, stream, e.Timestamp.UnixMilli(), e.StreamID)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, false, l.readError(what(), err)
+	}
+	return page, more, nil
+}
+
+// millisKey returns a key, at the milliseconds the store keeps, after
+// which exactly the events after k come. A key finer than a millisecond
+// sorts after every event stamped in its millisecond and before every
+// event stamped later, as does the start of the next millisecond (empty
+// stream, sequence 0, which no event has).
+func millisKey(k model.TimeKey) (ms int64, stream string, seq uint64) {
+	ms = k.Timestamp.UnixMilli()
+	if k.Timestamp.Nanosecond()%int(time.Millisecond) != 0 {
+		return ms + 1, "", 0
+	}
+	return ms, k.StreamID, k.Sequence
+}
+
+// timeIndexBatch bounds the events one transaction of buildTimeIndex
+// indexes, so that upgrading a large file needs bounded memory.
+const timeIndexBatch = 10_000
+
+// buildTimeIndex writes the events_by_time entry of every event of the
+// file, perTx events a transaction (timeIndexBatch in Open), and then records format 2,
+// which says the index is complete. Open runs it, before it returns the
+// DB, for a file of format 1: written before the index existed, or by a
+// build that stopped part-way (a crash), which is then simply done again —
+// putting an entry that exists changes nothing.
+func buildTimeIndex(bdb *bbolt.DB, perTx int) error {
+	var from []byte // the next event key to index; nil: the first
+	for {
+		done := false
+		err := bdb.Update(func(tx *bbolt.Tx) error {
+			c := tx.Bucket(bucketEvents).Cursor()
+			index := tx.Bucket(bucketEventsByTime)
+			k, v := c.First()
+			if from != nil {
+				k, v = c.Seek(from)
+			}
+			for n := 0; k != nil; k, v = c.Next() {
+				if n == perTx {
+					from = bytes.Clone(k)
+					return nil
+				}
+				if len(k) < 8 {
+					return fmt.Errorf("%w: event key %x is %d bytes", ErrCorrupt, k, len(k))
+				}
+				prefix := k[:len(k)-8]
+				var e model.Event
+				if err := decodeEvent(v, &e); err != nil {
+					return fmt.Errorf("index event %x in event time: %w", k, err)
+				}
+				seq, err := keySequence(prefix, k)
+				if err != nil {
+					return err
+				}
+				if err := index.Put(timeIndexKey(prefix, e.Timestamp.UnixMilli(), e.StreamID, seq), []byte{}); err != nil {
+					return fmt.Errorf("index event %x in event time: %w", k, err)
+				}
+				n++
+			}
+			done = true
+			return tx.Bucket(bucketMeta).Put(keyFormat, []byte{formatVersion})
+		})
+		if err != nil {
+			return fmt.Errorf("build the event-time index: %w", err)
+		}
+		if done {
+			return nil
+		}
+	}
 }
 
 // LastSequence implements eventlog.Log.

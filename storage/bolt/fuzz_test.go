@@ -2,8 +2,8 @@ package bolt
 
 // Fuzz targets for what this package reads back from its file: event and
 // command values (through the public read paths, so that a value that
-// does not decode is seen to come back as ErrCorrupt), outbox keys and
-// outbox values. The value encoding itself is fuzzed in
+// does not decode is seen to come back as ErrCorrupt), outbox keys,
+// outbox values and the keys of the event-time index. The value encoding itself is fuzzed in
 // storage/internal/binenc. Run one with
 //
 //	go test -run '^$' -fuzz '^FuzzStoredValues$' -fuzztime 30s ./storage/bolt/
@@ -143,6 +143,40 @@ func FuzzOutboxValues(f *testing.F) {
 			}
 		} else if again := writerValue(pos); !bytes.Equal(again, v) {
 			t.Fatalf("writer value %x decodes to %+v, which encodes to %x", v, pos, again)
+		}
+	})
+}
+
+// FuzzTimeIndexKey: the keys of the events_by_time index round-trip and
+// sort as model.TimeKey does. A key built from any aggregate, timestamp,
+// stream and sequence parses back to them; two keys of one aggregate
+// compare as bytes as their time keys compare; and arbitrary bytes parse
+// without panicking, to a key that re-encodes to the same bytes or to an
+// error wrapping ErrCorrupt.
+func FuzzTimeIndexKey(f *testing.F) {
+	prefix := aggregatePrefix(model.Ref{Type: "t", ID: "i"})
+	f.Add(timeIndexKey(prefix, 1_700_000_000_000, "default", 1), "t", "i", "a", int64(5), uint64(1), "ab", int64(5), uint64(2))
+	f.Add(timeIndexKey(prefix, -1, "a\x00b", 1<<63), "t\x00", "", "b", int64(-1), uint64(0), "ab", int64(-1), uint64(0))
+	f.Add(append(bytes.Clone(prefix), 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 2), "x", "y", "", int64(0), uint64(9), "\x00", int64(0), uint64(9))
+	f.Add([]byte{}, "", "", "a\x01", int64(1<<62), uint64(3), "a", int64(-1<<62), uint64(3))
+	f.Fuzz(func(t *testing.T, k []byte, typ, id, stream string, ms int64, seq uint64, stream2 string, ms2 int64, seq2 uint64) {
+		if ms, stream, seq, err := parseTimeIndexKey(prefix, k); err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("parseTimeIndexKey error %v does not wrap ErrCorrupt", err)
+			}
+		} else if again := timeIndexKey(prefix, ms, stream, seq); !bytes.Equal(again, k) {
+			t.Fatalf("key %x parses to %d %q %d, which encodes to %x", k, ms, stream, seq, again)
+		}
+
+		p := aggregatePrefix(model.Ref{Type: typ, ID: id})
+		k1, k2 := timeIndexKey(p, ms, stream, seq), timeIndexKey(p, ms2, stream2, seq2)
+		if gotMs, gotStream, gotSeq, err := parseTimeIndexKey(p, k1); err != nil || gotMs != ms || gotStream != stream || gotSeq != seq {
+			t.Fatalf("key of %d %q %d parses to %d %q %d, %v", ms, stream, seq, gotMs, gotStream, gotSeq, err)
+		}
+		tk1 := model.TimeKey{Timestamp: time.UnixMilli(ms), StreamID: stream, Sequence: seq}
+		tk2 := model.TimeKey{Timestamp: time.UnixMilli(ms2), StreamID: stream2, Sequence: seq2}
+		if got, want := bytes.Compare(k1, k2), tk1.Compare(tk2); got != want {
+			t.Fatalf("keys of %v and %v compare %d as bytes, %d as time keys", tk1, tk2, got, want)
 		}
 	})
 }
