@@ -52,6 +52,14 @@ const (
 	DefaultAckWait        = 30 * time.Second
 	DefaultGapTimeout     = 30 * time.Second
 	DefaultHistoryTimeout = 2 * time.Second
+
+	// Defaults of the event-time order (Config.Order EventTime).
+	DefaultSettleWindow = 2 * time.Second
+	DefaultMaxHeld      = 4096
+	// DefaultEventTimeMaxAckPending replaces DefaultMaxAckPending in
+	// event-time order: the held events stay unacknowledged, so the
+	// consumer delivers at most MaxAckPending events per SettleWindow.
+	DefaultEventTimeMaxAckPending = 1024
 )
 
 // Config configures one subscription. Subscribe copies it and fills the
@@ -93,11 +101,15 @@ type Config struct {
 	// acknowledgement timers run while earlier events are handled, so keep
 	// MaxAckPending × handling time under AckWait (an event redelivered
 	// meanwhile is recognised as a duplicate, but costs a delivery).
-	// Default 128.
+	// Default 128; in EventTime order 1024, since held events are not
+	// acknowledged either: the consumer then takes at most MaxAckPending
+	// events per SettleWindow.
 	MaxAckPending int
 	// AckWait is how long JetStream waits for an acknowledgement before it
 	// delivers an event again. Retries and gap filling tell it the event
-	// is in progress. Default 30s; more than Backoff.Max.
+	// is in progress, and so does the event-time order for the events it
+	// holds longer than AckWait/2. Default 30s, or 2×Backoff.Max or
+	// 2×SettleWindow when longer; more than Backoff.Max and SettleWindow.
 	AckWait time.Duration
 	// GapTimeout is how long a gap is retried from the history API before
 	// it is skipped (counted in Stats.GapsSkipped). Default 30s.
@@ -109,9 +121,87 @@ type Config struct {
 	// with a sparse Events filter, where the events left out make a jump
 	// at almost every event, each costing a history read.
 	DisableGapFill bool
+	// Order is the order in which each aggregate's events reach the
+	// handlers: LogOrder (the zero value: sequence order, at once) or
+	// EventTime (event-time order, after SettleWindow). See the package
+	// documentation, "Event-time order".
+	Order Order
+	// SettleWindow (EventTime only) is how long an event is held after
+	// it was received, so that events of its aggregate stamped earlier
+	// but arriving later can still go before it: the paper's watermark.
+	// An event that arrives after a later-stamped event of its aggregate
+	// was released is delivered at once, marked Late. Default 2s; must be
+	// positive and below AckWait. Zero with LogOrder.
+	SettleWindow time.Duration
+	// MaxHeld (EventTime only) bounds the events held at once, for all
+	// aggregates together (events read from history to fill a gap
+	// included). Past it the event received first is released before its
+	// window ends (Stats.HeldOverflow), with the events of its aggregate
+	// stamped before it. Default 4096. Zero with LogOrder.
+	MaxHeld int
+	// Clock is the time source of the settle window and of the
+	// keep-alives of held events. Default: the system clock. Tests
+	// inject a fake one.
+	Clock Clock
 	// Logger receives warnings (skipped gaps, dead letters) and debug
 	// lines. Default slog.Default().
 	Logger *slog.Logger
+}
+
+// Order is the order in which a subscription hands each aggregate's
+// events to its handlers.
+type Order uint8
+
+const (
+	// LogOrder hands each aggregate's events over in sequence order (the
+	// log order), each as soon as it is received. The default.
+	LogOrder Order = iota
+	// EventTime holds each aggregate's events for Config.SettleWindow and
+	// hands them over in event-time order (model.TimeKey: timestamp,
+	// stream id, sequence); an event later than that is handed over at
+	// once, marked Event.Late.
+	EventTime
+)
+
+func (o Order) String() string {
+	switch o {
+	case LogOrder:
+		return "log order"
+	case EventTime:
+		return "event time"
+	}
+	return fmt.Sprintf("Order(%d)", uint8(o))
+}
+
+// Clock is a time source: the system clock by default, a fake one in
+// tests. Its methods may be called from several goroutines.
+type Clock interface {
+	// Now returns the current time.
+	Now() time.Time
+	// NewTimer returns a timer that sends the time on c once d has
+	// passed, unless stopped or reset first.
+	NewTimer(d time.Duration) (t Timer, c <-chan time.Time)
+}
+
+// Timer is a timer of a Clock, with the semantics of time.Timer since Go
+// 1.23: after Stop or Reset returns, no stale time is received from its
+// channel.
+type Timer interface {
+	// Reset makes the timer fire after d; it reports whether it was
+	// active.
+	Reset(d time.Duration) bool
+	// Stop stops the timer; it reports whether it was active.
+	Stop() bool
+}
+
+// systemClock is the Clock of package time.
+type systemClock struct{}
+
+func (systemClock) Now() time.Time { return time.Now() }
+
+func (systemClock) NewTimer(d time.Duration) (Timer, <-chan time.Time) {
+	t := time.NewTimer(d)
+	return t, t.C
 }
 
 // Backoff is a doubling wait: Initial, 2×Initial, 4×Initial … capped at
@@ -194,7 +284,9 @@ func (s Start) String() string {
 }
 
 // DefaultConfig returns a Config with every default filled in; set Conn,
-// Name and AggregateType.
+// Name and AggregateType. It is the log order's: for Order EventTime, set
+// Order on a Config whose MaxAckPending and AckWait are zero to get the
+// event-time defaults (or choose them).
 func DefaultConfig() Config {
 	return Config{
 		Prefix:         api.DefaultPrefix,
@@ -225,11 +317,25 @@ func (c Config) withDefaults() Config {
 	if c.Backoff.Max == 0 {
 		c.Backoff.Max = max(d.Backoff.Max, c.Backoff.Initial)
 	}
+	if c.Order == EventTime {
+		if c.SettleWindow == 0 {
+			c.SettleWindow = DefaultSettleWindow
+		}
+		if c.MaxHeld == 0 {
+			c.MaxHeld = DefaultMaxHeld
+		}
+		if c.MaxAckPending == 0 {
+			c.MaxAckPending = DefaultEventTimeMaxAckPending
+		}
+	}
 	if c.MaxAckPending == 0 {
 		c.MaxAckPending = d.MaxAckPending
 	}
 	if c.AckWait == 0 {
-		c.AckWait = max(d.AckWait, 2*c.Backoff.Max)
+		c.AckWait = max(d.AckWait, 2*c.Backoff.Max, 2*c.SettleWindow)
+	}
+	if c.Clock == nil {
+		c.Clock = systemClock{}
 	}
 	if c.GapTimeout == 0 {
 		c.GapTimeout = d.GapTimeout
@@ -269,6 +375,18 @@ func (c Config) Validate() error {
 		return bad("MaxAckPending %d must be at least 1", c.MaxAckPending)
 	case c.AckWait <= c.Backoff.Max:
 		return bad("AckWait %v must exceed Backoff.Max %v (an event waiting for a retry would be delivered again)", c.AckWait, c.Backoff.Max)
+	case c.Order != LogOrder && c.Order != EventTime:
+		return bad("Order %v: LogOrder or EventTime", c.Order)
+	case c.Order == LogOrder && (c.SettleWindow != 0 || c.MaxHeld != 0):
+		return bad("SettleWindow %v and MaxHeld %d apply to Order EventTime only", c.SettleWindow, c.MaxHeld)
+	case c.Order == EventTime && c.SettleWindow <= 0:
+		return bad("SettleWindow %v must be positive", c.SettleWindow)
+	case c.Order == EventTime && c.AckWait <= c.SettleWindow:
+		return bad("AckWait %v must exceed SettleWindow %v (held events are not acknowledged)", c.AckWait, c.SettleWindow)
+	case c.Order == EventTime && c.MaxHeld < 1:
+		return bad("MaxHeld %d must be at least 1", c.MaxHeld)
+	case c.Clock == nil:
+		return bad("Clock is nil")
 	case c.GapTimeout < 0:
 		return bad("GapTimeout %v is negative (use DisableGapFill to turn gap filling off)", c.GapTimeout)
 	case c.HistoryTimeout <= 0:

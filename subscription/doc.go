@@ -1,8 +1,9 @@
 // Package subscription consumes the events the nodes publish into their
 // JetStream stream (see package eventbus) and hands them to Go handlers:
 // one aggregate type, a chosen set of event names, per aggregate in
-// sequence order and without duplicates, with retries, dead letters,
-// replays, and consumer groups that share the aggregates among processes.
+// sequence order (or in event-time order after a settle window) and
+// without duplicates, with retries, dead letters, replays, and consumer
+// groups that share the aggregates among processes.
 //
 //	var h subscription.Handlers
 //	subscription.On(&h, "created_0", func(ctx context.Context, e subscription.Event, p Created) error {
@@ -72,6 +73,90 @@
 // event, and each jump costs a history read (the events read are passed
 // over, not handed to the handler). When the filter is sparse and the gaps
 // do not matter, set DisableGapFill.
+//
+// # Event-time order
+//
+// A history has two orders (DESIGN.md, "Two orders of one history"): the
+// log order of its sequences, and the event-time order of its events'
+// stamps, model.TimeKey (timestamp, stream id, sequence). Facts from the
+// field arrive late: an event may be stamped before events of its
+// aggregate already published. Config.Order EventTime hands each
+// aggregate's events over in event-time order:
+//
+//	accepted (in log order: dedup, gaps, as above)
+//	    │
+//	    ├─► stamped before an event of its aggregate already handed over?
+//	    │       └─► handed over at once, Event.Late ───────► ack
+//	    ▼
+//	held, unacknowledged, for SettleWindow from when it was received
+//	    │
+//	    ▼ its window passed (or more than MaxHeld are held: the oldest)
+//	handed over with the events of its aggregate stamped before it,
+//	in event-time order ──────────────────────────────────► ack each
+//
+// Duplicates and gaps are still found in log order, as they are
+// complete: a held event's sequence counts as seen, so its redelivery is
+// recognised, and a gap is read from history and held with the rest.
+//
+// The settle window is the paper's watermark, kept per aggregate and
+// measured on the subscriber's clock (Config.Clock): an event waits
+// SettleWindow after it was received, so an event of its aggregate
+// stamped earlier and received less than SettleWindow after it still goes
+// before it. The stamps themselves are never compared with the clock, so
+// sources with skewed clocks or a backlog replayed from the beginning
+// order just as well. What comes later than that is late: an event is
+// late when an event of its aggregate with a later TimeKey was handed
+// over before it. A late event is handed over at once, with Event.Late
+// set, and never dropped: a handler that keeps a view folds it in where
+// it belongs (or recomputes), one that cannot may log or count it. An
+// event stamped after everything handed over is not late, however long
+// it took to come. The node's own late mark (api.HeaderLate) is
+// consulted only where the subscription cannot know: for an aggregate
+// with nothing handed over since a resumed consumer (or one that starts
+// elsewhere than the beginning) came up.
+//
+// Guarantees, per aggregate: each event is handed over once per run (at
+// least once across crashes, as below); the events not marked late come
+// in strictly increasing TimeKey order, after everything handed over
+// before them; events received within SettleWindow of each other come in
+// TimeKey order, none late (unless MaxHeld forced an early release). Across
+// aggregates there is no order. Every event waits up to SettleWindow
+// (more while the handlers are busy): event time costs latency.
+//
+// Acknowledgement. A held event's message is not acknowledged: JetStream
+// must keep it until its handler has run, or a crash would lose it. It is
+// acknowledged once handled (an event read from history has no message
+// until the stream delivers it too; that copy is then kept with the held
+// event and acknowledged with it). So:
+//
+//   - AckWait must exceed SettleWindow (the default is 30s, or twice the
+//     window when longer), and a message held longer than AckWait/2 (the
+//     handlers were slow, the cap was not reached) is told InProgress, so
+//     JetStream does not deliver it again; if it does anyway, the
+//     redelivery is recognised and kept with the held event.
+//   - MaxAckPending counts the held events: the consumer takes at most
+//     MaxAckPending events per SettleWindow. Its default is 1024 in
+//     event-time order; raise it for more.
+//   - Acknowledgements come out of stream order, and the ack floor stops
+//     below the oldest held event. A Stop or Drain leaves the held events
+//     unacknowledged (they are not handed over early), and the next
+//     Subscribe, which resets the consumer to its ack floor, receives them
+//     again, together with the events after them that were handled
+//     already: a restart hands over again up to a settle window's worth of
+//     events (at least once, as for any crash).
+//
+// Memory: at most MaxHeld events are held at once (default 4096, all
+// aggregates together, events read from history included); one more
+// makes the event received first leave early, with the events of its
+// aggregate stamped before it (Stats.HeldOverflow), so that each
+// aggregate's order still holds for them. Besides the held events, the
+// order keeps the last TimeKey handed over per aggregate (some 150 bytes
+// per aggregate on top of the duplicate table) for as long as the
+// subscription runs. Stats.Held, Released, Late and HeldOverflow show the
+// order at work.
+//
+// Replays of dead letters are handed over at once, not held, and never
+// marked late.
 //
 // # Groups
 //
@@ -148,5 +233,6 @@
 // group member: only its share): about 104 bytes for a 36-character UUID
 // id on 64-bit Go, so some 100 MB per million aggregates. It is not
 // bounded; a group divides it by Members. Besides it, up to MaxAckPending
-// events are fetched ahead.
+// events are fetched ahead. In event-time order, add the held events (at most
+// MaxHeld) and the last TimeKey per aggregate (see "Event-time order").
 package subscription

@@ -35,6 +35,20 @@ func (s Source) String() string {
 
 // Event is what a handler receives: the event as the nodes recorded it,
 // and how it arrived.
+//
+// Its Late (model.Event.Late, not part of the event's JSON) is set by the
+// subscription: the event changes a past the handler may have seen
+// already.
+//   - In EventTime order: the event comes after an event of its
+//     aggregate stamped later (model.TimeKey) was handed over, as it
+//     arrived after that one's settle window. It is handed over at once,
+//     never dropped. Also when nothing of the aggregate was handed over
+//     since the subscription resumed (or started anywhere but at the
+//     beginning of a new consumer) and the node marked it late.
+//   - In LogOrder: the node marked it late (api.HeaderLate: stamped
+//     before an event of its aggregate recorded earlier). The mark is
+//     absent on re-publications and on events read from history.
+//   - For a replay: false.
 type Event struct {
 	model.Event
 	// Source is where it came from.

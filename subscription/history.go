@@ -70,7 +70,11 @@ func (s *Subscription) fillGap(id string, from, to uint64, keepalive func()) boo
 				if s.wanted == nil || s.wanted[e.VersionedName().String()] {
 					d := &delivery{event: Event{Event: *e, Source: FromHistory}, subject: api.EventSubject(s.cfg.Prefix, e.AggregateType, e.VersionedName())}
 					d.msgID = s.cfg.Name + ":history:" + e.EventID
-					if !s.handle(d, keepalive) {
+					if s.order != nil {
+						if !s.hold(d, nil, false) {
+							return false
+						}
+					} else if !s.handle(d, keepalive) {
 						return false
 					}
 				}

@@ -56,11 +56,28 @@ type Stats struct {
 	Malformed uint64 `json:"malformed"`
 	// Tracked is the number of aggregates in the dedup table.
 	Tracked uint64 `json:"tracked"`
+
+	// The event-time order (Config.Order EventTime); zero in log order.
+	//
+	// Held is the number of events held now, waiting for their settle
+	// window (a gauge, not a counter).
+	Held uint64 `json:"held"`
+	// Released counts the events the event-time order handed to the
+	// handlers: after their window, before it (HeldOverflow, or along
+	// with a later-stamped event of their aggregate whose window passed),
+	// or at once because they were late.
+	Released uint64 `json:"released"`
+	// Late counts the events handed over marked late (Event.Late).
+	Late uint64 `json:"late"`
+	// HeldOverflow counts the events released before their window passed
+	// because more than Config.MaxHeld were held.
+	HeldOverflow uint64 `json:"heldOverflow"`
 }
 
 type counters struct {
 	delivered, handled, duplicates, gapsFilled, gapEvents, gapsSkipped, retries,
-	deadLettered, skippedNoHandler, notMine, replayed, malformed, tracked atomic.Uint64
+	deadLettered, skippedNoHandler, notMine, replayed, malformed, tracked,
+	held, released, late, heldOverflow atomic.Uint64
 }
 
 // Subscription consumes one aggregate type's events from the events
@@ -82,6 +99,16 @@ type Subscription struct {
 	// lastAcked after it is gone.
 	tracker   *tracker
 	lastAcked uint64
+
+	// order is the event-time order (nil in log order), owned by the
+	// worker goroutine like tracker; nextTouch is when a held event's
+	// messages next need a keep-alive (touchArmed: some do), and
+	// unackedLow the lowest stream sequence of an event released but
+	// left unhandled by a stop (for settleAcks).
+	order      *orderer
+	nextTouch  time.Time
+	touchArmed bool
+	unackedLow uint64
 
 	// work carries the messages from the two pullers to the worker, in the
 	// order each puller received them. It is closed once both pullers are
@@ -224,6 +251,11 @@ func Subscribe(ctx context.Context, cfg Config, h *Handlers) (*Subscription, err
 	// Only a consumer created now from the beginning knows that an
 	// aggregate it has not seen starts at sequence 1.
 	s.tracker = newTracker(created && cfg.Start.kind == startBeginning)
+	if cfg.Order == EventTime {
+		// Whoever knows nothing of what was handed over before (see
+		// tracker.expectFirst) trusts the node's late mark.
+		s.order = newOrderer(cfg.SettleWindow, cfg.MaxHeld, !s.tracker.expectFirst)
+	}
 
 	for _, c := range []jetstream.Consumer{cons, replays} {
 		it, err := c.Messages(jetstream.PullMaxMessages(cfg.MaxAckPending), jetstream.WithMessagesErrOnMissingHeartbeat(false))
@@ -324,6 +356,10 @@ func (s *Subscription) Stats() Stats {
 		Replayed:         s.c.replayed.Load(),
 		Malformed:        s.c.malformed.Load(),
 		Tracked:          s.c.tracked.Load(),
+		Held:             s.c.held.Load(),
+		Released:         s.c.released.Load(),
+		Late:             s.c.late.Load(),
+		HeldOverflow:     s.c.heldOverflow.Load(),
 	}
 }
 
@@ -424,16 +460,26 @@ func (s *Subscription) settleAcks(ctx context.Context) {
 }
 
 func (s *Subscription) settleAcksOnce(ctx context.Context) {
-	if s.lastAcked == 0 || s.cfg.Conn.IsClosed() {
+	target := s.lastAcked
+	if s.order != nil {
+		// Events still held (or released but not handled when the stop
+		// came) stay unacknowledged: the ack floor stops below them.
+		for _, low := range []uint64{s.order.lowestStreamSeq(), s.unackedLow} {
+			if low > 0 {
+				target = min(target, low-1)
+			}
+		}
+	}
+	if target == 0 || s.cfg.Conn.IsClosed() {
 		return
 	}
 	for {
 		info, err := s.events.Info(ctx)
-		if err == nil && info.AckFloor.Stream >= s.lastAcked || errors.Is(err, jetstream.ErrConsumerNotFound) {
+		if err == nil && info.AckFloor.Stream >= target || errors.Is(err, jetstream.ErrConsumerNotFound) {
 			return
 		}
 		if !sleep(ctx, 2*time.Millisecond) {
-			s.log.Debug("stopped before JetStream processed the last acknowledgements", "lastAcked", s.lastAcked, "err", err)
+			s.log.Debug("stopped before JetStream processed the last acknowledgements", "lastAcked", s.lastAcked, "target", target, "err", err)
 			return
 		}
 	}
@@ -493,21 +539,166 @@ func (s *Subscription) pull(wg *sync.WaitGroup, it jetstream.MessagesContext, re
 }
 
 // runWorker handles the messages one at a time, in the order received;
-// once stopping, it leaves them.
+// once stopping, it leaves them. In event-time order it also releases the
+// held events when their window has passed, and keeps their messages
+// alive.
 func (s *Subscription) runWorker() {
-	for it := range s.work {
-		if s.isStopping() {
-			if it.replay {
-				s.nak(it.msg) // order does not matter: at once to another member
-			}
-			continue
+	if s.order == nil {
+		for it := range s.work {
+			s.take(it)
 		}
-		if it.replay {
-			s.processReplay(it.msg)
-		} else {
-			s.processEvent(it.msg)
+		return
+	}
+	var (
+		timer Timer
+		fire  <-chan time.Time
+		armed time.Time // when the timer fires; zero: stopped
+	)
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		if wake, ok := s.nextWake(); ok && !s.isStopping() {
+			if !wake.Equal(armed) {
+				d := wake.Sub(s.cfg.Clock.Now())
+				if timer == nil {
+					timer, fire = s.cfg.Clock.NewTimer(d)
+				} else {
+					timer.Reset(d)
+				}
+				armed = wake
+			}
+		} else if !armed.IsZero() {
+			timer.Stop()
+			armed = time.Time{}
+		}
+		select {
+		case it, ok := <-s.work:
+			if !ok {
+				return
+			}
+			s.take(it)
+		case <-fire:
+			armed = time.Time{}
+		}
+		if !s.isStopping() {
+			s.releaseDue()
 		}
 	}
+}
+
+// take handles one message from a puller; once stopping, it leaves it.
+func (s *Subscription) take(it item) {
+	if s.isStopping() {
+		if it.replay {
+			s.nak(it.msg) // order does not matter: at once to another member
+		}
+		return
+	}
+	if it.replay {
+		s.processReplay(it.msg)
+	} else {
+		s.processEvent(it.msg)
+	}
+}
+
+// nextWake is when the worker has something to do without a message:
+// release a held event or keep held messages alive.
+func (s *Subscription) nextWake() (time.Time, bool) {
+	due, ok := s.order.next()
+	if s.touchArmed && (!ok || s.nextTouch.Before(due)) {
+		return s.nextTouch, true
+	}
+	return due, ok
+}
+
+// releaseDue keeps the held messages alive when it is time, and hands
+// over the held events whose window has passed.
+func (s *Subscription) releaseDue() {
+	now := s.cfg.Clock.Now()
+	if s.touchArmed && !now.Before(s.nextTouch) {
+		s.touchHeld(now)
+	}
+	s.release(s.order.due(now))
+}
+
+// touchEvery is how long a held event's messages go without a
+// keep-alive: half of AckWait, so that JetStream does not deliver them
+// again while they wait.
+func (s *Subscription) touchEvery() time.Duration { return s.cfg.AckWait / 2 }
+
+// touchHeld tells JetStream that the held messages not touched for
+// touchEvery are in progress.
+func (s *Subscription) touchHeld(now time.Time) {
+	s.nextTouch, s.touchArmed = s.order.stale(now, s.touchEvery(), func(h *heldEvent) {
+		for _, m := range h.msgs {
+			_ = m.InProgress()
+		}
+	})
+}
+
+// hold puts an accepted event in the event-time order, msg (nil for one
+// read from history) to be acknowledged once it is handled, and hands
+// over what that releases at once. nodeLate is the node's late mark
+// (api.HeaderLate). It returns false when the subscription was stopped
+// first.
+func (s *Subscription) hold(d *delivery, msg jetstream.Msg, nodeLate bool) bool {
+	h := &heldEvent{d: d}
+	if msg != nil {
+		h.msgs = []jetstream.Msg{msg}
+	}
+	now := s.cfg.Clock.Now()
+	rs := s.order.add(h, now, nodeLate)
+	if at := now.Add(s.touchEvery()); msg != nil && (!s.touchArmed || at.Before(s.nextTouch)) {
+		s.nextTouch, s.touchArmed = at, true
+	}
+	s.c.held.Store(uint64(s.order.held()))
+	return s.release(rs)
+}
+
+// release hands events released by the event-time order to the handlers
+// and acknowledges their messages. It returns false when the
+// subscription was stopped first: the events not handled stay
+// unacknowledged, to be delivered again.
+func (s *Subscription) release(rs []released) bool {
+	defer func() { s.c.held.Store(uint64(s.order.held())) }()
+	for i, r := range rs {
+		h := r.h
+		h.d.event.Late = r.late
+		s.c.released.Add(1)
+		if r.late {
+			s.c.late.Add(1)
+			s.log.Debug("late event", "aggregate", h.d.event.Ref().String(), "sequence", h.d.event.Sequence,
+				"timestamp", h.d.event.Timestamp, "streamSeq", h.d.streamSeq)
+		}
+		if r.overflow {
+			s.c.heldOverflow.Add(1)
+		}
+		keepalive := func() {
+			for _, m := range h.msgs {
+				_ = m.InProgress()
+			}
+			if now := s.cfg.Clock.Now(); s.touchArmed && !now.Before(s.nextTouch) {
+				s.touchHeld(now)
+			}
+		}
+		if !s.handle(h.d, keepalive) {
+			for _, r := range rs[i:] {
+				for _, m := range r.h.msgs {
+					if seq := msgStreamSeq(m); seq > 0 && (s.unackedLow == 0 || seq < s.unackedLow) {
+						s.unackedLow = seq
+					}
+				}
+			}
+			return false
+		}
+		for _, m := range h.msgs {
+			s.ackEvent(m, msgStreamSeq(m))
+		}
+	}
+	return true
 }
 
 // processEvent is the path of a message from the events stream: decode,
@@ -528,7 +719,11 @@ func (s *Subscription) processEvent(msg jetstream.Msg) {
 		}
 		return
 	}
+	nodeLate := d.header.Get(api.HeaderLate) == "true"
 	d.event = Event{Event: e, Source: FromStream, StreamSeq: d.streamSeq}
+	if s.order == nil {
+		d.event.Late = nodeLate
+	}
 	if !s.mine(e.AggregateID) {
 		s.c.notMine.Add(1)
 		s.ackEvent(msg, d.streamSeq)
@@ -538,6 +733,16 @@ func (s *Subscription) processEvent(msg jetstream.Msg) {
 	switch v, from := s.tracker.check(id, e.Sequence); {
 	case v == duplicate:
 		s.c.duplicates.Add(1)
+		if s.order != nil {
+			if h := s.order.find(id, e.Sequence); h != nil {
+				// Still held (a redelivery, or the stream's copy of an
+				// event read from history): acknowledged once handled, not
+				// before, or a crash would lose it.
+				s.log.Debug("duplicate of a held event", "aggregate", e.Ref().String(), "sequence", e.Sequence, "streamSeq", d.streamSeq)
+				h.attach(msg, d.streamSeq)
+				return
+			}
+		}
 		s.log.Debug("duplicate dropped", "aggregate", e.Ref().String(), "sequence", e.Sequence, "streamSeq", d.streamSeq)
 		s.ackEvent(msg, d.streamSeq)
 		return
@@ -550,6 +755,13 @@ func (s *Subscription) processEvent(msg jetstream.Msg) {
 		// Not in the filter (the consumer was changed by hand?).
 		s.markDone(id, e.Sequence)
 		s.ackEvent(msg, d.streamSeq)
+		return
+	}
+	if s.order != nil {
+		// Accepted in log order (a duplicate of it is recognised from
+		// now on); handed over in event-time order.
+		s.markDone(id, e.Sequence)
+		s.hold(d, msg, nodeLate)
 		return
 	}
 	if !s.handle(d, keepalive) {
