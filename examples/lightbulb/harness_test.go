@@ -59,7 +59,7 @@ func (b *bulb) do(t *testing.T, cmd, args string, now, source time.Time) ([]mode
 		return nil, err
 	}
 	for i := range events {
-		if err := b.agg.Apply(&events[i]); err != nil {
+		if _, err := b.agg.Apply(&events[i]); err != nil {
 			t.Fatalf("Apply(%s seq %d) after Decide(%s): %v", events[i].VersionedName(), events[i].Sequence, cmd, err)
 		}
 	}

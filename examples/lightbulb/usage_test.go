@@ -120,7 +120,7 @@ func TestUsage(t *testing.T) {
 				}
 
 				// The erased fold (what the node serves) agrees.
-				fold, ok := b.l.Type.FoldView("usage", true)
+				fold, ok := b.l.Type.FoldView("usage")
 				if !ok {
 					t.Fatal(`FoldView("usage") not found`)
 				}
@@ -216,7 +216,7 @@ func TestUsageIgnoresOtherEvents(t *testing.T) {
 	b := newBulb(t)
 	b.must(t, "create", t0)
 	b.must(t, "screwIn", at(time.Minute))
-	fold, _ := b.l.Type.FoldView("usage", true)
+	fold, _ := b.l.Type.FoldView("usage")
 	for i := range b.history {
 		if err := fold.Apply(&b.history[i]); err != nil {
 			t.Fatal(err)
@@ -229,7 +229,7 @@ func TestUsageIgnoresOtherEvents(t *testing.T) {
 	if string(data) != `{"onMillis":0,"switches":0}` {
 		t.Errorf("usage = %s", data)
 	}
-	if !fold.Exists() || fold.Sequence() != 2 {
-		t.Errorf("fold exists %v seq %d, want true 2", fold.Exists(), fold.Sequence())
+	if !fold.Exists() || fold.Prefix().MaxSequence != 2 {
+		t.Errorf("fold exists %v seq %d, want true 2", fold.Exists(), fold.Prefix().MaxSequence)
 	}
 }
