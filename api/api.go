@@ -151,20 +151,38 @@ type Query struct {
 	AggregateID string `json:"aggregateId"`
 	// View is the view name; empty means "state", the primary state.
 	View string `json:"view,omitempty"`
-	// AsOf (RFC 3339) rolls up only events with timestamps not after it.
+	// AsOf (RFC 3339) rolls up the event-time prefix of the history up to
+	// it: the events stamped at or before it, in event-time order.
 	AsOf string `json:"asOf,omitempty"`
 }
 
 // QueryReply answers a state query.
 type QueryReply struct {
-	OK            bool            `json:"ok"`
-	AggregateType string          `json:"aggregateType,omitempty"`
-	AggregateID   string          `json:"aggregateId,omitempty"`
-	View          string          `json:"view,omitempty"`
-	Exists        bool            `json:"exists"`
-	Sequence      uint64          `json:"sequence"`
-	State         json.RawMessage `json:"state,omitempty"`
-	Error         *Error          `json:"error,omitempty"`
+	OK            bool   `json:"ok"`
+	AggregateType string `json:"aggregateType,omitempty"`
+	AggregateID   string `json:"aggregateId,omitempty"`
+	View          string `json:"view,omitempty"`
+	Exists        bool   `json:"exists"`
+	// Sequence is the log head the state was folded to; absent (0) for an
+	// asOf query, whose events are the event-time prefix up to asOf and in
+	// general not a prefix of the log.
+	Sequence uint64 `json:"sequence,omitempty"`
+	// Prefix says which events the state was folded from (always set on
+	// success).
+	Prefix *QueryPrefix    `json:"prefix,omitempty"`
+	State  json.RawMessage `json:"state,omitempty"`
+	Error  *Error          `json:"error,omitempty"`
+}
+
+// QueryPrefix describes the events a query folded: the whole history, or
+// for asOf its event-time prefix (the events stamped at or before asOf).
+type QueryPrefix struct {
+	// Events is how many events were folded; Waiting how many of them wait
+	// for an initial event stamped before them (they do not apply).
+	Events  int `json:"events"`
+	Waiting int `json:"waiting,omitempty"`
+	// LastTimestamp is the event time of the last event folded.
+	LastTimestamp *time.Time `json:"lastTimestamp,omitempty"`
 }
 
 // Info is a node's answer on AdminInfoSubject.

@@ -448,8 +448,8 @@ func TestQueries(t *testing.T) {
 		q := query(t, nc, api.Query{AggregateID: "qb1", AsOf: at(2*time.Minute + 5*time.Second)})
 		var b lightbulb.Bulb
 		decode(t, q, &b)
-		if q.Sequence != 3 || !b.On {
-			t.Fatalf("as of 2m05s the bulb was on at sequence 3; got %+v at %d", b, q.Sequence)
+		if q.Sequence != 0 || q.Prefix == nil || q.Prefix.Events != 3 || !b.On {
+			t.Fatalf("as of 2m05s the bulb was on, after the first 3 events in event time (and no log sequence); got %+v, sequence %d, prefix %+v", b, q.Sequence, q.Prefix)
 		}
 		q = query(t, nc, api.Query{AggregateID: "qb1", AsOf: at(-time.Second)})
 		if !q.OK || q.Exists || q.Sequence != 0 {

@@ -303,6 +303,8 @@ func toAPIError(err error) *api.Error {
 		return &api.Error{Code: api.CodeUnknownAggregateType, Message: err.Error()}
 	case errors.Is(err, model.ErrUnknownCommand):
 		return &api.Error{Code: api.CodeUnknownCommand, Message: err.Error()}
+	case errors.Is(err, model.ErrUnknownEvent):
+		return &api.Error{Code: api.CodeUnknownEvent, Message: err.Error()}
 	case errors.Is(err, model.ErrInvalidArgs), errors.Is(err, executor.ErrInvalidRequest),
 		errors.Is(err, executor.ErrCommandIDReused), errors.Is(err, executor.ErrUnknownView):
 		return &api.Error{Code: api.CodeInvalidRequest, Message: err.Error()}
@@ -362,8 +364,14 @@ func (n *Node) handleQuery(m *nats.Msg, aggType string, waited bool) {
 			fail(toAPIError(err))
 			return
 		}
-		n.respond(m, &api.QueryReply{OK: true, AggregateType: aggType, AggregateID: eq.Ref.ID,
-			View: res.View, Exists: res.Exists, Sequence: res.Sequence, State: res.Value})
+		reply := &api.QueryReply{OK: true, AggregateType: aggType, AggregateID: eq.Ref.ID,
+			View: res.View, Exists: res.Exists, Sequence: res.Sequence, State: res.Value,
+			Prefix: &api.QueryPrefix{Events: res.Prefix.Events, Waiting: res.Prefix.Waiting}}
+		if res.Prefix.Events > 0 {
+			last := res.Prefix.Last.Timestamp.UTC()
+			reply.Prefix.LastTimestamp = &last
+		}
+		n.respond(m, reply)
 	})
 }
 

@@ -98,6 +98,7 @@ type Node struct {
 	// cmdSubjectPrefix, querySubjectPrefix and historySubjectPrefix
 	// precede the aggregate type.
 	cmdSubjectPrefix, querySubjectPrefix, historySubjectPrefix string
+	factsSubjectPrefix                                         string
 
 	// Cluster mode (see cluster.go); clus is nil for a node on its own.
 	clus          *cluster.Cluster
@@ -168,6 +169,7 @@ func New(cfg Config, reg *model.Registry, opts ...Option) (n *Node, err error) {
 		cmdSubjectPrefix:     api.CommandSubject(cfg.Prefix, ""),
 		querySubjectPrefix:   api.QuerySubject(cfg.Prefix, ""),
 		historySubjectPrefix: api.HistorySubject(cfg.Prefix, ""),
+		factsSubjectPrefix:   api.FactsSubject(cfg.Prefix, ""),
 		stopSweeping:         make(chan struct{}),
 		directBase:           directBase(cfg.Prefix, cfg.NodeID),
 		down:                 make(map[string]bool),
@@ -398,6 +400,9 @@ func (n *Node) subscribe() error {
 		if err := n.subscribeTo(n.directBase+".query.*", n.directBase, n.onDirectQuery); err != nil {
 			return err
 		}
+		if err := n.subscribeTo(n.directBase+".facts.*", n.directBase, n.onDirectFacts); err != nil {
+			return err
+		}
 		if err := n.subscribeTo(pingSubject(n.directBase), "", func(m *nats.Msg) { _ = m.Respond(nil) }); err != nil {
 			return err
 		}
@@ -429,6 +434,9 @@ func (n *Node) subscribeQueue() error {
 		return err
 	}
 	if err := n.subscribeTo(n.historySubjectPrefix+"*", n.queueGroup(), n.onHistory); err != nil {
+		return err
+	}
+	if err := n.subscribeTo(n.factsSubjectPrefix+"*", n.queueGroup(), n.onFacts); err != nil {
 		return err
 	}
 	return n.nc.Flush()
