@@ -56,10 +56,6 @@ const (
 	// Defaults of the event-time order (Config.Order EventTime).
 	DefaultSettleWindow = 2 * time.Second
 	DefaultMaxHeld      = 4096
-	// DefaultEventTimeMaxAckPending replaces DefaultMaxAckPending in
-	// event-time order: the held events stay unacknowledged, so the
-	// consumer delivers at most MaxAckPending events per SettleWindow.
-	DefaultEventTimeMaxAckPending = 1024
 )
 
 // Config configures one subscription. Subscribe copies it and fills the
@@ -101,9 +97,9 @@ type Config struct {
 	// acknowledgement timers run while earlier events are handled, so keep
 	// MaxAckPending × handling time under AckWait (an event redelivered
 	// meanwhile is recognised as a duplicate, but costs a delivery).
-	// Default 128; in EventTime order 1024, since held events are not
-	// acknowledged either: the consumer then takes at most MaxAckPending
-	// events per SettleWindow.
+	// Default 128; in EventTime order MaxHeld+128, since the held events
+	// are not acknowledged either (see the package documentation,
+	// "Event-time order").
 	MaxAckPending int
 	// AckWait is how long JetStream waits for an acknowledgement before it
 	// delivers an event again. Retries and gap filling tell it the event
@@ -325,7 +321,7 @@ func (c Config) withDefaults() Config {
 			c.MaxHeld = DefaultMaxHeld
 		}
 		if c.MaxAckPending == 0 {
-			c.MaxAckPending = DefaultEventTimeMaxAckPending
+			c.MaxAckPending = c.MaxHeld + DefaultMaxAckPending
 		}
 	}
 	if c.MaxAckPending == 0 {

@@ -134,9 +134,12 @@
 //     handlers were slow, the cap was not reached) is told InProgress, so
 //     JetStream does not deliver it again; if it does anyway, the
 //     redelivery is recognised and kept with the held event.
-//   - MaxAckPending counts the held events: the consumer takes at most
-//     MaxAckPending events per SettleWindow. Its default is 1024 in
-//     event-time order; raise it for more.
+//   - MaxAckPending counts the held events. Its default in event-time
+//     order is MaxHeld+128: the window is honoured while fewer than
+//     MaxHeld events arrive within one, and beyond that (a backlog, a
+//     replay from the beginning) the oldest leave early rather than the
+//     consumer stalling. A MaxAckPending at or below MaxHeld instead caps
+//     the consumer at MaxAckPending events per SettleWindow.
 //   - Acknowledgements come out of stream order, and the ack floor stops
 //     below the oldest held event. A Stop or Drain leaves the held events
 //     unacknowledged (they are not handed over early), and the next

@@ -247,7 +247,7 @@ func TestEventTimeConfigDefaultsAndValidation(t *testing.T) {
 	if err := e.Validate(); err != nil {
 		t.Fatalf("event-time defaults: %v", err)
 	}
-	if e.SettleWindow != DefaultSettleWindow || e.MaxHeld != DefaultMaxHeld || e.MaxAckPending != DefaultEventTimeMaxAckPending || e.AckWait != DefaultAckWait {
+	if e.SettleWindow != DefaultSettleWindow || e.MaxHeld != DefaultMaxHeld || e.MaxAckPending != DefaultMaxHeld+DefaultMaxAckPending || e.AckWait != DefaultAckWait {
 		t.Errorf("event-time defaults: window %v, max held %d, max ack pending %d, ack wait %v", e.SettleWindow, e.MaxHeld, e.MaxAckPending, e.AckWait)
 	}
 	long := base
