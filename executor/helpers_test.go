@@ -126,6 +126,12 @@ func (h *hookLog) Append(ctx context.Context, batch []eventlog.Append) []error {
 	return h.Log.Append(ctx, batch)
 }
 
+// ReadTimePage passes event-time reads to the wrapped store, so that the
+// executor's loads use its TimeReader as they would unwrapped.
+func (h *hookLog) ReadTimePage(ctx context.Context, ref model.Ref, after model.TimeKey, limit int) ([]model.Event, bool, error) {
+	return eventlog.ReadTimePage(ctx, h.Log, ref, after, limit)
+}
+
 func (h *hookLog) setHook(f func(ctx context.Context, batch []eventlog.Append) []error) {
 	h.mu.Lock()
 	h.hook = f

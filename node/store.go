@@ -148,6 +148,19 @@ func (e lazyEvents) CheckHead(ctx context.Context, heads []eventlog.Head) []erro
 
 var _ eventlog.HeadChecker = lazyEvents{}
 
+// ReadTimePage implements eventlog.TimeReader with the store's own
+// event-time reads (hiding them would make every load sort whole
+// histories in memory).
+func (e lazyEvents) ReadTimePage(ctx context.Context, ref model.Ref, after model.TimeKey, limit int) ([]model.Event, bool, error) {
+	s, err := e.l.get()
+	if err != nil {
+		return nil, false, fmt.Errorf("%w: %w", eventlog.ErrUnavailable, err)
+	}
+	return eventlog.ReadTimePage(ctx, s.Events, ref, after, limit)
+}
+
+var _ eventlog.TimeReader = lazyEvents{}
+
 // Close does nothing: the node closes the store through lazyStore.close.
 func (lazyEvents) Close() error { return nil }
 
