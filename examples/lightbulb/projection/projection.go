@@ -4,18 +4,25 @@
 // with package subscription and answers queries over NATS, so any client
 // can ask "what is in the hall?".
 //
+// It also keeps the usage of each bulb (how long it was switched on).
+//
 // The index lives in memory and is rebuilt from scratch by replay: every
 // start (and every Rebuild) subscribes from the beginning of the stream
 // under a consumer name of its own, which is deleted when the projection
-// stops. The subscription hands each aggregate's events over once, in
-// sequence order (it fills gaps from the nodes' history API), so the
-// index is the same whichever node published what, and after whatever
-// crash.
+// stops. The subscription hands each aggregate's events over once (it
+// fills gaps from the nodes' history API), in event-time order after a
+// settle window (subscription.EventTime), and events stamped before ones
+// already handed over come late. The index folds each bulb in event-time
+// order and folds it again on a late event (see Index), so it is the same
+// whichever node published what, in whatever order the events arrived,
+// and after whatever crash. The settle window only makes the refolds
+// rare and the answers given meanwhile follow event time.
 //
 // Queries (JSON request, JSON reply) on <prefix>.projection.lightbulbs.bylocation:
 //
 //	{}                    → {"ok":true,"locations":[{"location":"hall","bulbs":2,"on":1}, …]}
 //	{"location":"hall"}   → {"ok":true,"location":"hall","bulbs":[{"id":"b1","wattage":60,"on":true}, …]}
+//	{"usage":"b1"}        → {"ok":true,"usage":{"onMillis":60000,"switches":2,"onSince":"…"}}
 //
 // and on <prefix>.projection.lightbulbs.rebuild (any body) the index is
 // dropped and replayed; the reply comes when the replay is done.
@@ -40,6 +47,7 @@ import (
 	"github.com/concursus-go/concursus/api"
 	"github.com/concursus-go/concursus/eventbus"
 	"github.com/concursus-go/concursus/examples/lightbulb"
+	"github.com/concursus-go/concursus/model"
 	"github.com/concursus-go/concursus/subscription"
 )
 
@@ -51,6 +59,8 @@ func RebuildSubject(prefix string) string { return prefix + ".projection.lightbu
 // locations.
 type Query struct {
 	Location string `json:"location,omitempty"`
+	// Usage asks for the usage of a bulb, by id.
+	Usage string `json:"usage,omitempty"`
 }
 
 // Reply answers a query.
@@ -59,6 +69,9 @@ type Reply struct {
 	Location  string          `json:"location,omitempty"`
 	Bulbs     []Bulb          `json:"bulbs,omitempty"`
 	Locations []LocationCount `json:"locations,omitempty"`
+	// Usage answers a usage query; absent for a bulb the index does not
+	// know.
+	Usage *lightbulb.Usage `json:"usage,omitempty"`
 	// Events is how many events the index has taken in.
 	Events int64  `json:"events"`
 	Error  string `json:"error,omitempty"`
@@ -78,43 +91,143 @@ type LocationCount struct {
 	On       int    `json:"on"`
 }
 
-// Index is the projection's state: bulbs by location. Safe for
-// concurrent use.
+// Index is the projection's state: bulbs by location, and how long each
+// was switched on. Safe for concurrent use.
+//
+// Each bulb's entry is the fold of its events in event-time order
+// (model.TimeKey), with the lifecycle in event time as the nodes fold it
+// (see lightbulb.Define): the bulb exists from its earliest created event
+// and ends with its earliest blown event; events stamped outside that
+// life are kept but not applied. An event stamped after everything taken
+// in for its bulb is applied at once; a late one is put where it belongs
+// and the bulb is folded again from its first event. So the index depends
+// only on the set of events taken in, never on the order they arrived in
+// (DESIGN.md, invariant 7), and a late switchedOff stamped between two
+// switchedOn events counts its span where it belongs instead of giving a
+// negative one.
+//
+// To refold, the index keeps every bulb's events (a small record each).
+// A long-lived index would keep only a horizon of them and resynchronise
+// a bulb from the nodes' history on an event later than that; the example
+// keeps them all.
 type Index struct {
 	mu     sync.RWMutex
-	bulbs  map[string]*bulbState // by aggregate id: every bulb known
+	bulbs  map[string]*bulbEntry // by aggregate id: every bulb with events
 	at     map[string]map[string]bool
 	events int64
+	late   int64
 }
 
-type bulbState struct {
+// bulbEntry is one bulb: its events in event-time order and their fold.
+type bulbEntry struct {
+	history []record
+	state   bulbState
+	placed  string // the location it is filed under in Index.at
+}
+
+// record is what the index keeps of an event.
+type record struct {
+	key      model.TimeKey
+	name     string // versioned name
 	wattage  int
-	location string // "" when not screwed in
-	on       bool
+	location string
 }
 
-// NewIndex returns an empty index.
-func NewIndex() *Index {
-	return &Index{bulbs: make(map[string]*bulbState), at: make(map[string]map[string]bool)}
+// bulbState is the fold of a bulb's records: the domain's state and usage
+// views, and where the bulb is in its life.
+type bulbState struct {
+	exists, ended bool
+	bulb          lightbulb.Bulb
+	usage         lightbulb.Usage
 }
 
-func (x *Index) bulb(id string) *bulbState {
-	b := x.bulbs[id]
-	if b == nil {
-		b = &bulbState{}
-		x.bulbs[id] = b
+// apply folds the next record in event-time order. It mirrors the state
+// and usage views of lightbulb.Define.
+func (s *bulbState) apply(r *record) {
+	switch {
+	case s.ended:
+		return // after the terminal event: kept, not applied
+	case !s.exists:
+		if r.name == "created_0" {
+			s.exists, s.bulb.Wattage = true, r.wattage
+		}
+		return // before the initial event: waiting
 	}
-	return b
-}
-
-func (x *Index) place(id string, b *bulbState, location string) {
-	if b.location != "" {
-		delete(x.at[b.location], id)
-		if len(x.at[b.location]) == 0 {
-			delete(x.at, b.location)
+	stop := func() {
+		if s.usage.OnSince != nil {
+			// Records come in event-time order: the span is never
+			// negative.
+			s.usage.OnMillis += r.key.Timestamp.Sub(*s.usage.OnSince).Milliseconds()
+			s.usage.OnSince = nil
 		}
 	}
-	b.location = location
+	switch r.name {
+	case "screwedIn_0":
+		s.bulb.ScrewedIn, s.bulb.Location = true, r.location
+	case "unscrewed_0":
+		s.bulb.ScrewedIn, s.bulb.Location = false, ""
+		stop()
+	case "switchedOn_0":
+		s.bulb.On = true
+		ts := r.key.Timestamp
+		s.usage.OnSince = &ts
+		s.usage.Switches++
+	case "switchedOff_0":
+		s.bulb.On = false
+		stop()
+	case "blown_0":
+		s.bulb.Blown, s.bulb.On = true, false
+		stop()
+		s.ended = true
+	}
+	// created_0 again: a second initial event, not applied.
+}
+
+// take adds an event to its bulb's entry and the location index. An event
+// already taken in (the same place in event time) changes nothing.
+func (x *Index) take(id string, r record) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	b := x.bulbs[id]
+	if b == nil {
+		b = &bulbEntry{}
+		x.bulbs[id] = b
+	}
+	i, found := slices.BinarySearchFunc(b.history, r.key, func(h record, k model.TimeKey) int { return h.key.Compare(k) })
+	if found {
+		return
+	}
+	x.events++
+	b.history = slices.Insert(b.history, i, r)
+	if i == len(b.history)-1 {
+		b.state.apply(&b.history[i])
+	} else {
+		// Late: stamped before an event already taken in. Fold again.
+		x.late++
+		b.state = bulbState{}
+		for j := range b.history {
+			b.state.apply(&b.history[j])
+		}
+	}
+	location := ""
+	if b.state.exists && !b.state.ended {
+		location = b.state.bulb.Location
+	}
+	x.place(id, b, location)
+}
+
+// place files bulb id under location ("" for none).
+func (x *Index) place(id string, b *bulbEntry, location string) {
+	if b.placed == location {
+		return
+	}
+	if b.placed != "" {
+		delete(x.at[b.placed], id)
+		if len(x.at[b.placed]) == 0 {
+			delete(x.at, b.placed)
+		}
+	}
+	b.placed = location
 	if location != "" {
 		if x.at[location] == nil {
 			x.at[location] = make(map[string]bool)
@@ -123,44 +236,52 @@ func (x *Index) place(id string, b *bulbState, location string) {
 	}
 }
 
+// NewIndex returns an empty index.
+func NewIndex() *Index {
+	return &Index{bulbs: make(map[string]*bulbEntry), at: make(map[string]map[string]bool)}
+}
+
+// eventNames are the lightbulb events the index takes in.
+var eventNames = []string{"created_0", "screwedIn_0", "unscrewed_0", "switchedOn_0", "switchedOff_0", "blown_0"}
+
 // handlers are the index's event handlers.
 func (x *Index) handlers() *subscription.Handlers {
 	var h subscription.Handlers
-	update := func(id string, f func(b *bulbState)) {
-		x.mu.Lock()
-		defer x.mu.Unlock()
-		x.events++
-		f(x.bulb(id))
+	for _, name := range eventNames {
+		h.OnEvent(name, func(_ context.Context, e subscription.Event) error { return x.Take(&e.Event) })
 	}
-	subscription.On(&h, "created_0", func(_ context.Context, e subscription.Event, p lightbulb.Created) error {
-		update(e.AggregateID, func(b *bulbState) { b.wattage = p.Wattage })
-		return nil
-	})
-	subscription.On(&h, "screwedIn_0", func(_ context.Context, e subscription.Event, p lightbulb.ScrewedIn) error {
-		update(e.AggregateID, func(b *bulbState) { x.place(e.AggregateID, b, p.Location) })
-		return nil
-	})
-	subscription.On(&h, "unscrewed_0", func(_ context.Context, e subscription.Event, _ lightbulb.Unscrewed) error {
-		update(e.AggregateID, func(b *bulbState) { x.place(e.AggregateID, b, ""); b.on = false })
-		return nil
-	})
-	subscription.On(&h, "switchedOn_0", func(_ context.Context, e subscription.Event, _ lightbulb.SwitchedOn) error {
-		update(e.AggregateID, func(b *bulbState) { b.on = true })
-		return nil
-	})
-	subscription.On(&h, "switchedOff_0", func(_ context.Context, e subscription.Event, _ lightbulb.SwitchedOff) error {
-		update(e.AggregateID, func(b *bulbState) { b.on = false })
-		return nil
-	})
-	subscription.On(&h, "blown_0", func(_ context.Context, e subscription.Event, _ lightbulb.Blown) error {
-		// A blown bulb has ended: it leaves the index.
-		update(e.AggregateID, func(b *bulbState) {
-			x.place(e.AggregateID, b, "")
-			delete(x.bulbs, e.AggregateID)
-		})
-		return nil
-	})
 	return &h
+}
+
+// Take adds a lightbulb event to the index, in whatever order the events
+// come; an event taken in already (the same bulb and place in event time)
+// changes nothing. A payload that does not decode is a permanent error
+// (subscription.Permanent): the subscription puts the event in the dead
+// letters. Events of other types or names are ignored.
+func (x *Index) Take(e *model.Event) error {
+	if e.AggregateType != lightbulb.TypeName {
+		return nil
+	}
+	r := record{key: e.TimeKey(), name: e.VersionedName().String()}
+	var err error
+	switch r.name {
+	case "created_0":
+		var p lightbulb.Created
+		err = json.Unmarshal(e.Payload, &p)
+		r.wattage = p.Wattage
+	case "screwedIn_0":
+		var p lightbulb.ScrewedIn
+		err = json.Unmarshal(e.Payload, &p)
+		r.location = p.Location
+	case "unscrewed_0", "switchedOn_0", "switchedOff_0", "blown_0":
+	default:
+		return nil
+	}
+	if err != nil {
+		return subscription.Permanent(fmt.Errorf("projection: %s of %s: %w", r.name, e.Ref(), err))
+	}
+	x.take(e.AggregateID, r)
+	return nil
 }
 
 // At lists the bulbs at a location, by id.
@@ -169,8 +290,8 @@ func (x *Index) At(location string) []Bulb {
 	defer x.mu.RUnlock()
 	out := make([]Bulb, 0, len(x.at[location]))
 	for id := range x.at[location] {
-		b := x.bulbs[id]
-		out = append(out, Bulb{ID: id, Wattage: b.wattage, On: b.on})
+		b := x.bulbs[id].state.bulb
+		out = append(out, Bulb{ID: id, Wattage: b.Wattage, On: b.On})
 	}
 	slices.SortFunc(out, func(a, b Bulb) int { return cmp.Compare(a.ID, b.ID) })
 	return out
@@ -184,7 +305,7 @@ func (x *Index) Locations() []LocationCount {
 	for loc, ids := range x.at {
 		c := LocationCount{Location: loc, Bulbs: len(ids)}
 		for id := range ids {
-			if x.bulbs[id].on {
+			if x.bulbs[id].state.bulb.On {
 				c.On++
 			}
 		}
@@ -194,11 +315,38 @@ func (x *Index) Locations() []LocationCount {
 	return out
 }
 
+// Usage is how long bulb id was switched on, from the events taken in:
+// the usage view of lightbulb.Define folded in event-time order (a blown
+// bulb keeps its final usage). ok is false for a bulb whose created event
+// has not been taken in.
+func (x *Index) Usage(id string) (u lightbulb.Usage, ok bool) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	b := x.bulbs[id]
+	if b == nil || !b.state.exists {
+		return lightbulb.Usage{}, false
+	}
+	u = b.state.usage
+	if u.OnSince != nil {
+		since := *u.OnSince
+		u.OnSince = &since
+	}
+	return u, true
+}
+
 // Events is how many events the index has taken in.
 func (x *Index) Events() int64 {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	return x.events
+}
+
+// Late is how many of them were stamped before an event of their bulb
+// taken in earlier, so that the bulb was folded again.
+func (x *Index) Late() int64 {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.late
 }
 
 // Config configures a running projection.
@@ -209,7 +357,13 @@ type Config struct {
 	Prefix string
 	// Name is the base of the consumer names; default
 	// "lightbulbs-by-location". Each replay adds a random suffix.
-	Name   string
+	Name string
+	// SettleWindow is the subscription's settle window (see
+	// subscription.Config); default subscription.DefaultSettleWindow.
+	// The index is the same with any window.
+	SettleWindow time.Duration
+	// Clock is the subscription's clock; default the system clock.
+	Clock  subscription.Clock
 	Logger *slog.Logger
 }
 
@@ -258,14 +412,17 @@ func (p *Projection) replay(ctx context.Context) error {
 	suffix := make([]byte, 4)
 	_, _ = rand.Read(suffix)
 	x := NewIndex()
-	cfg := subscription.DefaultConfig()
-	cfg.Conn = p.cfg.Conn
-	cfg.Prefix = p.cfg.Prefix
-	cfg.Name = p.cfg.Name + "-" + hex.EncodeToString(suffix)
-	cfg.AggregateType = lightbulb.TypeName
-	cfg.Start = subscription.FromBeginning()
-	cfg.Logger = p.cfg.Logger
-	sub, err := subscription.Subscribe(ctx, cfg, x.handlers())
+	sub, err := subscription.Subscribe(ctx, subscription.Config{
+		Conn:          p.cfg.Conn,
+		Prefix:        p.cfg.Prefix,
+		Name:          p.cfg.Name + "-" + hex.EncodeToString(suffix),
+		AggregateType: lightbulb.TypeName,
+		Start:         subscription.FromBeginning(),
+		Order:         subscription.EventTime,
+		SettleWindow:  p.cfg.SettleWindow,
+		Clock:         p.cfg.Clock,
+		Logger:        p.cfg.Logger,
+	}, x.handlers())
 	if err != nil {
 		return fmt.Errorf("projection: %w", err)
 	}
@@ -376,9 +533,14 @@ func (p *Projection) onQuery(m *nats.Msg) {
 	}
 	x := p.Index()
 	reply.Events = x.Events()
-	if q.Location == "" {
+	switch {
+	case q.Usage != "":
+		if u, ok := x.Usage(q.Usage); ok {
+			reply.Usage = &u
+		}
+	case q.Location == "":
 		reply.Locations = x.Locations()
-	} else {
+	default:
 		reply.Location, reply.Bulbs = q.Location, x.At(q.Location)
 	}
 	p.respond(m, reply)

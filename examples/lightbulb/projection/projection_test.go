@@ -180,7 +180,7 @@ func testBulbsByLocation(t *testing.T, lateBy time.Duration) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	p, err := projection.Start(ctx, projection.Config{Conn: nc, Logger: slog.New(slog.DiscardHandler)})
+	p, err := projection.Start(ctx, projection.Config{Conn: nc, SettleWindow: 200 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +228,7 @@ func testBulbsByLocation(t *testing.T, lateBy time.Duration) {
 
 	// A second process starting from nothing agrees.
 	p.Stop()
-	q, err := projection.Start(ctx, projection.Config{Conn: nc, Logger: slog.New(slog.DiscardHandler)})
+	q, err := projection.Start(ctx, projection.Config{Conn: nc, SettleWindow: 200 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,7 +267,7 @@ func TestRepublishedEventTakenInOnce(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	p, err := projection.Start(ctx, projection.Config{Conn: nc, Logger: slog.New(slog.DiscardHandler)})
+	p, err := projection.Start(ctx, projection.Config{Conn: nc, SettleWindow: 200 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -312,7 +312,7 @@ func TestRepublishedEventTakenInOnce(t *testing.T) {
 		t.Errorf("rebuild: %+v, want ok with %d events", r, produced)
 	}
 	p.Stop()
-	q, err := projection.Start(ctx, projection.Config{Conn: nc, Logger: slog.New(slog.DiscardHandler)})
+	q, err := projection.Start(ctx, projection.Config{Conn: nc, SettleWindow: 200 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
