@@ -140,11 +140,13 @@ func Define() *Lightbulb {
 	model.On(s, l.Blown, func(b *Bulb, _ model.Recorded[Blown]) { b.Blown, b.On = true, false })
 
 	l.Usage = model.NewView[Usage](t, "usage")
+	// Views fold in event-time order, so a span is never negative: a
+	// switchedOff reported late is folded before the switchedOn stamped
+	// after it. No span is dropped, so that a fold in any other order
+	// would show in the total rather than vanish.
 	stop := func(u *Usage, at time.Time) {
 		if u.OnSince != nil {
-			if d := at.Sub(*u.OnSince); d > 0 {
-				u.OnMillis += d.Milliseconds()
-			}
+			u.OnMillis += at.Sub(*u.OnSince).Milliseconds()
 			u.OnSince = nil
 		}
 	}

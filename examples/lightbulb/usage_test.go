@@ -2,10 +2,14 @@ package lightbulb_test
 
 import (
 	"encoding/json"
+	"math/rand/v2"
+	"slices"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/concursus-go/concursus/examples/lightbulb"
+	"github.com/concursus-go/concursus/model"
 )
 
 type timedCmd struct {
@@ -231,5 +235,74 @@ func TestUsageIgnoresOtherEvents(t *testing.T) {
 	}
 	if !fold.Exists() || fold.Prefix().MaxSequence != 2 {
 		t.Errorf("fold exists %v seq %d, want true 2", fold.Exists(), fold.Prefix().MaxSequence)
+	}
+}
+
+// TestUsageWithLateFacts: switch events reported late (appended after
+// events stamped later) count where they belong in event time, in
+// whatever order the history is given.
+func TestUsageWithLateFacts(t *testing.T) {
+	const m = time.Minute
+	ev := func(seq uint64, name string, stamp time.Duration, payload string) model.Event {
+		if payload == "" {
+			payload = "{}"
+		}
+		var chars model.Characteristics
+		switch name {
+		case "created":
+			chars = model.Initial
+		case "blown":
+			chars = model.Terminal
+		}
+		return model.Event{AggregateType: lightbulb.TypeName, AggregateID: "b1", Sequence: seq,
+			Timestamp: at(stamp), StreamID: model.DefaultStream, ProcessingTime: at(time.Hour),
+			Name: name, Characteristics: chars, Payload: []byte(payload), EventID: "e" + strconv.FormatUint(seq, 10)}
+	}
+	tests := []struct {
+		name    string
+		history []model.Event
+		want    lightbulb.Usage
+	}{
+		{
+			// In log order the switchedOff would close a span from 6m back
+			// to 4m: negative.
+			name: "switchedOff between two switchedOn",
+			history: []model.Event{ev(1, "created", 0, `{"wattage":60}`), ev(2, "screwedIn", 10*time.Second, `{"location":"hall"}`),
+				ev(3, "switchedOn", m, ""), ev(4, "switchedOn", 6*m, ""), ev(5, "switchedOff", 4*m, "")},
+			want: lightbulb.Usage{OnMillis: 180_000, Switches: 2, OnSince: ptr(at(6 * m))},
+		},
+		{
+			name: "switchedOn before a switchedOff already recorded",
+			history: []model.Event{ev(1, "created", 0, `{"wattage":60}`), ev(2, "screwedIn", 10*time.Second, `{"location":"hall"}`),
+				ev(3, "switchedOff", 5*m, ""), ev(4, "switchedOn", 2*m, "")},
+			want: lightbulb.Usage{OnMillis: 180_000, Switches: 1},
+		},
+		{
+			name: "unscrewed reported after it blew",
+			history: []model.Event{ev(1, "created", 0, `{"wattage":60}`), ev(2, "screwedIn", m, `{"location":"hall"}`),
+				ev(3, "switchedOn", 2*m, ""), ev(4, "blown", 5*m, ""), ev(5, "unscrewed", 3*m, "")},
+			want: lightbulb.Usage{OnMillis: 60_000, Switches: 1},
+		},
+	}
+	seed := time.Now().UnixNano()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(uint64(seed), 0))
+	l := lightbulb.Define()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for round := 0; round < 20; round++ {
+				h := slices.Clone(tt.history)
+				if round > 0 {
+					rng.Shuffle(len(h), func(i, j int) { h[i], h[j] = h[j], h[i] })
+				}
+				got, err := l.Usage.Replay(h)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !sameUsage(got, tt.want) {
+					t.Fatalf("round %d: Usage = %s, want %s", round, usageString(got), usageString(tt.want))
+				}
+			}
+		})
 	}
 }
