@@ -22,6 +22,11 @@
 //	        PRIMARY KEY ((aggregate_type, aggregate_id, bucket), sequence))
 //	event_buckets (aggregate_type text, aggregate_id text, bucket int, first_sequence bigint,
 //	        PRIMARY KEY ((aggregate_type, aggregate_id), bucket))
+//	events_by_time (aggregate_type text, aggregate_id text,
+//	        event_time timestamp, stream_id text, sequence bigint,
+//	        indexed_through bigint STATIC,
+//	        … the other columns of events …,
+//	        PRIMARY KEY ((aggregate_type, aggregate_id), event_time, stream_id, sequence))
 //	commands (command_id text PRIMARY KEY, aggregate_type, aggregate_id, command,
 //	        outcome, first_sequence, last_sequence, code, reason, message, at)
 //	settings (name text PRIMARY KEY, value text)
@@ -130,6 +135,79 @@
 // failed before its batch applied — and is then skipped; only the newest
 // can be (opening B+2 requires a head in B+1). The next rightful append
 // fills it.
+//
+// # Event time
+//
+// The EventLog is an eventlog.TimeReader: it reads a history in event-time
+// order (model.TimeKey: event timestamp, stream id, sequence) a page at a
+// time, so a fold in event time — every state, view and asOf — needs
+// memory for one page, not the whole history. The events table cannot
+// serve that order (it is clustered by sequence), so events_by_time keeps
+// a second copy of every event, in the shape of the Concursus paper's
+// table, PRIMARY KEY((aggregate_type, aggregate_id), event_timestamp,
+// stream_id), with the sequence added to the clustering key (it breaks
+// ties between events of one stream stamped in the same millisecond, and
+// makes the key unique). ReadTimePage is then one slice of one partition:
+//
+//	SELECT indexed_through, … FROM events_by_time WHERE aggregate_type = ? AND aggregate_id = ?
+//	    AND (event_time, stream_id, sequence) > (?, ?, ?) LIMIT page+1
+//
+// (text clusters in UTF-8 byte order and timestamp as a signed number, so
+// the order is model.TimeKey's, times before 1970 included; a key finer
+// than a millisecond is rounded up to the next one, as events are stored
+// to the millisecond; the extra row says more=true).
+//
+// Writes. An append's conditional batch lives in the bucketed events
+// partition, and a conditional batch cannot span partitions, so the time
+// table cannot be written in it. Once the batch applied, the append writes
+// its rows with an unlogged batch into the aggregate's one events_by_time
+// partition (Cassandra applies a single-partition batch atomically, as one
+// mutation). If that write fails the append does NOT fail — its events are
+// durable and acknowledged — it is logged, and reads repair the table.
+// Only plain writes of values copied from events ever reach this table,
+// so the rule against mixing Paxos and plain writes on the same rows
+// holds.
+//
+// indexed_through is the completeness claim: every sequence up to it has
+// its row. A batch sets it only together with, or after, rows that make
+// it true: an append claims its last sequence only when the table is
+// known to hold everything up to its Expected — from a per-process cache
+// of claims this process wrote or read (claims never become false), else
+// by reading indexed_through first. Claiming blindly would be wrong: after
+// an append whose write failed, the next append's claim would cover the
+// hole. A claim that lands late and moves indexed_through back is
+// harmless (it was true): it only makes a read repair more than it must.
+//
+// Reads repair. ReadTimePage reads the log's head (LastSequence) before
+// the page; if indexed_through (carried by the page's rows, or read alone
+// when the page is empty) is behind the head, it copies the events after
+// indexed_through from the events table (ReadPage, 500 at a time) into
+// events_by_time, claiming each page after its rows (batches of at most
+// 100 rows and 1 MiB of payload, so each fits max_mutation_size), and reads
+// the page again. So a page reflects every append acknowledged before the
+// call, whatever became of the writes into the time table; concurrent
+// repairs and appends write identical rows and true claims. The same
+// repair builds the table lazily for a keyspace written before it
+// existed: Open creates the table (CREATE TABLE IF NOT EXISTS), and the
+// first read of each aggregate in event time copies its history, a page
+// at a time. A repair that fails fails the read (ErrUnavailable); the
+// next read goes on from the last claim.
+//
+// The costs: every append writes its events twice (the second write is a
+// plain single-partition batch, no Paxos; plus, on a cache miss, one read
+// of indexed_through), the table doubles the events' storage, and every
+// ReadTimePage reads the head first (two short queries) besides its page.
+// The partition is per aggregate, not bucketed: a bucketed event-time
+// table would need a scatter-gather merge over buckets, because late
+// events land in any of them. Cassandra copes with wide partitions far
+// beyond our histories (it pages within a partition, and the read is a
+// clustering slice), but one aggregate with millions of events or
+// gigabytes of payload would make a partition large enough to slow
+// compaction and repair; such a history would need time-bucketed
+// partitions (by event day, say) read in bucket order. Do not edit the
+// table by hand: a claim must stay true. Deleting an aggregate's whole
+// partition (or truncating the table) is safe only while no node runs: a
+// node's cache of claims would outlive the rows.
 //
 // # Position cache
 //

@@ -26,6 +26,9 @@ const maxAppendEvents = math.MaxUint16 - 1
 type EventLog struct {
 	s *Store
 	view
+	// time is what the process knows of the event-time table
+	// (eventtime.go).
+	time timeIndex
 }
 
 // Append implements eventlog.Log. Entries are written concurrently (at most
@@ -178,6 +181,12 @@ func (l *EventLog) appendOne(ctx context.Context, a *eventlog.Append) error {
 	}
 	target.head = e + n
 	s.cache.advance(ref, target)
+	// The events are durable: a failure to put them into the event-time
+	// table does not fail the append. ReadTimePage copies what is missing.
+	if err := l.indexAppend(ctx, a); err != nil {
+		s.cfg.Logger.Warn("cassandra: events appended but not written into the event-time table; ReadTimePage will copy them from the log",
+			"aggregate", ref.String(), "first", e+1, "last", e+n, "err", err)
+	}
 	return nil
 }
 
@@ -337,47 +346,63 @@ func (l *EventLog) readBucket(ctx context.Context, ref model.Ref, bucket int32, 
 	}
 	iter := s.session.Query(s.q.selectEvents, ref.Type, ref.ID, bucket, from, limit).
 		WithContext(ctx).Consistency(s.cons).PageSize(min(limit, 1000)).Iter()
-	var (
-		seq, eventTime, procTime int64
-		stream, procText, name   string
-		command, eventID         string
-		procID                   gocql.UUID
-		version                  int
-		characteristics          int8
-		payload                  []byte
-	)
+	var row eventRow
+	dest := row.dest()
 	for {
-		payload = nil // the driver appends into a non-nil slice: never share one
-		if !iter.Scan(&seq, &eventTime, &stream, &procID, &procText, &procTime, &name, &version,
-			&characteristics, &payload, &command, &eventID) {
+		row.payload = nil // the driver appends into a non-nil slice: never share one
+		if !iter.Scan(dest...) {
 			break
 		}
 		if got == want {
-			more = seq
+			more = row.seq
 			break
 		}
-		processing := procText
-		if procID != (gocql.UUID{}) {
-			processing = procID.String()
-		}
-		*page = append(*page, model.Event{
-			AggregateType:   ref.Type,
-			AggregateID:     ref.ID,
-			Sequence:        uint64(seq),
-			Timestamp:       fromMillis(eventTime),
-			StreamID:        stream,
-			ProcessingID:    processing,
-			ProcessingTime:  fromMillis(procTime),
-			Name:            name,
-			Version:         version,
-			Characteristics: model.Characteristics(uint8(characteristics)),
-			Payload:         payload,
-			CommandID:       command,
-			EventID:         eventID,
-		})
+		*page = append(*page, row.event(ref))
 		got++
 	}
 	return got, more, iter.Close()
+}
+
+// eventRow holds one row of eventColumns as the driver scans it.
+type eventRow struct {
+	seq, eventTime, procTime int64
+	stream, procText, name   string
+	command, eventID         string
+	procID                   gocql.UUID
+	version                  int
+	characteristics          int8
+	payload                  []byte
+}
+
+// dest returns the scan destinations of eventColumns, in order. Set
+// payload to nil before each Scan: the driver appends into a non-nil
+// slice, and rows must not share one.
+func (r *eventRow) dest() []any {
+	return []any{&r.seq, &r.eventTime, &r.stream, &r.procID, &r.procText, &r.procTime, &r.name, &r.version,
+		&r.characteristics, &r.payload, &r.command, &r.eventID}
+}
+
+// event returns the row as an event of ref.
+func (r *eventRow) event(ref model.Ref) model.Event {
+	processing := r.procText
+	if r.procID != (gocql.UUID{}) {
+		processing = r.procID.String()
+	}
+	return model.Event{
+		AggregateType:   ref.Type,
+		AggregateID:     ref.ID,
+		Sequence:        uint64(r.seq),
+		Timestamp:       fromMillis(r.eventTime),
+		StreamID:        r.stream,
+		ProcessingID:    processing,
+		ProcessingTime:  fromMillis(r.procTime),
+		Name:            r.name,
+		Version:         r.version,
+		Characteristics: model.Characteristics(uint8(r.characteristics)),
+		Payload:         r.payload,
+		CommandID:       r.command,
+		EventID:         r.eventID,
+	}
 }
 
 // LastSequence implements eventlog.Log: the head of the newest bucket that

@@ -11,6 +11,7 @@ const settingBucketSize = "bucket_size"
 type statements struct {
 	keyspace string
 	events   string // qualified table names
+	byTime   string // events_by_time
 	buckets  string
 	commands string
 	settings string
@@ -24,6 +25,12 @@ type statements struct {
 	selectEvents  string
 	insertBucket  string
 	selectBuckets string // newest first
+
+	insertTimeEvent      string
+	setIndexedThrough    string
+	selectIndexedThrough string
+	selectTimePage       string // (event_time, stream_id, sequence) > (?, ?, ?)
+
 	insertCommand string
 	claimCommand  string // conditional: IF NOT EXISTS
 	selectCommand string
@@ -47,6 +54,7 @@ func newStatements(keyspace, prefix string) statements {
 	q := statements{
 		keyspace: keyspace,
 		events:   keyspace + "." + prefix + "events",
+		byTime:   keyspace + "." + prefix + "events_by_time",
 		buckets:  keyspace + "." + prefix + "event_buckets",
 		commands: keyspace + "." + prefix + "commands",
 		settings: keyspace + "." + prefix + "settings",
@@ -60,6 +68,12 @@ func newStatements(keyspace, prefix string) statements {
 	q.setHeadIfNull = "UPDATE " + q.events + " SET head = ? WHERE " + pk + " AND bucket = ? IF head = null"
 	q.selectHead = "SELECT head FROM " + q.events + " WHERE " + pk + " AND bucket = ? LIMIT 1"
 	q.selectEvents = "SELECT " + eventColumns + " FROM " + q.events + " WHERE " + pk + " AND bucket = ? AND sequence >= ? LIMIT ?"
+	q.insertTimeEvent = "INSERT INTO " + q.byTime + " (aggregate_type, aggregate_id, " + eventColumns +
+		") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+	q.setIndexedThrough = "UPDATE " + q.byTime + " SET indexed_through = ? WHERE " + pk
+	q.selectIndexedThrough = "SELECT indexed_through FROM " + q.byTime + " WHERE " + pk + " LIMIT 1"
+	q.selectTimePage = "SELECT indexed_through, " + eventColumns + " FROM " + q.byTime + " WHERE " + pk +
+		" AND (event_time, stream_id, sequence) > (?, ?, ?) LIMIT ?"
 	q.insertBucket = "INSERT INTO " + q.buckets + " (aggregate_type, aggregate_id, bucket, first_sequence) VALUES (?, ?, ?, ?)"
 	q.selectBuckets = "SELECT bucket, first_sequence FROM " + q.buckets + " WHERE " + pk + " ORDER BY bucket DESC"
 	q.insertCommand = "INSERT INTO " + q.commands + " (command_id, aggregate_type, aggregate_id, command, outcome, " +
@@ -107,6 +121,30 @@ func (q statements) schema(replication string) []string {
 			event_id text,
 			PRIMARY KEY ((aggregate_type, aggregate_id, bucket), sequence)
 		) WITH CLUSTERING ORDER BY (sequence ASC)`,
+		// Each aggregate's history in event-time order (eventtime.go): one
+		// partition per aggregate, clustered by the model.TimeKey. Only
+		// plain writes of values copied from events: the rows of an append
+		// after its conditional batch applied, or the rows ReadTimePage
+		// copies from events when indexed_through is behind the head.
+		// indexed_through says every sequence up to it has its row.
+		`CREATE TABLE IF NOT EXISTS ` + q.byTime + ` (
+			aggregate_type text,
+			aggregate_id text,
+			event_time timestamp,
+			stream_id text,
+			sequence bigint,
+			indexed_through bigint STATIC,
+			processing_id timeuuid,
+			processing_id_text text,
+			processing_time timestamp,
+			name text,
+			version int,
+			characteristics tinyint,
+			payload blob,
+			command_id text,
+			event_id text,
+			PRIMARY KEY ((aggregate_type, aggregate_id), event_time, stream_id, sequence)
+		) WITH CLUSTERING ORDER BY (event_time ASC, stream_id ASC, sequence ASC)`,
 		// The bucket index of each aggregate: plain writes of deterministic
 		// values only.
 		`CREATE TABLE IF NOT EXISTS ` + q.buckets + ` (
