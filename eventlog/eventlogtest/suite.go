@@ -4,6 +4,13 @@
 // all-or-nothing entries, isolation between aggregates, and ErrClosed after
 // Close — so that memory, bolt and Cassandra stores are interchangeable.
 //
+// It also checks the event-time order (eventlog.TimeReader, which every
+// store must implement, and eventlog.EventsInTime/EventsInTimeUntil) on
+// histories appended out of event time, against a sort by model.TimeKey.
+// It reads the contract strictly where it leaves room: a ReadTimePage
+// page that reaches the end of the history reports more=false, and one
+// that does not reports more=true.
+//
 // A backend uses it from its own tests:
 //
 //	func TestEventLog(t *testing.T) {
@@ -34,6 +41,8 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -53,7 +62,9 @@ type config struct {
 const DefaultLargeHistory = 2000
 
 // WithLargeHistory enables the LargeHistory subtest: it appends n events to
-// one aggregate, 100 per append, and streams them back. n <= 0 means
+// one aggregate, 100 per append, and streams them back; then n more, with
+// shuffled timestamps, to another, and streams those in event time (so a
+// store must page them, EventsInTime sorting nothing). n <= 0 means
 // DefaultLargeHistory. The subtest is off by default to keep the suite fast.
 func WithLargeHistory(n int) Option {
 	return func(c *config) {
@@ -101,6 +112,11 @@ func Run(t *testing.T, newLog func(t *testing.T) eventlog.Log, opts ...Option) {
 		{"CanceledContext", testCanceledContext},
 		{"Closed", testClosed},
 		{"CheckHead", testCheckHead},
+		{"TimeReader", testTimeReader},
+		{"ReadTimePage", testReadTimePage},
+		{"EventsInTime", testEventsInTime},
+		{"TimeIsolation", testTimeIsolation},
+		{"TimeAppendWhilePaging", testTimeAppendWhilePaging},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
@@ -779,12 +795,25 @@ func testCanceledContext(t *testing.T, l eventlog.Log) {
 	if _, _, err := l.ReadPage(ctx, ref, 1, 10); !errors.Is(err, context.Canceled) {
 		t.Errorf("ReadPage with a canceled context: %v, want an error wrapping context.Canceled", err)
 	}
+	if _, _, err := timeReader(t, l).ReadTimePage(ctx, ref, model.TimeKey{}, 10); !errors.Is(err, context.Canceled) {
+		t.Errorf("ReadTimePage with a canceled context: %v, want an error wrapping context.Canceled", err)
+	}
+	yielded := false
+	for _, err := range eventlog.EventsInTime(ctx, l, ref, model.TimeKey{}, 0) {
+		if yielded = true; !errors.Is(err, context.Canceled) {
+			t.Errorf("EventsInTime with a canceled context yielded %v, want an error wrapping context.Canceled", err)
+		}
+	}
+	if !yielded {
+		t.Errorf("EventsInTime with a canceled context yielded nothing, want an error")
+	}
 }
 
 func testClosed(t *testing.T, l eventlog.Log) {
 	ctx := t.Context()
 	ref := model.Ref{Type: "doc", ID: "closed"}
 	mustAppend(t, l, eventlog.Append{Ref: ref, Events: newEvents(ref, 0, 1, "w")})
+	tr := timeReader(t, l)
 	if err := l.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
@@ -805,6 +834,9 @@ func testClosed(t *testing.T, l eventlog.Log) {
 	}
 	if _, err := l.LastSequence(ctx, ref); !errors.Is(err, eventlog.ErrClosed) {
 		t.Errorf("LastSequence after Close: %v, want ErrClosed", err)
+	}
+	if _, _, err := tr.ReadTimePage(ctx, ref, model.TimeKey{}, 10); !errors.Is(err, eventlog.ErrClosed) {
+		t.Errorf("ReadTimePage after Close: %v, want ErrClosed", err)
 	}
 	if err := l.Close(); err != nil && !errors.Is(err, eventlog.ErrClosed) {
 		t.Errorf("second Close: %v, want nil or ErrClosed", err)
@@ -839,6 +871,41 @@ func testLargeHistory(t *testing.T, l eventlog.Log, n int) {
 	if want-1 != uint64(n) {
 		t.Fatalf("Events streamed %d events, want %d", want-1, n)
 	}
+	testLargeHistoryInTime(t, l, n)
+}
+
+// testLargeHistoryInTime appends n events whose timestamps are shuffled
+// and streams them in event time with the default page size: they must
+// come in the order of a sort by model.TimeKey. The seed is logged.
+func testLargeHistoryInTime(t *testing.T, l eventlog.Log, n int) {
+	const perAppend = 100
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("shuffled timestamps: seed %d", seed)
+	ref := model.Ref{Type: "ledger", ID: "shuffled"}
+	all := shuffledHistory(rand.New(rand.NewPCG(seed, seed)), ref, n)
+	for done := 0; done < n; done += perAppend {
+		mustAppend(t, l, eventlog.Append{Ref: ref, Expected: uint64(done), Events: all[done:min(done+perAppend, n)]})
+	}
+	want := inTimeOrder(all)
+	i := 0
+	for e, err := range eventlog.EventsInTime(t.Context(), l, ref, model.TimeKey{}, 0) {
+		if err != nil {
+			t.Fatalf("EventsInTime after %d events (seed %d): %v", i, seed, err)
+		}
+		if i == n {
+			t.Fatalf("EventsInTime yielded more than the %d events of the history (seed %d)", n, seed)
+		}
+		if d := diffEvent(&want[i], &e); d != nil {
+			t.Fatalf("EventsInTime: event %d is %s, want %s (seed %d): %v", i, timeKeys([]model.Event{e}), timeKeys(want[i:i+1]), seed, d)
+		}
+		i++
+	}
+	if i != n {
+		t.Fatalf("EventsInTime streamed %d events, want %d (seed %d)", i, n, seed)
+	}
+	asOf := want[n/2].Timestamp
+	got := collect(t, "EventsInTimeUntil", eventlog.EventsInTimeUntil(t.Context(), l, ref, asOf, 0), n)
+	checkEvents(t, fmt.Sprintf("EventsInTimeUntil(%v) (seed %d)", asOf, seed), got, until(want, asOf))
 }
 
 // testCheckHead checks eventlog.CheckHeads (the store's HeadChecker, or the
@@ -875,4 +942,195 @@ func testCheckHead(t *testing.T, l eventlog.Log) {
 	mustAppend(t, l, eventlog.Append{Ref: b, Expected: 0, Events: newEvents(b, 0, 3, "w")})
 	check("two aggregates", []eventlog.Head{{Ref: a, Sequence: seq}, {Ref: b, Sequence: 3}, {Ref: b, Sequence: 0}}, true, true, false)
 	check("none", nil)
+}
+
+// testTimeReader: every store in this module implements eventlog.TimeReader.
+func testTimeReader(t *testing.T, l eventlog.Log) { timeReader(t, l) }
+
+// testReadTimePage pages a history appended out of event time (late
+// events, ties broken by stream and by sequence, a bystander appended in
+// the same batches with the stamps reversed) with small and large limits,
+// from the start, from every event's key and from keys of no event.
+func testReadTimePage(t *testing.T, l eventlog.Log) {
+	tr := timeReader(t, l)
+	ref, bystander := model.Ref{Type: "sensor", ID: "late"}, model.Ref{Type: "sensor", ID: "late-bystander"}
+	all := appendLate(t, l, ref, bystander)
+	want := inTimeOrder(all)
+	if slices.EqualFunc(want, all, func(a, b model.Event) bool { return a.Sequence == b.Sequence }) {
+		t.Fatalf("suite bug: the late history is in event-time order already")
+	}
+	for _, limit := range []int{1, 2, 3, len(want), len(want) + 5} {
+		checkReadInTime(t, tr, ref, model.TimeKey{}, limit, want)
+	}
+	// Resume from every key, as EventsInTime does after each page.
+	for i := range want {
+		for _, limit := range []int{1, 2, 3} {
+			checkReadInTime(t, tr, ref, want[i].TimeKey(), limit, want[i+1:])
+		}
+	}
+	// Keys of no event: before, between and after events, at a time
+	// finer than the milliseconds stores keep, in another location.
+	at3 := base.Add(3 * time.Second)
+	for _, k := range []model.TimeKey{
+		{Timestamp: at3},
+		{Timestamp: at3, StreamID: "a"},
+		{Timestamp: at3, StreamID: "a", Sequence: 1 << 40},
+		{Timestamp: at3, StreamID: "a b\x00"},
+		{Timestamp: at3.Add(500 * time.Microsecond)},
+		{Timestamp: at3.Add(-time.Nanosecond), StreamID: "zzz", Sequence: 1 << 62},
+		{Timestamp: base.Add(-61 * year), StreamID: "z"},
+		{Timestamp: base.Add(-60 * year).Add(time.Millisecond)},
+		{Timestamp: time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC)},
+		{Timestamp: want[4].Timestamp.In(time.FixedZone("UTC-7", -7*3600)), StreamID: want[4].StreamID, Sequence: want[4].Sequence},
+	} {
+		for _, limit := range []int{2, len(want)} {
+			checkReadInTime(t, tr, ref, k, limit, after(want, k))
+		}
+	}
+	checkReadInTime(t, tr, bystander, model.TimeKey{}, 3, inTimeOrder(history(t, l, bystander)))
+	checkReadInTime(t, tr, model.Ref{Type: "sensor", ID: "never"}, model.TimeKey{}, 3, nil)
+	for _, limit := range []int{0, -1} {
+		if page, _, err := tr.ReadTimePage(t.Context(), ref, model.TimeKey{}, limit); err == nil {
+			t.Errorf("ReadTimePage with limit %d = %d events, nil error; want an error", limit, len(page))
+		}
+	}
+	// The caller owns what it read.
+	page, _, err := tr.ReadTimePage(t.Context(), ref, model.TimeKey{}, len(want))
+	if err != nil {
+		t.Fatalf("ReadTimePage: %v", err)
+	}
+	for i := range page {
+		for j := range page[i].Payload {
+			page[i].Payload[j] = '#'
+		}
+	}
+	checkReadInTime(t, tr, ref, model.TimeKey{}, len(want), want)
+}
+
+// testEventsInTime: EventsInTime and EventsInTimeUntil give the history
+// sorted by model.TimeKey, whatever the page size, from any key, up to any
+// instant.
+func testEventsInTime(t *testing.T, l eventlog.Log) {
+	ref := model.Ref{Type: "meter", ID: "late"}
+	all := appendLate(t, l, ref, model.Ref{Type: "meter", ID: "late-bystander"})
+	want := inTimeOrder(all)
+	for _, size := range []int{1, 2, 3, 0} {
+		checkEvents(t, fmt.Sprintf("EventsInTime, page %d", size), inTime(t, l, ref, model.TimeKey{}, size), want)
+	}
+	for i := range want {
+		checkEvents(t, fmt.Sprintf("EventsInTime after event %d", i), inTime(t, l, ref, want[i].TimeKey(), 2), want[i+1:])
+	}
+	var instants []time.Time
+	for _, e := range want {
+		instants = append(instants, e.Timestamp, e.Timestamp.Add(-time.Millisecond), e.Timestamp.Add(500*time.Microsecond))
+	}
+	instants = append(instants, base.Add(-100*year), time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC))
+	for _, asOf := range instants {
+		for _, size := range []int{1, 3, 0} {
+			what := fmt.Sprintf("EventsInTimeUntil(%v, page %d)", asOf, size)
+			got := collect(t, what, eventlog.EventsInTimeUntil(t.Context(), l, ref, asOf, size), maxHistory)
+			checkEvents(t, what, got, until(want, asOf))
+		}
+	}
+	// A consumer that stops early.
+	n := 0
+	for _, err := range eventlog.EventsInTime(t.Context(), l, ref, model.TimeKey{}, 2) {
+		if err != nil {
+			t.Fatalf("EventsInTime: %v", err)
+		}
+		if n++; n == 3 {
+			break
+		}
+	}
+}
+
+// testTimeIsolation: aggregates whose keys a careless encoding would
+// confuse, with interleaved event times, each read back alone.
+func testTimeIsolation(t *testing.T, l eventlog.Log) {
+	tr := timeReader(t, l)
+	refs := []model.Ref{
+		{Type: "t", ID: "a"}, {Type: "t", ID: "ab"}, {Type: "t", ID: "a/1"}, {Type: "ta", ID: "b"},
+		{Type: "a", ID: "bc"}, {Type: "ab", ID: "c"}, {Type: "a/b", ID: "c"}, {Type: "a", ID: "b/c"},
+		{Type: "x\x01", ID: "y"}, {Type: "x", ID: " y"}, {Type: "x", ID: "y"},
+	}
+	streams := []string{"a", "ab", "b"}
+	hist := make([][]model.Event, len(refs))
+	for half := range 2 {
+		batch := make([]eventlog.Append, len(refs))
+		for i, ref := range refs {
+			var stamps []stamp
+			for j := range 3 + i%3 {
+				k := half*10 + j
+				stamps = append(stamps, stamp{at: time.Duration((k*7+i*3)%11-5) * time.Second, stream: streams[(i+k)%3]})
+			}
+			seq := uint64(len(hist[i]))
+			es := stamped(ref, seq, fmt.Sprintf("ref-%d", i), stamps...)
+			batch[i] = eventlog.Append{Ref: ref, Expected: seq, Events: es}
+			hist[i] = append(hist[i], es...)
+		}
+		if half == 1 {
+			slices.Reverse(batch)
+		}
+		mustAppend(t, l, batch...)
+	}
+	for i, ref := range refs {
+		want := inTimeOrder(hist[i])
+		checkReadInTime(t, tr, ref, model.TimeKey{}, 2, want)
+		checkEvents(t, fmt.Sprintf("EventsInTime(%q)", ref), inTime(t, l, ref, model.TimeKey{}, 0), want)
+	}
+	for _, ref := range []model.Ref{{Type: "t", ID: "a b"}, {Type: "ta", ID: "bc"}, {Type: "t", ID: "abc"}, {Type: "a", ID: "b"}} {
+		checkReadInTime(t, tr, ref, model.TimeKey{}, 2, nil)
+	}
+}
+
+// testTimeAppendWhilePaging appends late and early events between the
+// pages of a paging: the paging never returns an event twice nor one that
+// is not in the log, and a new paging reads the whole history in order.
+func testTimeAppendWhilePaging(t *testing.T, l eventlog.Log) {
+	tr := timeReader(t, l)
+	ref := model.Ref{Type: "sensor", ID: "moving"}
+	s := func(sec int) stamp { return stamp{at: time.Duration(sec) * time.Second, stream: "s"} }
+	mustAppend(t, l, eventlog.Append{Ref: ref, Events: stamped(ref, 0, "w", s(10), s(20), s(30), s(40), s(50), s(60))})
+	var (
+		from model.TimeKey
+		seen = make(map[uint64]model.Event)
+	)
+	for pages := 0; ; pages++ {
+		if pages > 20 {
+			t.Fatalf("paging does not end")
+		}
+		page, more, err := tr.ReadTimePage(t.Context(), ref, from, 2)
+		if err != nil {
+			t.Fatalf("ReadTimePage after %v: %v", from, err)
+		}
+		for _, e := range page {
+			if !from.Before(e.TimeKey()) {
+				t.Fatalf("ReadTimePage after %v returned %s", from, timeKeys([]model.Event{e}))
+			}
+			if _, dup := seen[e.Sequence]; dup {
+				t.Fatalf("paging returned #%d twice", e.Sequence)
+			}
+			seen[e.Sequence] = e
+			from = e.TimeKey()
+		}
+		if pages < 3 {
+			// One event behind the paging (late) and one ahead of it.
+			last := lastSequence(t, l, ref)
+			mustAppend(t, l, eventlog.Append{Ref: ref, Expected: last, Events: stamped(ref, last, "w", s(5+pages*10), s(55+pages))})
+		}
+		if !more {
+			break
+		}
+	}
+	all := history(t, l, ref)
+	for seq, e := range seen {
+		if seq == 0 || seq > uint64(len(all)) {
+			t.Errorf("paging returned #%d, which is not in the log (%d events)", seq, len(all))
+			continue
+		}
+		for _, d := range diffEvent(&all[seq-1], &e) {
+			t.Errorf("paging returned #%d unlike the log's: %s", seq, d)
+		}
+	}
+	checkReadInTime(t, tr, ref, model.TimeKey{}, 3, inTimeOrder(all))
 }
