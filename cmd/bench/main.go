@@ -44,6 +44,18 @@
 // head check, ending with "fenced/unfenced ratio: X.XX".
 //
 //	go run ./cmd/bench -rejections -store cassandra -c 64 -k 2000
+//
+// With -facts it measures fact ingestion beside the command path: facts
+// in batches of -facts-batch (default 100) over K aggregates (default
+// 1000) at concurrency C (default 16), first each aggregate's facts in
+// increasing event time, then with -late-share (default 0.1) of them late,
+// stamped before facts already sent for their aggregate (checked against
+// the replies' late marks), each scenario on a fresh store. It prints
+// facts/s beside commands/s and ends with "out-of-order/in-order ratio:
+// X.XX"; any fact answered with an error fails the run.
+//
+//	go run ./cmd/bench -facts -duration 5s
+//	go run ./cmd/bench -facts -store cassandra
 package main
 
 import (
@@ -93,6 +105,10 @@ type params struct {
 	delivery         bool
 	rejections       bool
 	rejectShare      float64 // of the measured commands, how many are meant to be rejected
+	facts            bool
+	factsBatch       int     // facts per request
+	factsRounds      int     // alternating measured rounds of the two fact scenarios
+	lateShare        float64 // of the facts of the out-of-order scenario, how many are late
 }
 
 func run() error {
@@ -113,7 +129,23 @@ func run() error {
 	flag.BoolVar(&p.delivery, "delivery", false, "compare best-effort event publication with the outbox (at least once), events kept in a JetStream stream")
 	flag.BoolVar(&p.rejections, "rejections", false, "measure what fencing rejections costs: a rejection-heavy workload (-reject-share) with and without the head check")
 	flag.Float64Var(&p.rejectShare, "reject-share", 0.9, "with -rejections: the share of commands that are rejected")
+	flag.BoolVar(&p.facts, "facts", false, fmt.Sprintf("measure fact ingestion (batches over K aggregates, in order and with -late-share late) beside the command path; default -c %d -k %d", factsDefaultC, factsDefaultK))
+	flag.IntVar(&p.factsBatch, "facts-batch", 100, "with -facts: facts per request")
+	flag.IntVar(&p.factsRounds, "facts-rounds", 3, "with -facts: measure the in-order and out-of-order scenarios in this many alternating rounds (-duration in all)")
+	flag.Float64Var(&p.lateShare, "late-share", 0.1, "with -facts: the share of facts sent late in the out-of-order scenario")
 	flag.Parse()
+	if p.facts {
+		if !isFlagSet("c") {
+			p.c = factsDefaultC
+		}
+		if !isFlagSet("k") {
+			p.k = factsDefaultK
+		}
+		if p.factsBatch < 1 || p.factsBatch > api.MaxFactsPerRequest || p.lateShare < 0 || p.lateShare > 1 || p.factsRounds < 1 {
+			return fmt.Errorf("need 1 <= facts-batch <= %d, 0 <= late-share <= 1, facts-rounds >= 1 (got %d, %g, %d)",
+				api.MaxFactsPerRequest, p.factsBatch, p.lateShare, p.factsRounds)
+		}
+	}
 	if !p.rejections {
 		p.rejectShare = 0
 	}
@@ -159,6 +191,10 @@ func run() error {
 			return fmt.Errorf("-nodes %d: want at least 2", p.nodes)
 		}
 		return benchClusters(p, url, conns)
+	}
+
+	if p.facts {
+		return benchFacts(p, url, conns, freshStores(p, "facts"))
 	}
 
 	if p.rejections {
@@ -342,18 +378,34 @@ func benchCommands(p params, url string, conns []*nats.Conn, opener node.StoreOp
 // by tweak, and returns the result with the number of appends (one event
 // each in this workload) the node made, counted after it shut down.
 func benchCommandsWith(p params, url string, conns []*nats.Conn, opener node.StoreOpener, tweak func(*node.Config)) (*result, int64, error) {
-	dir := p.dataDir
+	n, stop, err := startBenchNode(p, url, opener, tweak)
+	if err != nil {
+		return nil, 0, err
+	}
+	r, err := benchWorkload(p, conns, "", []*node.Node{n})
+	if serr := stop(); serr != nil && err == nil {
+		err = serr
+	}
+	return r, n.Executor().Stats().Appended, err
+}
+
+// startBenchNode starts the node a single-node scenario measures, on the
+// store opener gives (nil: the embedded store in -data-dir or a fresh
+// temporary dir), configured by tweak, and waits until it is ready. stop
+// shuts it down and removes the temporary dir.
+func startBenchNode(p params, url string, opener node.StoreOpener, tweak func(*node.Config)) (n *node.Node, stop func() error, err error) {
+	dir, removeDir := p.dataDir, func() {}
 	if dir == "" {
 		d, err := os.MkdirTemp("", "concursus-bench-")
 		if err != nil {
-			return nil, 0, err
+			return nil, nil, err
 		}
-		defer os.RemoveAll(d)
-		dir = d
+		dir, removeDir = d, func() { os.RemoveAll(d) }
 	}
 	reg, err := model.NewRegistry(lightbulb.Define().Type)
 	if err != nil {
-		return nil, 0, err
+		removeDir()
+		return nil, nil, err
 	}
 	cfg := node.Config{
 		NodeID:  "bench",
@@ -372,19 +424,22 @@ func benchCommandsWith(p params, url string, conns []*nats.Conn, opener node.Sto
 	if tweak != nil {
 		tweak(&cfg)
 	}
-	n, err := node.New(cfg, reg, opts...)
-	if err != nil {
-		return nil, 0, err
+	if n, err = node.New(cfg, reg, opts...); err != nil {
+		removeDir()
+		return nil, nil, err
+	}
+	stop = func() error {
+		defer removeDir()
+		if err := n.Shutdown(context.Background()); err != nil {
+			return fmt.Errorf("node shutdown: %w", err)
+		}
+		return nil
 	}
 	if err := waitReady(n); err != nil {
-		_ = n.Shutdown(context.Background())
-		return nil, 0, err
+		_ = stop()
+		return nil, nil, err
 	}
-	r, err := benchWorkload(p, conns, "", []*node.Node{n})
-	if serr := n.Shutdown(context.Background()); serr != nil && err == nil {
-		err = fmt.Errorf("node shutdown: %w", serr)
-	}
-	return r, n.Executor().Stats().Appended, err
+	return n, stop, nil
 }
 
 // waitReady waits up to a minute for the node's store.
