@@ -4,6 +4,16 @@
 // package client.
 //
 //	go run ./examples/lightbulb/cmd/lightbulb-client [-nats nats://127.0.0.1:4222] [-id bulb-id]
+//
+// With -facts it shows that state does not depend on arrival order: it
+// sends the facts of a few bulbs' evenings (-bulbs, default 3) to
+// <prefix>.facts.lightbulb twice, once in event-time order and once
+// shuffled into random batches (seeded; the seed is printed, -seed
+// replays it) for other bulb ids, lists both histories in event time with
+// where each bulb's log stored every event, compares state and usage,
+// and ends with "same state and usage: yes" (or exits with status 1).
+//
+//	go run ./examples/lightbulb/cmd/lightbulb-client -facts [-seed 42] [-bulbs 3]
 package main
 
 import (
@@ -33,10 +43,19 @@ func main() {
 func run() error {
 	url := flag.String("nats", envOr("CONCURSUS_NATS_URL", nats.DefaultURL), "NATS URL of the cluster [$CONCURSUS_NATS_URL]")
 	prefix := flag.String("prefix", envOr("CONCURSUS_PREFIX", "concursus"), "subject prefix [$CONCURSUS_PREFIX]")
-	id := flag.String("id", "", "bulb id (default: a new random id)")
+	id := flag.String("id", "", "bulb id (default: a new random id); with -facts the start of the bulbs' ids")
+	facts := flag.Bool("facts", false, "send the same facts in event-time order and shuffled to two sets of bulbs, and compare them")
+	seed := flag.Uint64("seed", 0, "with -facts: the shuffle's seed (default: from the clock)")
+	bulbs := flag.Int("bulbs", 3, "with -facts: how many bulbs (1 to 100)")
 	flag.Parse()
 	if *id == "" {
 		*id = "bulb-" + uuid.NewString()[:8]
+	}
+	if *facts && (*bulbs < 1 || *bulbs > 100) {
+		return fmt.Errorf("-bulbs %d: want 1 to 100", *bulbs)
+	}
+	if !isFlagSet("seed") {
+		*seed = uint64(time.Now().UnixNano())
 	}
 
 	nc, err := nats.Connect(*url, nats.Name("lightbulb-client"))
@@ -44,6 +63,16 @@ func run() error {
 		return fmt.Errorf("connecting to %s (is a node running? go run ./cmd/node): %w", *url, err)
 	}
 	defer nc.Close()
+	if *facts {
+		same, err := newFactsDemo(nc, *prefix, *id, *bulbs, os.Stdout).run(context.Background(), *seed)
+		if err != nil {
+			return err
+		}
+		if !same {
+			return errors.New("the shuffled bulbs differ from the ordered ones")
+		}
+		return nil
+	}
 	c := client.New(nc, client.Options{Prefix: *prefix})
 	lb := lightbulb.Define()
 	ctx := context.Background()
@@ -132,6 +161,12 @@ func printEvent(e model.Event) {
 		tag = " [" + strings.Join(marks, ",") + "]"
 	}
 	fmt.Printf("  %3d  %s  %-14s %s%s\n", e.Sequence, e.Timestamp.Format("2006-01-02 15:04:05.000"), e.VersionedName(), e.Payload, tag)
+}
+
+func isFlagSet(name string) bool {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 func envOr(key, def string) string {
