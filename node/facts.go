@@ -258,6 +258,10 @@ func parseFact(f *api.Fact) (executor.Fact, *api.Error) {
 	if err != nil {
 		return out, invalid("%v", err)
 	}
+	if ts.IsZero() {
+		// Go's zero instant means "no timestamp" further in.
+		return out, invalid("timestamp %q is the zero instant; a fact needs the time it happened", f.Timestamp)
+	}
 	if err := model.CheckIdentifier("stream id", f.StreamID, model.MaxStreamIDLen); err != nil {
 		return out, invalid("%v", err)
 	}
