@@ -392,7 +392,8 @@ func benchCommandsWith(p params, url string, conns []*nats.Conn, opener node.Sto
 // startBenchNode starts the node a single-node scenario measures, on the
 // store opener gives (nil: the embedded store in -data-dir or a fresh
 // temporary dir), configured by tweak, and waits until it is ready. stop
-// shuts it down and removes the temporary dir.
+// shuts it down and removes the temporary dir; calls after the first
+// return the first one's error.
 func startBenchNode(p params, url string, opener node.StoreOpener, tweak func(*node.Config)) (n *node.Node, stop func() error, err error) {
 	dir, removeDir := p.dataDir, func() {}
 	if dir == "" {
@@ -428,12 +429,18 @@ func startBenchNode(p params, url string, opener node.StoreOpener, tweak func(*n
 		removeDir()
 		return nil, nil, err
 	}
+	var (
+		once    sync.Once
+		stopErr error
+	)
 	stop = func() error {
-		defer removeDir()
-		if err := n.Shutdown(context.Background()); err != nil {
-			return fmt.Errorf("node shutdown: %w", err)
-		}
-		return nil
+		once.Do(func() {
+			defer removeDir()
+			if err := n.Shutdown(context.Background()); err != nil {
+				stopErr = fmt.Errorf("node shutdown: %w", err)
+			}
+		})
+		return stopErr
 	}
 	if err := waitReady(n); err != nil {
 		_ = stop()
