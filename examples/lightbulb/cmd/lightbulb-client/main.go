@@ -140,11 +140,11 @@ func run() error {
 		return fmt.Errorf("reading usage: %w", err)
 	}
 	fmt.Printf("usage: switched on %d times, on for %s in total\n", usage.Switches, time.Duration(usage.OnMillis)*time.Millisecond)
-	earlier, st, err := client.QueryAs[lightbulb.Bulb](ctx, c, lightbulb.TypeName, *id, client.AsOf(t0.Add(30*time.Minute)))
+	earlier, _, err := client.QueryAs[lightbulb.Bulb](ctx, c, lightbulb.TypeName, *id, client.AsOf(t0.Add(30*time.Minute)))
 	if err != nil {
 		return fmt.Errorf("reading past state: %w", err)
 	}
-	fmt.Printf("state as of %s (sequence %d): %+v\n", t0.Add(30*time.Minute).Format(time.Kitchen), st.Sequence, earlier)
+	fmt.Printf("state as of %s: %+v\n", t0.Add(30*time.Minute).Format(time.Kitchen), earlier)
 	return nil
 }
 
