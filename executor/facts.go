@@ -68,8 +68,9 @@ const MaxFactsPerAggregate = 1000
 // SubmitFacts queues facts about one aggregate and returns at once; done
 // is called exactly once with one result per fact, in order, or with an
 // error that applies to all of them (unknown type, saturation, a store
-// failure, a deadline: nothing of this call was stored, and sending the
-// same facts again is safe).
+// failure, a deadline). After an error, some of the facts may have been
+// stored (a request is appended in rounds, see ingest); sending the same
+// facts again is safe: those come back as duplicates.
 func (x *Executor) SubmitFacts(ctx context.Context, ref model.Ref, facts []Fact, done func([]FactResult, error)) {
 	if err := x.checkFacts(ref, facts); err != nil {
 		x.stats.invalid.Add(1)
@@ -116,117 +117,130 @@ func (x *Executor) checkFacts(ref model.Ref, facts []Fact) error {
 	return nil
 }
 
-// ingest runs one facts job on its aggregate's worker.
+// ingest runs one facts job on its aggregate's worker. The facts are taken
+// in the request's order, in rounds: a round ends after a fact that bears
+// on the aggregate's life (an initial or terminal event), so that the facts
+// after it are checked against a history that holds it, exactly as if they
+// had come in a later request (a fact stamped after a terminal event sent
+// earlier in the same request is refused, not stored). Most requests are
+// one round: one append.
 func (x *Executor) ingest(e *entity, j *job) ([]FactResult, error) {
-	for attempt := 0; ; attempt++ {
-		if _, _, _, err := x.load(e, ""); err != nil {
-			return nil, err
-		}
-		results := make([]FactResult, len(j.facts))
-		seq := e.agg.Sequence()
-		now := model.NormalizeTime(x.clock())
-		var events []model.Event
-		owner := make([]int, 0, len(j.facts))               // events[k] answers results[owner[k]]
-		inBatch := make(map[model.FactID]int, len(j.facts)) // identity → index in events
-		var dups []dupFact
-		for i := range j.facts {
-			f := &j.facts[i]
-			stream := f.StreamID
-			if stream == "" {
-				stream = model.DefaultStream
-			}
-			ev := model.Event{
-				AggregateType: e.ref.Type, AggregateID: e.ref.ID,
-				Timestamp: model.NormalizeTime(f.Timestamp), StreamID: stream,
-				ProcessingTime: now, Name: f.Name.Name, Version: f.Name.Version, Payload: f.Payload,
-			}
-			id := ev.FactID()
-			if s, ok := e.agg.Fact(id); ok {
-				results[i] = FactResult{Sequence: s, Duplicate: true}
-				ev.Sequence = s
-				_ = e.agg.CheckFact(&ev) // only to learn its characteristics
-				dups = append(dups, dupFact{i, ev})
-				continue
-			}
-			if k, ok := inBatch[id]; ok {
-				results[i] = FactResult{Sequence: events[k].Sequence, Duplicate: true}
-				dups = append(dups, dupFact{i, events[k]})
-				continue
-			}
-			if err := e.agg.CheckFact(&ev); err != nil {
-				results[i].Err = err
-				continue
-			}
-			var err error
-			ev.Sequence = seq + uint64(len(events)) + 1
-			if ev.EventID, err = x.ids.EventID(); err == nil {
-				ev.ProcessingID, err = x.ids.ProcessingID(ev.ProcessingTime)
-			}
-			if err != nil {
-				return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
-			}
-			inBatch[id] = len(events)
-			events = append(events, ev)
-			owner = append(owner, i)
-			results[i].Sequence = ev.Sequence
-		}
-		if len(events) == 0 {
-			// Duplicates and refusals rest on events the append-only log
-			// holds for good: no fence is needed to answer them.
-			placeDuplicates(e.agg, results, dups)
-			x.countFacts(results)
-			return results, nil
-		}
-		item := &flushItem{append: &eventlog.Append{Ref: e.ref, Expected: seq, Events: events}, facts: true}
-		err := x.record(item)
-		if err != nil && item.prepared {
-			x.publish.Discard(item.ticket, !errors.Is(err, eventlog.ErrConflict) && !errors.Is(err, eventlog.ErrInvalidAppend))
-		}
+	results := make([]FactResult, len(j.facts))
+	stored := make([]model.Event, len(j.facts)) // each answered fact's event, to place it
+	for next, conflicts := 0, 0; next < len(j.facts); {
+		n, err := x.ingestRound(e, j.facts[next:], results[next:], stored[next:])
 		switch {
 		case err == nil:
+			next += n
+		case errors.Is(err, eventlog.ErrConflict) && conflicts == 0:
+			conflicts++ // reload and take this round again
+			x.log.Info("fence failed (another writer moved the history); reloading and ingesting again", "aggregate", e.ref.String(), "err", err)
 		case errors.Is(err, eventlog.ErrConflict):
-			x.stats.fenced.Add(1)
-			e.agg = nil
-			if attempt == 0 {
-				x.log.Info("fence failed (another writer moved the history); reloading and ingesting again", "aggregate", e.ref.String(), "err", err)
-				continue
-			}
 			return nil, fmt.Errorf("%w: %s: %v", ErrConflict, e.ref, err)
 		default:
-			e.agg = nil
-			return nil, fmt.Errorf("%w: %s: %v", ErrUnavailable, e.ref, err)
+			return nil, err
 		}
-		x.absorb(e, events)
-		for k, i := range owner {
-			results[i].Late = events[k].Late
-			if e.agg != nil {
-				results[i].Place = e.agg.Place(&events[k])
-			}
-		}
-		placeDuplicates(e.agg, results, dups)
-		if x.publish != nil {
-			x.publish.Publish(item.ticket, events)
-		}
-		x.countFacts(results)
-		return results, nil
 	}
+	// Places as the whole request leaves the life (a terminal event later
+	// in the request may end it after a fact taken earlier).
+	for i := range results {
+		if results[i].Err == nil && e.agg != nil {
+			results[i].Place = e.agg.Place(&stored[i])
+		}
+	}
+	x.countFacts(results)
+	return results, nil
 }
 
-// dupFact is a fact the history held already, rebuilt with its sequence.
-type dupFact struct {
-	i  int
-	ev model.Event
-}
-
-// placeDuplicates reports where the duplicates stand in the life now (it
-// may have changed since they were first stored).
-func placeDuplicates(agg model.Aggregate, results []FactResult, dups []dupFact) {
-	if agg == nil {
-		return
+// ingestRound checks facts up to and including the first initial or
+// terminal one it accepts, appends them, absorbs them into the cached
+// state, and fills their results. It returns how many facts it took. An
+// error wrapping eventlog.ErrConflict means another writer moved the
+// history: the state is dropped and nothing of the round was written.
+func (x *Executor) ingestRound(e *entity, facts []Fact, results []FactResult, stored []model.Event) (int, error) {
+	if _, _, _, err := x.load(e, ""); err != nil {
+		return 0, err
 	}
-	for _, d := range dups {
-		results[d.i].Place = agg.Place(&d.ev)
+	seq := e.agg.Sequence()
+	now := model.NormalizeTime(x.clock())
+	var events []model.Event
+	owner := make([]int, 0, len(facts))               // events[k] answers results[owner[k]]
+	inBatch := make(map[model.FactID]int, len(facts)) // identity → index in events
+	taken := 0
+	for i := range facts {
+		taken = i + 1
+		f := &facts[i]
+		stream := f.StreamID
+		if stream == "" {
+			stream = model.DefaultStream
+		}
+		ev := model.Event{
+			AggregateType: e.ref.Type, AggregateID: e.ref.ID,
+			Timestamp: model.NormalizeTime(f.Timestamp), StreamID: stream,
+			ProcessingTime: now, Name: f.Name.Name, Version: f.Name.Version, Payload: f.Payload,
+		}
+		id := ev.FactID()
+		if s, ok := e.agg.Fact(id); ok {
+			results[i] = FactResult{Sequence: s, Duplicate: true}
+			ev.Sequence = s
+			_ = e.agg.CheckFact(&ev) // only to learn its characteristics
+			stored[i] = ev
+			continue
+		}
+		if k, ok := inBatch[id]; ok {
+			results[i] = FactResult{Sequence: events[k].Sequence, Duplicate: true}
+			stored[i] = events[k]
+			continue
+		}
+		if err := e.agg.CheckFact(&ev); err != nil {
+			results[i] = FactResult{Err: err}
+			continue
+		}
+		var err error
+		ev.Sequence = seq + uint64(len(events)) + 1
+		if ev.EventID, err = x.ids.EventID(); err == nil {
+			ev.ProcessingID, err = x.ids.ProcessingID(ev.ProcessingTime)
+		}
+		if err != nil {
+			return 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		inBatch[id] = len(events)
+		events = append(events, ev)
+		owner = append(owner, i)
+		results[i] = FactResult{Sequence: ev.Sequence}
+		if ev.Characteristics.IsInitial() || ev.Characteristics.IsTerminal() {
+			break // the facts after it are checked against a life that has it
+		}
 	}
+	if len(events) == 0 {
+		// Duplicates and refusals rest on events the append-only log
+		// holds for good: no fence is needed to answer them.
+		return taken, nil
+	}
+	item := &flushItem{append: &eventlog.Append{Ref: e.ref, Expected: seq, Events: events}, facts: true}
+	err := x.record(item)
+	if err != nil && item.prepared {
+		x.publish.Discard(item.ticket, !errors.Is(err, eventlog.ErrConflict) && !errors.Is(err, eventlog.ErrInvalidAppend))
+	}
+	switch {
+	case err == nil:
+	case errors.Is(err, eventlog.ErrConflict):
+		x.stats.fenced.Add(1)
+		e.agg = nil
+		return 0, err
+	default:
+		e.agg = nil // whether it landed is unknown: reload next time
+		return 0, fmt.Errorf("%w: %s: %v", ErrUnavailable, e.ref, err)
+	}
+	x.absorb(e, events)
+	for k, i := range owner {
+		results[i].Late = events[k].Late
+		stored[i] = events[k]
+	}
+	if x.publish != nil {
+		x.publish.Publish(item.ticket, events)
+	}
+	return taken, nil
 }
 
 func (x *Executor) countFacts(results []FactResult) {

@@ -237,3 +237,30 @@ func TestCommandsMeetLateFacts(t *testing.T) {
 		t.Errorf("stats %+v", st)
 	}
 }
+
+// A fact stamped after a terminal event sent earlier in the same request is
+// refused, exactly as if it had come in a later request; one sent before
+// the terminal event in the request arrived before it and is stored.
+func TestFactsAfterATerminalEventInTheSameRequest(t *testing.T) {
+	h := newHarness(t, executor.Config{})
+	ref := model.Ref{Type: lightbulb.TypeName, ID: "one-request"}
+	res, err := h.x.Ingest(ctxT(t), ref, []executor.Fact{
+		fact("switchedOn", 25, ""), fact("created", 0, `{"wattage":60}`), fact("blown", 10, ""), fact("switchedOn", 20, ""), fact("switchedOff", 5, ""),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rej *model.Rejection
+	if !errors.As(res[3].Err, &rej) || rej.Reason != model.ReasonTerminated {
+		t.Errorf("fact after the terminal event in the same request: %+v, want refused (terminated)", res[3])
+	}
+	if res[0].Err != nil || res[0].Place != model.AfterEnd {
+		t.Errorf("fact sent before the terminal event, stamped after it: %+v, want stored, after_end", res[0])
+	}
+	if res[4].Err != nil || res[4].Place != model.Applied || !res[4].Late {
+		t.Errorf("late fact before the terminal event: %+v", res[4])
+	}
+	if n := len(h.history(t, ref)); n != 4 {
+		t.Errorf("history holds %d events, want 4", n)
+	}
+}

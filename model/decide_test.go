@@ -48,7 +48,7 @@ func TestDecideRules(t *testing.T) {
 		{name: "handler's own rejection", given: open, cmd: "deposit", args: `{"amount":1001}`, wantReason: ReasonLimit, wantMsg: "balance 0 + 1001 exceeds 1000"},
 
 		// After the terminal event.
-		{name: "terminated refuses a command", given: closed, cmd: "deposit", args: `{"amount":1}`, wantReason: model.ReasonTerminated, wantMsg: "account/a1 has ended (terminal event at sequence 2); deposit is refused", noHandler: true},
+		{name: "terminated refuses a command", given: closed, cmd: "deposit", args: `{"amount":1}`, wantReason: model.ReasonTerminated, wantMsg: "account/a1 has ended (terminal event at 2024-03-01T12:01:00Z); deposit is refused", noHandler: true},
 		{name: "terminated refuses an initial event", given: closed, cmd: "open", args: `{"owner":"ann"}`, wantReason: model.ReasonTerminated, noHandler: true},
 		{name: "terminated refuses a no-op", given: closed, cmd: "noop", wantReason: model.ReasonTerminated, noHandler: true},
 		{name: "terminated refuses valid args", given: closed, cmd: "deposit", args: `{"amount":5}`, wantReason: model.ReasonTerminated, noHandler: true},
@@ -206,7 +206,10 @@ func TestDecideEventFields(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newAccounts(t)
-			agg, _ := f.given(t, "open", `{"owner":"ann"}`)
+			// Opened before every stamp below, so that no event of the
+			// command is stamped before the aggregate's initial event.
+			agg := f.Type.NewAggregate("a1")
+			run(t, agg, req("open", `{"owner":"ann"}`, time.Date(2023, 1, 1, 0, 0, 0, 0, time.UTC)), nil)
 			r := tt.req
 			r.CommandID = "c-42"
 			events, err := agg.Decide(&r)

@@ -110,8 +110,11 @@ func Example() {
 			return
 		}
 		for i := range events {
-			if err := agg.Apply(&events[i]); err != nil {
-				fmt.Println("apply:", err)
+			// An event stamped before one already folded is late: the
+			// executor would then Refold from the log (see Aggregate).
+			// These commands are stamped in order, so none is late.
+			if late, err := agg.Apply(&events[i]); err != nil || late {
+				fmt.Println("apply:", late, err)
 				return
 			}
 			fmt.Printf("%-7s seq %d %s at %s\n", c.command, events[i].Sequence, events[i].VersionedName(), events[i].Timestamp.Format("15:04"))

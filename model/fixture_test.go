@@ -2,6 +2,8 @@ package model_test
 
 import (
 	"errors"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -99,7 +101,7 @@ type accountFixture struct {
 	Calls int
 }
 
-func newAccounts(t *testing.T) *accountFixture {
+func newAccounts(t testing.TB) *accountFixture {
 	t.Helper()
 	f := &accountFixture{}
 
@@ -205,19 +207,56 @@ func req(command, args string, now time.Time) *model.CommandRequest {
 	return &model.CommandRequest{CommandID: "cmd-" + command, Command: command, Args: []byte(args), Now: now}
 }
 
-// run decides and applies one command; it fails the test if either fails.
-func run(t *testing.T, agg model.Aggregate, r *model.CommandRequest) []model.Event {
+// run decides one command and applies its events, as the executor does
+// after appending them; before is the history appended so far (the events
+// in log order). A late event is absorbed at once with Refold (see
+// absorb). It fails the test if anything fails.
+func run(t *testing.T, agg model.Aggregate, r *model.CommandRequest, before []model.Event) []model.Event {
 	t.Helper()
 	events, err := agg.Decide(r)
 	if err != nil {
 		t.Fatalf("Decide(%s %s): %v", r.Command, r.Args, err)
 	}
 	for i := range events {
-		if err := agg.Apply(&events[i]); err != nil {
+		if _, err := agg.Apply(&events[i]); err != nil {
 			t.Fatalf("Apply(%s seq %d): %v", events[i].VersionedName(), events[i].Sequence, err)
 		}
+		absorb(t, agg, append(slices.Clip(before), events[:i+1]...))
 	}
 	return events
+}
+
+// absorb brings a stale aggregate up to date, as the executor does after a
+// late event: it feeds Refold the appended events (in any order: they are
+// sorted here, as an event-time read of the log returns them) whose keys
+// sort after the checkpoint key Stale names. A fresh aggregate is left
+// alone.
+func absorb(t testing.TB, agg model.Aggregate, appended []model.Event) {
+	t.Helper()
+	after, stale := agg.Stale()
+	if !stale {
+		return
+	}
+	if err := agg.Refold(seqOf(keysAfter(after, sortedByTime(appended)), nil)); err != nil {
+		t.Fatalf("Refold after %v: %v", after, err)
+	}
+	if _, stale := agg.Stale(); stale {
+		t.Fatalf("still stale after Refold")
+	}
+}
+
+// sortedByTime returns a copy of events in event-time order.
+func sortedByTime(events []model.Event) []model.Event {
+	sorted := slices.Clone(events)
+	slices.SortFunc(sorted, func(a, b model.Event) int { return a.TimeKey().Compare(b.TimeKey()) })
+	return sorted
+}
+
+// keysAfter returns the events of a sorted history whose keys sort
+// strictly after k (all of them for the zero key).
+func keysAfter(k model.TimeKey, sorted []model.Event) []model.Event {
+	i := sort.Search(len(sorted), func(i int) bool { return k.Before(sorted[i].TimeKey()) })
+	return sorted[i:]
 }
 
 // given returns an aggregate "a1" with the given commands (name and JSON
@@ -230,7 +269,7 @@ func (f *accountFixture) given(t *testing.T, cmds ...string) (model.Aggregate, [
 	agg := f.Type.NewAggregate("a1")
 	var history []model.Event
 	for i := 0; i < len(cmds); i += 2 {
-		history = append(history, run(t, agg, req(cmds[i], cmds[i+1], at(time.Duration(i/2)*time.Minute)))...)
+		history = append(history, run(t, agg, req(cmds[i], cmds[i+1], at(time.Duration(i/2)*time.Minute)), history)...)
 	}
 	return agg, history
 }
@@ -292,3 +331,13 @@ func withID(e model.Event, id string) model.Event     { e.AggregateID = id; retu
 func withName(e model.Event, name string) model.Event { e.Name = name; return e }
 func withSeq(e model.Event, seq uint64) model.Event   { e.Sequence = seq; return e }
 func withPayload(e model.Event, p string) model.Event { e.Payload = []byte(p); return e }
+
+// withTime returns a copy of e stamped ts, in stream stream if it is not
+// empty.
+func withTime(e model.Event, ts time.Time, stream string) model.Event {
+	e.Timestamp = ts
+	if stream != "" {
+		e.StreamID = stream
+	}
+	return e
+}

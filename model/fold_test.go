@@ -13,10 +13,10 @@ import (
 
 // TestApplyEnforcesOrder applies a prefix of a valid history and then one
 // bad event, which must be refused with ErrCorruptHistory and leave the
-// aggregate as it was.
+// aggregate as it was (and not stale).
 func TestApplyEnforcesOrder(t *testing.T) {
 	f := newAccounts(t)
-	h := f.standardHistory(t) // 1 opened, 2 deposited 10, 3 deposited 20, 4 closed
+	h := f.standardHistory(t) // 1 opened t0, 2 deposited 10 t0+1m, 3 deposited 20 t0+2m, 4 closed t0+3m
 	tests := []struct {
 		name    string
 		prefix  int
@@ -28,46 +28,141 @@ func TestApplyEnforcesOrder(t *testing.T) {
 		{name: "going back", prefix: 3, bad: withSeq(h[1], 1), wantMsg: "sequence 1 follows 3"},
 		{name: "zero sequence", prefix: 0, bad: withSeq(h[0], 0), wantMsg: "sequence 0 follows 0"},
 		{name: "history not starting at 1", prefix: 0, bad: withSeq(h[0], 2), wantMsg: "sequence 2 follows 0"},
-		{name: "first event not initial", prefix: 0, bad: withSeq(h[1], 1), wantMsg: "seq 1: first event deposited_0 is not initial"},
-		{name: "first event terminal but not initial", prefix: 0, bad: withSeq(h[3], 1), wantMsg: "first event closed_0 is not initial"},
-		{name: "initial event again", prefix: 1, bad: withSeq(h[0], 2), wantMsg: "initial event opened_0 on an existing aggregate"},
-		{name: "event after the terminal one", prefix: 4, bad: withSeq(h[1], 5), wantMsg: "seq 5: event deposited_0 after the terminal event"},
-		{name: "terminal event after the terminal one", prefix: 4, bad: withSeq(h[3], 5), wantMsg: "after the terminal event"},
 		{name: "unknown event name", prefix: 1, bad: withName(h[1], "withdrawn"), wantMsg: `event withdrawn_0 is not defined for "account"`},
 		{name: "unknown event version", prefix: 1, bad: withVersion(h[1], 1), wantMsg: `event deposited_1 is not defined`},
 		{name: "event of another aggregate id", prefix: 1, bad: withID(h[1], "a2"), wantMsg: "event of account/a2 applied to account/a1"},
-		{name: "event of another aggregate type", prefix: 1, bad: withType(h[1], "other"), wantMsg: `event of type "other" folded into "account"`},
+		{name: "event of another aggregate type", prefix: 1, bad: withType(h[1], "other"), wantMsg: "event of other/a1 applied to account/a1"},
 		{name: "payload does not decode", prefix: 1, bad: withPayload(h[1], `{"amount":"ten"}`), wantMsg: `decoding deposited_0 of account/a1 seq 2: field "amount"`},
 		{name: "payload is truncated", prefix: 1, bad: withPayload(h[1], `{"amount":1`), wantMsg: "truncated JSON document"},
 		{name: "payload with a field the type lacks (strict codec)", prefix: 1, bad: withPayload(h[1], `{"amount":1,"memo":"x"}`), wantMsg: `unknown field "memo"`},
+		// A late event (stamped before one already folded) is folded
+		// later, by Refold, but its name and payload are checked at once.
+		{name: "late event of an unknown name", prefix: 3, bad: withSeq(withName(h[1], "withdrawn"), 4), wantMsg: `seq 4: event withdrawn_0 is not defined for "account"`},
+		{name: "late event whose payload does not decode", prefix: 3, bad: withSeq(withPayload(h[1], `[]`), 4), wantMsg: "seq 4: decoding deposited_0"},
+		// Outside the life is not corruption (see TestApplyOutsideLife),
+		// but a corrupt event outside it still is.
+		{name: "undecodable payload after the terminal event", prefix: 4, bad: withSeq(withTime(withPayload(h[1], `"x"`), at(time.Hour), ""), 5), wantMsg: "seq 5: decoding deposited_0"},
+		{name: "undecodable payload before the initial event", prefix: 1, bad: withTime(withPayload(h[1], `"x"`), at(-time.Hour), ""), wantMsg: "seq 2: decoding deposited_0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			agg := f.Type.NewAggregate("a1")
 			for i := range h[:tt.prefix] {
-				if err := agg.Apply(&h[i]); err != nil {
+				if _, err := agg.Apply(&h[i]); err != nil {
 					t.Fatalf("valid prefix, event %d: %v", i, err)
 				}
 			}
-			seq, exists, terminated := agg.Sequence(), agg.Exists(), agg.Terminated()
+			seq, exists, terminated, prefix := agg.Sequence(), agg.Exists(), agg.Terminated(), agg.Prefix()
 			state, _ := f.Type.Value(agg)
 
-			err := agg.Apply(&tt.bad)
+			late, err := agg.Apply(&tt.bad)
 			wantErrContains(t, err, model.ErrCorruptHistory, tt.wantMsg)
+			if late {
+				t.Errorf("a refused event reported late")
+			}
 
 			after, _ := f.Type.Value(agg)
-			if agg.Sequence() != seq || agg.Exists() != exists || agg.Terminated() != terminated || after != state {
-				t.Errorf("a refused event changed the aggregate: seq %d→%d exists %v→%v terminated %v→%v state %+v→%+v",
-					seq, agg.Sequence(), exists, agg.Exists(), terminated, agg.Terminated(), state, after)
+			if agg.Sequence() != seq || agg.Exists() != exists || agg.Terminated() != terminated || after != state || agg.Prefix() != prefix {
+				t.Errorf("a refused event changed the aggregate: seq %d→%d exists %v→%v terminated %v→%v state %+v→%+v prefix %+v→%+v",
+					seq, agg.Sequence(), exists, agg.Exists(), terminated, agg.Terminated(), state, after, prefix, agg.Prefix())
+			}
+			if _, stale := agg.Stale(); stale {
+				t.Errorf("a refused event made the aggregate stale")
 			}
 			// The aggregate still accepts the valid continuation.
 			if tt.prefix < len(h) {
-				if err := agg.Apply(&h[tt.prefix]); err != nil {
+				if _, err := agg.Apply(&h[tt.prefix]); err != nil {
 					t.Errorf("valid event %d after a refused one: %v", tt.prefix+1, err)
 				}
 			}
 		})
 	}
+}
+
+// TestApplyOutsideLife: events before the initial event, after the
+// terminal one, and initial events after the first are no longer
+// corruption (facts arrive in any order): they are kept, counted in the
+// Prefix, and not applied; an earlier initial or terminal event arriving
+// late moves the life's bounds, and Refold applies what now falls inside.
+func TestApplyOutsideLife(t *testing.T) {
+	f := newAccounts(t)
+	h := f.standardHistory(t) // 1 opened(ann) t0, 2 +10 t0+1m, 3 +20 t0+2m, 4 closed t0+3m
+	opened := func(owner string, ts time.Time, seq uint64) model.Event {
+		e := withSeq(withTime(h[0], ts, ""), seq)
+		e.Payload = []byte(`{"owner":"` + owner + `"}`)
+		return e
+	}
+	tests := []struct {
+		name     string
+		events   []model.Event
+		wantLate []bool // per event
+		want     Account
+		// Prefix fields that every arrival order agrees on.
+		wantEvents, wantApplied, wantWaiting int
+		wantExists, wantTerminated           bool
+	}{
+		{name: "first event not initial waits", events: []model.Event{withSeq(h[1], 1)}, wantLate: []bool{false},
+			want: Account{}, wantEvents: 1, wantWaiting: 1},
+		{name: "first event terminal but not initial waits", events: []model.Event{withSeq(h[3], 1)}, wantLate: []bool{false},
+			want: Account{}, wantEvents: 1, wantWaiting: 1},
+		{name: "initial event again, stamped later, is not applied", events: []model.Event{h[0], opened("bob", at(5*time.Minute), 2)}, wantLate: []bool{false, false},
+			want: Account{Owner: "ann"}, wantEvents: 2, wantApplied: 1, wantExists: true},
+		{name: "event after the terminal one is not applied", events: append(slices.Clone(h), withSeq(withTime(h[1], at(4*time.Minute), ""), 5)), wantLate: []bool{false, false, false, false, false},
+			want: Account{Owner: "ann", Balance: 30, Closed: true}, wantEvents: 5, wantApplied: 4, wantExists: true, wantTerminated: true},
+		{name: "terminal event after the terminal one is not applied", events: append(slices.Clone(h), withSeq(withTime(h[3], at(4*time.Minute), ""), 5)), wantLate: []bool{false, false, false, false, false},
+			want: Account{Owner: "ann", Balance: 30, Closed: true}, wantEvents: 5, wantApplied: 4, wantExists: true, wantTerminated: true},
+		{name: "an initial event arriving late applies the one waiting", events: []model.Event{withSeq(h[1], 1), opened("ann", t0, 2)}, wantLate: []bool{false, true},
+			want: Account{Owner: "ann", Balance: 10}, wantEvents: 2, wantApplied: 2, wantExists: true},
+		{name: "an earlier initial event arriving late takes over", events: []model.Event{h[0], h[1], opened("bob", at(-time.Minute), 3)}, wantLate: []bool{false, false, true},
+			want: Account{Owner: "bob", Balance: 10}, wantEvents: 3, wantApplied: 2, wantExists: true},
+		{name: "a terminal event arriving late ends the life earlier", events: []model.Event{h[0], h[1], h[2], withSeq(withTime(h[3], at(90*time.Second), ""), 4)}, wantLate: []bool{false, false, false, true},
+			want: Account{Owner: "ann", Balance: 10, Closed: true}, wantEvents: 4, wantApplied: 3, wantExists: true, wantTerminated: true},
+		{name: "a terminal event stamped before the initial one waits and never ends the life", events: []model.Event{withSeq(withTime(h[3], at(-time.Minute), ""), 1), withSeq(h[0], 2), withSeq(h[1], 3)}, wantLate: []bool{false, false, false},
+			want: Account{Owner: "ann", Balance: 10}, wantEvents: 3, wantApplied: 2, wantWaiting: 1, wantExists: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			agg := f.Type.NewAggregate("a1")
+			for i := range tt.events {
+				late, err := agg.Apply(&tt.events[i])
+				if err != nil {
+					t.Fatalf("Apply(event %d): %v", i, err)
+				}
+				if late != tt.wantLate[i] {
+					t.Errorf("Apply(event %d) late = %v, want %v", i, late, tt.wantLate[i])
+				}
+				absorb(t, agg, tt.events[:i+1])
+			}
+			got, _ := f.Type.Value(agg)
+			p := agg.Prefix()
+			if got != tt.want || p.Events != tt.wantEvents || p.Applied != tt.wantApplied || p.Waiting != tt.wantWaiting ||
+				agg.Exists() != tt.wantExists || agg.Terminated() != tt.wantTerminated || agg.Sequence() != uint64(len(tt.events)) {
+				t.Errorf("state %+v prefix %+v exists %v terminated %v seq %d; want %+v events %d applied %d waiting %d exists %v terminated %v seq %d",
+					got, p, agg.Exists(), agg.Terminated(), agg.Sequence(),
+					tt.want, tt.wantEvents, tt.wantApplied, tt.wantWaiting, tt.wantExists, tt.wantTerminated, len(tt.events))
+			}
+			// Replay, in log order and reversed, and a fresh Load agree.
+			for _, order := range [][]model.Event{tt.events, reversed(tt.events)} {
+				if r, err := f.Type.State().Replay(order); err != nil || r != tt.want {
+					t.Errorf("Replay = %+v, %v; want %+v", r, err, tt.want)
+				}
+			}
+			loaded := f.Type.NewAggregate("a1")
+			if err := loaded.Load(seqOf(sortedByTime(tt.events), nil)); err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			if l, _ := f.Type.Value(loaded); l != tt.want || loaded.Prefix() != p {
+				t.Errorf("Load = %+v %+v; want %+v %+v", l, loaded.Prefix(), tt.want, p)
+			}
+		})
+	}
+}
+
+// reversed returns a reversed copy of events.
+func reversed(events []model.Event) []model.Event {
+	r := slices.Clone(events)
+	slices.Reverse(r)
+	return r
 }
 
 func TestApplyLifecycle(t *testing.T) {
@@ -84,8 +179,8 @@ func TestApplyLifecycle(t *testing.T) {
 		{true, true, Account{Owner: "ann", Balance: 30, Closed: true}},
 	}
 	for i := range h {
-		if err := agg.Apply(&h[i]); err != nil {
-			t.Fatal(err)
+		if late, err := agg.Apply(&h[i]); err != nil || late {
+			t.Fatal(late, err)
 		}
 		got, ok := f.Type.Value(agg)
 		if !ok || agg.Sequence() != uint64(i+1) || agg.Exists() != want[i].exists || agg.Terminated() != want[i].terminated || got != want[i].state {
@@ -107,7 +202,7 @@ func TestApplyInitialAndTerminal(t *testing.T) {
 		t.Fatal(err)
 	}
 	agg := typ.NewAggregate("f1")
-	events := run(t, agg, req("flash", "", t0))
+	events := run(t, agg, req("flash", "", t0), nil)
 	if eventNames(events) != "1:flashed_0" || !agg.Exists() || !agg.Terminated() {
 		t.Fatalf("events %s exists %v terminated %v", eventNames(events), agg.Exists(), agg.Terminated())
 	}
@@ -121,33 +216,58 @@ func TestApplyInitialAndTerminal(t *testing.T) {
 func TestReplay(t *testing.T) {
 	f := newAccounts(t)
 	h := f.standardHistory(t)
+	closedAt4m := withSeq(withTime(h[1], at(4*time.Minute), ""), 5)
 	tests := []struct {
-		name    string
-		events  []model.Event
-		want    Account
-		wantErr string
+		name string
+		// events as given to Replay; ReplaySeq is given them as they are
+		// unless seqEvents is set.
+		events, seqEvents []model.Event
+		want              Account
+		// wantErr and wantSeqErr are fragments of the errors of Replay
+		// and ReplaySeq ("" for none).
+		wantErr, wantSeqErr string
+		wantSeq             *Account // ReplaySeq's value, when not want
 	}{
 		{name: "empty history", events: nil, want: Account{}},
 		{name: "first event", events: h[:1], want: Account{Owner: "ann"}},
 		{name: "whole history", events: h, want: Account{Owner: "ann", Balance: 30, Closed: true}},
-		{name: "gap", events: []model.Event{h[0], h[2]}, wantErr: "sequence 3 follows 1"},
-		{name: "out of order", events: []model.Event{h[0], h[2], h[1]}, wantErr: "sequence 3 follows 1"},
-		{name: "not starting with the initial event", events: h[1:], wantErr: "sequence 2 follows 0"},
-		{name: "event after the end", events: append(slices.Clone(h), withSeq(h[1], 5)), wantErr: "after the terminal event"},
-		{name: "corrupt payload", events: []model.Event{h[0], withPayload(h[1], `[]`)}, wantErr: "decoding deposited_0"},
+		// Replay needs sequences 1..n; ReplaySeq, a stream in event time,
+		// has no memory to check them.
+		{name: "gap", events: []model.Event{h[0], h[2]}, wantErr: "sequences are not 1..2 (seq 3)", wantSeq: &Account{Owner: "ann", Balance: 20}},
+		{name: "repeated sequence", events: []model.Event{h[0], withSeq(h[1], 1)}, wantErr: "sequences are not 1..2 (seq 1)", wantSeq: &Account{Owner: "ann", Balance: 10}},
+		{name: "zero sequence", events: []model.Event{withSeq(h[0], 0)}, wantErr: "sequences are not 1..1 (seq 0)", wantSeqErr: "has no sequence"},
+		// Replay takes any order; ReplaySeq requires event-time order.
+		{name: "out of order", events: []model.Event{h[0], h[2], h[1], h[3]}, want: Account{Owner: "ann", Balance: 30, Closed: true}, wantSeqErr: "event-time order broken"},
+		{name: "reversed", events: reversed(h), want: Account{Owner: "ann", Balance: 30, Closed: true}, wantSeqErr: "event-time order broken"},
+		{name: "the same key twice", events: []model.Event{h[0], h[1]}, seqEvents: []model.Event{h[0], h[1], h[1]}, want: Account{Owner: "ann", Balance: 10}, wantSeqErr: "event-time order broken"},
+		{name: "not starting at sequence 1", events: h[1:], wantErr: "sequences are not 1..3 (seq 4)", wantSeq: &Account{}},
+		// Events outside the life are kept, not applied.
+		{name: "no initial event: all wait", events: []model.Event{withSeq(h[1], 1), withSeq(h[2], 2)}, want: Account{}},
+		{name: "event after the end", events: append(slices.Clone(h), closedAt4m), want: Account{Owner: "ann", Balance: 30, Closed: true}},
+		{name: "corrupt payload", events: []model.Event{h[0], withPayload(h[1], `[]`)}, wantErr: "decoding deposited_0", wantSeqErr: "decoding deposited_0"},
+		{name: "corrupt payload outside the life", events: append(slices.Clone(h), withPayload(closedAt4m, `[]`)), wantErr: "decoding deposited_0", wantSeqErr: "decoding deposited_0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			for _, mode := range []string{"Replay", "ReplaySeq"} {
 				var got Account
 				var err error
+				wantErr, want := tt.wantErr, tt.want
 				if mode == "Replay" {
 					got, err = f.Type.State().Replay(tt.events)
 				} else {
-					got, err = f.Type.State().ReplaySeq(seqOf(tt.events, nil))
+					events := tt.events
+					if tt.seqEvents != nil {
+						events = tt.seqEvents
+					}
+					got, err = f.Type.State().ReplaySeq(seqOf(events, nil))
+					wantErr = tt.wantSeqErr
+					if tt.wantSeq != nil {
+						want = *tt.wantSeq
+					}
 				}
-				if tt.wantErr != "" {
-					wantErrContains(t, err, model.ErrCorruptHistory, tt.wantErr)
+				if wantErr != "" {
+					wantErrContains(t, err, model.ErrCorruptHistory, wantErr)
 					if got != (Account{}) {
 						t.Errorf("%s returned %+v with its error, want the zero value", mode, got)
 					}
@@ -156,8 +276,8 @@ func TestReplay(t *testing.T) {
 				if err != nil {
 					t.Fatalf("%s: %v", mode, err)
 				}
-				if got != tt.want {
-					t.Errorf("%s = %+v, want %+v", mode, got, tt.want)
+				if got != want {
+					t.Errorf("%s = %+v, want %+v", mode, got, want)
 				}
 			}
 		})
@@ -204,8 +324,8 @@ func TestReplaySeqStreamError(t *testing.T) {
 	if _, err := f.Type.State().ReplaySeq(stream); !errors.Is(err, model.ErrCorruptHistory) {
 		t.Fatalf("err = %v, want ErrCorruptHistory", err)
 	}
-	if pulled != 2 {
-		t.Errorf("the fold pulled %d events, want 2 (it must stop at the gap)", pulled)
+	if pulled != 3 {
+		t.Errorf("the fold pulled %d events, want 3 (it must stop at the first event out of event-time order)", pulled)
 	}
 }
 
@@ -228,7 +348,7 @@ func TestReplayAsOf(t *testing.T) {
 		} {
 			r := req(c.cmd, c.args, at(time.Hour))
 			r.Timestamp = c.ts
-			h = append(h, run(t, agg, r)...)
+			h = append(h, run(t, agg, r, h)...)
 		}
 		return h
 	}()
@@ -251,17 +371,26 @@ func TestReplayAsOf(t *testing.T) {
 		{name: "at the terminal event", events: standard, asOf: at(3 * time.Minute), want: Account{Owner: "ann", Balance: 30, Closed: true}},
 		{name: "long after", events: standard, asOf: at(1000 * time.Hour), want: Account{Owner: "ann", Balance: 30, Closed: true}},
 		{name: "instant in another time zone", events: standard, asOf: at(90 * time.Second).In(time.FixedZone("X", -5*3600)), want: Account{Owner: "ann", Balance: 10}},
+		{name: "events given in any order", events: reversed(standard), asOf: at(150 * time.Second), want: Account{Owner: "ann", Balance: 30}},
 
 		{name: "later-sequence event with an earlier timestamp applies", events: outOfOrder, asOf: at(2 * time.Minute), want: Account{Owner: "ann", Balance: 20}},
 		{name: "earlier-sequence event with a later timestamp is skipped", events: outOfOrder, asOf: at(5*time.Minute - time.Millisecond), want: Account{Owner: "ann", Balance: 20}},
 		{name: "all of the out-of-order history", events: outOfOrder, asOf: at(5 * time.Minute), want: Account{Owner: "ann", Balance: 30}},
-		{name: "skipped initial event does not block later ones", events: lateInitial, asOf: at(2 * time.Minute), want: Account{Balance: 20}},
+		// The life begins with the initial event in event time: an event
+		// stamped before it waits, also once the initial event is in the
+		// prefix.
+		{name: "event before the initial one waits", events: lateInitial, asOf: at(2 * time.Minute), want: Account{}},
+		{name: "event before the initial one never applies", events: lateInitial, asOf: at(time.Hour), want: Account{Owner: "ann"}},
 
-		// Sequence order is still enforced among the events that apply.
-		{name: "duplicate sequence", events: []model.Event{standard[0], standard[1], standard[1]}, asOf: at(time.Hour), wantErr: "sequence 2 follows 2"},
-		{name: "decreasing sequence", events: []model.Event{standard[0], standard[2], standard[1]}, asOf: at(time.Hour), wantErr: "sequence 2 follows 3"},
-		{name: "event after the terminal one", events: append(slices.Clone(standard), withSeq(standard[1], 5)), asOf: at(time.Hour), wantErr: "after the terminal event"},
+		// An asOf prefix is not gap-free, but its keys are still unique.
+		{name: "gap in the prefix", events: []model.Event{standard[0], standard[2]}, asOf: at(time.Hour), want: Account{Owner: "ann", Balance: 20}},
+		{name: "decreasing sequence", events: []model.Event{standard[0], standard[2], standard[1]}, asOf: at(time.Hour), want: Account{Owner: "ann", Balance: 30}},
+		{name: "the same event twice", events: []model.Event{standard[0], standard[1], standard[1]}, asOf: at(time.Hour), wantErr: "event-time order broken"},
+		{name: "event after the terminal one", events: append(slices.Clone(standard), withSeq(withTime(standard[1], at(4*time.Minute), ""), 5)), asOf: at(time.Hour), want: Account{Owner: "ann", Balance: 30, Closed: true}},
 		{name: "unknown event", events: []model.Event{standard[0], withName(standard[1], "x")}, asOf: at(time.Hour), wantErr: "is not defined"},
+		{name: "zero sequence", events: []model.Event{withSeq(standard[0], 0)}, asOf: at(time.Hour), wantErr: "has no sequence"},
+		// Events after asOf are not folded at all.
+		{name: "unknown event after asOf is not read", events: []model.Event{standard[0], withName(standard[1], "x")}, asOf: at(30 * time.Second), want: Account{Owner: "ann"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -297,7 +426,7 @@ func TestFoldView(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.view, func(t *testing.T) {
-			fold, ok := f.Type.FoldView(tt.view, true)
+			fold, ok := f.Type.FoldView(tt.view)
 			if !ok {
 				t.Fatalf("FoldView(%q) not found", tt.view)
 			}
@@ -306,8 +435,13 @@ func TestFoldView(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if fold.Sequence() != uint64(len(tt.events)) || fold.Exists() != (len(tt.events) > 0) {
-				t.Errorf("Sequence() = %d Exists() = %v after %d events", fold.Sequence(), fold.Exists(), len(tt.events))
+			p := fold.Prefix()
+			n := len(tt.events)
+			if p.Events != n || p.Applied != n || p.Waiting != 0 || p.MaxSequence != uint64(n) || fold.Exists() != (n > 0) {
+				t.Errorf("Prefix() = %+v Exists() = %v after %d events", p, fold.Exists(), n)
+			}
+			if n > 0 && p.Last != tt.events[n-1].TimeKey() {
+				t.Errorf("Prefix().Last = %v, want %v", p.Last, tt.events[n-1].TimeKey())
 			}
 			got, err := fold.MarshalValue()
 			if err != nil {
@@ -319,7 +453,7 @@ func TestFoldView(t *testing.T) {
 		})
 	}
 
-	if v, ok := f.Type.FoldView("nope", true); ok || v != nil {
+	if v, ok := f.Type.FoldView("nope"); ok || v != nil {
 		t.Errorf(`FoldView("nope") = %v, %v; want nil, false`, v, ok)
 	}
 }
@@ -327,7 +461,7 @@ func TestFoldView(t *testing.T) {
 func TestFoldViewMatchesTypedReplayAndState(t *testing.T) {
 	f := newAccounts(t)
 	agg, h := f.given(t, "open", `{"owner":"ann"}`, "deposit", `{"amount":10}`, "depositTwice", ``)
-	fold, _ := f.Type.FoldView(model.StateView, true)
+	fold, _ := f.Type.FoldView(model.StateView)
 	for i := range h {
 		if err := fold.Apply(&h[i]); err != nil {
 			t.Fatal(err)
@@ -353,27 +487,33 @@ func TestFoldViewMatchesTypedReplayAndState(t *testing.T) {
 	}
 }
 
-func TestFoldViewStrictness(t *testing.T) {
+// TestFoldViewOrder: a ViewFold takes events in event-time order. It has
+// no memory to check that sequences are gap-free (a caller folding a
+// whole history checks that, or folds an asOf prefix, which has gaps), and
+// events outside the life are counted, not refused.
+func TestFoldViewOrder(t *testing.T) {
 	f := newAccounts(t)
 	h := f.standardHistory(t)
-	withGap := []model.Event{h[0], h[2]}
-	firstNotInitial := []model.Event{withSeq(h[1], 1)}
 	tests := []struct {
-		name    string
-		strict  bool
-		events  []model.Event
-		wantErr string
+		name        string
+		events      []model.Event
+		wantErr     string
+		wantWaiting int
+		wantExists  bool
 	}{
-		{name: "strict refuses a gap", strict: true, events: withGap, wantErr: "sequence 3 follows 1"},
-		{name: "as-of fold allows a gap", strict: false, events: withGap},
-		{name: "strict refuses a first event that is not initial", strict: true, events: firstNotInitial, wantErr: "is not initial"},
-		{name: "as-of fold allows a first event that is not initial", strict: false, events: firstNotInitial},
-		{name: "as-of fold refuses a repeated sequence", strict: false, events: []model.Event{h[0], h[0]}, wantErr: "sequence 1 follows 1"},
+		{name: "a gap is allowed", events: []model.Event{h[0], h[2]}, wantExists: true},
+		{name: "a first event that is not initial waits", events: []model.Event{withSeq(h[1], 1)}, wantWaiting: 1},
+		{name: "events before the initial one wait", events: []model.Event{withTime(h[1], at(-2*time.Minute), ""), withTime(h[2], at(-time.Minute), ""), h[0]}, wantWaiting: 2, wantExists: true},
+		{name: "a repeated event is refused", events: []model.Event{h[0], h[0]}, wantErr: "event-time order broken"},
+		{name: "an event stamped earlier is refused", events: []model.Event{h[0], h[2], h[1]}, wantErr: "seq 2: event-time order broken"},
+		{name: "a tie in time is broken by the stream", events: []model.Event{h[0], withTime(h[1], t0, "a-stream")}, wantErr: "event-time order broken"},
+		{name: "a tie in time and stream is broken by the sequence", events: []model.Event{h[0], withTime(h[1], t0, "")}, wantExists: true},
+		{name: "a zero sequence is refused", events: []model.Event{withSeq(h[0], 0)}, wantErr: "has no sequence"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			for _, view := range []string{model.StateView, "activity"} {
-				fold, _ := f.Type.FoldView(view, tt.strict)
+				fold, _ := f.Type.FoldView(view)
 				var err error
 				for i := range tt.events {
 					if err = fold.Apply(&tt.events[i]); err != nil {
@@ -382,8 +522,14 @@ func TestFoldViewStrictness(t *testing.T) {
 				}
 				if tt.wantErr != "" {
 					wantErrContains(t, err, model.ErrCorruptHistory, tt.wantErr)
-				} else if err != nil {
+					continue
+				}
+				if err != nil {
 					t.Errorf("view %q: %v", view, err)
+				}
+				p := fold.Prefix()
+				if p.Events != len(tt.events) || p.Waiting != tt.wantWaiting || p.Applied != len(tt.events)-tt.wantWaiting || fold.Exists() != tt.wantExists {
+					t.Errorf("view %q: prefix %+v exists %v; want %d events, %d waiting, exists %v", view, p, fold.Exists(), len(tt.events), tt.wantWaiting, tt.wantExists)
 				}
 			}
 		})
@@ -393,13 +539,13 @@ func TestFoldViewStrictness(t *testing.T) {
 func TestFoldViewsAreIndependent(t *testing.T) {
 	f := newAccounts(t)
 	h := f.standardHistory(t)
-	a, _ := f.Type.FoldView("activity", true)
-	b, _ := f.Type.FoldView("activity", true)
+	a, _ := f.Type.FoldView("activity")
+	b, _ := f.Type.FoldView("activity")
 	if err := a.Apply(&h[0]); err != nil {
 		t.Fatal(err)
 	}
-	if b.Exists() || b.Sequence() != 0 {
-		t.Errorf("applying to one fold changed another: exists %v seq %d", b.Exists(), b.Sequence())
+	if b.Exists() || b.Prefix() != (model.Prefix{}) {
+		t.Errorf("applying to one fold changed another: exists %v prefix %+v", b.Exists(), b.Prefix())
 	}
 	if err := b.Apply(&h[0]); err != nil {
 		t.Errorf("second fold refused the first event: %v", err)
@@ -437,10 +583,13 @@ func TestReplayRefusesEventsOfAnotherAggregate(t *testing.T) {
 	mixed := []model.Event{h[0], withID(h[1], "a2")}
 
 	agg := f.Type.NewAggregate("a1")
-	if err := agg.Apply(&mixed[0]); err != nil {
+	if _, err := agg.Apply(&mixed[0]); err != nil {
 		t.Fatal(err)
 	}
-	wantErrContains(t, agg.Apply(&mixed[1]), model.ErrCorruptHistory, "account/a2")
+	_, err := agg.Apply(&mixed[1])
+	wantErrContains(t, err, model.ErrCorruptHistory, "account/a2")
+	loaded := f.Type.NewAggregate("a1")
+	wantErrContains(t, loaded.Load(seqOf(mixed, nil)), model.ErrCorruptHistory, "account/a2")
 
 	if got, err := f.Type.State().Replay(mixed); !errors.Is(err, model.ErrCorruptHistory) {
 		t.Errorf("Replay(a1:1, a2:2) = %+v, %v; want ErrCorruptHistory", got, err)
@@ -451,7 +600,7 @@ func TestReplayRefusesEventsOfAnotherAggregate(t *testing.T) {
 	if got, err := f.Type.State().ReplayAsOf(mixed, at(time.Hour)); !errors.Is(err, model.ErrCorruptHistory) {
 		t.Errorf("ReplayAsOf(a1:1, a2:2) = %+v, %v; want ErrCorruptHistory", got, err)
 	}
-	fold, _ := f.Type.FoldView("activity", true)
+	fold, _ := f.Type.FoldView("activity")
 	if err := fold.Apply(&mixed[0]); err != nil {
 		t.Fatal(err)
 	}

@@ -57,9 +57,9 @@ type Aggregate interface {
 	// gap-free. Errors wrap ErrCorruptHistory, or are the stream's own.
 	Load(events iter.Seq2[Event, error]) error
 	// Apply takes the next appended event (its sequence is Sequence()+1)
-	// and returns what it did to the state; a late event returns Waiting
-	// until Refold runs (Stale is then true). An error wraps
-	// ErrCorruptHistory.
+	// and reports whether it is late: stamped before an event already
+	// known. A late event (and every event after it until Refold) is not
+	// folded yet: Stale is then true. An error wraps ErrCorruptHistory.
 	Apply(e *Event) (late bool, err error)
 	// Stale reports whether a late event awaits Refold, and the key after
 	// which Refold needs the history's events (in event-time order).
@@ -183,9 +183,20 @@ type instance[S any] struct {
 	checkpoints []checkpoint
 	// staleFrom is the smallest key of a late event not yet folded.
 	staleFrom *TimeKey
-	// initial and terminal are the keys of the earliest initial and
-	// terminal events known (applied or not yet folded).
+	// initial is the key of the earliest initial event known (applied or
+	// not yet folded); terminal the key of the event that ends the life:
+	// the initial event itself if it is also terminal, else the earliest
+	// terminal event after it (a terminal event stamped before every
+	// initial event waits, like any event before the life, and an initial
+	// event after the first never applies: neither ends anything).
+	// terminals holds the keys of the terminal events that are not
+	// initial; initialEnds whether the initial event is also terminal.
 	initial, terminal *TimeKey
+	terminals         []TimeKey
+	initialEnds       bool
+	// newest is the greatest key known: an appended event stamped before
+	// it is late, whether or not the events after it are folded yet.
+	newest TimeKey
 }
 
 func (a *instance[S]) Ref() Ref                      { return a.ref }
@@ -209,11 +220,29 @@ func (a *instance[S]) note(e *Event) {
 	a.head = max(a.head, e.Sequence)
 	a.count++
 	k := e.TimeKey()
+	if a.newest.Before(k) {
+		a.newest = k
+	}
 	if e.Characteristics.IsInitial() && (a.initial == nil || k.Before(*a.initial)) {
 		a.initial = &k
+		a.initialEnds = e.Characteristics.IsTerminal()
 	}
-	if e.Characteristics.IsTerminal() && (a.terminal == nil || k.Before(*a.terminal)) {
-		a.terminal = &k
+	if e.Characteristics.IsTerminal() && !e.Characteristics.IsInitial() {
+		a.terminals = append(a.terminals, k)
+	}
+	if e.Characteristics.IsInitial() || e.Characteristics.IsTerminal() {
+		a.terminal = nil
+		switch {
+		case a.initial == nil:
+		case a.initialEnds:
+			a.terminal = a.initial
+		default:
+			for _, t := range a.terminals {
+				if a.initial.Before(t) && (a.terminal == nil || t.Before(*a.terminal)) {
+					a.terminal = &t
+				}
+			}
+		}
 	}
 }
 
@@ -238,9 +267,19 @@ func (a *instance[S]) Load(events iter.Seq2[Event, error]) error {
 	if a.count > 0 {
 		return fmt.Errorf("model: %s: Load on an aggregate that has a history", a.ref)
 	}
+	// seen has a bit per sequence read (by word): with a repeated
+	// sequence, the count alone would not show a gap elsewhere.
+	seen := map[uint64]uint64{}
 	for e, err := range events {
 		if err == nil && e.AggregateID != a.ref.ID {
 			err = fmt.Errorf("%w: event of %s loaded into %s", ErrCorruptHistory, e.Ref(), a.ref)
+		}
+		if err == nil {
+			w, bit := e.Sequence/64, uint64(1)<<(e.Sequence%64)
+			if seen[w]&bit != 0 {
+				err = fmt.Errorf("%w: %s: sequence %d read twice", ErrCorruptHistory, a.ref, e.Sequence)
+			}
+			seen[w] |= bit
 		}
 		if err == nil && e.IsFact() {
 			if _, dup := a.facts[keyOf(e.FactID())]; dup {
@@ -272,7 +311,7 @@ func (a *instance[S]) Apply(e *Event) (bool, error) {
 		return false, fmt.Errorf("%w: %s seq %d: fact %s recorded twice", ErrCorruptHistory, a.ref, e.Sequence, e.VersionedName())
 	}
 	k := e.TimeKey()
-	late := a.f.prefix.Events > 0 && k.Before(a.f.prefix.Last)
+	late := k.Before(a.newest)
 	if late || a.staleFrom != nil {
 		// Folded later, by Refold; the name and payload are checked now.
 		info, ok := a.t.events[e.VersionedName()]
@@ -355,7 +394,11 @@ func (a *instance[S]) CheckFact(e *Event) error {
 		return fmt.Errorf("%w: payload of %s: %v", ErrInvalidArgs, e.VersionedName(), err)
 	}
 	e.Characteristics = info.chars
-	if a.terminal != nil && a.terminal.Before(e.TimeKey()) {
+	k := e.TimeKey()
+	if k.Sequence == 0 {
+		k.Sequence = a.head + 1 // where the log will number it
+	}
+	if a.terminal != nil && a.terminal.Before(k) {
 		return Reject(ReasonTerminated, "%s ended at %s (its terminal event); a fact stamped %s after it cannot apply",
 			a.ref, a.terminal.Timestamp.Format(time.RFC3339Nano), e.Timestamp.Format(time.RFC3339Nano))
 	}
@@ -388,7 +431,11 @@ func (a *instance[S]) Decide(req *CommandRequest) ([]Event, error) {
 		return nil, Reject(ReasonHandlerError, "%s: state not refolded after a late event (an executor bug)", a.ref)
 	}
 	if a.f.terminated {
-		return nil, Reject(ReasonTerminated, "%s has ended (terminal event at %s); %s is refused", a.ref, a.f.prefix.Last.Timestamp.Format(time.RFC3339Nano), req.Command)
+		end := a.f.prefix.Last
+		if a.terminal != nil {
+			end = *a.terminal
+		}
+		return nil, Reject(ReasonTerminated, "%s has ended (terminal event at %s); %s is refused", a.ref, end.Timestamp.Format(time.RFC3339Nano), req.Command)
 	}
 	now := NormalizeTime(req.Now)
 	ts := now
