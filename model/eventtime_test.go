@@ -651,7 +651,7 @@ func longHistory(n int) []model.Event {
 func TestRefoldFromCheckpoints(t *testing.T) {
 	f := newAccounts(t)
 	const cp = model.CheckpointEvery
-	n := 3*cp + 100
+	n := 3*cp + cp/2 // the newest events lie between the third checkpoint and a fourth
 	base := longHistory(n)
 	// The checkpoints are kept after the cp-th, 2cp-th … event in event
 	// time: here, base[cp-1], base[2cp-1], base[3cp-1].

@@ -149,7 +149,7 @@ func (t *Type[S]) Value(a Aggregate) (S, bool) {
 
 // CheckpointEvery is how many folded events apart an aggregate keeps
 // encoded copies of its state, from which a late event is absorbed.
-const CheckpointEvery = 256
+const CheckpointEvery = 32
 
 // factKey is a FactID in comparable form.
 type factKey struct {
