@@ -77,4 +77,40 @@
 // The domain handlers must be deterministic in the state, the arguments and
 // the command's timestamp: two owners deciding one command on the same state
 // must reach the same outcome, and only the first is recorded.
+//
+// # Facts, and the two orders of a history
+//
+// Every history has a log order (the gap-free sequence: fencing, the
+// outbox, history paging) and an event-time order (model.TimeKey:
+// timestamp, stream, sequence). The cached state is the fold in event
+// time: a load reads the history in event time (eventlog.EventsInTime, a
+// page at a time), an appended event stamped after every known one is
+// folded at once, and a late one makes the state refold from its nearest
+// checkpoint (see model.Aggregate). Queries and asOf fold in event time.
+//
+// Facts (SubmitFacts) are events reported by their source, ingested
+// without a command: a fact says what already happened ("the sensor saw
+// the bulb switch on at 18:03"); it is not asked to be decided. The
+// aggregate's owner checks it against the type's definitions (a defined
+// versioned name, a payload that decodes) and against its history, and
+// appends it:
+//
+//   - Idempotent on its identity (model.FactID: name and version, event
+//     timestamp, stream id), through the aggregate's history itself: the
+//     owner holds the identities of every fact in the history (rebuilt
+//     from the log on every load, so also after the owner changed), and a
+//     fact already there is answered as a duplicate with its sequence and
+//     not stored again. The append is fenced like a command's, so two
+//     owners cannot both store it: the second one's append conflicts, it
+//     reloads, and finds the fact. No idempotency filter is involved.
+//   - Placed in event time: a fact stamped before recorded events is late;
+//     it is appended at the end of the log (log order) and the cached
+//     state is refolded from its nearest checkpoint (event-time order).
+//   - A fact stamped before the aggregate's initial event, or before any
+//     initial event is known, is stored and waits (model.Waiting): it
+//     applies once an initial event stamped earlier arrives. A fact stamped
+//     after the aggregate's terminal event could never apply and is
+//     refused (model.ReasonTerminated); nothing is stored. A request is
+//     appended in rounds that end after an initial or terminal fact, so
+//     the facts after one are checked against a history that holds it.
 package executor

@@ -10,30 +10,6 @@ import (
 	"github.com/concursus-go/concursus/model"
 )
 
-// Facts: events reported by their source, ingested without a command.
-//
-// A fact says what already happened ("the sensor saw the bulb switch on at
-// 18:03"); it is not asked to be decided. The aggregate's owner checks it
-// against the type's definitions (a defined versioned name, a payload that
-// decodes) and against its history, and appends it:
-//
-//   - Idempotent on its identity (model.FactID: name and version, event
-//     timestamp, stream id), through the aggregate's history itself: the
-//     owner holds the identities of every fact in the history (rebuilt
-//     from the log on every load, so also after the owner changed), and a
-//     fact already there is answered as a duplicate with its sequence and
-//     not stored again. The append is fenced like a command's, so two
-//     owners cannot both store it: the second one's append conflicts, it
-//     reloads, and finds the fact. No idempotency filter is involved.
-//   - Placed in event time: a fact stamped before recorded events is late;
-//     it is appended at the end of the log (log order) and the cached
-//     state is refolded from its nearest checkpoint (event-time order).
-//   - A fact stamped before the aggregate's initial event, or before any
-//     initial event is known, is stored and waits (model.Waiting): it
-//     applies once an initial event stamped earlier arrives. A fact stamped
-//     after the aggregate's terminal event could never apply and is
-//     refused (model.ReasonTerminated); nothing is stored.
-
 // Fact is one fact about one aggregate as its source reported it.
 type Fact struct {
 	Name model.VersionedName
