@@ -200,8 +200,13 @@ func (c *Client) SendRaw(ctx context.Context, aggregateType, aggregateID, comman
 
 // State is one view of an aggregate as a query returns it.
 type State struct {
-	Exists   bool
+	Exists bool
+	// Sequence is the log head the value was folded to; 0 for an AsOf
+	// query, whose events are the history's event-time prefix (Prefix).
 	Sequence uint64
+	// Prefix says which events the value was folded from (see
+	// api.QueryPrefix); nil only from a node older than event-time folds.
+	Prefix *api.QueryPrefix
 	// Value is the view's value, encoded as JSON.
 	Value json.RawMessage
 }
@@ -212,7 +217,8 @@ type QueryOption func(*api.Query)
 // View selects a view by name (default: the primary state).
 func View(name string) QueryOption { return func(q *api.Query) { q.View = name } }
 
-// AsOf asks for the view as it was at instant t (by event timestamp).
+// AsOf asks for the view as it was at instant t: the fold of the events
+// stamped at or before t, in event-time order.
 func AsOf(t time.Time) QueryOption {
 	return func(q *api.Query) { q.AsOf = t.UTC().Format(time.RFC3339Nano) }
 }
@@ -236,7 +242,7 @@ func (c *Client) Query(ctx context.Context, aggregateType, aggregateID string, o
 	if err != nil {
 		return nil, err
 	}
-	return &State{Exists: reply.Exists, Sequence: reply.Sequence, Value: reply.State}, nil
+	return &State{Exists: reply.Exists, Sequence: reply.Sequence, Prefix: reply.Prefix, Value: reply.State}, nil
 }
 
 // QueryAs reads a view and decodes it into V.
