@@ -5,91 +5,25 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/concursus-go/concursus/api"
+	"github.com/concursus-go/concursus/internal/testsupport"
 	"github.com/concursus-go/concursus/model"
 	"github.com/concursus-go/concursus/subscription"
 )
 
-// fakeClock is a subscription.Clock that moves only when told: the
-// settle window passes when a test says so, however fast the machine.
-type fakeClock struct {
-	mu     sync.Mutex
-	now    time.Time
-	timers []*fakeTimer
+// fakeClock is the shared fake clock as a subscription.Clock: the settle
+// window passes when a test says so, however fast the machine.
+type fakeClock struct{ *testsupport.Clock }
+
+func newFakeClock() fakeClock {
+	return fakeClock{testsupport.NewClock(time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC))}
 }
 
-type fakeTimer struct {
-	c      *fakeClock
-	ch     chan time.Time
-	at     time.Time
-	active bool
-}
-
-func newFakeClock() *fakeClock { return &fakeClock{now: time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) NewTimer(d time.Duration) (subscription.Timer, <-chan time.Time) {
-	t := &fakeTimer{c: c, ch: make(chan time.Time, 1)}
-	c.mu.Lock()
-	c.timers = append(c.timers, t)
-	c.mu.Unlock()
-	t.Reset(d)
-	return t, t.ch
-}
-
-// Advance moves the clock on by d and fires the timers due.
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-	for _, t := range c.timers {
-		t.fireLocked()
-	}
-}
-
-func (t *fakeTimer) fireLocked() {
-	if t.active && !t.at.After(t.c.now) {
-		t.active = false
-		select {
-		case t.ch <- t.c.now:
-		default:
-		}
-	}
-}
-
-func (t *fakeTimer) Reset(d time.Duration) bool {
-	t.c.mu.Lock()
-	defer t.c.mu.Unlock()
-	was := t.active
-	t.drainLocked()
-	t.at, t.active = t.c.now.Add(d), true
-	t.fireLocked()
-	return was
-}
-
-func (t *fakeTimer) Stop() bool {
-	t.c.mu.Lock()
-	defer t.c.mu.Unlock()
-	was := t.active
-	t.active = false
-	t.drainLocked()
-	return was
-}
-
-func (t *fakeTimer) drainLocked() {
-	select {
-	case <-t.ch:
-	default:
-	}
+func (c fakeClock) NewTimer(d time.Duration) (subscription.Timer, <-chan time.Time) {
+	return c.Clock.NewTimer(d)
 }
 
 // evAt builds event seq of id stamped stamp seconds after t0.
@@ -101,7 +35,7 @@ func evAt(id string, seq uint64, stamp int) model.Event {
 
 // eventTimeConfig is the tests' configuration in event-time order, with
 // a fake clock.
-func (e *env) eventTimeConfig(name string, clock *fakeClock) subscription.Config {
+func (e *env) eventTimeConfig(name string, clock fakeClock) subscription.Config {
 	cfg := e.config(name)
 	cfg.Order = subscription.EventTime
 	cfg.SettleWindow = 2 * time.Second
@@ -112,7 +46,7 @@ func (e *env) eventTimeConfig(name string, clock *fakeClock) subscription.Config
 // waitStats polls the subscription's stats until cond holds.
 func waitStats(t *testing.T, s *subscription.Subscription, what string, cond func(subscription.Stats) bool) {
 	t.Helper()
-	waitFor(t, 20*time.Second, what, func() bool { return cond(s.Stats()) })
+	testsupport.Eventually(t, 20*time.Second, what, func() bool { return cond(s.Stats()) })
 }
 
 // timeKeys lists, per aggregate, the keys received, in the order received.
@@ -166,7 +100,7 @@ func TestEventTimeOrdersEachAggregateWithinTheWindow(t *testing.T) {
 		t.Fatalf("%d events handed over a millisecond before the window passed", n)
 	}
 	clock.Advance(time.Millisecond)
-	waitFor(t, 20*time.Second, "every event handed over", func() bool { return rec.count() == len(all) })
+	testsupport.Eventually(t, 20*time.Second, "every event handed over", func() bool { return rec.count() == len(all) })
 	for id, keys := range timeKeys(rec.events()) {
 		if len(keys) != 6 || !slices.IsSortedFunc(keys, model.TimeKey.Compare) {
 			t.Errorf("%s: %d events, in event-time order %v", id, len(keys), slices.IsSortedFunc(keys, model.TimeKey.Compare))
@@ -177,7 +111,7 @@ func TestEventTimeOrdersEachAggregateWithinTheWindow(t *testing.T) {
 			t.Errorf("%s#%d marked late", x.AggregateID, x.Sequence)
 		}
 	}
-	waitFor(t, 20*time.Second, "every message acknowledged", func() bool {
+	testsupport.Eventually(t, 20*time.Second, "every message acknowledged", func() bool {
 		info := e.consumerInfo("settle")
 		return info.NumAckPending == 0 && info.AckFloor.Stream == uint64(len(all))
 	})
@@ -200,19 +134,19 @@ func TestEventTimeLateEventIsMarkedNotDropped(t *testing.T) {
 	e.publish(evAt("a", 1, 10), evAt("a", 2, 20))
 	waitStats(t, s, "two held", func(st subscription.Stats) bool { return st.Held == 2 })
 	clock.Advance(2 * time.Second)
-	waitFor(t, 20*time.Second, "two handed over", func() bool { return rec.count() == 2 })
+	testsupport.Eventually(t, 20*time.Second, "two handed over", func() bool { return rec.count() == 2 })
 
 	// Stamped between the two: its window cannot help, it comes at once.
 	e.publishLate(evAt("a", 3, 15))
 	// The same without the node's mark (a re-publication): late all the same.
 	e.publish(evAt("a", 4, 5))
-	waitFor(t, 20*time.Second, "the late events handed over without the clock moving", func() bool { return rec.count() == 4 })
+	testsupport.Eventually(t, 20*time.Second, "the late events handed over without the clock moving", func() bool { return rec.count() == 4 })
 
 	// Within the window: reordered, not late.
 	e.publish(evAt("a", 5, 30), evAt("a", 6, 25))
 	waitStats(t, s, "two held", func(st subscription.Stats) bool { return st.Held == 2 })
 	clock.Advance(2 * time.Second)
-	waitFor(t, 20*time.Second, "all handed over", func() bool { return rec.count() == 6 })
+	testsupport.Eventually(t, 20*time.Second, "all handed over", func() bool { return rec.count() == 6 })
 
 	var got []string
 	for _, x := range rec.events() {
@@ -226,7 +160,7 @@ func TestEventTimeLateEventIsMarkedNotDropped(t *testing.T) {
 	if st := s.Stats(); st.Late != 2 || st.Released != 6 || st.Held != 0 {
 		t.Errorf("stats %+v", st)
 	}
-	waitFor(t, 20*time.Second, "every message acknowledged", func() bool {
+	testsupport.Eventually(t, 20*time.Second, "every message acknowledged", func() bool {
 		info := e.consumerInfo("late")
 		return info.NumAckPending == 0 && info.AckFloor.Stream == 6
 	})
@@ -258,7 +192,7 @@ func TestEventTimeDuplicatesAndRedeliveriesOfHeldEvents(t *testing.T) {
 		t.Fatalf("ack floor %d, %d pending: a held event's message was acknowledged", info.AckFloor.Stream, info.NumAckPending)
 	}
 	clock.Advance(100 * time.Millisecond)
-	waitFor(t, 20*time.Second, "every message acknowledged", func() bool {
+	testsupport.Eventually(t, 20*time.Second, "every message acknowledged", func() bool {
 		info := e.consumerInfo("redeliver")
 		return info.NumAckPending == 0 && info.AckFloor.Stream == 4
 	})
@@ -281,7 +215,7 @@ func TestEventTimeOverflowReleasesTheOldestEarly(t *testing.T) {
 	})
 	wantKeys(t, "before the window", rec.keys(), "a#1", "a#2")
 	clock.Advance(2 * time.Second)
-	waitFor(t, 20*time.Second, "all handed over", func() bool { return rec.count() == 4 })
+	testsupport.Eventually(t, 20*time.Second, "all handed over", func() bool { return rec.count() == 4 })
 	wantKeys(t, "after the window", rec.keys(), "a#1", "a#2", "a#3", "a#4")
 }
 
@@ -302,7 +236,7 @@ func TestEventTimeHeldEventsSurviveARestart(t *testing.T) {
 	e.publish(evAt("a", 1, 1), evAt("a", 2, 9))
 	waitStats(t, s, "two held", func(st subscription.Stats) bool { return st.Held == 2 })
 	clock.Advance(2 * time.Second)
-	waitFor(t, 20*time.Second, "two handed over", func() bool { return first.count() == 2 })
+	testsupport.Eventually(t, 20*time.Second, "two handed over", func() bool { return first.count() == 2 })
 	e.publish(evAt("a", 3, 12), evAt("a", 4, 11))
 	waitStats(t, s, "two more held", func(st subscription.Stats) bool { return st.Held == 2 })
 	s.Stop()
@@ -318,7 +252,7 @@ func TestEventTimeHeldEventsSurviveARestart(t *testing.T) {
 	s2 := e.subscribe(cfg, second.catchAll())
 	waitStats(t, s2, "the unacknowledged events held again", func(st subscription.Stats) bool { return st.Held == 3 })
 	clock.Advance(2 * time.Second)
-	waitFor(t, 20*time.Second, "handed over", func() bool { return second.count() == 3 })
+	testsupport.Eventually(t, 20*time.Second, "handed over", func() bool { return second.count() == 3 })
 	var got []string
 	for _, x := range second.events() {
 		got = append(got, fmt.Sprintf("%s late=%v", key(x.AggregateID, x.Sequence), x.Late))
@@ -335,7 +269,7 @@ func TestLogOrderIgnoresEventTime(t *testing.T) {
 	e.publish(evAt("a", 1, 5), evAt("a", 2, 9))
 	e.publishLate(evAt("a", 3, 1))
 	e.publish(evAt("a", 4, 0)) // late too, but not marked
-	waitFor(t, 20*time.Second, "four handed over", func() bool { return rec.count() == 4 })
+	testsupport.Eventually(t, 20*time.Second, "four handed over", func() bool { return rec.count() == 4 })
 	var got []string
 	for _, x := range rec.events() {
 		got = append(got, fmt.Sprintf("%s late=%v", key(x.AggregateID, x.Sequence), x.Late))

@@ -10,9 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/concursus-go/concursus/api"
+	"github.com/concursus-go/concursus/internal/testsupport"
 	"github.com/concursus-go/concursus/model"
 	"github.com/concursus-go/concursus/subscription"
 )
@@ -51,7 +50,7 @@ func TestTypedHandlersDecodePayloads(t *testing.T) {
 	seqs := e.publish(ev("b1", 1, "created", `{"wattage":60}`), ev("b1", 2, "screwedIn", `{"location":"hall"}`),
 		ev("b1", 3, "switchedOn", ""))
 	s := e.subscribe(e.config("typed"), &h)
-	waitFor(t, 5*time.Second, "3 events delivered", func() bool { return s.Stats().Delivered == 3 })
+	testsupport.Eventually(t, 5*time.Second, "3 events delivered", func() bool { return s.Stats().Delivered == 3 })
 	settle(t, s)
 	mu.Lock()
 	defer mu.Unlock()
@@ -114,7 +113,7 @@ func TestEventsFilter(t *testing.T) {
 		cfg := e.config("filtered")
 		cfg.Events = []string{"created_0", "switchedOn_0"}
 		s := e.subscribe(cfg, rec.catchAll())
-		waitFor(t, 5*time.Second, "4 events", func() bool { return rec.count() == 4 })
+		testsupport.Eventually(t, 5*time.Second, "4 events", func() bool { return rec.count() == 4 })
 		settle(t, s)
 		wantKeys(t, "handled", rec.keys(), "b1#1", "b1#3", "b2#1", "b1#5")
 		if st := s.Stats(); st.Delivered != 4 || st.GapsFilled != 2 || st.GapEvents != 2 || st.Handled != 4 {
@@ -130,7 +129,7 @@ func TestEventsFilter(t *testing.T) {
 		cfg.Events = []string{"screwedIn_0"}
 		cfg.DisableGapFill = true
 		s := e.subscribe(cfg, rec.catchAll())
-		waitFor(t, 5*time.Second, "2 events", func() bool { return rec.count() == 2 })
+		testsupport.Eventually(t, 5*time.Second, "2 events", func() bool { return rec.count() == 2 })
 		settle(t, s)
 		wantKeys(t, "handled", rec.keys(), "b1#2", "b1#4")
 	})
@@ -162,9 +161,9 @@ func TestStartPositions(t *testing.T) {
 			cfg := e.config("start-" + tc.name)
 			cfg.Start = tc.start
 			s := e.subscribe(cfg, rec.catchAll())
-			waitFor(t, 5*time.Second, "the events already in the stream", func() bool { return rec.count() >= len(tc.want)-1 })
+			testsupport.Eventually(t, 5*time.Second, "the events already in the stream", func() bool { return rec.count() >= len(tc.want)-1 })
 			e.publish(ev("b1", tc.after, "created", ""))
-			waitFor(t, 5*time.Second, "the event published after", func() bool { return rec.count() >= len(tc.want) })
+			testsupport.Eventually(t, 5*time.Second, "the event published after", func() bool { return rec.count() >= len(tc.want) })
 			settle(t, s)
 			wantKeys(t, "handled", rec.keys(), tc.want...)
 			if st := s.Stats(); st.GapsFilled+st.GapsSkipped != 0 {
@@ -224,7 +223,7 @@ func TestRestartResumesAfterTheLastAcknowledgedEvent(t *testing.T) {
 
 	var second recorder
 	s2 := e.subscribe(cfg, second.catchAll())
-	waitFor(t, 10*time.Second, "the other 7 events", func() bool { return second.count() >= 7 })
+	testsupport.Eventually(t, 10*time.Second, "the other 7 events", func() bool { return second.count() >= 7 })
 	settle(t, s2)
 	wantKeys(t, "after the restart", second.keys(), "b2#2", "b1#3", "b2#3", "b1#4", "b2#4", "b1#5", "b2#5")
 	info := e.consumerInfo("restart")
@@ -269,7 +268,7 @@ func TestDrainFinishesTheEventInHand(t *testing.T) {
 	}
 	<-s.Done()
 	wantKeys(t, "handled", rec.keys(), "b1#1", "b1#2")
-	waitFor(t, 5*time.Second, "the ack of b1#2", func() bool { return e.consumerInfo("drain").AckFloor.Stream == 2 })
+	testsupport.Eventually(t, 5*time.Second, "the ack of b1#2", func() bool { return e.consumerInfo("drain").AckFloor.Stream == 2 })
 }
 
 // Members of a group share the aggregates: each aggregate's events are
@@ -302,7 +301,7 @@ func TestGroupSharesTheAggregates(t *testing.T) {
 		}
 		return n
 	}
-	waitFor(t, 10*time.Second, "every event handled", func() bool { return total() >= len(events) })
+	testsupport.Eventually(t, 10*time.Second, "every event handled", func() bool { return total() >= len(events) })
 	for _, s := range subs {
 		settle(t, s)
 	}
@@ -353,7 +352,7 @@ func TestDuplicatesAreDropped(t *testing.T) {
 	e.publish(b[2])
 	var rec recorder
 	s := e.subscribe(e.config("dedup"), rec.catchAll())
-	waitFor(t, 5*time.Second, "5 deliveries", func() bool { return s.Stats().Delivered == 5 })
+	testsupport.Eventually(t, 5*time.Second, "5 deliveries", func() bool { return s.Stats().Delivered == 5 })
 	settle(t, s)
 	wantKeys(t, "handled", rec.keys(), "b1#1", "b1#2", "b1#3")
 	if st := s.Stats(); st.Duplicates != 2 || st.Handled != 3 || st.Tracked != 1 {
@@ -371,7 +370,7 @@ func TestGapIsFilledFromHistory(t *testing.T) {
 	e.publish(log[0], log[1], log[6])
 	var rec recorder
 	s := e.subscribe(e.config("gaps"), rec.catchAll())
-	waitFor(t, 5*time.Second, "7 events", func() bool { return rec.count() >= 7 })
+	testsupport.Eventually(t, 5*time.Second, "7 events", func() bool { return rec.count() >= 7 })
 	wantKeys(t, "handled", rec.keys(), "b1#1", "b1#2", "b1#3", "b1#4", "b1#5", "b1#6", "b1#7")
 	for i, x := range rec.events() {
 		want := subscription.FromStream
@@ -387,7 +386,7 @@ func TestGapIsFilledFromHistory(t *testing.T) {
 	}
 	// The late arrivals are duplicates; the next event is in order.
 	e.publish(log[2], log[3], log[7])
-	waitFor(t, 5*time.Second, "b1#8", func() bool { return rec.count() >= 8 })
+	testsupport.Eventually(t, 5*time.Second, "b1#8", func() bool { return rec.count() >= 8 })
 	settle(t, s)
 	if st := s.Stats(); st.GapsFilled != 1 || st.GapEvents != 4 || st.Duplicates != 2 || st.GapsSkipped != 0 {
 		t.Errorf("stats %+v", st)
@@ -396,7 +395,7 @@ func TestGapIsFilledFromHistory(t *testing.T) {
 	// event at 3 is a gap too.
 	hist.add(history("b2", 3, "created")...)
 	e.publish(ev("b2", 3, "created", `{"n":3}`))
-	waitFor(t, 5*time.Second, "b2#1..3", func() bool { return rec.count() >= 11 })
+	testsupport.Eventually(t, 5*time.Second, "b2#1..3", func() bool { return rec.count() >= 11 })
 	wantKeys(t, "b2", rec.keys()[8:], "b2#1", "b2#2", "b2#3")
 }
 
@@ -412,7 +411,7 @@ func TestGapIsSkippedAfterGapTimeout(t *testing.T) {
 	cfg.HistoryTimeout = 50 * time.Millisecond
 	started := time.Now()
 	s := e.subscribe(cfg, rec.catchAll())
-	waitFor(t, 5*time.Second, "3 events", func() bool { return rec.count() >= 3 })
+	testsupport.Eventually(t, 5*time.Second, "3 events", func() bool { return rec.count() >= 3 })
 	took := time.Since(started)
 	wantKeys(t, "handled", rec.keys(), "b1#1", "b1#2", "b1#4")
 	if st := s.Stats(); st.GapsSkipped != 1 || st.GapsFilled != 0 {
@@ -423,7 +422,7 @@ func TestGapIsSkippedAfterGapTimeout(t *testing.T) {
 	}
 	// b1#3 arriving now is a duplicate: its place was passed.
 	e.publish(log[2])
-	waitFor(t, 5*time.Second, "the late event", func() bool { return s.Stats().Duplicates == 1 })
+	testsupport.Eventually(t, 5*time.Second, "the late event", func() bool { return s.Stats().Duplicates == 1 })
 }
 
 // A handler that keeps failing on one event: after MaxAttempts the event
@@ -451,7 +450,7 @@ func TestPoisonEventGoesToTheDeadLetters(t *testing.T) {
 	cfg := e.config("poison")
 	cfg.MaxAttempts = 3
 	s := e.subscribe(cfg, &h)
-	waitFor(t, 5*time.Second, "the other events", func() bool { return rec.count() >= 4 })
+	testsupport.Eventually(t, 5*time.Second, "the other events", func() bool { return rec.count() >= 4 })
 	settle(t, s)
 	wantKeys(t, "handled", rec.keys(), "b1#1", "b2#1", "b1#3", "b2#3")
 	if attempts != 3 {
@@ -523,7 +522,7 @@ func TestListAndReplayDeadLetters(t *testing.T) {
 	cfg := e.config("replayed")
 	cfg.MaxAttempts = 2
 	s := e.subscribe(cfg, &h)
-	waitFor(t, 5*time.Second, "the dead letter", func() bool { return s.Stats().DeadLettered == 1 })
+	testsupport.Eventually(t, 5*time.Second, "the dead letter", func() bool { return s.Stats().DeadLettered == 1 })
 
 	letters, err := subscription.ListDeadLetters(context.Background(), e.nc, e.prefix, "replayed")
 	if err != nil || len(letters) != 1 {
@@ -545,7 +544,7 @@ func TestListAndReplayDeadLetters(t *testing.T) {
 	if n, err := subscription.ReplayDeadLetters(context.Background(), e.nc, e.prefix, "replayed", d.Seq); n != 1 || err != nil {
 		t.Fatalf("ReplayDeadLetters: %d, %v", n, err)
 	}
-	waitFor(t, 5*time.Second, "the second dead letter", func() bool { return s.Stats().DeadLettered == 2 })
+	testsupport.Eventually(t, 5*time.Second, "the second dead letter", func() bool { return s.Stats().DeadLettered == 2 })
 	letters, err = subscription.ListDeadLetters(context.Background(), e.nc, e.prefix, "replayed")
 	if err != nil || len(letters) != 1 || letters[0].Seq == d.Seq || letters[0].StreamSeq != seqs[1] || letters[0].Attempts != 2 {
 		t.Fatalf("after a failed replay: %+v, %v", letters, err)
@@ -557,7 +556,7 @@ func TestListAndReplayDeadLetters(t *testing.T) {
 	if n, err := subscription.ReplayDeadLetters(context.Background(), e.nc, e.prefix, "replayed"); n != 1 || err != nil {
 		t.Fatalf("ReplayDeadLetters (all): %d, %v", n, err)
 	}
-	waitFor(t, 5*time.Second, "the replay handled", func() bool { return rec.count() == 3 })
+	testsupport.Eventually(t, 5*time.Second, "the replay handled", func() bool { return rec.count() == 3 })
 	got := rec.events()[2]
 	if got.Source != subscription.FromReplay || got.Sequence != 2 || got.StreamSeq != seqs[1] || got.Attempt != 1 {
 		t.Errorf("replayed event %+v", got)
@@ -566,7 +565,7 @@ func TestListAndReplayDeadLetters(t *testing.T) {
 		t.Errorf("dead letters after the replay: %+v, %v", letters, err)
 	}
 	// The handled replays are deleted: the dead-letter stream is empty.
-	waitFor(t, 5*time.Second, "an empty dead-letter stream", func() bool {
+	testsupport.Eventually(t, 5*time.Second, "an empty dead-letter stream", func() bool {
 		st, err := e.js.Stream(context.Background(), subscription.DeadLetterStreamName(e.prefix))
 		if err != nil {
 			return false
@@ -589,7 +588,7 @@ func TestMalformedMessagesAreDeadLettered(t *testing.T) {
 	e.publish(ev("b1", 1, "created", ""))
 	var rec recorder
 	s := e.subscribe(e.config("strict"), rec.catchAll())
-	waitFor(t, 5*time.Second, "b1#1", func() bool { return rec.count() == 1 })
+	testsupport.Eventually(t, 5*time.Second, "b1#1", func() bool { return rec.count() == 1 })
 	if st := s.Stats(); st.Malformed != 1 || st.DeadLettered != 1 {
 		t.Errorf("stats %+v", st)
 	}
@@ -616,10 +615,7 @@ func TestSubscribeNeedsTheStream(t *testing.T) {
 // A subscription whose connection closes stops by itself and says why.
 func TestConnectionLossStopsTheSubscription(t *testing.T) {
 	e := newEnv(t)
-	nc, err := nats.Connect(e.srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc := testsupport.Connect(t, e.srv.ClientURL())
 	var rec recorder
 	cfg := e.config("lost")
 	cfg.Conn = nc
@@ -649,10 +645,7 @@ func TestCrashedSubscriptionResumesInOrder(t *testing.T) {
 		events = append(events, ev("b1", seq, "created", ""), ev("b2", seq, "created", ""))
 	}
 	e.publish(events[:6]...)
-	nc, err := nats.Connect(e.srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc := testsupport.Connect(t, e.srv.ClientURL())
 	var first recorder
 	blocked, release := make(chan struct{}), make(chan struct{})
 	var h subscription.Handlers
@@ -673,14 +666,14 @@ func TestCrashedSubscriptionResumesInOrder(t *testing.T) {
 	}
 	defer func() { close(release); <-s.Done() }()
 	<-blocked
-	waitFor(t, 5*time.Second, "the first two acknowledgements", func() bool { return e.consumerInfo("crash").AckFloor.Stream == 2 })
+	testsupport.Eventually(t, 5*time.Second, "the first two acknowledgements", func() bool { return e.consumerInfo("crash").AckFloor.Stream == 2 })
 	nc.Close() // the crash: the events in hand stay unacknowledged
 	e.publish(events[6:]...)
 
 	var second recorder
 	cfg.Conn = e.nc
 	s2 := e.subscribe(cfg, second.catchAll())
-	waitFor(t, 10*time.Second, "the 6 other events, well before AckWait", func() bool { return second.count() >= 6 })
+	testsupport.Eventually(t, 10*time.Second, "the 6 other events, well before AckWait", func() bool { return second.count() >= 6 })
 	settle(t, s2)
 	wantKeys(t, "after the crash", second.keys(), "b1#2", "b2#2", "b1#3", "b2#3", "b1#4", "b2#4")
 }
@@ -693,7 +686,7 @@ func TestDeleteStartsTheNameAfresh(t *testing.T) {
 	var rec recorder
 	cfg := e.config("rebuilt")
 	s := e.subscribe(cfg, rec.catchAll())
-	waitFor(t, 5*time.Second, "2 events", func() bool { return rec.count() == 2 })
+	testsupport.Eventually(t, 5*time.Second, "2 events", func() bool { return rec.count() == 2 })
 	if err := s.Delete(context.Background()); err != nil {
 		t.Fatalf("Delete: %v", err)
 	}
@@ -708,7 +701,7 @@ func TestDeleteStartsTheNameAfresh(t *testing.T) {
 	}
 	var again recorder
 	e.subscribe(cfg, again.catchAll())
-	waitFor(t, 5*time.Second, "the 2 events from the beginning again", func() bool { return again.count() == 2 })
+	testsupport.Eventually(t, 5*time.Second, "the 2 events from the beginning again", func() bool { return again.count() == 2 })
 
 	// A group member leaves the shared replay consumer.
 	cfg.Name, cfg.Group = "grouped", subscription.Group{Members: 2, Member: 0}
