@@ -15,6 +15,7 @@ import (
 	"github.com/concursus-go/concursus/api"
 	"github.com/concursus-go/concursus/commandlog"
 	"github.com/concursus-go/concursus/examples/lightbulb"
+	"github.com/concursus-go/concursus/internal/testsupport"
 	"github.com/concursus-go/concursus/model"
 )
 
@@ -22,7 +23,7 @@ import (
 // JSON envelopes, as `nats req concursus.cmd.lightbulb '{…}'` would send them.
 func TestLightbulbLifeCycle(t *testing.T) {
 	n := startNode(t, testConfig(t))
-	nc := connect(t, n.ClientURL())
+	nc := testsupport.Connect(t, n.ClientURL())
 
 	steps := []struct {
 		cmd, args string
@@ -98,7 +99,7 @@ func TestReplyShape(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Clock = func() time.Time { return now }
 	n := startNode(t, cfg)
-	nc := connect(t, n.ClientURL())
+	nc := testsupport.Connect(t, n.ClientURL())
 
 	t.Run("given command id, timestamp and stream", func(t *testing.T) {
 		body := `{"aggregateId":"b1","command":"create","commandId":"c-42","args":{"wattage":60},` +
@@ -205,7 +206,7 @@ func TestReplyShape(t *testing.T) {
 // command name in headers, the arguments as the whole body.
 func TestHeaderMode(t *testing.T) {
 	n := startNode(t, testConfig(t))
-	nc := connect(t, n.ClientURL())
+	nc := testsupport.Connect(t, n.ClientURL())
 
 	send := func(t *testing.T, headers map[string]string, body string) api.Reply {
 		t.Helper()
@@ -273,7 +274,7 @@ func TestHeaderMode(t *testing.T) {
 // order, with the identifying headers, and the same event the reply carried.
 func TestPublishedEvents(t *testing.T) {
 	n := startNode(t, testConfig(t))
-	nc := connect(t, n.ClientURL())
+	nc := testsupport.Connect(t, n.ClientURL())
 	sub, err := nc.SubscribeSync("concursus.events.lightbulb.>")
 	if err != nil {
 		t.Fatal(err)
@@ -327,7 +328,7 @@ func TestPublishedEvents(t *testing.T) {
 // recorded outcome and runs nothing again.
 func TestDuplicateCommandID(t *testing.T) {
 	n := startNode(t, testConfig(t))
-	nc := connect(t, n.ClientURL())
+	nc := testsupport.Connect(t, n.ClientURL())
 	sub, err := nc.SubscribeSync("concursus.events.>")
 	if err != nil {
 		t.Fatal(err)
@@ -403,7 +404,7 @@ func TestDuplicateCommandID(t *testing.T) {
 // as-of queries by event time, and the errors.
 func TestQueries(t *testing.T) {
 	n := startNode(t, testConfig(t))
-	nc := connect(t, n.ClientURL())
+	nc := testsupport.Connect(t, n.ClientURL())
 
 	at := func(d time.Duration) string { return t0.Add(d).Format(time.RFC3339Nano) }
 	for _, c := range []api.Command{
@@ -499,7 +500,7 @@ func TestQueries(t *testing.T) {
 // TestAdminInfo asks a node about itself.
 func TestAdminInfo(t *testing.T) {
 	n := startNode(t, testConfig(t))
-	nc := connect(t, n.ClientURL())
+	nc := testsupport.Connect(t, n.ClientURL())
 	mustOK(t, nc, api.Command{AggregateID: "ib1", Command: "create", Args: json.RawMessage(`{"wattage":60}`)})
 
 	var info api.Info
@@ -522,7 +523,7 @@ func TestCustomPrefix(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Prefix = "acme.bulbs"
 	n := startNode(t, cfg)
-	nc := connect(t, n.ClientURL())
+	nc := testsupport.Connect(t, n.ClientURL())
 	sub, err := nc.SubscribeSync("acme.bulbs.events.lightbulb.*")
 	if err != nil {
 		t.Fatal(err)

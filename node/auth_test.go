@@ -3,50 +3,33 @@ package node_test
 import (
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/concursus-go/concursus/api"
+	"github.com/concursus-go/concursus/internal/testsupport"
 	"github.com/concursus-go/concursus/node"
 )
-
-// runAuthServer starts a nats-server that requires a token or a user and
-// password, as a production server would.
-func runAuthServer(t *testing.T, opts *server.Options) *server.Server {
-	t.Helper()
-	opts.Host, opts.Port, opts.NoLog, opts.NoSigs = "127.0.0.1", -1, true, true
-	s, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server did not start")
-	}
-	t.Cleanup(s.Shutdown)
-	return s
-}
 
 // A node connects to an external server with the credentials it is given,
 // and fails with a clear error without them.
 func TestNodeAuthenticatesToExternalNATS(t *testing.T) {
 	tests := []struct {
 		name   string
-		server server.Options
+		server testsupport.Option // a server that requires a token or a user and password, as a production server would
 		nats   node.NATSConfig
 	}{
-		{name: "token", server: server.Options{Authorization: "s3cret"}, nats: node.NATSConfig{Token: "s3cret"}},
-		{name: "user and password", server: server.Options{Username: "concursus", Password: "pa55"}, nats: node.NATSConfig{User: "concursus", Password: "pa55"}},
+		{name: "token", server: func(o *server.Options) { o.Authorization = "s3cret" }, nats: node.NATSConfig{Token: "s3cret"}},
+		{name: "user and password", server: func(o *server.Options) { o.Username, o.Password = "concursus", "pa55" }, nats: node.NATSConfig{User: "concursus", Password: "pa55"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := runAuthServer(t, &tt.server)
+			s := testsupport.NATS(t, tt.server)
 			cfg := testConfig(t)
 			cfg.NATS = tt.nats
 			cfg.NATS.URL = s.ClientURL()
 			startNode(t, cfg)
-			nc := connect(t, strings.Replace(s.ClientURL(), "nats://", "nats://"+credentials(tt.nats)+"@", 1))
+			nc := testsupport.Connect(t, strings.Replace(s.ClientURL(), "nats://", "nats://"+credentials(tt.nats)+"@", 1))
 			r := mustOK(t, nc, api.Command{AggregateID: "b1", Command: "create", Args: []byte(`{"wattage":60}`)})
 			if r.Sequence != 1 {
 				t.Fatalf("reply %+v", r)

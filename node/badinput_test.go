@@ -11,6 +11,7 @@ import (
 	"github.com/concursus-go/concursus/api"
 	"github.com/concursus-go/concursus/commandlog"
 	"github.com/concursus-go/concursus/examples/lightbulb"
+	"github.com/concursus-go/concursus/internal/testsupport"
 	"github.com/concursus-go/concursus/model"
 )
 
@@ -28,7 +29,7 @@ func TestBadInput(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.MaxPayload = 2048
 	n := startNode(t, cfg)
-	nc := connect(t, n.ClientURL())
+	nc := testsupport.Connect(t, n.ClientURL())
 	events, err := nc.SubscribeSync("concursus.events.>")
 	if err != nil {
 		t.Fatal(err)
@@ -177,7 +178,7 @@ func TestBadInput(t *testing.T) {
 // no events.
 func TestRejectionRecordedWithoutEvents(t *testing.T) {
 	n := startNode(t, testConfig(t))
-	nc := connect(t, n.ClientURL())
+	nc := testsupport.Connect(t, n.ClientURL())
 	ctx := context.Background()
 
 	cases := []struct {
@@ -221,7 +222,7 @@ func TestRejectionRecordedWithoutEvents(t *testing.T) {
 // arguments parsed as an envelope.
 func TestHeaderModeWithoutCommandHeader(t *testing.T) {
 	n := startNode(t, testConfig(t))
-	nc := connect(t, n.ClientURL())
+	nc := testsupport.Connect(t, n.ClientURL())
 	m := nats.NewMsg(cmdSubject)
 	m.Header.Set(api.HeaderAggregateID, "hm1")
 	m.Header.Set(api.HeaderCommandID, "hm-1")

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/concursus-go/concursus/api"
@@ -19,6 +18,7 @@ import (
 	"github.com/concursus-go/concursus/commandlog"
 	"github.com/concursus-go/concursus/eventlog"
 	"github.com/concursus-go/concursus/examples/lightbulb"
+	"github.com/concursus-go/concursus/internal/testsupport"
 	"github.com/concursus-go/concursus/model"
 	"github.com/concursus-go/concursus/node"
 	"github.com/concursus-go/concursus/storage/memory"
@@ -37,14 +37,7 @@ type testCluster struct {
 
 func newTestCluster(t *testing.T, size int) *testCluster {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("NATS server did not start")
-	}
+	s := testsupport.NATS(t) // registered first, so shut down after the nodes
 	c := &testCluster{t: t, url: s.ClientURL(), events: memory.NewEventLog(),
 		commands: &countingCommands{CommandLog: memory.NewCommandLog()}, nodes: make(map[string]*node.Node)}
 	t.Cleanup(func() {
@@ -56,7 +49,6 @@ func newTestCluster(t *testing.T, size int) *testCluster {
 		for _, n := range nodes {
 			_ = n.Shutdown(context.Background())
 		}
-		s.Shutdown()
 	})
 	for i := range size {
 		c.add(fmt.Sprintf("n%d", i+1))
@@ -135,7 +127,7 @@ func (c *testCluster) list() []*node.Node {
 func (c *testCluster) waitConverged() {
 	c.t.Helper()
 	nodes := c.list()
-	waitFor(c.t, 20*time.Second, fmt.Sprintf("%d nodes to agree on the ring", len(nodes)), func() bool {
+	testsupport.Eventually(c.t, 20*time.Second, fmt.Sprintf("%d nodes to agree on the ring", len(nodes)), func() bool {
 		var fp string
 		for _, n := range nodes {
 			info := n.ClusterInfo()
@@ -188,7 +180,7 @@ func (c *testCluster) checkHistories(accepted map[model.Ref][]string) int {
 
 func TestClusterNodesAgreeAndRouteToOwners(t *testing.T) {
 	c := newTestCluster(t, 3)
-	nc := connect(t, c.url)
+	nc := testsupport.Connect(t, c.url)
 	// Every node computes the same owner for every aggregate.
 	nodes := c.list()
 	for i := range 200 {
@@ -250,7 +242,7 @@ func TestClusterNodesAgreeAndRouteToOwners(t *testing.T) {
 
 func TestClusterInfoOverNATS(t *testing.T) {
 	c := newTestCluster(t, 2)
-	nc := connect(t, c.url)
+	nc := testsupport.Connect(t, c.url)
 	inbox := nats.NewInbox()
 	sub, err := nc.SubscribeSync(inbox)
 	if err != nil {
@@ -308,7 +300,7 @@ type load struct {
 func startLoad(t *testing.T, url string, workers, perWorker int, stop <-chan struct{}) *load {
 	t.Helper()
 	l := &load{accepted: make(map[model.Ref][]string)}
-	nc := connect(t, url)
+	nc := testsupport.Connect(t, url)
 	cl := client.New(nc, client.Options{Timeout: 20 * time.Second, Attempt: 2 * time.Second, MinBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
 	for w := range workers {
 		l.wg.Go(func() {
@@ -354,7 +346,7 @@ func startLoad(t *testing.T, url string, workers, perWorker int, stop <-chan str
 
 func (l *load) waitSent(t *testing.T, n int64) {
 	t.Helper()
-	waitFor(t, 30*time.Second, fmt.Sprintf("%d commands sent", n), func() bool { return l.sent.Load() >= n || l.failed() })
+	testsupport.Eventually(t, 30*time.Second, fmt.Sprintf("%d commands sent", n), func() bool { return l.sent.Load() >= n || l.failed() })
 }
 
 func (l *load) failed() bool {
@@ -482,7 +474,7 @@ func TestClusterRefusesDifferentRingSettings(t *testing.T) {
 
 func TestClusterForwardedBadInputIsAnsweredByTheOwner(t *testing.T) {
 	c := newTestCluster(t, 2)
-	nc := connect(t, c.url)
+	nc := testsupport.Connect(t, c.url)
 	nodes := c.list()
 	// An aggregate n1 does not own, sent to n1's direct subject with a
 	// field the strict decoder refuses: n1 routes on the id alone, the
@@ -509,7 +501,7 @@ func TestClusterForwardedBadInputIsAnsweredByTheOwner(t *testing.T) {
 
 func TestClusterRequestsOutOfHopsOrTimeGetRetryableErrors(t *testing.T) {
 	c := newTestCluster(t, 2)
-	nc := connect(t, c.url)
+	nc := testsupport.Connect(t, c.url)
 	var id string
 	for i := 0; ; i++ {
 		id = fmt.Sprintf("hop-%d", i)
@@ -587,17 +579,17 @@ func TestClusterNodeJoinsTheRingOnlyOnceItsStoreConnects(t *testing.T) {
 		}
 		return false
 	}
-	waitFor(t, 10*time.Second, "n1 to see the new member", func() bool {
+	testsupport.Eventually(t, 10*time.Second, "n1 to see the new member", func() bool {
 		return len(c.node("n1").ClusterInfo().Members) == 2
 	})
 	if inRing(c.node("n1"), "late") || inRing(late, "late") {
 		t.Fatal("a node whose store is not connected is in the ring")
 	}
 	// Meanwhile its requests are served by n1.
-	nc := connect(t, c.url)
+	nc := testsupport.Connect(t, c.url)
 	mustOK(t, nc, api.Command{AggregateID: "early", Command: "create", Args: json.RawMessage(`{"wattage":60}`)})
 	close(gate)
-	waitFor(t, 10*time.Second, "the node to join the rings once its store connected", func() bool {
+	testsupport.Eventually(t, 10*time.Second, "the node to join the rings once its store connected", func() bool {
 		return inRing(c.node("n1"), "late") && inRing(late, "late")
 	})
 }
@@ -608,7 +600,7 @@ func TestClusterLeavesOutAMemberNATSCannotReach(t *testing.T) {
 	// whose process died does at once (gossip needs seconds to notice).
 	c.node("n3").Conn().Close()
 	survivors := []*node.Node{c.node("n1"), c.node("n2")}
-	waitFor(t, 10*time.Second, "n1 and n2 to leave n3 out of their rings", func() bool {
+	testsupport.Eventually(t, 10*time.Second, "n1 and n2 to leave n3 out of their rings", func() bool {
 		for _, n := range survivors {
 			for _, m := range n.ClusterInfo().Members {
 				if m.ID == "n3" && (m.InRing || !m.Unreachable || m.State != "alive") {
@@ -618,7 +610,7 @@ func TestClusterLeavesOutAMemberNATSCannotReach(t *testing.T) {
 		}
 		return survivors[0].ClusterInfo().Fingerprint == survivors[1].ClusterInfo().Fingerprint
 	})
-	nc := connect(t, c.url)
+	nc := testsupport.Connect(t, c.url)
 	for i := range 30 {
 		mustOK(t, nc, api.Command{AggregateID: fmt.Sprintf("reach-%d", i), Command: "create", Args: json.RawMessage(`{"wattage":60}`)})
 	}
@@ -651,7 +643,7 @@ func groupOf(t *testing.T, n *node.Node) groupInfo {
 func (c *testCluster) waitGroup(voters int) string {
 	c.t.Helper()
 	var leader string
-	waitFor(c.t, 30*time.Second, "one idempotency group with a leader on every node", func() bool {
+	testsupport.Eventually(c.t, 30*time.Second, "one idempotency group with a leader on every node", func() bool {
 		var id string
 		for _, n := range c.list() {
 			g := groupOf(c.t, n)
@@ -672,7 +664,7 @@ func TestClusterIdempotencyFilterAnswersRetriesEverywhere(t *testing.T) {
 	// group, which it notices on its next membership step, a moment after
 	// the group shows a leader and its voters. Until then every command
 	// id is looked up in the command log (and no filter miss is counted).
-	waitFor(t, 10*time.Second, "every node's filter to serve", func() bool {
+	testsupport.Eventually(t, 10*time.Second, "every node's filter to serve", func() bool {
 		for _, n := range c.list() {
 			if !n.FilterReady() {
 				return false
@@ -680,7 +672,7 @@ func TestClusterIdempotencyFilterAnswersRetriesEverywhere(t *testing.T) {
 		}
 		return true
 	})
-	nc := connect(t, c.url)
+	nc := testsupport.Connect(t, c.url)
 	gets := c.commands.gets.Load()
 	// The same command id sent at once to every node's direct subject
 	// takes effect once, and every sender gets the same outcome.
@@ -731,7 +723,7 @@ func TestClusterIdempotencyFilterAnswersRetriesEverywhere(t *testing.T) {
 	}
 	// Every replica learns the outcome; after the owner dies, a retry at
 	// the new owner is answered from the filter.
-	waitFor(t, 10*time.Second, "every replica to hold the outcomes", func() bool {
+	testsupport.Eventually(t, 10*time.Second, "every replica to hold the outcomes", func() bool {
 		for _, n := range c.list() {
 			if groupOf(t, n).Filter.Entries < 3 {
 				return false
@@ -766,13 +758,13 @@ func TestClusterIdempotencyFilterAnswersRetriesEverywhere(t *testing.T) {
 func TestClusterIdempotencySurvivesLosingTheRaftLeader(t *testing.T) {
 	c := newTestCluster(t, 3)
 	leader := c.waitGroup(3)
-	nc := connect(t, c.url)
+	nc := testsupport.Connect(t, c.url)
 	mustOK(t, nc, api.Command{AggregateID: "lead", Command: "create", CommandID: "lead-1", Args: json.RawMessage(`{"wattage":60}`)})
 	c.remove(leader).Kill()
 	c.waitConverged()
 	// A minority is gone and with it the leader: the two survivors elect
 	// one and keep recording.
-	waitFor(t, 30*time.Second, "a new raft leader among the survivors", func() bool {
+	testsupport.Eventually(t, 30*time.Second, "a new raft leader among the survivors", func() bool {
 		for _, n := range c.list() {
 			if g := groupOf(t, n); g.Leader == "" || g.Leader == leader {
 				return false
@@ -781,7 +773,7 @@ func TestClusterIdempotencySurvivesLosingTheRaftLeader(t *testing.T) {
 		return true
 	})
 	mustOK(t, nc, api.Command{AggregateID: "lead", Command: "screwIn", CommandID: "lead-2", Args: json.RawMessage(`{"location":"hall"}`)})
-	waitFor(t, 10*time.Second, "the new outcome on both survivors", func() bool {
+	testsupport.Eventually(t, 10*time.Second, "the new outcome on both survivors", func() bool {
 		for _, n := range c.list() {
 			if groupOf(t, n).Filter.Entries < 2 {
 				return false

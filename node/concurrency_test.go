@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/concursus-go/concursus/api"
+	"github.com/concursus-go/concursus/internal/testsupport"
 	"github.com/concursus-go/concursus/model"
 	"github.com/concursus-go/concursus/node"
 )
@@ -42,7 +43,7 @@ func TestConcurrentCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = n.Shutdown(t.Context()) })
-	nc := connect(t, n.ClientURL())
+	nc := testsupport.Connect(t, n.ClientURL())
 	sub, err := nc.SubscribeSync("concursus.events.tally.*")
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/concursus-go/concursus/api"
 	"github.com/concursus-go/concursus/examples/lightbulb"
+	"github.com/concursus-go/concursus/internal/testsupport"
 	"github.com/concursus-go/concursus/model"
 )
 
@@ -68,7 +69,7 @@ func answers(t *testing.T, nc *nats.Conn, id string) []string {
 
 func TestFactsOverNATS(t *testing.T) {
 	n := startNode(t, testConfig(t))
-	nc := connect(t, n.ClientURL())
+	nc := testsupport.Connect(t, n.ClientURL())
 
 	// One request, facts arriving out of order: answered fact by fact.
 	r, raw := facts(t, nc, api.FactsRequest{Facts: bulbFactsAt("f1", evening)})
@@ -139,7 +140,7 @@ func TestFactsOverNATS(t *testing.T) {
 
 func TestFactsBadInput(t *testing.T) {
 	n := startNode(t, testConfig(t))
-	nc := connect(t, n.ClientURL())
+	nc := testsupport.Connect(t, n.ClientURL())
 	ts := evening.Format(time.RFC3339)
 	// Refused as a whole: nothing stored.
 	for _, body := range []string{
@@ -199,7 +200,7 @@ func TestFactsBadInput(t *testing.T) {
 
 func TestClusterFactsGoToTheirOwners(t *testing.T) {
 	c := newTestCluster(t, 3)
-	nc := connect(t, c.url)
+	nc := testsupport.Connect(t, c.url)
 	var all []api.Fact
 	for i := range 30 {
 		all = append(all, bulbFactsAt(fmt.Sprintf("cb-%d", i), evening)...)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/concursus-go/concursus/api"
 	"github.com/concursus-go/concursus/examples/lightbulb"
+	"github.com/concursus-go/concursus/internal/testsupport"
 	"github.com/concursus-go/concursus/model"
 	"github.com/concursus-go/concursus/node"
 )
@@ -99,7 +100,7 @@ func createArgs(id, cmdID string) api.Command {
 // being rewritten to U+FFFD (which made distinct ids one aggregate).
 func TestInvalidTextIsRefused(t *testing.T) {
 	n := startNode(t, testConfig(t))
-	nc := connect(t, n.ClientURL())
+	nc := testsupport.Connect(t, n.ClientURL())
 	// "x\ufffd" is what encoding/json makes of "x\xff", "x\xfe" and
 	// "x\ud800": it must stay untouched.
 	const collapsed = "x\ufffd"
@@ -176,7 +177,7 @@ func TestInvalidTextIsRefused(t *testing.T) {
 // with the key's name; before, the last one won.
 func TestDuplicateKeysAreRefused(t *testing.T) {
 	n := startNode(t, testConfig(t))
-	nc := connect(t, n.ClientURL())
+	nc := testsupport.Connect(t, n.ClientURL())
 	headers := map[string]string{api.HeaderAggregateID: "d-h", api.HeaderCommand: "create", api.HeaderCommandID: "d-h-c"}
 	wantRefused(t, n, nc, []rawRequest{
 		{name: "the issue's envelope", body: `{"aggregateId":"d-a","aggregateId":"d-b","command":"create","command":"switchOff","commandId":"d-1"}`,
@@ -209,7 +210,7 @@ func TestDuplicateKeysAreRefused(t *testing.T) {
 // overflow time.Duration: answered "timeout" at once, or wrapped round).
 func TestOutOfRangeTimeoutIsRefused(t *testing.T) {
 	n := startNode(t, testConfig(t))
-	nc := connect(t, n.ClientURL())
+	nc := testsupport.Connect(t, n.ClientURL())
 	var reqs []rawRequest
 	for i, ms := range []string{"3600001", "9223372036854", "9223372036855", "1000000000000000", "1000000000000000000", "9223372036854775807"} {
 		id := "t-" + strconv.Itoa(i)
@@ -251,7 +252,7 @@ func TestOutOfRangeTimeoutIsRefused(t *testing.T) {
 // characters, a byte limit — in both forms.
 func TestIdentifierRules(t *testing.T) {
 	n := startNode(t, testConfig(t))
-	nc := connect(t, n.ClientURL())
+	nc := testsupport.Connect(t, n.ClientURL())
 	env := func(id, cmdID, stream string) string {
 		return `{"aggregateId":` + mustJSON(t, id) + `,"command":"create","commandId":` + mustJSON(t, cmdID) +
 			`,"streamId":` + mustJSON(t, stream) + `,"args":{"wattage":60}}`
@@ -297,7 +298,7 @@ func TestIdentifierRules(t *testing.T) {
 // caps a page.
 func TestHistoryReplyShape(t *testing.T) {
 	n := startNode(t, testConfig(t))
-	nc := connect(t, n.ClientURL())
+	nc := testsupport.Connect(t, n.ClientURL())
 	mustOK(t, nc, createArgs("hs", "hs-1"))
 	mustOK(t, nc, api.Command{AggregateID: "hs", Command: "screwIn", Args: json.RawMessage(`{"location":"hall"}`)})
 	mustOK(t, nc, api.Command{AggregateID: "hs", Command: "switchOn"})
@@ -342,7 +343,7 @@ func TestHistoryReplyShape(t *testing.T) {
 // request, answered as a duplicate.
 func TestCommandIDReusedWithOtherArguments(t *testing.T) {
 	n := startNode(t, testConfig(t))
-	nc := connect(t, n.ClientURL())
+	nc := testsupport.Connect(t, n.ClientURL())
 	mustOK(t, nc, createArgs("reuse", "reuse-create"))
 	first := mustOK(t, nc, api.Command{AggregateID: "reuse", Command: "screwIn", CommandID: "reuse-screw", Args: json.RawMessage(`{"location":"hall"}`)})
 	again := mustOK(t, nc, api.Command{AggregateID: "reuse", Command: "screwIn", CommandID: "reuse-screw", Args: json.RawMessage(` { "location" : "hall" } `)})

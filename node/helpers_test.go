@@ -67,17 +67,6 @@ func startNode(t *testing.T, cfg node.Config) *node.Node {
 	return n
 }
 
-// connect opens a plain NATS connection, as the nats CLI would.
-func connect(t *testing.T, url string) *nats.Conn {
-	t.Helper()
-	nc, err := nats.Connect(url, nats.Name(t.Name()))
-	if err != nil {
-		t.Fatalf("connecting to %s: %v", url, err)
-	}
-	t.Cleanup(nc.Close)
-	return nc
-}
-
 // cmdSubject is the default-prefix command subject of the lightbulb type.
 var cmdSubject = api.CommandSubject(api.DefaultPrefix, lightbulb.TypeName)
 
@@ -172,18 +161,6 @@ func assertNothingWritten(t *testing.T, n *node.Node, ref model.Ref, commandID s
 		if !errors.Is(err, commandlog.ErrNotFound) {
 			t.Errorf("command log: Get(%q) = %+v, %v; want ErrNotFound", commandID, rec, err)
 		}
-	}
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", within, what)
-		}
-		time.Sleep(2 * time.Millisecond)
 	}
 }
 

@@ -7,11 +7,12 @@ import (
 
 	"github.com/concursus-go/concursus/api"
 	"github.com/concursus-go/concursus/examples/lightbulb"
+	"github.com/concursus-go/concursus/internal/testsupport"
 )
 
 func TestHistoryIsReadFromTheLog(t *testing.T) {
 	n := startNode(t, testConfig(t))
-	nc := connect(t, n.ClientURL())
+	nc := testsupport.Connect(t, n.ClientURL())
 	mustOK(t, nc, api.Command{AggregateID: "h1", Command: "create", Args: json.RawMessage(`{"wattage":60}`)})
 	mustOK(t, nc, api.Command{AggregateID: "h1", Command: "screwIn", Args: json.RawMessage(`{"location":"hall"}`)})
 	for i := range 4 {

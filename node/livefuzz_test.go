@@ -39,6 +39,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/concursus-go/concursus/api"
+	"github.com/concursus-go/concursus/internal/testsupport"
 	"github.com/concursus-go/concursus/model"
 )
 
@@ -396,7 +397,7 @@ func TestLiveFuzz(t *testing.T) {
 		n := startNode(t, testConfig(t))
 		url = n.ClientURL()
 	}
-	nc := connect(t, url)
+	nc := testsupport.Connect(t, url)
 	prefix := *livePrefix
 	if prefix == "" {
 		prefix = "lf" + strconv.FormatUint(seed, 10) + "-"

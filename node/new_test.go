@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/concursus-go/concursus/api"
+	"github.com/concursus-go/concursus/internal/testsupport"
 	"github.com/concursus-go/concursus/node"
 	"github.com/concursus-go/concursus/storage/bolt"
 )
@@ -121,7 +122,7 @@ func TestEmbeddedServerTakesAnyValidMaxPayload(t *testing.T) {
 			if err != nil {
 				t.Fatalf("New with MaxPayload %d: %v", size, err)
 			}
-			nc := connect(t, n.ClientURL())
+			nc := testsupport.Connect(t, n.ClientURL())
 			if got := nc.MaxPayload(); got < int64(size) {
 				t.Fatalf("server max payload %d below the node's limit %d: big requests would get a NATS error, not a typed reply", got, size)
 			}

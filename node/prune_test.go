@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/concursus-go/concursus/commandlog"
+	"github.com/concursus-go/concursus/internal/testsupport"
 	"github.com/concursus-go/concursus/model"
 	"github.com/concursus-go/concursus/node"
 	"github.com/concursus-go/concursus/storage/memory"
@@ -35,7 +36,7 @@ func TestCommandRecordsArePrunedAfterRetention(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = n.Shutdown(context.Background()) })
 
-	waitFor(t, 10*time.Second, "the expired record to be pruned", func() bool {
+	testsupport.Eventually(t, 10*time.Second, "the expired record to be pruned", func() bool {
 		_, err := commands.Get(context.Background(), "old")
 		return errors.Is(err, commandlog.ErrNotFound)
 	})

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/concursus-go/concursus/api"
+	"github.com/concursus-go/concursus/internal/testsupport"
 	"github.com/concursus-go/concursus/model"
 	"github.com/concursus-go/concursus/node"
 	"github.com/concursus-go/concursus/storage/bolt"
@@ -108,7 +109,7 @@ func TestShutdownAnswersInFlightCommands(t *testing.T) {
 		}
 		_ = n.Shutdown(context.Background())
 	})
-	nc := connect(t, n.ClientURL())
+	nc := testsupport.Connect(t, n.ClientURL())
 
 	// 10 aggregates with one running command each, and on 5 of them a second
 	// command queued in the mailbox behind it.
@@ -133,17 +134,17 @@ func TestShutdownAnswersInFlightCommands(t *testing.T) {
 	for i := range running {
 		wg.Go(func() { send(fmt.Sprintf("g%d", i), fmt.Sprintf("first-%d", i)) })
 	}
-	waitFor(t, 5*time.Second, "every first command to be running", func() bool { return g.entered.Load() == running })
+	testsupport.Eventually(t, 5*time.Second, "every first command to be running", func() bool { return g.entered.Load() == running })
 	for i := range queued {
 		wg.Go(func() { send(fmt.Sprintf("g%d", i), fmt.Sprintf("second-%d", i)) })
 	}
-	waitFor(t, 5*time.Second, "the second commands to be queued", func() bool { return n.Executor().Stats().InFlight == running+queued })
+	testsupport.Eventually(t, 5*time.Second, "the second commands to be queued", func() bool { return n.Executor().Stats().InFlight == running+queued })
 
 	shutdown := make(chan error, 1)
 	go func() { shutdown <- n.Shutdown(context.Background()) }()
 
 	// Once the node stops taking requests, open the gate.
-	waitFor(t, 5*time.Second, "the node to stop taking requests", func() bool {
+	testsupport.Eventually(t, 5*time.Second, "the node to stop taking requests", func() bool {
 		_, err := nc.Request(api.AdminInfoSubject("concursus"), nil, time.Second)
 		return errors.Is(err, nats.ErrNoResponders)
 	})
@@ -238,7 +239,7 @@ func TestShutdownUnderLoad(t *testing.T) {
 			}
 		})
 	}
-	waitFor(t, 5*time.Second, "some commands to be answered", func() bool { return answered.Load() >= 200 })
+	testsupport.Eventually(t, 5*time.Second, "some commands to be answered", func() bool { return answered.Load() >= 200 })
 	if err := n.Shutdown(context.Background()); err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
@@ -283,7 +284,7 @@ func TestRestartKeepsHistory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc1 := connect(t, n1.ClientURL())
+	nc1 := testsupport.Connect(t, n1.ClientURL())
 	create := mustOK(t, nc1, api.Command{AggregateID: "rb1", Command: "create", CommandID: "r-1", Args: json.RawMessage(`{"wattage":60}`)})
 	mustOK(t, nc1, api.Command{AggregateID: "rb1", Command: "screwIn", CommandID: "r-2", Args: json.RawMessage(`{"location":"hall"}`)})
 	mustOK(t, nc1, api.Command{AggregateID: "rb1", Command: "switchOn", CommandID: "r-3"})
@@ -301,7 +302,7 @@ func TestRestartKeepsHistory(t *testing.T) {
 		t.Fatalf("restarting on the same data dir: %v", err)
 	}
 	t.Cleanup(func() { _ = n2.Shutdown(context.Background()) })
-	nc2 := connect(t, n2.ClientURL())
+	nc2 := testsupport.Connect(t, n2.ClientURL())
 
 	after := query(t, nc2, api.Query{AggregateID: "rb1"})
 	if !after.OK || !after.Exists || after.Sequence != 3 || string(after.State) != string(before.State) {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/concursus-go/concursus/api"
+	"github.com/concursus-go/concursus/internal/testsupport"
 	"github.com/concursus-go/concursus/node"
 	"github.com/concursus-go/concursus/storage/memory"
 )
@@ -33,9 +34,9 @@ func TestNodeWaitsForItsStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = n.Shutdown(context.Background()) })
-	nc := connect(t, n.ClientURL())
+	nc := testsupport.Connect(t, n.ClientURL())
 
-	waitFor(t, 10*time.Second, "a second connection attempt", func() bool { return attempts.Load() >= 2 })
+	testsupport.Eventually(t, 10*time.Second, "a second connection attempt", func() bool { return attempts.Load() >= 2 })
 	if ready, status := n.Ready(); ready {
 		t.Fatalf("Ready() = true (%s) before the store connected", status)
 	}
@@ -51,7 +52,7 @@ func TestNodeWaitsForItsStore(t *testing.T) {
 	}
 
 	reachable.Store(true)
-	waitFor(t, 30*time.Second, "the store to connect", func() bool { ready, _ := n.Ready(); return ready })
+	testsupport.Eventually(t, 30*time.Second, "the store to connect", func() bool { ready, _ := n.Ready(); return ready })
 	r = command(t, nc, api.Command{AggregateID: "b1", Command: "create", CommandID: "c1", Args: []byte(`{"wattage":60}`)})
 	if !r.OK || r.Sequence != 1 {
 		t.Fatalf("after connecting: %+v", r)

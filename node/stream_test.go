@@ -7,11 +7,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/concursus-go/concursus/api"
 	"github.com/concursus-go/concursus/eventbus"
+	"github.com/concursus-go/concursus/internal/testsupport"
 	"github.com/concursus-go/concursus/node"
 )
 
@@ -19,7 +19,7 @@ func TestEventsAreKeptInAJetStreamStream(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Stream = &eventbus.StreamConfig{MaxAge: 24 * time.Hour}
 	n := startNode(t, cfg)
-	nc := connect(t, n.ClientURL())
+	nc := testsupport.Connect(t, n.ClientURL())
 	mustOK(t, nc, api.Command{AggregateID: "s1", Command: "create", Args: json.RawMessage(`{"wattage":60}`)})
 	mustOK(t, nc, api.Command{AggregateID: "s1", Command: "screwIn", Args: json.RawMessage(`{"location":"hall"}`)})
 
@@ -32,7 +32,7 @@ func TestEventsAreKeptInAJetStreamStream(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the node did not create the stream: %v", err)
 	}
-	waitFor(t, 5*time.Second, "2 events in the stream", func() bool {
+	testsupport.Eventually(t, 5*time.Second, "2 events in the stream", func() bool {
 		info, err := stream.Info(ctx)
 		return err == nil && info.State.Msgs == 2
 	})
@@ -75,20 +75,12 @@ func TestEventsAreKeptInAJetStreamStream(t *testing.T) {
 }
 
 func TestStreamNeedsJetStreamOnAnExternalServer(t *testing.T) {
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("NATS server did not start")
-	}
-	t.Cleanup(s.Shutdown)
+	s := testsupport.NATS(t)
 	cfg := testConfig(t)
 	cfg.NATS = node.NATSConfig{URL: s.ClientURL()}
 	cfg.Stream = &eventbus.StreamConfig{}
 	_, reg := lightbulbRegistry(t)
-	_, err = node.New(cfg, reg)
+	_, err := node.New(cfg, reg)
 	if !errors.Is(err, eventbus.ErrNoJetStream) {
 		t.Fatalf("New with a stream on a server without JetStream: %v, want ErrNoJetStream", err)
 	}

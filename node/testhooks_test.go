@@ -7,6 +7,7 @@ import (
 
 	"github.com/concursus-go/concursus/api"
 	"github.com/concursus-go/concursus/executor"
+	"github.com/concursus-go/concursus/internal/testsupport"
 	"github.com/concursus-go/concursus/model"
 	"github.com/concursus-go/concursus/node"
 )
@@ -35,7 +36,7 @@ func TestTestHooksWrapThePublisher(t *testing.T) {
 		return rec
 	}}
 	n := startNode(t, cfg)
-	nc := connect(t, n.ClientURL())
+	nc := testsupport.Connect(t, n.ClientURL())
 	sub, err := nc.SubscribeSync(api.DefaultPrefix + ".events.>")
 	if err != nil {
 		t.Fatal(err)
