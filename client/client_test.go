@@ -14,6 +14,7 @@ import (
 	"github.com/concursus-go/concursus/client"
 	"github.com/concursus-go/concursus/commandlog"
 	"github.com/concursus-go/concursus/examples/lightbulb"
+	"github.com/concursus-go/concursus/internal/testsupport"
 	"github.com/concursus-go/concursus/model"
 )
 
@@ -21,7 +22,7 @@ var t0 = time.Date(2026, 11, 21, 18, 0, 0, 0, time.UTC)
 
 func TestSendReturnsEvents(t *testing.T) {
 	n, lb := startNode(t, "")
-	c := client.New(connect(t, n.ClientURL()), fast)
+	c := client.New(testsupport.Connect(t, n.ClientURL()), fast)
 	ctx := context.Background()
 
 	// Created before t0: the screw-in below is stamped t0, and a command
@@ -71,7 +72,7 @@ func TestSendReturnsEvents(t *testing.T) {
 
 func TestErrorsMatchSentinels(t *testing.T) {
 	n, lb := startNode(t, "")
-	c := client.New(connect(t, n.ClientURL()), fast)
+	c := client.New(testsupport.Connect(t, n.ClientURL()), fast)
 	ctx := context.Background()
 	if _, err := client.Send(ctx, c, lb.Create, "b1", lightbulb.CreateArgs{Wattage: 60}); err != nil {
 		t.Fatal(err)
@@ -131,7 +132,7 @@ func TestErrorsMatchSentinels(t *testing.T) {
 
 func TestQuery(t *testing.T) {
 	n, lb := startNode(t, "")
-	c := client.New(connect(t, n.ClientURL()), fast)
+	c := client.New(testsupport.Connect(t, n.ClientURL()), fast)
 	ctx := context.Background()
 	at := func(d time.Duration) client.SendOption { return client.WithTimestamp(t0.Add(d)) }
 	must := func(_ *client.Result, err error) {
@@ -173,8 +174,8 @@ func TestQuery(t *testing.T) {
 // responders and is retried with the same command id until a node comes up;
 // the command then takes effect exactly once.
 func TestRetryUntilNodeStarts(t *testing.T) {
-	s := runServer(t)
-	nc := connect(t, s.ClientURL())
+	s := testsupport.NATS(t)
+	nc := testsupport.Connect(t, s.ClientURL())
 	c := client.New(nc, fast)
 	lb := lightbulb.Define()
 
@@ -188,7 +189,7 @@ func TestRetryUntilNodeStarts(t *testing.T) {
 		done <- outcome{res, err}
 	}()
 	// Three requests out means at least two retries after "no responders".
-	waitFor(t, 5*time.Second, "the client to retry", func() bool { return nc.Stats().OutMsgs >= 3 })
+	testsupport.Eventually(t, 5*time.Second, "the client to retry", func() bool { return nc.Stats().OutMsgs >= 3 })
 	select {
 	case o := <-done:
 		t.Fatalf("Send returned while no node was serving: %+v %v", o.res, o.err)
@@ -221,8 +222,8 @@ func TestRetryUntilNodeStarts(t *testing.T) {
 // command id, and the next attempt's success is the result.
 func TestRetryAfterUnavailable(t *testing.T) {
 	n, lb := startNode(t, "")
-	nc := connect(t, n.ClientURL())
-	fwd := connect(t, n.ClientURL())
+	nc := testsupport.Connect(t, n.ClientURL())
+	fwd := testsupport.Connect(t, n.ClientURL())
 	f := newFake(t, nc, "fake", func(attempt int, m *nats.Msg) []byte {
 		if attempt == 1 {
 			return errorReply(api.CodeUnavailable, "")
@@ -253,8 +254,8 @@ func TestRetryAfterUnavailable(t *testing.T) {
 // took effect once.
 func TestRetryAfterLostReply(t *testing.T) {
 	n, lb := startNode(t, "")
-	nc := connect(t, n.ClientURL())
-	fwd := connect(t, n.ClientURL())
+	nc := testsupport.Connect(t, n.ClientURL())
+	fwd := testsupport.Connect(t, n.ClientURL())
 	firstReply := make(chan []byte, 1)
 	newFake(t, nc, "fake", func(attempt int, m *nats.Msg) []byte {
 		if attempt == 1 {
@@ -286,8 +287,8 @@ func TestRetryAfterLostReply(t *testing.T) {
 // are retried, every time with the same command id, until the deadline;
 // the last error is returned.
 func TestRetryableCodesAreRetried(t *testing.T) {
-	s := runServer(t)
-	nc := connect(t, s.ClientURL())
+	s := testsupport.NATS(t)
+	nc := testsupport.Connect(t, s.ClientURL())
 	for _, tc := range []struct {
 		code api.Code
 		want error
@@ -323,8 +324,8 @@ func TestRetryableCodesAreRetried(t *testing.T) {
 // TestNonRetryableCodesAreNotRetried: an answer that cannot change by
 // asking again is returned after one attempt.
 func TestNonRetryableCodesAreNotRetried(t *testing.T) {
-	s := runServer(t)
-	nc := connect(t, s.ClientURL())
+	s := testsupport.NATS(t)
+	nc := testsupport.Connect(t, s.ClientURL())
 	for _, tc := range []struct {
 		code   api.Code
 		reason string
@@ -359,8 +360,8 @@ func TestNonRetryableCodesAreNotRetried(t *testing.T) {
 // deadline (or Options.Timeout without one) with ErrTimeout, and each
 // attempt tells the node how long it may wait.
 func TestDeadline(t *testing.T) {
-	s := runServer(t)
-	nc := connect(t, s.ClientURL())
+	s := testsupport.NATS(t)
+	nc := testsupport.Connect(t, s.ClientURL())
 	f := newFake(t, nc, "silent", func(int, *nats.Msg) []byte { return nil })
 
 	check := func(t *testing.T, c *client.Client, ctx context.Context, want time.Duration) {
@@ -413,8 +414,8 @@ func TestDeadline(t *testing.T) {
 // TestNoNodeAtAll: with no node at all, Send keeps retrying until the
 // deadline and reports the cluster unavailable.
 func TestNoNodeAtAll(t *testing.T) {
-	s := runServer(t)
-	nc := connect(t, s.ClientURL())
+	s := testsupport.NATS(t)
+	nc := testsupport.Connect(t, s.ClientURL())
 	c := client.New(nc, client.Options{MinBackoff: fast.MinBackoff, MaxBackoff: fast.MaxBackoff, Timeout: 150 * time.Millisecond})
 	_, err := c.SendRaw(context.Background(), "lightbulb", "b1", "switchOn", nil)
 	var ce *client.Error
@@ -428,7 +429,7 @@ func TestNoNodeAtAll(t *testing.T) {
 // the client, and is reported the same way.
 func TestOversizedRequest(t *testing.T) {
 	n, lb := startNode(t, "")
-	c := client.New(connect(t, n.ClientURL()), fast)
+	c := client.New(testsupport.Connect(t, n.ClientURL()), fast)
 	for _, size := range []int{2 << 20, 8 << 20} { // node limit 1 MiB; embedded server limit 2 MiB + 64 KiB
 		_, err := client.Send(context.Background(), c, lb.ScrewIn, "big", lightbulb.ScrewInArgs{Location: strings.Repeat("x", size)})
 		var ce *client.Error

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/concursus-go/concursus/api"
@@ -21,25 +20,6 @@ import (
 // fast are client options for tests: short back-offs so retries happen
 // within milliseconds.
 var fast = client.Options{MinBackoff: 2 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, Timeout: 5 * time.Second}
-
-// runServer starts a bare NATS server on a free port, the way nats-server's
-// own tests do.
-func runServer(t *testing.T) *server.Server {
-	t.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true, StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatalf("configuring NATS server: %v", err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(5 * time.Second) {
-		t.Fatal("NATS server did not start")
-	}
-	t.Cleanup(func() {
-		s.Shutdown()
-		s.WaitForShutdown()
-	})
-	return s
-}
 
 // startNode starts a lightbulb node. With url empty it runs its own
 // embedded server; otherwise it connects to url.
@@ -65,16 +45,6 @@ func startNode(t *testing.T, url string) (*node.Node, *lightbulb.Lightbulb) {
 	}
 	t.Cleanup(func() { _ = n.Shutdown(context.Background()) })
 	return n, lb
-}
-
-func connect(t *testing.T, url string) *nats.Conn {
-	t.Helper()
-	nc, err := nats.Connect(url, nats.Name(t.Name()))
-	if err != nil {
-		t.Fatalf("connecting to %s: %v", url, err)
-	}
-	t.Cleanup(nc.Close)
-	return nc
 }
 
 // fake answers command requests on <prefix>.cmd.lightbulb in place of a
@@ -139,18 +109,6 @@ func forward(t *testing.T, nc *nats.Conn, m *nats.Msg) []byte {
 		return nil
 	}
 	return reply.Data
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", within, what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }
 
 func mustJSON(t *testing.T, v any) string {
