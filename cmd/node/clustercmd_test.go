@@ -11,30 +11,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-
 	"github.com/concursus-go/concursus/api"
 	"github.com/concursus-go/concursus/cluster"
 	"github.com/concursus-go/concursus/examples/lightbulb"
+	"github.com/concursus-go/concursus/internal/testsupport"
 	"github.com/concursus-go/concursus/model"
 	"github.com/concursus-go/concursus/node"
 	"github.com/concursus-go/concursus/storage/memory"
 )
-
-// startNATS starts an embedded NATS server on a free port.
-func startNATS(t *testing.T) *server.Server {
-	t.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("NATS server did not start")
-	}
-	t.Cleanup(s.Shutdown)
-	return s
-}
 
 // startTestCluster starts clustered nodes n1…nN in this process on one NATS
 // server, sharing in-memory logs and gossiping on loopback, and waits until
@@ -75,13 +59,7 @@ func startTestCluster(t *testing.T, url string, size int) []*node.Node {
 		}
 		nodes = append(nodes, n)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for !converged(nodes) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d nodes did not agree on the ring", size)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testsupport.Eventually(t, 20*time.Second, fmt.Sprintf("%d nodes to agree on the ring", size), func() bool { return converged(nodes) })
 	return nodes
 }
 
@@ -115,7 +93,7 @@ func runClusterCmd(t *testing.T, args ...string) (int, string, string) {
 // ring, and the partition table lists both owners; --json returns the two
 // raw replies. A standalone node on the same server shows as standalone.
 func TestClusterCommand(t *testing.T) {
-	s := startNATS(t)
+	s := testsupport.NATS(t)
 	nodes := startTestCluster(t, s.ClientURL(), 2)
 
 	start := time.Now()
@@ -192,7 +170,7 @@ func TestClusterCommand(t *testing.T) {
 // No node answering is exit status 1 with a message naming what to check;
 // so is a NATS server that cannot be reached. Usage errors are 2.
 func TestClusterCommandFailures(t *testing.T) {
-	s := startNATS(t)
+	s := testsupport.NATS(t)
 	tests := []struct {
 		name    string
 		args    []string

@@ -17,6 +17,7 @@ import (
 
 	"github.com/concursus-go/concursus/api"
 	"github.com/concursus-go/concursus/eventbus"
+	"github.com/concursus-go/concursus/internal/testsupport"
 	"github.com/concursus-go/concursus/model"
 	"github.com/concursus-go/concursus/subscription"
 )
@@ -25,21 +26,8 @@ import (
 // port, and creates the events stream of the default prefix.
 func startJetStream(t *testing.T) (*server.Server, *nats.Conn) {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
-		JetStream: true, StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("NATS server did not start")
-	}
-	t.Cleanup(s.Shutdown)
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	s := testsupport.NATS(t, testsupport.JetStream())
+	nc := testsupport.Connect(t, s.ClientURL())
 	if _, err := eventbus.EnsureStream(context.Background(), nc, api.DefaultPrefix, eventbus.StreamConfig{}); err != nil {
 		t.Fatal(err)
 	}
@@ -97,13 +85,12 @@ func TestDeadLettersListAndReplay(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(sub.Stop)
-	deadline := time.Now().Add(5 * time.Second)
-	for sub.Stats().DeadLettered < 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("no dead letters: %+v", sub.Stats())
+	testsupport.EventuallyErr(t, 5*time.Second, "two dead letters", func() error {
+		if st := sub.Stats(); st.DeadLettered < 2 {
+			return fmt.Errorf("%+v", st)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 
 	code, out, errOut := runDLCmd(t, "list", "--consumer", "billing", "--nats-url", url)
 	if code != 0 {
@@ -136,19 +123,14 @@ func TestDeadLettersListAndReplay(t *testing.T) {
 	}
 	waitHandled := func(n int) {
 		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for {
+		testsupport.EventuallyErr(t, 5*time.Second, fmt.Sprintf("%d events handled", n), func() error {
 			mu.Lock()
-			got := len(handled)
-			mu.Unlock()
-			if got >= n {
-				return
+			defer mu.Unlock()
+			if len(handled) < n {
+				return fmt.Errorf("%d handled", len(handled))
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%d events handled, want %d", got, n)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+			return nil
+		})
 	}
 	waitHandled(2)
 	_, out, _ = runDLCmd(t, "list", "--consumer", "billing", "--nats-url", url)
@@ -185,7 +167,7 @@ func TestDeadLettersCommandFailures(t *testing.T) {
 	s, _ := startJetStream(t)
 	url := s.ClientURL()
 	// A subscription has run: the dead-letter stream exists, empty.
-	if _, err := subscription.EnsureDeadLetterStream(context.Background(), mustConnect(t, url), api.DefaultPrefix); err != nil {
+	if _, err := subscription.EnsureDeadLetterStream(context.Background(), testsupport.Connect(t, url), api.DefaultPrefix); err != nil {
 		t.Fatal(err)
 	}
 	for _, tt := range []struct {
@@ -221,14 +203,4 @@ func TestDeadLettersCommandFailures(t *testing.T) {
 	if err := seqs.Set("0"); err == nil {
 		t.Error("seqList took sequence 0")
 	}
-}
-
-func mustConnect(t *testing.T, url string) *nats.Conn {
-	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	return nc
 }
