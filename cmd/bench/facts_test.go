@@ -5,8 +5,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"github.com/concursus-go/concursus/internal/testsupport"
 )
 
 // tinyFactsParams is a facts run of a few hundred facts: it checks the
@@ -22,21 +23,8 @@ func tinyFactsParams(t *testing.T) params {
 
 func benchNATS(t *testing.T) (string, []*nats.Conn) {
 	t.Helper()
-	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("NATS server did not start")
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	return srv.ClientURL(), []*nats.Conn{nc}
+	url := testsupport.NATS(t).ClientURL()
+	return url, []*nats.Conn{testsupport.Connect(t, url)}
 }
 
 // TestFactsScenarioLate runs the out-of-order scenario and checks that
