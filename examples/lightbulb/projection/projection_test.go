@@ -17,6 +17,7 @@ import (
 	"github.com/concursus-go/concursus/examples/lightbulb"
 	"github.com/concursus-go/concursus/examples/lightbulb/projection"
 	"github.com/concursus-go/concursus/executor"
+	"github.com/concursus-go/concursus/internal/testsupport"
 	"github.com/concursus-go/concursus/model"
 	"github.com/concursus-go/concursus/node"
 )
@@ -110,24 +111,17 @@ func onBus(t *testing.T, nc *nats.Conn, want int) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var (
-		held    uint64
-		lastErr error
-	)
-	for {
+	// Every 10ms: each look is a request to the server.
+	testsupport.EventuallyEvery(t, 30*time.Second, 10*time.Millisecond, fmt.Sprintf("the events stream to hold %d events", want), func() error {
 		st, err := js.Stream(ctx, eventbus.StreamName(api.DefaultPrefix))
-		if err == nil {
-			if held = st.CachedInfo().State.Msgs; held >= uint64(want) {
-				return
-			}
+		if err != nil {
+			return err
 		}
-		lastErr = err
-		select {
-		case <-ctx.Done():
-			t.Fatalf("the events stream holds %d events after %v, want %d (last error: %v)", held, 30*time.Second, want, lastErr)
-		case <-time.After(10 * time.Millisecond):
+		if held := st.CachedInfo().State.Msgs; held < uint64(want) {
+			return fmt.Errorf("it holds %d", held)
 		}
-	}
+		return nil
+	})
 }
 
 func ask(t *testing.T, nc *nats.Conn, subject string, q any) projection.Reply {
@@ -162,11 +156,7 @@ func TestBulbsByLocation(t *testing.T) {
 
 func testBulbsByLocation(t *testing.T, lateBy time.Duration) {
 	n := startNode(t, lateBy)
-	nc, err := nats.Connect(n.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := testsupport.Connect(t, n.ClientURL())
 	produced := 0 // events the commands produced
 	for i, loc := range []string{"hall", "hall", "kitchen", "porch"} {
 		id := fmt.Sprintf("b%d", i+1)
@@ -256,11 +246,7 @@ func testBulbsByLocation(t *testing.T, lateBy time.Duration) {
 // in once: live, on rebuild, and by a fresh projection.
 func TestRepublishedEventTakenInOnce(t *testing.T) {
 	n := startNode(t, 0)
-	nc, err := nats.Connect(n.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := testsupport.Connect(t, n.ClientURL())
 	produced := send(t, nc, "b1", "create", `{"wattage":60}`)
 	produced += send(t, nc, "b1", "screwIn", `{"location":"hall"}`)
 	onBus(t, nc, produced)

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -21,6 +20,7 @@ import (
 	"github.com/concursus-go/concursus/eventbus"
 	"github.com/concursus-go/concursus/examples/lightbulb"
 	"github.com/concursus-go/concursus/examples/lightbulb/projection"
+	"github.com/concursus-go/concursus/internal/testsupport"
 	"github.com/concursus-go/concursus/model"
 )
 
@@ -336,21 +336,7 @@ func TestProjectionSameWhateverTheArrivalOrder(t *testing.T) {
 // connection.
 func startStream(t *testing.T, log []model.Event) *nats.Conn {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
-		JetStream: true, StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("NATS server did not start")
-	}
-	t.Cleanup(s.Shutdown)
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	nc := testsupport.Connect(t, testsupport.NATS(t, testsupport.JetStream()).ClientURL())
 	if _, err := eventbus.EnsureStream(context.Background(), nc, api.DefaultPrefix, eventbus.StreamConfig{}); err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/concursus-go/concursus/api"
 	"github.com/concursus-go/concursus/examples/lightbulb"
+	"github.com/concursus-go/concursus/internal/testsupport"
 	"github.com/concursus-go/concursus/model"
 	"github.com/concursus-go/concursus/node"
 )
@@ -39,12 +40,7 @@ func startNode(t *testing.T) *nats.Conn {
 			t.Errorf("Shutdown: %v", err)
 		}
 	})
-	nc, err := nats.Connect(n.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	return nc
+	return testsupport.Connect(t, n.ClientURL())
 }
 
 // TestFactsShuffledSameAsOrdered runs the -facts demo with several seeds
