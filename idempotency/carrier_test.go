@@ -19,44 +19,19 @@ import (
 	"time"
 
 	"github.com/concursus-go/concursus/commandlog"
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
+	"github.com/concursus-go/concursus/internal/testsupport"
 )
-
-func startNATS(t testing.TB) string {
-	t.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true, StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(s.Shutdown)
-	return s.ClientURL()
-}
-
-func connect(t testing.TB, url string) *nats.Conn {
-	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	return nc
-}
 
 // TestNATSCarrier: followers forward over a real NATS server to the
 // leader's propose subject.
 func TestNATSCarrier(t *testing.T) {
-	url := startNATS(t)
+	url := testsupport.NATS(t).ClientURL()
 	n := newTestNet(t, nil)
-	client := connect(t, url)
+	client := testsupport.Connect(t, url)
 	n.forwardHook = NATSForwarder(client, "test")
 	gs := n.start("n1", "n2", "n3")
 	for _, g := range gs {
-		stop, err := g.ServeNATS(connect(t, url), "test")
+		stop, err := g.ServeNATS(testsupport.Connect(t, url), "test")
 		if err != nil {
 			t.Fatal(err)
 		}

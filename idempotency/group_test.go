@@ -13,6 +13,7 @@ import (
 
 	"github.com/concursus-go/concursus/cluster"
 	"github.com/concursus-go/concursus/commandlog"
+	"github.com/concursus-go/concursus/internal/testsupport"
 	"github.com/hashicorp/raft"
 )
 
@@ -111,7 +112,7 @@ func TestLeaderKilled(t *testing.T) {
 	n.waitHeld(beforeIDs...)
 	n.kill(old.cfg.NodeID)
 	var next *Group
-	n.waitFor("a new leader", 10*time.Second, func() error {
+	testsupport.EventuallyErr(t, 10*time.Second, "a new leader", func() error {
 		l, err := n.leader()
 		if err != nil {
 			return err
@@ -147,7 +148,7 @@ func TestLeaderKilled(t *testing.T) {
 // gracefully is removed without waiting for the grace period.
 func TestMinorityLossAndVoterReplacement(t *testing.T) {
 	n := newTestNet(t, func(c *GroupConfig) { c.FailureGrace = 30 * time.Second })
-	n.clock = &fakeClock{now: t0}
+	n.clock = testsupport.NewClock(t0)
 	n.start("n1", "n2", "n3", "n4")
 	leader := n.waitConfig([]string{"n1", "n2", "n3"}, []string{"n4"})
 
@@ -169,7 +170,7 @@ func TestMinorityLossAndVoterReplacement(t *testing.T) {
 	// dead voter stays.
 	steps := func() int64 { l, _ := n.leader(); return l.steps.Load() }
 	start := steps()
-	n.waitFor("leader rounds", 10*time.Second, func() error {
+	testsupport.EventuallyErr(t, 10*time.Second, "leader rounds", func() error {
 		if s := steps(); s < start+5 {
 			return fmt.Errorf("%d rounds", s-start)
 		}
@@ -192,14 +193,14 @@ func TestMinorityLossAndVoterReplacement(t *testing.T) {
 	// A fifth member joins as a non-voter, then leaves gracefully: it is
 	// removed at once (the clock still stands).
 	n.start("n5")
-	n.waitFor("n5 added", 10*time.Second, func() error {
+	testsupport.EventuallyErr(t, 10*time.Second, "n5 added", func() error {
 		if s := leader.Stats(); !slices.Contains(s.NonVoters, "n5") {
 			return fmt.Errorf("non-voters %v", s.NonVoters)
 		}
 		return nil
 	})
 	n.leave("n5")
-	n.waitFor("n5 removed", 10*time.Second, func() error {
+	testsupport.EventuallyErr(t, 10*time.Second, "n5 removed", func() error {
 		if s := leader.Stats(); slices.Contains(s.NonVoters, "n5") {
 			return fmt.Errorf("non-voters %v", s.NonVoters)
 		}
@@ -510,7 +511,7 @@ func TestPlan(t *testing.T) {
 // the survivor's lookups still answer from its replica.
 func TestReadyFollowsQuorum(t *testing.T) {
 	n := newTestNet(t, nil)
-	n.clock = &fakeClock{now: t0}
+	n.clock = testsupport.NewClock(t0)
 	n.start("n1", "n2", "n3")
 	leader := n.waitConfig([]string{"n1", "n2", "n3"}, nil)
 	recs, ids := records("quorum", 2)
@@ -525,7 +526,7 @@ func TestReadyFollowsQuorum(t *testing.T) {
 		}
 	}
 	g := n.group(survivor)
-	n.waitFor("no leader", 10*time.Second, func() error {
+	testsupport.EventuallyErr(t, 10*time.Second, "no leader", func() error {
 		if _, l := g.raft.LeaderWithID(); l != "" {
 			return fmt.Errorf("leader %s", l)
 		}
@@ -535,7 +536,7 @@ func TestReadyFollowsQuorum(t *testing.T) {
 		t.Fatal("not ready right after losing the leader; a routine election should not flip it")
 	}
 	n.clock.Advance(11 * time.Second) // ProposeTimeout is 10s in tests
-	n.waitFor("not ready", 10*time.Second, func() error {
+	testsupport.EventuallyErr(t, 10*time.Second, "not ready", func() error {
 		if g.Ready() {
 			return fmt.Errorf("still ready")
 		}
@@ -551,11 +552,11 @@ func TestReadyFollowsQuorum(t *testing.T) {
 // formed may be missing), and a Doubt takes that away for another window.
 func TestCompleteAfterAWindow(t *testing.T) {
 	n := newTestNet(t, nil)
-	n.clock = &fakeClock{now: t0}
+	n.clock = testsupport.NewClock(t0)
 	n.start("n1")
 	n.waitConfig([]string{"n1"}, nil)
 	g := n.group("n1")
-	n.waitFor("ready", 10*time.Second, func() error {
+	testsupport.EventuallyErr(t, 10*time.Second, "ready", func() error {
 		if !g.Ready() {
 			return fmt.Errorf("not ready")
 		}
@@ -565,7 +566,7 @@ func TestCompleteAfterAWindow(t *testing.T) {
 		t.Fatal("complete right after it became ready")
 	}
 	n.clock.Advance(g.cfg.Window + time.Second)
-	n.waitFor("complete", 10*time.Second, func() error {
+	testsupport.EventuallyErr(t, 10*time.Second, "complete", func() error {
 		if !g.Complete() {
 			return fmt.Errorf("not complete a window after it became ready")
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/concursus-go/concursus/cluster"
 	"github.com/concursus-go/concursus/commandlog"
+	"github.com/concursus-go/concursus/internal/testsupport"
 	"github.com/hashicorp/raft"
 )
 
@@ -52,24 +53,6 @@ func (w *testWriter) stop() {
 
 var _ io.Writer = (*testWriter)(nil)
 
-// fakeClock is a clock that moves only when the test says.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
 // testNet is an in-process cluster: groups on loopback raft transports, a
 // member table standing in for gossip (views are pushed to every live
 // group on each change), and forwarding by direct call.
@@ -77,7 +60,7 @@ type testNet struct {
 	t       testing.TB
 	log     *slog.Logger
 	tweak   func(*GroupConfig)
-	clock   *fakeClock // nil: real time
+	clock   *testsupport.Clock // nil: real time
 	mu      sync.Mutex
 	groups  map[string]*Group
 	members map[string]cluster.Member
@@ -216,23 +199,6 @@ func (n *testNet) closeAll() {
 	}
 }
 
-// waitFor polls cond until it returns nil or the deadline passes. While
-// it waits, a fake clock (if any) is advanced by tick per poll.
-func (n *testNet) waitFor(what string, timeout time.Duration, cond func() error) {
-	n.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			n.t.Fatalf("%s: not within %v: %v", what, timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // leader returns the single live leader, or an error.
 func (n *testNet) leader() (*Group, error) {
 	var leaders []*Group
@@ -252,7 +218,9 @@ func (n *testNet) leader() (*Group, error) {
 func (n *testNet) waitConfig(voters, nonVoters []string) *Group {
 	n.t.Helper()
 	var leader *Group
-	n.waitFor(fmt.Sprintf("voters %v, non-voters %v", voters, nonVoters), 20*time.Second, func() error {
+	// Every 20ms: each look moves the fake clock on by 50ms, so the
+	// interval sets how fast fake time runs against raft's real timers.
+	testsupport.EventuallyEvery(n.t, 20*time.Second, 20*time.Millisecond, fmt.Sprintf("voters %v, non-voters %v", voters, nonVoters), func() error {
 		if n.clock != nil {
 			n.clock.Advance(50 * time.Millisecond)
 		}
@@ -281,7 +249,7 @@ func (n *testNet) waitConfig(voters, nonVoters []string) *Group {
 // waitHeld waits until every live group's replica holds the command ids.
 func (n *testNet) waitHeld(ids ...string) {
 	n.t.Helper()
-	n.waitFor("records replicated", 10*time.Second, func() error {
+	testsupport.EventuallyErr(n.t, 10*time.Second, "records replicated", func() error {
 		for _, g := range n.live() {
 			for _, id := range ids {
 				if _, ok := g.Lookup(id); !ok {

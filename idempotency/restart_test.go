@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/concursus-go/concursus/commandlog"
+	"github.com/concursus-go/concursus/internal/testsupport"
 	"time"
 )
 
@@ -84,7 +85,7 @@ func TestAllNodesRestart(t *testing.T) {
 // entry (the documented behaviour after the window).
 func TestWindowExpiresOnAllReplicas(t *testing.T) {
 	n := newTestNet(t, nil)
-	n.clock = &fakeClock{now: t0}
+	n.clock = testsupport.NewClock(t0)
 	n.start("n1", "n2", "n3")
 	leader := n.waitConfig([]string{"n1", "n2", "n3"}, nil)
 	recs, ids := records("expiring", 10)
@@ -93,7 +94,7 @@ func TestWindowExpiresOnAllReplicas(t *testing.T) {
 	}
 	n.waitHeld(ids...)
 	n.clock.Advance(DefaultWindow + DefaultWindow/DefaultBuckets)
-	n.waitFor("expiry on every replica", 10*time.Second, func() error {
+	testsupport.EventuallyErr(t, 10*time.Second, "expiry on every replica", func() error {
 		for _, g := range n.live() {
 			if s := g.Filter().Stats(); s.Entries != 0 {
 				return fmt.Errorf("%s holds %d entries at %v", g.cfg.NodeID, s.Entries, s.Now)
@@ -108,7 +109,7 @@ func TestWindowExpiresOnAllReplicas(t *testing.T) {
 	if err := leader.Record(ctxTimeout(t, 10*time.Second), []commandlog.Record{again}); err != nil {
 		t.Fatal(err)
 	}
-	n.waitFor("re-recorded", 10*time.Second, func() error {
+	testsupport.EventuallyErr(t, 10*time.Second, "re-recorded", func() error {
 		for _, g := range n.live() {
 			if r, ok := g.Lookup(again.CommandID); !ok || r.FirstSequence != 9 {
 				return fmt.Errorf("%s: %v %+v", g.cfg.NodeID, ok, r)
@@ -128,14 +129,14 @@ func TestPartitionAtBootstrapIsReported(t *testing.T) {
 	n.add("n1", "n2")
 	n.publishPartial([]string{"n1"}, "n1")
 	n.publishPartial([]string{"n2"}, "n2")
-	n.waitFor("two groups", 10*time.Second, func() error {
+	testsupport.EventuallyErr(t, 10*time.Second, "two groups", func() error {
 		if !n.group("n1").Joined() || !n.group("n2").Joined() {
 			return fmt.Errorf("not both joined")
 		}
 		return nil
 	})
 	n.publish() // the partition heals
-	n.waitFor("conflict reported", 10*time.Second, func() error {
+	testsupport.EventuallyErr(t, 10*time.Second, "conflict reported", func() error {
 		for _, id := range []string{"n1", "n2"} {
 			s := n.group(id).Stats()
 			if len(s.Conflicts) != 1 {
