@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/concursus-go/concursus/internal/testsupport"
 )
 
 func TestConvergeAndLateJoin(t *testing.T) {
@@ -68,7 +70,7 @@ func TestGracefulLeave(t *testing.T) {
 
 	// The subscriber learns it as a leave, not a failure.
 	var events []Event
-	waitFor(t, 2*time.Second, "a leave event for c", func() (bool, string) {
+	testsupport.EventuallyErr(t, 2*time.Second, "a leave event for c", func() error {
 		select {
 		case v := <-sub.C():
 			events = append(events, Diff(before, v)...)
@@ -77,10 +79,10 @@ func TestGracefulLeave(t *testing.T) {
 		}
 		for _, e := range events {
 			if e.Member.ID == "c" && e.Kind == EventLeave {
-				return true, ""
+				return nil
 			}
 		}
-		return false, eventsString(events)
+		return errors.New("saw " + eventsString(events))
 	})
 	for _, e := range events {
 		if e.Kind == EventFailed {
@@ -122,13 +124,15 @@ func TestFailureDetection(t *testing.T) {
 	t.Logf("failure of 1 in 4 detected by all %v after the abrupt stop", took)
 
 	var after View
-	waitFor(t, 2*time.Second, "b's subscription to show d dead", func() (bool, string) {
+	testsupport.EventuallyErr(t, 2*time.Second, "b's subscription to show d dead", func() error {
 		select {
 		case after = <-sub.C():
 		default:
 		}
-		m, _ := after.Member("d")
-		return m.State == StateDead, states(after)
+		if m, _ := after.Member("d"); m.State != StateDead {
+			return errors.New("saw " + states(after))
+		}
+		return nil
 	})
 	// Only d's failure is certain: on a starved host a false suspicion of
 	// another member may be in flight too.
@@ -136,9 +140,11 @@ func TestFailureDetection(t *testing.T) {
 	if !slices.Contains(events, Event{Kind: EventFailed, Member: mustMember(t, after, "d")}) {
 		t.Errorf("Diff = %s, want a failed event for d", eventsString(events))
 	}
-	waitFor(t, 10*time.Second, "the others to stay alive", func() (bool, string) {
-		v := b.View()
-		return strings.Join(v.AliveIDs(), ",") == "a,b,c", states(v)
+	testsupport.EventuallyErr(t, 10*time.Second, "the others to stay alive", func() error {
+		if v := b.View(); strings.Join(v.AliveIDs(), ",") != "a,b,c" {
+			return errors.New("saw " + states(v))
+		}
+		return nil
 	})
 }
 
@@ -157,13 +163,15 @@ func TestSetMetaUpdate(t *testing.T) {
 		t.Fatalf("SetMeta: %v", err)
 	}
 	var after View
-	waitFor(t, 3*time.Second, "a to see b's new metadata", func() (bool, string) {
+	testsupport.EventuallyErr(t, 3*time.Second, "a to see b's new metadata", func() error {
 		select {
 		case after = <-sub.C():
 		default:
 		}
-		m, _ := after.Member("b")
-		return m.Meta == meta, states(after)
+		if m, _ := after.Member("b"); m.Meta != meta {
+			return errors.New("saw " + states(after))
+		}
+		return nil
 	})
 	if ev := Diff(before, after); len(ev) != 1 || ev[0].Kind != EventUpdate || ev[0].Member.Meta != meta {
 		t.Errorf("Diff = %s, want one update of b", eventsString(ev))
@@ -246,9 +254,11 @@ func TestJoinRetriesUntilSeedAnswers(t *testing.T) {
 		defer cancel()
 		joined <- b.Join(ctx)
 	}()
-	waitFor(t, 5*time.Second, "two failed join attempts", func() (bool, string) {
-		n := rec.count("cluster: join attempt failed")
-		return n >= 2, strconv.Itoa(n)
+	testsupport.EventuallyErr(t, 5*time.Second, "two failed join attempts", func() error {
+		if n := rec.count("cluster: join attempt failed"); n < 2 {
+			return errors.New("saw " + strconv.Itoa(n))
+		}
+		return nil
 	})
 
 	cfgA := localConfig("a")
@@ -375,9 +385,11 @@ func TestSlowSubscriber(t *testing.T) {
 	if latest.Version < first.Version+5 {
 		t.Fatalf("only %d changes", latest.Version-first.Version)
 	}
-	waitFor(t, 2*time.Second, "publisher to catch up", func() (bool, string) {
-		p := a.table.publishedVersion()
-		return p == latest.Version, strconv.FormatUint(p, 10)
+	testsupport.EventuallyErr(t, 2*time.Second, "publisher to catch up", func() error {
+		if p := a.table.publishedVersion(); p != latest.Version {
+			return errors.New("saw " + strconv.FormatUint(p, 10))
+		}
+		return nil
 	})
 
 	got := <-slow.C()
@@ -434,9 +446,11 @@ func TestCloseStopsGoroutines(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	took := waitFor(t, 10*time.Second, "goroutines back to baseline", func() (bool, string) {
-		n := runtime.NumGoroutine()
-		return n <= baseline+2, strconv.Itoa(n) + " vs baseline " + strconv.Itoa(baseline)
+	took := testsupport.EventuallyErr(t, 10*time.Second, "goroutines back to baseline", func() error {
+		if n := runtime.NumGoroutine(); n > baseline+2 {
+			return errors.New("saw " + strconv.Itoa(n) + " vs baseline " + strconv.Itoa(baseline))
+		}
+		return nil
 	})
 	t.Logf("goroutines: baseline %d, 3 members running %d, back to baseline %v after Close", baseline, running, took)
 }

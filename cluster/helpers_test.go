@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -9,6 +10,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/concursus-go/concursus/internal/testsupport"
 )
 
 var logToStderr = flag.Bool("cluster.log", false, "send the clusters' logs (debug level) to stderr")
@@ -73,25 +76,6 @@ func startJoined(t *testing.T, cfg Config) *Cluster {
 	return c
 }
 
-// waitFor polls cond every 5ms until it holds or the deadline passes, and
-// returns how long it took. cond returns a description of what it saw,
-// reported on failure.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) time.Duration {
-	t.Helper()
-	startAt := time.Now()
-	deadline := startAt.Add(timeout)
-	for {
-		ok, saw := cond()
-		if ok {
-			return time.Since(startAt)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s: saw %s", timeout, what, saw)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // states renders a view compactly: "a=alive b=left".
 func states(v View) string {
 	s := ""
@@ -106,7 +90,7 @@ func states(v View) string {
 func waitAlive(t *testing.T, timeout time.Duration, cs []*Cluster, ids ...string) time.Duration {
 	t.Helper()
 	want := slices.Sorted(slices.Values(ids))
-	return waitFor(t, timeout, fmt.Sprintf("all see alive %v", want), func() (bool, string) {
+	return testsupport.EventuallyErr(t, timeout, fmt.Sprintf("all see alive %v", want), func() error {
 		for _, c := range cs {
 			v := c.View()
 			if !slices.Equal(v.AliveIDs(), want) {
@@ -114,29 +98,29 @@ func waitAlive(t *testing.T, timeout time.Duration, cs []*Cluster, ids ...string
 				for _, n := range c.ml.Members() {
 					names = append(names, n.Name)
 				}
-				return false, c.NodeID() + " sees " + states(v) + fmt.Sprintf(" memberlist has %v", names)
+				return fmt.Errorf("%s sees %s, memberlist has %v", c.NodeID(), states(v), names)
 			}
 			for _, m := range v.Alive() {
 				if m.Meta != testMeta(m.ID) {
-					return false, fmt.Sprintf("%s sees %s with meta %+v", c.NodeID(), m.ID, m.Meta)
+					return fmt.Errorf("%s sees %s with meta %+v", c.NodeID(), m.ID, m.Meta)
 				}
 			}
 		}
-		return true, ""
+		return nil
 	})
 }
 
 // waitState waits until every member in cs sees id in state st.
 func waitState(t *testing.T, timeout time.Duration, cs []*Cluster, id string, st State) time.Duration {
 	t.Helper()
-	return waitFor(t, timeout, fmt.Sprintf("all see %s %s", id, st), func() (bool, string) {
+	return testsupport.EventuallyErr(t, timeout, fmt.Sprintf("all see %s %s", id, st), func() error {
 		for _, c := range cs {
 			v := c.View()
 			if m, ok := v.Member(id); !ok || m.State != st {
-				return false, c.NodeID() + " sees " + states(v)
+				return errors.New(c.NodeID() + " sees " + states(v))
 			}
 		}
-		return true, ""
+		return nil
 	})
 }
 

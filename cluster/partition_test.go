@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/concursus-go/concursus/internal/testsupport"
 )
 
 // cutTransport is memberlist's network transport with a switch that cuts
@@ -119,6 +121,14 @@ var partitionControl = flag.Bool("cluster.partition-control", false, "also run T
 // aliveIDs is the sorted ids of the members c holds alive.
 func aliveIDs(c *Cluster) string { return fmt.Sprint(c.View().AliveIDs()) }
 
+// wantAlive says what was seen alive when it is not what is wanted.
+func wantAlive(want, seen string) error {
+	if seen != want {
+		return errors.New("saw " + seen)
+	}
+	return nil
+}
+
 // A member cut off from the others by a network partition is declared dead
 // on both sides. Once the network heals, the sides find each other again by
 // themselves, also after memberlist stopped gossiping to the dead.
@@ -147,15 +157,14 @@ func TestPartitionHeals(t *testing.T) {
 			}
 			all := fmt.Sprint(ids)
 			for _, c := range cs {
-				waitFor(t, 10*time.Second, "three members alive", func() (bool, string) { return aliveIDs(c) == all, aliveIDs(c) })
+				testsupport.EventuallyErr(t, 10*time.Second, "three members alive", func() error { return wantAlive(all, aliveIDs(c)) })
 			}
 			// Cut c off, both ways.
 			trs[0].set(trs[2].addr())
 			trs[1].set(trs[2].addr())
 			trs[2].set(trs[0].addr(), trs[1].addr())
-			waitFor(t, 20*time.Second, "c dead on a and b, a and b dead on c", func() (bool, string) {
-				seen := aliveIDs(cs[0]) + aliveIDs(cs[1]) + aliveIDs(cs[2])
-				return seen == "[a b][a b][c]", seen
+			testsupport.EventuallyErr(t, 20*time.Second, "c dead on a and b, a and b dead on c", func() error {
+				return wantAlive("[a b][a b][c]", aliveIDs(cs[0])+aliveIDs(cs[1])+aliveIDs(cs[2]))
 			})
 			// Past the time memberlist still gossips to the dead.
 			time.Sleep(6 * time.Second)
@@ -172,9 +181,8 @@ func TestPartitionHeals(t *testing.T) {
 				}
 				return
 			}
-			healed := waitFor(t, 20*time.Second, "all three alive everywhere after the heal", func() (bool, string) {
-				seen := aliveIDs(cs[0]) + aliveIDs(cs[1]) + aliveIDs(cs[2])
-				return seen == all+all+all, seen
+			healed := testsupport.EventuallyErr(t, 20*time.Second, "all three alive everywhere after the heal", func() error {
+				return wantAlive(all+all+all, aliveIDs(cs[0])+aliveIDs(cs[1])+aliveIDs(cs[2]))
 			})
 			t.Logf("all members agree %v after the heal", healed.Round(time.Millisecond))
 		})
