@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/concursus-go/concursus/executor"
+	"github.com/concursus-go/concursus/internal/testsupport"
 )
 
 // Past MaxInFlight a command is refused at once, without waiting for the
@@ -182,7 +183,7 @@ func TestExecuteTimeoutThenRetryLearnsOutcome(t *testing.T) {
 	}
 	h.store.setHook(nil)
 	g.open()
-	eventually(t, "the started command to be recorded", func() bool {
+	testsupport.Eventually(t, testDeadline, "the started command to be recorded", func() bool {
 		_, ok := h.recorded(t, "slow")
 		return ok
 	})

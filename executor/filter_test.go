@@ -11,6 +11,7 @@ import (
 
 	"github.com/concursus-go/concursus/commandlog"
 	"github.com/concursus-go/concursus/executor"
+	"github.com/concursus-go/concursus/internal/testsupport"
 	"github.com/concursus-go/concursus/model"
 )
 
@@ -84,13 +85,7 @@ func withFilter(f executor.Filter, gets *countingGets) option {
 
 func waitFilter(t *testing.T, f *mapFilter, id string) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !f.has(id) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the filter never learnt %s", id)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testsupport.Eventually(t, 5*time.Second, "the filter to learn "+id, func() bool { return f.has(id) })
 }
 
 func TestFilterReplacesCommandLogReads(t *testing.T) {
@@ -162,13 +157,7 @@ func TestFilterFailureDoesNotFailCommands(t *testing.T) {
 	h := newHarness(t, executor.Config{}, withFilter(f, gets))
 	ref := counterRef("nofilter")
 	h.mustExec(t, ref, "create", "create", "")
-	deadline := time.Now().Add(5 * time.Second)
-	for h.x.Stats().FilterFailures == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the failed filter write was not counted")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testsupport.Eventually(t, 5*time.Second, "the failed filter write to be counted", func() bool { return h.x.Stats().FilterFailures > 0 })
 	// The retry is still recognised from history.
 	if res := h.mustExec(t, ref, "create", "create", ""); !res.Duplicate {
 		t.Errorf("retry with a failing filter: %+v", res)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,6 +16,7 @@ import (
 	"github.com/concursus-go/concursus/eventlog"
 	"github.com/concursus-go/concursus/examples/lightbulb"
 	"github.com/concursus-go/concursus/executor"
+	"github.com/concursus-go/concursus/internal/testsupport"
 	"github.com/concursus-go/concursus/model"
 	"github.com/concursus-go/concursus/storage/memory"
 )
@@ -220,29 +220,10 @@ func (f *flakyCommands) Get(ctx context.Context, id string) (commandlog.Record, 
 	return f.Log.Get(ctx, id)
 }
 
-// ---- clock, publisher ----
+// ---- publisher ----
 
-// fakeClock is a settable clock, safe for concurrent use.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
+// epoch is where the harness's clock starts.
 var epoch = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-
-func newFakeClock() *fakeClock { return &fakeClock{now: epoch} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Set(t time.Time) {
-	c.mu.Lock()
-	c.now = t
-	c.mu.Unlock()
-}
 
 // recordingPublisher keeps every published event, in arrival order per
 // aggregate, and notes any batch that mixes aggregates. It also keeps the
@@ -319,7 +300,7 @@ type harness struct {
 	events   eventlog.Log
 	commands commandlog.Log
 	store    *hookLog
-	clock    *fakeClock
+	clock    *testsupport.Clock
 	counter  *counterDef
 	bulb     *lightbulb.Lightbulb
 }
@@ -361,7 +342,7 @@ func newHarness(t testing.TB, cfg executor.Config, opts ...option) *harness {
 	h := &harness{
 		events:   memory.NewEventLog(),
 		commands: memory.NewCommandLog(),
-		clock:    newFakeClock(),
+		clock:    testsupport.NewClock(epoch),
 		counter:  defineCounter(),
 		bulb:     lightbulb.Define(),
 	}
@@ -525,21 +506,8 @@ func (h *harness) recorded(t testing.TB, id string) (commandlog.Record, bool) {
 	return rec, true
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(testDeadline)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", testDeadline, what)
-		}
-		runtime.Gosched()
-		time.Sleep(time.Millisecond) // poll interval, not a wait for an outcome
-	}
-}
-
 // idle waits until no aggregate has a worker (every one parked).
 func (h *harness) idle(t testing.TB) {
 	t.Helper()
-	eventually(t, "all workers to park", func() bool { return h.x.Running() == 0 })
+	testsupport.Eventually(t, testDeadline, "all workers to park", func() bool { return h.x.Running() == 0 })
 }

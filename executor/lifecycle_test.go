@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/concursus-go/concursus/executor"
+	"github.com/concursus-go/concursus/internal/testsupport"
 	"github.com/concursus-go/concursus/model"
 	"github.com/concursus-go/concursus/storage/memory"
 )
@@ -19,7 +20,7 @@ import (
 // base+slack.
 func goroutinesSettle(t *testing.T, base, slack int) {
 	t.Helper()
-	eventually(t, fmt.Sprintf("goroutines to return to %d (+%d)", base, slack), func() bool {
+	testsupport.Eventually(t, testDeadline, fmt.Sprintf("goroutines to return to %d (+%d)", base, slack), func() bool {
 		return runtime.NumGoroutine() <= base+slack
 	})
 }
@@ -46,7 +47,7 @@ func TestCloseFinishesQueuedCommandsThenRefuses(t *testing.T) {
 	// Wait until Close has started: new work is refused. (Probe with
 	// queries, which never reach the blocked store.)
 	probe := model.Ref{Type: counterType, ID: "probe"}
-	eventually(t, "Close to start refusing", func() bool {
+	testsupport.Eventually(t, testDeadline, "Close to start refusing", func() bool {
 		_, err := h.x.Ask(ctxT(t), executor.Query{Ref: probe})
 		return errors.Is(err, executor.ErrClosed)
 	})

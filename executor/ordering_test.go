@@ -11,6 +11,7 @@ import (
 
 	"github.com/concursus-go/concursus/eventlog"
 	"github.com/concursus-go/concursus/executor"
+	"github.com/concursus-go/concursus/internal/testsupport"
 	"github.com/concursus-go/concursus/model"
 )
 
@@ -154,7 +155,7 @@ func TestAppendsAreBatchedWhileStoreIsBusy(t *testing.T) {
 		ref := counterRef(fmt.Sprintf("other-%d", i))
 		pending = append(pending, h.submit(ctxT(t), ref, ref.ID, "create"))
 	}
-	eventually(t, "the other appends to queue", func() bool { return h.x.QueuedWrites() == others })
+	testsupport.Eventually(t, testDeadline, "the other appends to queue", func() bool { return h.x.QueuedWrites() == others })
 	h.store.setHook(nil)
 	g.open()
 
@@ -195,7 +196,7 @@ func TestMaxBatchCapsBatches(t *testing.T) {
 		ref := counterRef(fmt.Sprintf("other-%d", i))
 		pending = append(pending, h.submit(ctxT(t), ref, ref.ID, "create"))
 	}
-	eventually(t, "the other appends to queue", func() bool { return h.x.QueuedWrites() == others })
+	testsupport.Eventually(t, testDeadline, "the other appends to queue", func() bool { return h.x.QueuedWrites() == others })
 	h.store.setHook(nil)
 	g.open()
 	for _, ch := range append(pending, first, second, third) {
@@ -264,7 +265,7 @@ func TestConflictInBatchFailsOnlyItsEntry(t *testing.T) {
 	g.waitEntered(t, 1)
 	badCh := h.submit(ctxT(t), bad, "bad", "create")
 	goodCh := h.submit(ctxT(t), counterRef("good"), "good", "create")
-	eventually(t, "two queued appends", func() bool { return h.x.QueuedWrites() == 2 })
+	testsupport.Eventually(t, testDeadline, "two queued appends", func() bool { return h.x.QueuedWrites() == 2 })
 	g.open()
 
 	if o := await(t, first); o.err != nil {
