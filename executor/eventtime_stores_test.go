@@ -116,69 +116,74 @@ func randomCounterFacts(rng *mrand.Rand) []executor.Fact {
 // (random batches, duplicates among them) give the same states, views and
 // asOf answers, from the cache and after a fresh load. The seed is logged.
 func TestArrivalOrderDoesNotMatterOnEveryStore(t *testing.T) {
+	// Page size 4: loads read in event time a page at a time (the store's
+	// TimeReader); the default: a history within one page is read in log
+	// order and sorted.
 	for _, st := range everyStore() {
-		t.Run(st.name, func(t *testing.T) {
-			seed := uint64(time.Now().UnixNano())
-			t.Logf("seed %d", seed)
-			rng := mrand.New(mrand.NewPCG(seed, 2))
-			events, commands := st.open(t)
-			h := newHarness(t, executor.Config{}, withStores(events, commands, nil))
-			type subject struct {
-				typ   string
-				views []string
-				facts []executor.Fact
-			}
-			var subjects []subject
-			for range 6 {
-				subjects = append(subjects, subject{lightbulb.TypeName, []string{model.StateView, "usage"}, randomBulbFacts(rng)})
-				subjects = append(subjects, subject{counterType, []string{model.StateView}, randomCounterFacts(rng)})
-			}
-			for i, s := range subjects {
-				inOrder := model.Ref{Type: s.typ, ID: fmt.Sprintf("in-order-%d", i)}
-				shuffledRef := model.Ref{Type: s.typ, ID: fmt.Sprintf("shuffled-%d", i)}
-				sorted := slices.Clone(s.facts)
-				slices.SortStableFunc(sorted, func(a, b executor.Fact) int {
-					return model.TimeKey{Timestamp: a.Timestamp, StreamID: streamOf(a)}.Compare(model.TimeKey{Timestamp: b.Timestamp, StreamID: streamOf(b)})
-				})
-				for _, f := range sorted {
-					mustIngest(t, h, inOrder, f)
+		for _, page := range []int{4, 0} {
+			t.Run(fmt.Sprintf("%s/page=%d", st.name, page), func(t *testing.T) {
+				seed := uint64(time.Now().UnixNano())
+				t.Logf("seed %d", seed)
+				rng := mrand.New(mrand.NewPCG(seed, 2))
+				events, commands := st.open(t)
+				h := newHarness(t, executor.Config{LoadPageSize: page}, withStores(events, commands, nil))
+				type subject struct {
+					typ   string
+					views []string
+					facts []executor.Fact
 				}
-				shuffled := slices.Clone(s.facts)
-				for range 1 + rng.IntN(3) { // duplicates, resent in the mix
-					shuffled = append(shuffled, s.facts[rng.IntN(len(s.facts))])
+				var subjects []subject
+				for range 6 {
+					subjects = append(subjects, subject{lightbulb.TypeName, []string{model.StateView, "usage"}, randomBulbFacts(rng)})
+					subjects = append(subjects, subject{counterType, []string{model.StateView}, randomCounterFacts(rng)})
 				}
-				rng.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
-				for len(shuffled) > 0 {
-					n := 1 + rng.IntN(len(shuffled))
-					mustIngest(t, h, shuffledRef, shuffled[:n]...)
-					shuffled = shuffled[n:]
-				}
-				instants := []time.Time{{}, epoch.Add(-time.Hour), epoch.Add(7 * time.Minute)}
-				for range 4 {
-					instants = append(instants, epoch.Add(time.Duration(rng.IntN(120*60))*time.Second))
-				}
-				for _, fresh := range []bool{false, true} {
-					if fresh {
-						h.idle(t)
-						h.x.Invalidate(func(model.Ref) bool { return true })
+				for i, s := range subjects {
+					inOrder := model.Ref{Type: s.typ, ID: fmt.Sprintf("in-order-%d", i)}
+					shuffledRef := model.Ref{Type: s.typ, ID: fmt.Sprintf("shuffled-%d", i)}
+					sorted := slices.Clone(s.facts)
+					slices.SortStableFunc(sorted, func(a, b executor.Fact) int {
+						return model.TimeKey{Timestamp: a.Timestamp, StreamID: streamOf(a)}.Compare(model.TimeKey{Timestamp: b.Timestamp, StreamID: streamOf(b)})
+					})
+					for _, f := range sorted {
+						mustIngest(t, h, inOrder, f)
 					}
-					for _, view := range s.views {
-						for _, asOf := range instants {
-							a, b := ask(t, h, inOrder, view, asOf), ask(t, h, shuffledRef, view, asOf)
-							if a != b {
-								t.Fatalf("seed %d, %s %s as of %v (fresh load %v):\n in order %s\n shuffled %s", seed, s.typ, view, asOf, fresh, a, b)
+					shuffled := slices.Clone(s.facts)
+					for range 1 + rng.IntN(3) { // duplicates, resent in the mix
+						shuffled = append(shuffled, s.facts[rng.IntN(len(s.facts))])
+					}
+					rng.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+					for len(shuffled) > 0 {
+						n := 1 + rng.IntN(len(shuffled))
+						mustIngest(t, h, shuffledRef, shuffled[:n]...)
+						shuffled = shuffled[n:]
+					}
+					instants := []time.Time{{}, epoch.Add(-time.Hour), epoch.Add(7 * time.Minute)}
+					for range 4 {
+						instants = append(instants, epoch.Add(time.Duration(rng.IntN(120*60))*time.Second))
+					}
+					for _, fresh := range []bool{false, true} {
+						if fresh {
+							h.idle(t)
+							h.x.Invalidate(func(model.Ref) bool { return true })
+						}
+						for _, view := range s.views {
+							for _, asOf := range instants {
+								a, b := ask(t, h, inOrder, view, asOf), ask(t, h, shuffledRef, view, asOf)
+								if a != b {
+									t.Fatalf("seed %d, %s %s as of %v (fresh load %v):\n in order %s\n shuffled %s", seed, s.typ, view, asOf, fresh, a, b)
+								}
 							}
 						}
 					}
-				}
-				if s.typ == counterType {
-					c, _ := h.state(t, shuffledRef)
-					if c.Mismatch != 0 || c.N != len(s.facts)-1 {
-						t.Fatalf("seed %d: counter %s folded out of event time: %+v", seed, shuffledRef, c)
+					if s.typ == counterType {
+						c, _ := h.state(t, shuffledRef)
+						if c.Mismatch != 0 || c.N != len(s.facts)-1 {
+							t.Fatalf("seed %d: counter %s folded out of event time: %+v", seed, shuffledRef, c)
+						}
 					}
 				}
-			}
-		})
+			})
+		}
 	}
 }
 

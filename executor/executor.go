@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -760,8 +762,11 @@ func (x *Executor) answer(req *Request, rec commandlog.Record) (Result, error) {
 }
 
 // load makes sure e.agg holds the aggregate's state, reading the log on a
-// miss: the whole history in event-time order (eventlog.EventsInTime, a
-// page at a time), then the last page in log order for the recent
+// miss. A history that fits in one page is read in log order with one
+// ReadPage and sorted in memory (one store round trip, the common case);
+// a longer one is read in event-time order a page at a time
+// (eventlog.EventsInTime, so memory stays bounded by the page whatever the
+// history's length), then its last page in log order for the recent
 // commands. loaded reports that it read the log; hit and found then say
 // where in the history the command id commandID wrote events, if it did.
 func (x *Executor) load(e *entity, commandID string) (loaded bool, hit recentCommand, found bool, err error) {
@@ -771,37 +776,65 @@ func (x *Executor) load(e *entity, commandID string) (loaded bool, hit recentCom
 	ctx, cancel := x.storeCtx()
 	defer cancel()
 	agg := e.kind.NewAggregate(e.ref.ID)
-	history := func(yield func(model.Event, error) bool) {
-		for ev, err := range eventlog.EventsInTime(ctx, x.events, e.ref, model.TimeKey{}, x.cfg.LoadPageSize) {
-			if err == nil && commandID != "" && ev.CommandID == commandID {
-				// A command's events are contiguous in the log; in
-				// event time they come in any order.
-				if !found {
-					hit, found = recentCommand{id: commandID, first: ev.Sequence, last: ev.Sequence}, true
-				} else {
-					hit.first, hit.last = min(hit.first, ev.Sequence), max(hit.last, ev.Sequence)
-				}
-			}
-			if !yield(ev, err) {
-				return
+	look := func(ev *model.Event) {
+		if commandID != "" && ev.CommandID == commandID {
+			// A command's events are contiguous in the log; in event
+			// time they come in any order.
+			if !found {
+				hit, found = recentCommand{id: commandID, first: ev.Sequence, last: ev.Sequence}, true
+			} else {
+				hit.first, hit.last = min(hit.first, ev.Sequence), max(hit.last, ev.Sequence)
 			}
 		}
 	}
-	if err := agg.Load(history); err != nil {
+	fail := func(err error) (bool, recentCommand, bool, error) {
 		if errors.Is(err, model.ErrCorruptHistory) {
 			x.log.Error("corrupt history", "aggregate", e.ref.String(), "err", err)
 		}
 		return false, recentCommand{}, false, fmt.Errorf("%w: loading %s: %v", ErrUnavailable, e.ref, err)
 	}
 	var recent recentCommands
-	if head := agg.Sequence(); head > 0 {
+	first, next, err := x.events.ReadPage(ctx, e.ref, 1, x.cfg.LoadPageSize)
+	if err != nil {
+		return fail(err)
+	}
+	if next == 0 || len(first) == 0 {
+		// The whole history, in log order: the recent commands are its
+		// tail; sorted, it is the event-time order.
+		from := max(len(first)-recentScan, 0)
+		for i := range first {
+			look(&first[i])
+			if i >= from {
+				recent.observe(&first[i])
+			}
+		}
+		slices.SortFunc(first, func(a, b model.Event) int { return a.TimeKey().Compare(b.TimeKey()) })
+		if err := agg.Load(eventsOf(first)); err != nil {
+			return fail(err)
+		}
+	} else {
+		first = nil
+		history := func(yield func(model.Event, error) bool) {
+			for ev, err := range eventlog.EventsInTime(ctx, x.events, e.ref, model.TimeKey{}, x.cfg.LoadPageSize) {
+				if err == nil {
+					look(&ev)
+				}
+				if !yield(ev, err) {
+					return
+				}
+			}
+		}
+		if err := agg.Load(history); err != nil {
+			return fail(err)
+		}
+		head := agg.Sequence()
 		from := uint64(1)
 		if head > recentScan {
 			from = head - recentScan + 1
 		}
 		page, _, err := x.events.ReadPage(ctx, e.ref, from, int(head-from+1))
 		if err != nil {
-			return false, recentCommand{}, false, fmt.Errorf("%w: loading %s: %v", ErrUnavailable, e.ref, err)
+			return fail(err)
 		}
 		for i := range page {
 			recent.observe(&page[i])
@@ -811,6 +844,17 @@ func (x *Executor) load(e *entity, commandID string) (loaded bool, hit recentCom
 	e.agg = agg
 	e.recent = recent
 	return true, hit, found, nil
+}
+
+// eventsOf streams a slice of events.
+func eventsOf(es []model.Event) iter.Seq2[model.Event, error] {
+	return func(yield func(model.Event, error) bool) {
+		for _, e := range es {
+			if !yield(e, nil) {
+				return
+			}
+		}
+	}
 }
 
 // recentScan is how many of the latest events (log order) a load reads to
