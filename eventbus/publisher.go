@@ -103,6 +103,9 @@ type PublisherStats struct {
 
 // Publisher implements executor.Publisher on a NATS connection. Start it
 // with NewPublisher and stop it with Close after the executor is closed.
+//
+// Its bookkeeping is a ledger (pure, under mu); its I/O is the outbox and
+// the connection, never used with mu held. Lock order: adopting, then mu.
 type Publisher struct {
 	cfg PublisherConfig
 	js  jetstream.JetStream // nil without JetStream
@@ -116,11 +119,8 @@ type Publisher struct {
 
 	mu struct {
 		sync.Mutex
-		closed    bool
-		current   int64 // newest bucket handed out
-		buckets   map[int64]*bucketState
-		stored    int64 // watermark recorded in the outbox
-		maxMarked int64
+		closed bool
+		ledger *ledger
 	}
 
 	adopting sync.Mutex
@@ -128,12 +128,6 @@ type Publisher struct {
 
 	published, failed, deferred, republished, recovered atomic.Int64
 	warn                                                rateLimit
-}
-
-type bucketState struct {
-	outstanding int
-	dirty       bool
-	gen         int // bumped each time the bucket becomes dirty
 }
 
 type job struct {
@@ -164,7 +158,7 @@ func NewPublisher(ctx context.Context, cfg PublisherConfig) (*Publisher, error) 
 		stop: make(chan struct{}),
 		warn: rateLimit{every: 10 * time.Second},
 	}
-	p.mu.buckets = make(map[int64]*bucketState)
+	p.mu.ledger = newLedger(cfg.BucketLength)
 	if cfg.JetStream {
 		js, err := jetstream.New(cfg.Conn, jetstream.WithPublishAsyncMaxPending(16384),
 			jetstream.WithPublishAsyncTimeout(cfg.AckTimeout))
@@ -204,9 +198,8 @@ func (p *Publisher) adopt(ctx context.Context) error {
 	if i := slices.IndexFunc(ws, func(w eventlog.OutboxWriter) bool { return w.Writer == p.cfg.Writer }); i >= 0 {
 		own = ws[i]
 	}
-	lo, hi := pendingRange(own)
 	p.mu.Lock()
-	start := max(p.mu.current, p.bucketOf(p.cfg.Clock()), own.Last+1, own.Published+1)
+	start := p.mu.ledger.firstBucket(own, p.cfg.Clock())
 	p.mu.Unlock()
 	if own.Published == 0 {
 		// A writer's watermark is set before its first mark, so that the
@@ -214,52 +207,15 @@ func (p *Publisher) adopt(ctx context.Context) error {
 		if err := p.cfg.Outbox.SetPublished(ctx, p.cfg.Writer, start-1); err != nil {
 			return fmt.Errorf("eventbus: starting the outbox: %w", err)
 		}
-		own.Published = start - 1
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.adopted.Store(true)
-	p.mu.stored = own.Published
-	p.mu.maxMarked = max(p.mu.maxMarked, own.Last)
-	p.mu.current = start
-	for b := lo; b <= hi; b++ {
-		p.mu.buckets[b] = &bucketState{dirty: true, gen: 1}
-	}
-	if hi >= lo {
+	if lo, hi := p.mu.ledger.adopt(own, start); hi >= lo {
 		p.log.Info("outbox: a previous run left events that may be unpublished; publishing them from the log",
 			"buckets", hi-lo+1)
 	}
 	return nil
-}
-
-// maxPendingBuckets bounds the range of buckets searched for a writer
-// whose watermark was never set (not written by this package).
-const maxPendingBuckets = 4096
-
-// pendingRange is the range of w's buckets that may hold unpublished
-// marks (empty when lo > hi).
-func pendingRange(w eventlog.OutboxWriter) (lo, hi int64) {
-	if !w.Pending() {
-		return 1, 0
-	}
-	lo = w.Published + 1
-	if w.Published == 0 {
-		lo = max(1, w.Last-maxPendingBuckets+1)
-	}
-	return lo, w.Last
-}
-
-func (p *Publisher) bucketOf(t time.Time) int64 {
-	return t.UnixNano() / int64(p.cfg.BucketLength)
-}
-
-func (p *Publisher) state(b int64) *bucketState {
-	st := p.mu.buckets[b]
-	if st == nil {
-		st = &bucketState{}
-		p.mu.buckets[b] = st
-	}
-	return st
 }
 
 // Prepare implements executor.Publisher: it writes the marks to the outbox.
@@ -270,18 +226,14 @@ func (p *Publisher) Prepare(ctx context.Context, marks []eventlog.Mark) (executo
 		}
 	}
 	p.mu.Lock()
-	b := max(p.bucketOf(p.cfg.Clock()), p.mu.current)
-	p.mu.current = b
-	st := p.state(b)
-	st.outstanding += len(marks)
-	p.mu.maxMarked = max(p.mu.maxMarked, b)
+	b := p.mu.ledger.prepare(p.cfg.Clock(), len(marks))
 	p.mu.Unlock()
 	if p.cfg.Outbox == nil {
 		return executor.Ticket(b), nil
 	}
 	if err := p.cfg.Outbox.Mark(ctx, p.cfg.Writer, b, marks); err != nil {
 		p.mu.Lock()
-		st.outstanding -= len(marks)
+		p.mu.ledger.abandon(b, len(marks))
 		p.mu.Unlock()
 		return 0, err
 	}
@@ -314,15 +266,11 @@ func (p *Publisher) Publish(t executor.Ticket, events []model.Event) {
 	p.settle(j.bucket, false, 0)
 }
 
-// settle resolves one mark of bucket b: ok, or dirty (to be republished).
+// settle resolves one mark of bucket b: ok, or dirty (to be republished),
+// and counts its events.
 func (p *Publisher) settle(b int64, ok bool, events int) {
 	p.mu.Lock()
-	st := p.state(b)
-	st.outstanding--
-	if !ok {
-		st.dirty = true
-		st.gen++
-	}
+	p.mu.ledger.settle(b, ok)
 	p.mu.Unlock()
 	if ok {
 		p.published.Add(int64(events))
@@ -435,11 +383,7 @@ func (p *Publisher) maintainLoop() {
 func (p *Publisher) maintain(ctx context.Context) {
 	if p.cfg.Outbox == nil {
 		p.mu.Lock()
-		for b, st := range p.mu.buckets { // nothing to republish from
-			if st.outstanding == 0 {
-				delete(p.mu.buckets, b)
-			}
-		}
+		p.mu.ledger.forgetSettled()
 		p.mu.Unlock()
 		return
 	}
@@ -448,20 +392,23 @@ func (p *Publisher) maintain(ctx context.Context) {
 			return
 		}
 	}
-	w, stored, dirty, gen := p.watermark()
-	if w > stored {
+	p.mu.Lock()
+	w, record := p.mu.ledger.advance(p.cfg.Clock())
+	dirty, gen, isDirty := p.mu.ledger.oldestDirty()
+	p.mu.Unlock()
+	if record {
 		ctx, cancel := context.WithTimeout(ctx, p.cfg.AckTimeout)
 		err := p.cfg.Outbox.SetPublished(ctx, p.cfg.Writer, w)
 		cancel()
 		if err == nil {
 			p.mu.Lock()
-			p.mu.stored = max(p.mu.stored, w)
+			p.mu.ledger.recorded(w)
 			p.mu.Unlock()
 		} else if p.warn.Allow() {
 			p.log.Warn("outbox: recording the published watermark failed", "bucket", w, "err", err)
 		}
 	}
-	if dirty == 0 || !p.cfg.Conn.IsConnected() {
+	if !isDirty || !p.cfg.Conn.IsConnected() {
 		return
 	}
 	n, err := p.republish(ctx, p.cfg.Writer, dirty)
@@ -473,41 +420,11 @@ func (p *Publisher) maintain(ctx context.Context) {
 		return
 	}
 	p.mu.Lock()
-	if st := p.mu.buckets[dirty]; st != nil && st.gen == gen {
-		st.dirty = false
-	}
+	p.mu.ledger.republished(dirty, gen)
 	p.mu.Unlock()
 	if n > 0 {
 		p.log.Info("outbox: events published from the log", "bucket", dirty, "events", n)
 	}
-}
-
-// watermark computes the highest bucket below which everything is
-// published, dropping the state of those buckets, and returns the oldest
-// dirty bucket (0 if none) with its generation.
-func (p *Publisher) watermark() (w, stored, dirty int64, gen int) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.mu.current = max(p.mu.current, p.bucketOf(p.cfg.Clock()))
-	w = p.mu.current - 1
-	for b, st := range p.mu.buckets {
-		if st.outstanding > 0 || st.dirty {
-			w = min(w, b-1)
-		}
-		if st.dirty && (dirty == 0 || b < dirty) {
-			dirty, gen = b, st.gen
-		}
-	}
-	for b := range p.mu.buckets {
-		if b <= w {
-			delete(p.mu.buckets, b)
-		}
-	}
-	if p.mu.maxMarked <= p.mu.stored {
-		// Nothing marked since the last record: no write needed.
-		return w, w, dirty, gen
-	}
-	return w, p.mu.stored, dirty, gen
 }
 
 // republish publishes the events of writer's marks in bucket from the log
@@ -618,14 +535,8 @@ func (p *Publisher) Stats() PublisherStats {
 		Outbox:      p.cfg.Outbox != nil,
 	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	s.Watermark = p.mu.stored
-	for _, st := range p.mu.buckets {
-		s.Outstanding += st.outstanding
-		if st.dirty {
-			s.DirtyBuckets++
-		}
-	}
+	s.Watermark, s.Outstanding, s.DirtyBuckets = p.mu.ledger.stats()
+	p.mu.Unlock()
 	return s
 }
 
@@ -655,7 +566,7 @@ func (p *Publisher) Close(ctx context.Context) error {
 	if err == nil && p.cfg.Outbox != nil {
 		// Let the last bucket close: everything acknowledged is released.
 		p.mu.Lock()
-		p.mu.current++
+		p.mu.ledger.closeCurrent()
 		p.mu.Unlock()
 		p.maintainFinal(ctx)
 	}
