@@ -69,6 +69,17 @@
 // it holds a later event back and fills the gap from the log through the
 // nodes' history API (<prefix>.history.<type>).
 //
+// # Inside
+//
+// A Publisher is three parts. The ledger (ledger.go) is the bookkeeping:
+// per time bucket the marks in flight, whether it is dirty and its
+// generation, and the watermark; it is pure (time is an argument, no I/O)
+// and its state diagram is on the type. The sender (sender.go) is the one
+// place an event becomes a message and is published with its
+// acknowledgement awaited, for live publication and republication alike.
+// The Publisher itself owns the goroutines (send, acknowledge, maintain)
+// and the outbox writes, and calls the ledger under its mutex.
+//
 // # Cost
 //
 // One outbox write per batch (not per command) with Cassandra, none extra

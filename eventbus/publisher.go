@@ -52,7 +52,7 @@ type PublisherConfig struct {
 }
 
 func (c *PublisherConfig) fill() error {
-	if c.Conn == nil || c.Prefix == "" {
+	if c.Prefix == "" {
 		return errors.New("eventbus: a NATS connection and a prefix are required")
 	}
 	if c.Outbox != nil && (c.Writer == "" || c.Log == nil) {
@@ -105,17 +105,19 @@ type PublisherStats struct {
 // with NewPublisher and stop it with Close after the executor is closed.
 //
 // Its bookkeeping is a ledger (pure, under mu); its I/O is the outbox and
-// the connection, never used with mu held. Lock order: adopting, then mu.
+// a sender, never called with mu held. Goroutines: sendLoop and ackLoop
+// (counted by loops, ended by closing jobs), maintainLoop (counted by
+// maint, ended by closing stop). Lock order: adopting, then mu.
 type Publisher struct {
-	cfg PublisherConfig
-	js  jetstream.JetStream // nil without JetStream
-	log *slog.Logger
+	cfg  PublisherConfig
+	out  sender
+	log  *slog.Logger
+	jobs chan job
+	acks chan sent
+	stop chan struct{}
 
-	jobs  chan job
-	acks  chan sent
-	stop  chan struct{}
-	loops sync.WaitGroup // send, ack
-	maint sync.WaitGroup // maintenance
+	loops sync.WaitGroup // sendLoop, ackLoop
+	maint sync.WaitGroup // maintainLoop
 
 	mu struct {
 		sync.Mutex
@@ -123,7 +125,7 @@ type Publisher struct {
 		ledger *ledger
 	}
 
-	adopting sync.Mutex
+	adopting sync.Mutex // one adopt at a time
 	adopted  atomic.Bool
 
 	published, failed, deferred, republished, recovered atomic.Int64
@@ -135,10 +137,10 @@ type job struct {
 	events []model.Event
 }
 
+// sent is a job handed from the sending to the acknowledging goroutine.
 type sent struct {
-	job     job
-	futures []jetstream.PubAckFuture
-	err     error
+	job job
+	fl  flight
 }
 
 var _ executor.Publisher = (*Publisher)(nil)
@@ -147,11 +149,30 @@ var _ executor.Publisher = (*Publisher)(nil)
 // writer's own position and takes over the buckets a previous run left
 // unpublished (they are republished by the maintenance loop).
 func NewPublisher(ctx context.Context, cfg PublisherConfig) (*Publisher, error) {
+	if cfg.Conn == nil {
+		return nil, errors.New("eventbus: a NATS connection and a prefix are required")
+	}
 	if err := cfg.fill(); err != nil {
 		return nil, err
 	}
+	out := sender{prefix: cfg.Prefix, conn: cfg.Conn, timeout: cfg.AckTimeout}
+	if cfg.JetStream {
+		js, err := jetstream.New(cfg.Conn, jetstream.WithPublishAsyncMaxPending(16384),
+			jetstream.WithPublishAsyncTimeout(cfg.AckTimeout))
+		if err != nil {
+			return nil, fmt.Errorf("eventbus: %w", err)
+		}
+		out.js = js
+	}
+	return startPublisher(ctx, cfg, out), nil
+}
+
+// startPublisher starts a publisher with a filled cfg on out (a fake bus
+// in tests).
+func startPublisher(ctx context.Context, cfg PublisherConfig, out sender) *Publisher {
 	p := &Publisher{
 		cfg:  cfg,
+		out:  out,
 		log:  cfg.Logger,
 		jobs: make(chan job, cfg.QueueSize),
 		acks: make(chan sent, 4096),
@@ -159,14 +180,6 @@ func NewPublisher(ctx context.Context, cfg PublisherConfig) (*Publisher, error) 
 		warn: rateLimit{every: 10 * time.Second},
 	}
 	p.mu.ledger = newLedger(cfg.BucketLength)
-	if cfg.JetStream {
-		js, err := jetstream.New(cfg.Conn, jetstream.WithPublishAsyncMaxPending(16384),
-			jetstream.WithPublishAsyncTimeout(cfg.AckTimeout))
-		if err != nil {
-			return nil, fmt.Errorf("eventbus: %w", err)
-		}
-		p.js = js
-	}
 	if cfg.Outbox != nil {
 		// The store may still be connecting: Prepare and the maintenance
 		// loop retry until this succeeds.
@@ -177,7 +190,7 @@ func NewPublisher(ctx context.Context, cfg PublisherConfig) (*Publisher, error) 
 	go p.ackLoop()
 	p.maint.Add(1)
 	go p.maintainLoop()
-	return p, nil
+	return p
 }
 
 // adopt reads this writer's position once: the buckets a previous run of
@@ -279,26 +292,14 @@ func (p *Publisher) settle(b int64, ok bool, events int) {
 	}
 }
 
+// sendLoop sends the queued jobs in order and hands each to ackLoop.
 func (p *Publisher) sendLoop() {
 	defer p.loops.Done()
 	defer close(p.acks)
 	for j := range p.jobs {
 		s := sent{job: j}
 		for i := range j.events {
-			m, err := Message(p.cfg.Prefix, &j.events[i])
-			if err != nil {
-				s.err = err
-				break
-			}
-			if p.js != nil {
-				f, err := p.js.PublishMsgAsync(m, jetstream.WithStallWait(p.cfg.AckTimeout))
-				if err != nil {
-					s.err = err
-					break
-				}
-				s.futures = append(s.futures, f)
-			} else if err := p.cfg.Conn.PublishMsg(m); err != nil {
-				s.err = err
+			if !p.out.send(&s.fl, &j.events[i]) {
 				break
 			}
 		}
@@ -306,12 +307,14 @@ func (p *Publisher) sendLoop() {
 	}
 }
 
+// ackLoop awaits the acknowledgements of the sent jobs in order and
+// settles their marks.
 func (p *Publisher) ackLoop() {
 	defer p.loops.Done()
 	var group []sent
 	for s := range p.acks {
-		if p.js != nil {
-			p.resolve(s, p.awaitAcks(s))
+		if p.out.js != nil {
+			p.resolve(s, p.out.await(&s.fl))
 			continue
 		}
 		// Core NATS: one flush acknowledges everything sent before it.
@@ -328,34 +331,18 @@ func (p *Publisher) ackLoop() {
 				break fill
 			}
 		}
-		err := p.cfg.Conn.FlushTimeout(p.cfg.AckTimeout)
+		err := p.out.flush()
 		for _, g := range group {
 			p.resolve(g, err)
 		}
 	}
 }
 
-func (p *Publisher) awaitAcks(s sent) error {
-	if s.err != nil {
-		return s.err
-	}
-	timer := time.NewTimer(p.cfg.AckTimeout)
-	defer timer.Stop()
-	for _, f := range s.futures {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			return err
-		case <-timer.C:
-			return errors.New("no acknowledgement from the stream in time")
-		}
-	}
-	return nil
-}
-
+// resolve settles a sent job: err is its acknowledgement's failure, or
+// else its send failure, if any.
 func (p *Publisher) resolve(s sent, err error) {
-	if err == nil && s.err != nil {
-		err = s.err
+	if err == nil && s.fl.err != nil {
+		err = s.fl.err
 	}
 	if err != nil && p.warn.Allow() {
 		p.log.Warn("events not acknowledged by the bus; they will be published from the log",
@@ -408,7 +395,7 @@ func (p *Publisher) maintain(ctx context.Context) {
 			p.log.Warn("outbox: recording the published watermark failed", "bucket", w, "err", err)
 		}
 	}
-	if !isDirty || !p.cfg.Conn.IsConnected() {
+	if !isDirty || !p.out.connected() {
 		return
 	}
 	n, err := p.republish(ctx, p.cfg.Writer, dirty)
@@ -448,11 +435,10 @@ func (p *Publisher) republish(ctx context.Context, writer string, bucket int64) 
 	return total, nil
 }
 
-// publishMarks reads each mark's events from the log, publishes them and
+// publishMarks reads each mark's events from the log, sends them and
 // waits for the acknowledgements.
 func (p *Publisher) publishMarks(ctx context.Context, marks []eventlog.Mark) (int, error) {
-	var futures []jetstream.PubAckFuture
-	count := 0
+	var fl flight
 	for _, mk := range marks {
 		for e, err := range eventlog.Events(ctx, p.cfg.Log, mk.Ref, mk.First, int(min(mk.Last-mk.First+1, eventlog.DefaultPageSize))) {
 			if err != nil {
@@ -461,32 +447,15 @@ func (p *Publisher) publishMarks(ctx context.Context, marks []eventlog.Mark) (in
 			if e.Sequence > mk.Last {
 				break
 			}
-			m, err := Message(p.cfg.Prefix, &e)
-			if err != nil {
-				return 0, err
+			if !p.out.send(&fl, &e) {
+				return 0, fl.err
 			}
-			if p.js != nil {
-				f, err := p.js.PublishMsgAsync(m, jetstream.WithStallWait(p.cfg.AckTimeout))
-				if err != nil {
-					return 0, err
-				}
-				futures = append(futures, f)
-			} else if err := p.cfg.Conn.PublishMsg(m); err != nil {
-				return 0, err
-			}
-			count++
 		}
 	}
-	if p.js == nil {
-		if err := p.cfg.Conn.FlushTimeout(p.cfg.AckTimeout); err != nil {
-			return 0, err
-		}
-		return count, nil
-	}
-	if err := p.awaitAcks(sent{futures: futures}); err != nil {
+	if err := p.out.await(&fl); err != nil {
 		return 0, err
 	}
-	return count, nil
+	return fl.sent, nil
 }
 
 // Recover publishes from the log the events of another writer's buckets
