@@ -129,6 +129,7 @@ type Publisher struct {
 	adopted  atomic.Bool
 
 	published, failed, deferred, republished, recovered atomic.Int64
+	rounds                                              atomic.Int64 // maintenance rounds done
 	warn                                                rateLimit
 }
 
@@ -368,6 +369,7 @@ func (p *Publisher) maintainLoop() {
 // maintain moves the watermark over complete buckets and republishes the
 // oldest dirty bucket.
 func (p *Publisher) maintain(ctx context.Context) {
+	defer p.rounds.Add(1)
 	if p.cfg.Outbox == nil {
 		p.mu.Lock()
 		p.mu.ledger.forgetSettled()

@@ -217,7 +217,8 @@ func TestFailedPublicationIsRepublishedFromTheLog(t *testing.T) {
 	r.write(t, p, ref, 1, 2, true)
 	waitFor(t, "the failure", func() bool { return p.Stats().Failed == 2 })
 	r.clock.Advance(3 * time.Second)
-	time.Sleep(100 * time.Millisecond) // several maintenance rounds
+	rounds := eventbus.MaintenanceRounds(p)
+	waitFor(t, "three maintenance rounds", func() bool { return eventbus.MaintenanceRounds(p) >= rounds+3 })
 	if w := writerPosition(t, r.store, "w1"); !w.Pending() {
 		t.Fatalf("the watermark passed a bucket whose events never reached the bus: %+v", w)
 	}
