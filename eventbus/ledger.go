@@ -13,18 +13,24 @@ import (
 // no goroutine and takes no lock (the Publisher calls it under its mutex).
 // The Publisher does the outbox writes and the sending it asks for.
 //
-// One bucket's life, from the first mark prepared in it to its release:
+// What each call does to a bucket b:
 //
-//	           prepare                 settle(ok)
-//	(none) ─────────────► in flight ───────────────► settled
-//	                        │   ▲                       │ now is past the
-//	          settle(failed)│   │prepare                │ bucket, and no older
-//	                        ▼   │                       │ bucket is held
-//	                      dirty, gen+1                  ▼
-//	                        │                        released (≤ watermark)
-//	    republished(b, gen) │ (gen unchanged: no failure since the
-//	                        ▼  republication began)
-//	              in flight or settled
+//	prepare(now, n)      b is now's bucket (or the current one, if later):
+//	                     outstanding += n
+//	abandon(b, n)        outstanding -= n (the marks were never written)
+//	settle(b, ok)        outstanding--
+//	settle(b, failed)    outstanding--, dirty, gen++
+//	republished(b, g)    dirty cleared if gen is still g
+//	advance(now)         b forgotten once b <= watermark
+//
+// and a bucket's life, as the Publisher drives it:
+//
+//	         prepare              settle ok        now past b, and no
+//	(none) ──────────► in flight ───────────► settled ──older bucket held──► released
+//	                     │                      ▲
+//	       settle failed │                      │ republished(b, gen), no failure
+//	                     ▼                      │ since (in flight again if marks
+//	                  dirty, gen+1 ─────────────┘ of b still are)
 //
 // A bucket holds the watermark while it has marks in flight or is dirty;
 // the watermark is the bucket before the oldest bucket held, and never
