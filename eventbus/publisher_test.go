@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,67 +18,25 @@ import (
 	"github.com/concursus-go/concursus/eventbus"
 	"github.com/concursus-go/concursus/eventlog"
 	"github.com/concursus-go/concursus/executor"
+	"github.com/concursus-go/concursus/internal/testsupport"
 	"github.com/concursus-go/concursus/model"
 	"github.com/concursus-go/concursus/storage/memory"
 )
 
 const prefix = "pt"
 
-// startJetStream starts a real NATS server with JetStream on a free port.
-func startJetStream(t *testing.T) *server.Server {
-	t.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true,
-		StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("NATS server did not start")
-	}
-	t.Cleanup(s.Shutdown)
-	return s
-}
-
-func connect(t *testing.T, url string) *nats.Conn {
-	t.Helper()
-	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	return nc
-}
-
-// fakeClock moves only when told to, so buckets close on demand.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 type rig struct {
 	srv   *server.Server
 	nc    *nats.Conn
 	store *memory.EventLog
-	clock *fakeClock
+	clock *testsupport.Clock
 }
 
 func newRig(t *testing.T) *rig {
-	s := startJetStream(t)
-	return &rig{srv: s, nc: connect(t, s.ClientURL()), store: memory.NewEventLog(),
-		clock: &fakeClock{t: time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)}}
+	s := testsupport.NATS(t, testsupport.JetStream())
+	nc := testsupport.Connect(t, s.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	return &rig{srv: s, nc: nc, store: memory.NewEventLog(),
+		clock: testsupport.NewClock(time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC))}
 }
 
 func (r *rig) ensureStream(t *testing.T) jetstream.Stream {
@@ -159,15 +116,10 @@ func streamEvents(t *testing.T, st jetstream.Stream) []string {
 	return ids
 }
 
+// waitFor polls cond until it holds, failing t after 10 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testsupport.Eventually(t, 10*time.Second, what, cond)
 }
 
 func writerPosition(t *testing.T, ob eventlog.Outbox, writer string) eventlog.OutboxWriter {
