@@ -22,7 +22,12 @@ import (
 type cutTransport struct {
 	*memberlist.NetTransport
 	packets chan *memberlist.Packet
+	// done stops the delivery of packets to memberlist; stopped, closed
+	// once the NetTransport has shut down, stops the forwarder, which
+	// drains the NetTransport's packet channel until then (its listener
+	// blocks on that unbuffered channel, and its Shutdown waits for it).
 	done    chan struct{}
+	stopped chan struct{}
 	once    sync.Once
 	wg      sync.WaitGroup
 	mu      struct {
@@ -37,14 +42,14 @@ func newCutTransport(t *testing.T) *cutTransport {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ct := &cutTransport{NetTransport: nt, packets: make(chan *memberlist.Packet), done: make(chan struct{})}
+	ct := &cutTransport{NetTransport: nt, packets: make(chan *memberlist.Packet), done: make(chan struct{}), stopped: make(chan struct{})}
 	ct.mu.cut = map[string]bool{}
 	ct.wg.Add(1)
 	go func() {
 		defer ct.wg.Done()
 		for {
 			select {
-			case <-ct.done:
+			case <-ct.stopped:
 				return
 			case p := <-nt.PacketCh():
 				if ct.isCut(p.From.String()) {
@@ -52,8 +57,7 @@ func newCutTransport(t *testing.T) *cutTransport {
 				}
 				select {
 				case ct.packets <- p:
-				case <-ct.done:
-					return
+				case <-ct.done: // shutting down: dropped
 				}
 			}
 		}
@@ -111,6 +115,7 @@ func (ct *cutTransport) Shutdown() error {
 	ct.once.Do(func() {
 		close(ct.done)
 		err = ct.NetTransport.Shutdown()
+		close(ct.stopped)
 		ct.wg.Wait()
 	})
 	return err
