@@ -308,9 +308,15 @@ func TestRetryableCodesAreRetried(t *testing.T) {
 				t.Fatalf("got %v, want %v", err, tc.want)
 			}
 			var ce *client.Error
+			if !errors.As(err, &ce) || ce.Attempts < 2 {
+				t.Fatalf("error %+v: want a *client.Error after more than one attempt", err)
+			}
+			// The last attempt, cut short by the deadline, may reach the
+			// fake after SendRaw returned: wait for it rather than race it.
+			testsupport.Eventually(t, 5*time.Second, "the fake to see every attempt", func() bool { return len(f.seen()) >= ce.Attempts })
 			seen := f.seen()
-			if !errors.As(err, &ce) || ce.Attempts < 2 || ce.Attempts != len(seen) {
-				t.Fatalf("error %+v after %d requests: want every attempt counted, and more than one", ce, len(seen))
+			if ce.Attempts != len(seen) {
+				t.Fatalf("error %+v says %d attempts, the fake saw %d requests: want every attempt counted", ce, ce.Attempts, len(seen))
 			}
 			for _, r := range seen {
 				if r.CommandID != ce.CommandID || r.CommandID == "" {

@@ -213,20 +213,29 @@ func startFactsScenario(p params, url string, conns []*nats.Conn, opener node.St
 // round measures the scenario for p.warmup + p.duration, adds the
 // measured part to s.measured and returns it.
 func (s *factsScenario) round(p params, conns []*nats.Conn) *result {
-	r := drive(p, func(w int, ctx context.Context) error {
-		facts, isLate := s.workers[w].nextBatch(s.batch, s.late)
-		atomic.AddInt64(&s.sent, int64(len(facts)))
-		for _, l := range isLate {
-			if l {
-				atomic.AddInt64(&s.sentLate, 1)
+	var r *result
+	// A round measures at least one answered batch: on a machine so
+	// loaded (or with a -duration so short) that none came back in time,
+	// it measures again rather than report nothing.
+	for range 50 {
+		r = drive(p, func(w int, ctx context.Context) error {
+			facts, isLate := s.workers[w].nextBatch(s.batch, s.late)
+			atomic.AddInt64(&s.sent, int64(len(facts)))
+			for _, l := range isLate {
+				if l {
+					atomic.AddInt64(&s.sentLate, 1)
+				}
 			}
+			return s.send(conns[w%len(conns)], facts, isLate)
+		})
+		s.measured.ok += r.ok
+		s.measured.failed += r.failed
+		s.measured.elapsed += r.elapsed
+		s.measured.latencies = append(s.measured.latencies, r.latencies...)
+		if r.ok > 0 || r.failed > 0 {
+			break
 		}
-		return s.send(conns[w%len(conns)], facts, isLate)
-	})
-	s.measured.ok += r.ok
-	s.measured.failed += r.failed
-	s.measured.elapsed += r.elapsed
-	s.measured.latencies = append(s.measured.latencies, r.latencies...)
+	}
 	return r
 }
 
