@@ -773,7 +773,7 @@ func TestClusterIdempotencySurvivesLosingTheRaftLeader(t *testing.T) {
 		return true
 	})
 	mustOK(t, nc, api.Command{AggregateID: "lead", Command: "screwIn", CommandID: "lead-2", Args: json.RawMessage(`{"location":"hall"}`)})
-	testsupport.Eventually(t, 10*time.Second, "the new outcome on both survivors", func() bool {
+	testsupport.Eventually(t, 30*time.Second, "the new outcome on both survivors", func() bool {
 		for _, n := range c.list() {
 			if groupOf(t, n).Filter.Entries < 2 {
 				return false
