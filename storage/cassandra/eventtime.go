@@ -53,23 +53,19 @@ func (l *EventLog) knownThrough() *positionCache {
 
 // indexAppend writes the events of an append whose conditional batch
 // applied into the time table. It claims indexed_through = the append's
-// last sequence only when the table is known to hold every sequence up to
-// Expected (from the cache, else read from the table): otherwise the claim
-// would cover the rows of an earlier append whose own write failed. An
-// error leaves the append durable; ReadTimePage repairs what is missing.
+// last sequence only when this process knows the table holds every
+// sequence up to Expected (its cache): otherwise the claim could cover the
+// rows of an earlier append whose own write failed. On a cache miss it
+// writes the rows without a claim rather than read the table first (that
+// read would cost the append path a round trip on every cold aggregate);
+// the next ReadTimePage then finds indexed_through behind the head and
+// rewrites those rows with the claim. An error leaves the append durable;
+// ReadTimePage repairs what is missing.
 func (l *EventLog) indexAppend(ctx context.Context, a *eventlog.Append) error {
 	ref, e := a.Ref, int64(a.Expected)
-	known := l.knownThrough()
 	claim := e == 0
-	if at, ok := known.get(ref); ok && at.head >= e {
+	if at, ok := l.knownThrough().get(ref); ok && at.head >= e {
 		claim = true
-	}
-	if !claim {
-		through, err := l.indexedThrough(ctx, ref)
-		if err != nil {
-			return err
-		}
-		claim = through >= e
 	}
 	return l.writeTimeRows(ctx, ref, a.Events, claim)
 }
