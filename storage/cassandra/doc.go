@@ -172,8 +172,10 @@
 // its row. A batch sets it only together with, or after, rows that make
 // it true: an append claims its last sequence only when the table is
 // known to hold everything up to its Expected — from a per-process cache
-// of claims this process wrote or read (claims never become false), else
-// by reading indexed_through first. Claiming blindly would be wrong: after
+// of claims this process wrote or read (claims never become false); on a
+// cache miss it writes its rows without a claim (reading indexed_through
+// first would cost every cold aggregate's append a round trip), and the
+// next read repairs the claim. Claiming blindly would be wrong: after
 // an append whose write failed, the next append's claim would cover the
 // hole. A claim that lands late and moves indexed_through back is
 // harmless (it was true): it only makes a read repair more than it must.
@@ -194,8 +196,8 @@
 // next read goes on from the last claim.
 //
 // The costs: every append writes its events twice (the second write is a
-// plain single-partition batch, no Paxos; plus, on a cache miss, one read
-// of indexed_through), the table doubles the events' storage, and every
+// plain single-partition batch, no Paxos), the table doubles the events'
+// storage, and every
 // ReadTimePage reads the head first (two short queries) besides its page.
 // The partition is per aggregate, not bucketed: a bucketed event-time
 // table would need a scatter-gather merge over buckets, because late
