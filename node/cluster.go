@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -93,15 +91,6 @@ func ringSpec(c router.Config) string {
 	return fmt.Sprintf("%d/%d/%g", c.PartitionCount, c.ReplicationFactor, c.LoadFactor)
 }
 
-// Internal headers of forwarded requests. They never reach clients.
-const (
-	// headerHops counts how often a request was passed between nodes.
-	headerHops = "Concursus-Hops"
-	// headerBudget is what is left of the client's time, in milliseconds,
-	// when a node passes the request on.
-	headerBudget = "Concursus-Budget-Ms"
-)
-
 // routing is one ring a node acts on, with what it needs to reach the
 // owners. Replaced whole on every membership change.
 type routing struct {
@@ -121,12 +110,6 @@ func (r *routing) owner(aggType, id string) (owner, subject string, ok bool) {
 	}
 	owner = r.ring.Owner(aggType, id)
 	return owner, r.subjects[owner], true
-}
-
-// routeCounters count what the router did with requests.
-type routeCounters struct {
-	local, direct, forwarded, rerouted, delayed, exhausted atomic.Uint64
-	ringChanges, moved, pauses                             atomic.Uint64
 }
 
 // directBase is the subject base of this node's direct subscriptions.
@@ -437,130 +420,6 @@ func fingerprint(r *router.Ring) string {
 		return ""
 	}
 	return fmt.Sprintf("%016x", r.Fingerprint())
-}
-
-// routeRequest decides where a decoded request runs. It returns true when
-// the request was handed on (forwarded now or later) or answered, false
-// when this node runs it. kind is "cmd" or "query"; deadline is when the
-// client stops waiting.
-//
-// waited is true when the request already waited here for the rings to
-// settle: it is then passed on at once.
-func (n *Node) routeRequest(m *nats.Msg, kind, aggType, id string, deadline time.Time, waited bool, fail func(*api.Error)) bool {
-	rt := n.route.Load()
-	if rt == nil {
-		return false // not clustered
-	}
-	direct := m.Sub != nil && n.isDirect(m.Sub.Subject)
-	owner, subject, ok := rt.owner(aggType, id)
-	if ok && owner == n.cfg.NodeID {
-		if direct {
-			n.counters.direct.Add(1)
-		} else {
-			n.counters.local.Add(1)
-		}
-		return false
-	}
-	hops := hopsOf(m)
-	remaining := time.Until(deadline)
-	switch {
-	case remaining <= 0:
-		n.counters.exhausted.Add(1)
-		fail(&api.Error{Code: api.CodeTimeout, Message: "the request's time ran out while its aggregate changed owner"})
-		return true
-	case hops >= n.cfg.Cluster.MaxHops:
-		n.counters.exhausted.Add(1)
-		fail(&api.Error{Code: api.CodeUnavailable, Message: fmt.Sprintf("the nodes did not agree on the owner of %s/%s within %d hops (the cluster is changing); retry", aggType, id, hops)})
-		return true
-	}
-	// A request that has been passed on more than once (the nodes on its
-	// way disagree about the owner), or that finds no owner, waits a
-	// little for the rings to converge, once per arrival.
-	if !ok || subject == "" || (hops >= 2 && !waited) {
-		wait := min(10*time.Millisecond<<min(max(hops-2, 0), 5), 250*time.Millisecond, remaining/2)
-		n.counters.delayed.Add(1)
-		setHops(m, hops+1, remaining-wait)
-		n.delayed.Add(1)
-		time.AfterFunc(wait, func() {
-			defer n.delayed.Done()
-			n.redispatch(m, kind, aggType)
-		})
-		return true
-	}
-	if direct {
-		n.counters.rerouted.Add(1)
-	} else {
-		n.counters.forwarded.Add(1)
-	}
-	out := &nats.Msg{Subject: subject + "." + kind + "." + aggType, Reply: m.Reply, Data: m.Data, Header: cloneHeader(m.Header)}
-	setHops(out, hops+1, remaining)
-	if err := n.nc.PublishMsg(out); err != nil {
-		n.log.Warn("forwarding a request", "owner", owner, "err", err)
-		fail(&api.Error{Code: api.CodeUnavailable, Message: "forwarding to the owner failed: " + err.Error()})
-	}
-	return true
-}
-
-// redispatch handles a delayed request again on the ring of the moment.
-func (n *Node) redispatch(m *nats.Msg, kind, aggType string) {
-	if kind == "cmd" {
-		n.handleCommand(m, aggType, true)
-	} else {
-		n.handleQuery(m, aggType, true)
-	}
-}
-
-func (n *Node) isDirect(subscribed string) bool {
-	return subscribed == n.directBase+".cmd.*" || subscribed == n.directBase+".query.*"
-}
-
-func hopsOf(m *nats.Msg) int {
-	if m.Header == nil {
-		return 0
-	}
-	h, err := strconv.Atoi(m.Header.Get(headerHops))
-	if err != nil || h < 0 {
-		return 0
-	}
-	return h
-}
-
-// budgetOf returns the time left according to a forwarding node, if any.
-func budgetOf(m *nats.Msg) (time.Duration, bool) {
-	if m.Header == nil {
-		return 0, false
-	}
-	v := m.Header.Get(headerBudget)
-	if v == "" {
-		return 0, false
-	}
-	ms, err := strconv.ParseInt(v, 10, 64)
-	if err != nil {
-		return 0, false
-	}
-	// The header comes from outside too (any client can set it): clamp
-	// before multiplying, so no value wraps round to an instant timeout.
-	return time.Duration(min(max(ms, 1), maxBudgetMs)) * time.Millisecond, true
-}
-
-// maxBudgetMs bounds a forwarded budget: a day, far above any request's
-// own timeout (api.MaxTimeoutMs).
-const maxBudgetMs = int64(24 * time.Hour / time.Millisecond)
-
-func setHops(m *nats.Msg, hops int, budget time.Duration) {
-	if m.Header == nil {
-		m.Header = nats.Header{}
-	}
-	m.Header.Set(headerHops, strconv.Itoa(hops))
-	m.Header.Set(headerBudget, strconv.FormatInt(max(budget.Milliseconds(), 1), 10))
-}
-
-func cloneHeader(h nats.Header) nats.Header {
-	out := make(nats.Header, len(h)+2)
-	for k, v := range h {
-		out[k] = append([]string(nil), v...)
-	}
-	return out
 }
 
 // leaveCluster announces this node's departure and gives the others'

@@ -64,17 +64,12 @@ func (n *Node) handleFacts(m *nats.Msg, aggType string) {
 		}
 		id := wire[i].AggregateID
 		if rt != nil {
-			owner, subject, ok := rt.owner(aggType, id)
-			switch {
-			case !ok || subject == "" && owner != n.cfg.NodeID:
-				results[i].Error = &api.Error{Code: api.CodeUnavailable, Message: "no owner known for " + aggType + "/" + id + " (the cluster is changing); send it again"}
+			switch d := decideFactRoute(rt, n.cfg.NodeID, aggType, id, hops, n.cfg.Cluster.MaxHops); d.kind {
+			case routeFail:
+				results[i].Error = d.err
 				continue
-			case owner != n.cfg.NodeID:
-				if hops >= n.cfg.Cluster.MaxHops {
-					results[i].Error = &api.Error{Code: api.CodeUnavailable, Message: fmt.Sprintf("the nodes did not agree on the owner of %s/%s within %d hops (the cluster is changing); send it again", aggType, id, hops)}
-					continue
-				}
-				remote[subject] = append(remote[subject], i)
+			case routeForward:
+				remote[d.subject] = append(remote[d.subject], i)
 				continue
 			}
 		}

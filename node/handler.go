@@ -17,50 +17,52 @@ import (
 	"github.com/concursus-go/concursus/model"
 )
 
-// onCommand decodes a command request and hands it to the executor. It runs
-// on the subscription's goroutine and never blocks on the command: the reply
-// is sent from the executor's callback.
+// onCommand takes a command request from the queue group. It runs on the
+// subscription's goroutine and never blocks on the command: the reply is
+// sent from the executor's callback.
 func (n *Node) onCommand(m *nats.Msg) {
 	n.handleCommand(m, strings.TrimPrefix(m.Subject, n.cmdSubjectPrefix), false)
 }
 
 // onDirectCommand takes a command another node forwarded to this one.
 func (n *Node) onDirectCommand(m *nats.Msg) {
-	n.handleCommand(m, strings.TrimPrefix(m.Subject, n.directBase+".cmd."), false)
+	n.handleCommand(m, strings.TrimPrefix(m.Subject, n.directBase+".cmd."), true)
 }
 
-func (n *Node) handleCommand(m *nats.Msg, aggType string, waited bool) {
+// handleCommand reads a command request once and dispatches it: run here
+// (runCommand), passed to its owner, delayed or answered. A request whose
+// aggregate id or timeout cannot be read is not routed: this node answers
+// it.
+func (n *Node) handleCommand(m *nats.Msg, aggType string, direct bool) {
 	arrived := time.Now()
-	routed := n.route.Load() == nil // alone: everything is ours
-	if !routed {
-		// In a cluster, most requests belong to another node: read just
-		// enough to route them and leave the full decode to the owner.
-		if id, cid, timeout, ok := n.peekCommand(m); ok {
-			routed = true
-			fail := func(e *api.Error) {
-				n.respond(m, &api.Reply{AggregateType: aggType, AggregateID: id, CommandID: cid, Error: e})
-			}
-			if n.routeRequest(m, "cmd", aggType, id, arrived.Add(timeout), waited, fail) {
-				return
-			}
-		}
+	c := n.readCommandRequest(m, n.route.Load() != nil)
+	rq := &request{m: m, kind: "cmd", aggType: aggType, id: c.id, direct: direct, hops: hopsOf(m),
+		deadline: arrived.Add(c.timeout)}
+	rq.fail = func(e *api.Error) {
+		n.respond(m, &api.Reply{AggregateType: aggType, AggregateID: c.id, CommandID: c.commandID, Error: e})
 	}
-	req, timeout, apiErr := n.decodeCommand(aggType, m)
+	rq.run = func() { n.runCommand(rq, c) }
+	if !c.routable {
+		rq.run()
+		return
+	}
+	n.dispatch(rq)
+}
+
+// runCommand checks a command request read by readCommandRequest, on the
+// node that runs it, and hands it to the executor.
+func (n *Node) runCommand(rq *request, c *commandRequest) {
+	m := rq.m
+	req, apiErr := executor.Request{Ref: model.Ref{Type: rq.aggType}}, c.readErr
+	if apiErr == nil {
+		req, _, apiErr = checkCommand(rq.aggType, c.env, c.headerMode, m.Data, n.cfg.RequestTimeout)
+	}
 	if apiErr != nil {
 		n.exec.CountInvalid()
-		n.respond(m, &api.Reply{AggregateType: aggType, AggregateID: req.Ref.ID, CommandID: req.CommandID, Error: apiErr})
+		n.respond(m, &api.Reply{AggregateType: rq.aggType, AggregateID: req.Ref.ID, CommandID: req.CommandID, Error: apiErr})
 		return
 	}
-	if budget, ok := budgetOf(m); ok {
-		timeout = min(timeout, budget)
-	}
-	fail := func(e *api.Error) {
-		n.respond(m, &api.Reply{AggregateType: aggType, AggregateID: req.Ref.ID, CommandID: req.CommandID, Error: e})
-	}
-	if !routed && n.routeRequest(m, "cmd", aggType, req.Ref.ID, arrived.Add(timeout), waited, fail) {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	ctx, cancel := context.WithDeadline(context.Background(), rq.deadline)
 	n.exec.Submit(ctx, req, func(res executor.Result, err error) {
 		cancel()
 		reply := &api.Reply{AggregateType: req.Ref.Type, AggregateID: req.Ref.ID, CommandID: req.CommandID}
@@ -81,13 +83,6 @@ func invalid(format string, args ...any) *api.Error {
 	return &api.Error{Code: api.CodeInvalidRequest, Message: fmt.Sprintf(format, args...)}
 }
 
-// decodeCommand reads a request in either form (headers + JSON args, or a
-// JSON envelope) and checks everything that can be checked without the
-// aggregate's state.
-func (n *Node) decodeCommand(aggType string, m *nats.Msg) (executor.Request, time.Duration, *api.Error) {
-	return decodeCommand(aggType, m.Header, m.Data, n.cfg.MaxPayload, n.cfg.RequestTimeout)
-}
-
 // isHeaderMode reports whether a command request uses the header form: as
 // soon as any of the identifying headers is present, so that a missing one
 // is reported as such rather than the body misread as an envelope. (NATS
@@ -102,13 +97,26 @@ func isHeaderMode(h nats.Header) bool {
 // comes back with a CodeInvalidRequest error (CodeUnavailable only when no
 // command id could be generated); the request returned with it holds the
 // ids that were readable and valid, for the reply.
+//
+// It is readCommand and then checkCommand; a node reads every request, but
+// checks only those it runs (see commandRequest).
 func decodeCommand(aggType string, h nats.Header, data []byte, maxPayload int, defaultTimeout time.Duration) (executor.Request, time.Duration, *api.Error) {
-	req := executor.Request{Ref: model.Ref{Type: aggType}}
-	if len(data) > maxPayload {
-		return req, 0, invalid("request is %d bytes, limit %d", len(data), maxPayload)
+	env, headerMode, apiErr := readCommand(h, data, maxPayload)
+	if apiErr != nil {
+		return executor.Request{Ref: model.Ref{Type: aggType}}, 0, apiErr
 	}
-	var env api.Command
-	headerMode := isHeaderMode(h)
+	return checkCommand(aggType, env, headerMode, data, defaultTimeout)
+}
+
+// readCommand is the first half of decodeCommand: it takes a request's
+// fields from its headers or decodes its envelope (strictly: an unknown
+// field or a wrong type is refused), and checks nothing else. A refused
+// request comes back with a CodeInvalidRequest error.
+func readCommand(h nats.Header, data []byte, maxPayload int) (env api.Command, headerMode bool, apiErr *api.Error) {
+	headerMode = isHeaderMode(h)
+	if len(data) > maxPayload {
+		return env, headerMode, invalid("request is %d bytes, limit %d", len(data), maxPayload)
+	}
 	if headerMode {
 		env = api.Command{
 			AggregateID: h.Get(api.HeaderAggregateID),
@@ -121,17 +129,28 @@ func decodeCommand(aggType string, h nats.Header, data []byte, maxPayload int, d
 		if t := h.Get(api.HeaderTimeout); t != "" {
 			ms, err := strconv.ParseInt(t, 10, 64)
 			if err != nil {
-				return req, 0, invalid("header %s: %q is not a whole number of milliseconds (0 to %d)", api.HeaderTimeout, t, api.MaxTimeoutMs)
+				return api.Command{}, true, invalid("header %s: %q is not a whole number of milliseconds (0 to %d)", api.HeaderTimeout, t, api.MaxTimeoutMs)
 			}
 			env.TimeoutMs = ms
 		}
-	} else {
-		if len(data) == 0 {
-			return req, 0, invalid("empty request: send a JSON envelope {\"aggregateId\",\"command\",\"args\"} or the %s header", api.HeaderCommand)
-		}
-		if err := (model.JSON{}).Unmarshal(data, &env); err != nil {
-			return req, 0, invalid("request envelope: %v", err)
-		}
+		return env, true, nil
+	}
+	if len(data) == 0 {
+		return env, false, invalid("empty request: send a JSON envelope {\"aggregateId\",\"command\",\"args\"} or the %s header", api.HeaderCommand)
+	}
+	if err := (model.JSON{}).Unmarshal(data, &env); err != nil {
+		return api.Command{}, false, invalid("request envelope: %v", err)
+	}
+	return env, false, nil
+}
+
+// checkCommand is the second half of decodeCommand: it checks the fields
+// readCommand read from a request whose body is data, everything that can
+// be checked without the aggregate's state, and gives the request a
+// command id if it has none.
+func checkCommand(aggType string, env api.Command, headerMode bool, data []byte, defaultTimeout time.Duration) (executor.Request, time.Duration, *api.Error) {
+	req := executor.Request{Ref: model.Ref{Type: aggType}}
+	if !headerMode {
 		// After the decode, which names unknown fields and wrong types:
 		// what encoding/json lets through (a key twice, text that is not
 		// UTF-8) anywhere in the envelope, arguments included.
@@ -240,45 +259,78 @@ func requestTimeout(ms int64, def time.Duration, headerMode bool) (time.Duration
 	return time.Duration(ms) * time.Millisecond, nil
 }
 
-// peekCommand reads what routing needs from a command request — the
-// aggregate id, the command id and the time the client allows — without
-// decoding or checking the rest. ok is false when the request is not
-// readable that way; the full decode then reports what is wrong. (An id
-// read here from an envelope the full decode refuses, say one with a key
-// twice, only decides which node answers with the refusal.)
-func (n *Node) peekCommand(m *nats.Msg) (id, commandID string, timeout time.Duration, ok bool) {
-	if len(m.Data) > n.cfg.MaxPayload {
-		return "", "", 0, false // the full decode answers at once
-	}
-	var ms int64
-	if h := m.Header; isHeaderMode(h) {
-		id, commandID = h.Get(api.HeaderAggregateID), h.Get(api.HeaderCommandID)
-		if t := h.Get(api.HeaderTimeout); t != "" {
-			v, err := strconv.ParseInt(t, 10, 64)
-			if err != nil {
-				return "", "", 0, false
-			}
-			ms = v
-		}
-	} else {
-		var env struct {
-			AggregateID string `json:"aggregateId"`
-			CommandID   string `json:"commandId"`
-			TimeoutMs   int64  `json:"timeoutMs"`
-		}
-		if json.Unmarshal(m.Data, &env) != nil {
-			return "", "", 0, false
-		}
-		id, commandID, ms = env.AggregateID, env.CommandID, env.TimeoutMs
+// commandRequest is a command request as read once, on arrival, by
+// readCommandRequest: the fields for the node that runs it and what
+// routing needs.
+//
+// Every node reads a request (readCommand: the headers, or a strict decode
+// of the envelope) and routes it on what it read; only the node that runs
+// it checks it (checkCommand: identifiers, arguments, timestamp, a fresh
+// command id). A node that passes a request on thus stays cheap, and
+// forwards the message as it came, and the owner reads it once — not once
+// to route and again to run. When the strict decode refuses an envelope
+// (an unknown field, a wrong type, a key in the wrong case), a lenient
+// decode of the routing fields alone (peekEnvelope) still places it, so
+// that the owner answers the refusal as it answers every other request of
+// its aggregates: that second read is for bad input only. (An id read so
+// from an envelope the owner refuses, say one with a key twice, only
+// decides which node answers.) A request without a readable aggregate id
+// or timeout is not routed: the node it reached answers.
+type commandRequest struct {
+	env        api.Command // the fields as read, unchecked
+	headerMode bool
+	// readErr is why readCommand refused the request: the answer of the
+	// node that runs it.
+	readErr *api.Error
+	// routable is true when the aggregate id and the timeout could be
+	// read; id and commandID (unchecked: for the answers routing gives)
+	// are then set. Otherwise this node answers: the checks refuse it.
+	routable      bool
+	id, commandID string
+	// timeout is the time the client allows, shortened to the budget a
+	// forwarding node gave.
+	timeout time.Duration
+}
+
+// readCommandRequest reads a command request for routing and running it;
+// clustered is false when the node runs alone and needs nothing for
+// routing.
+func (n *Node) readCommandRequest(m *nats.Msg, clustered bool) *commandRequest {
+	c := &commandRequest{}
+	c.env, c.headerMode, c.readErr = readCommand(m.Header, m.Data, n.cfg.MaxPayload)
+	id, commandID, ms, read := c.env.AggregateID, c.env.CommandID, c.env.TimeoutMs, c.readErr == nil
+	if !read && clustered && !c.headerMode && len(m.Data) <= n.cfg.MaxPayload {
+		// The header form fails only on what routing needs (the
+		// timeout); an oversized request is answered at once.
+		id, commandID, ms, read = peekEnvelope(m.Data)
 	}
 	timeout, apiErr := requestTimeout(ms, n.cfg.RequestTimeout, false)
-	if apiErr != nil || id == "" || model.CheckIdentifier("", id, model.MaxIDLen) != nil {
-		return "", "", 0, false
+	if apiErr != nil {
+		timeout = n.cfg.RequestTimeout // the checks refuse it
 	}
 	if budget, ok := budgetOf(m); ok {
 		timeout = min(timeout, budget)
 	}
-	return id, commandID, timeout, true
+	c.timeout = timeout
+	if read && apiErr == nil && id != "" && model.CheckIdentifier("", id, model.MaxIDLen) == nil {
+		c.routable, c.id, c.commandID = true, id, commandID
+	}
+	return c
+}
+
+// peekEnvelope reads the fields routing needs from an envelope, leniently:
+// other fields and their types do not matter. ok is false when even that
+// fails. Where the strict decode succeeds, the two read the same values.
+func peekEnvelope(data []byte) (id, commandID string, timeoutMs int64, ok bool) {
+	var env struct {
+		AggregateID string `json:"aggregateId"`
+		CommandID   string `json:"commandId"`
+		TimeoutMs   int64  `json:"timeoutMs"`
+	}
+	if json.Unmarshal(data, &env) != nil {
+		return "", "", 0, false
+	}
+	return env.AggregateID, env.CommandID, env.TimeoutMs, true
 }
 
 // parseTimestamp accepts RFC 3339 with an optional fraction, years 1 to 9999.
@@ -339,10 +391,12 @@ func (n *Node) onQuery(m *nats.Msg) {
 
 // onDirectQuery takes a query another node forwarded to this one.
 func (n *Node) onDirectQuery(m *nats.Msg) {
-	n.handleQuery(m, strings.TrimPrefix(m.Subject, n.directBase+".query."), false)
+	n.handleQuery(m, strings.TrimPrefix(m.Subject, n.directBase+".query."), true)
 }
 
-func (n *Node) handleQuery(m *nats.Msg, aggType string, waited bool) {
+// handleQuery decodes a query once and dispatches it. A query is small and
+// decoded whole where it arrives: a refused one is answered there.
+func (n *Node) handleQuery(m *nats.Msg, aggType string, direct bool) {
 	arrived := time.Now()
 	fail := func(e *api.Error) { n.respond(m, &api.QueryReply{AggregateType: aggType, Error: e}) }
 	eq, apiErr := decodeQuery(aggType, m.Data, n.cfg.MaxPayload)
@@ -354,24 +408,29 @@ func (n *Node) handleQuery(m *nats.Msg, aggType string, waited bool) {
 	if budget, ok := budgetOf(m); ok {
 		timeout = min(timeout, budget)
 	}
-	if n.routeRequest(m, "query", aggType, eq.Ref.ID, arrived.Add(timeout), waited, fail) {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	rq := &request{m: m, kind: "query", aggType: aggType, id: eq.Ref.ID, direct: direct, hops: hopsOf(m),
+		deadline: arrived.Add(timeout), fail: fail}
+	rq.run = func() { n.runQuery(rq, eq) }
+	n.dispatch(rq)
+}
+
+// runQuery hands a decoded query to the executor.
+func (n *Node) runQuery(rq *request, eq executor.Query) {
+	ctx, cancel := context.WithDeadline(context.Background(), rq.deadline)
 	n.exec.SubmitQuery(ctx, eq, func(res executor.QueryResult, err error) {
 		cancel()
 		if err != nil {
-			fail(toAPIError(err))
+			rq.fail(toAPIError(err))
 			return
 		}
-		reply := &api.QueryReply{OK: true, AggregateType: aggType, AggregateID: eq.Ref.ID,
+		reply := &api.QueryReply{OK: true, AggregateType: rq.aggType, AggregateID: eq.Ref.ID,
 			View: res.View, Exists: res.Exists, Sequence: res.Sequence, State: res.Value,
 			Prefix: &api.QueryPrefix{Events: res.Prefix.Events, Waiting: res.Prefix.Waiting}}
 		if res.Prefix.Events > 0 {
 			last := res.Prefix.Last.Timestamp.UTC()
 			reply.Prefix.LastTimestamp = &last
 		}
-		n.respond(m, reply)
+		n.respond(rq.m, reply)
 	})
 }
 
