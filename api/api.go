@@ -194,9 +194,9 @@ type Info struct {
 	Started        time.Time `json:"started"`
 	// Ready is false while the node's store is not connected; then every
 	// command is answered "unavailable". Store describes the store.
-	Ready bool            `json:"ready"`
-	Store string          `json:"store"`
-	Stats json.RawMessage `json:"stats"`
+	Ready bool          `json:"ready"`
+	Store string        `json:"store"`
+	Stats ExecutorStats `json:"stats"`
 	// Publisher is the event publisher's counters and outbox position
 	// (eventbus.PublisherStats).
 	Publisher json.RawMessage `json:"publisher,omitempty"`
@@ -225,8 +225,8 @@ type ClusterInfo struct {
 	// Routing counts what this node did with requests.
 	Routing RoutingCounters `json:"routing"`
 	// Ready and Stats are as in Info.
-	Ready bool            `json:"ready"`
-	Stats json.RawMessage `json:"stats"`
+	Ready bool          `json:"ready"`
+	Stats ExecutorStats `json:"stats"`
 	// Idempotency is the node's view of the replicated idempotency filter
 	// (idempotency.Stats: raft role, leader, voters, entries), absent when
 	// the filter is off.

@@ -14,7 +14,9 @@ type counters struct {
 	refolds                                             atomic.Int64
 }
 
-// Stats are cumulative counters since the executor started.
+// Stats are cumulative counters since the executor started. Their wire form
+// is api.ExecutorStats, converted field for field (api.ExecutorStats(s)):
+// a field added here must be added there, or the node does not compile.
 type Stats struct {
 	Accepted    int64 `json:"accepted"`
 	Rejected    int64 `json:"rejected"`

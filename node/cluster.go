@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -455,9 +454,7 @@ func (n *Node) ClusterInfo() api.ClusterInfo {
 			Rerouted: c.rerouted.Load(), Delayed: c.delayed.Load(), Exhausted: c.exhausted.Load(),
 			RingChanges: c.ringChanges.Load(), PartitionsMoved: c.moved.Load(), Pauses: c.pauses.Load(),
 		}}
-	if stats, err := json.Marshal(n.exec.Stats()); err == nil {
-		info.Stats = stats
-	}
+	info.Stats = api.ExecutorStats(n.exec.Stats())
 	info.Idempotency = n.groupStats()
 	info.Publisher = n.publisherStats()
 	rt := n.route.Load()

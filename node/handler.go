@@ -497,12 +497,8 @@ func decodeHistory(data []byte, maxPayload int) (api.HistoryRequest, *api.Error)
 
 // onInfo answers an admin info request.
 func (n *Node) onInfo(m *nats.Msg) {
-	stats, err := json.Marshal(n.exec.Stats())
-	if err != nil {
-		n.log.Error("encoding stats", "err", err)
-	}
 	ready, store := n.Ready()
 	n.respond(m, &api.Info{NodeID: n.cfg.NodeID, Version: Version, Prefix: n.cfg.Prefix,
-		AggregateTypes: n.reg.Names(), Started: n.started, Ready: ready, Store: store, Stats: stats,
+		AggregateTypes: n.reg.Names(), Started: n.started, Ready: ready, Store: store, Stats: api.ExecutorStats(n.exec.Stats()),
 		Publisher: n.publisherStats()})
 }

@@ -166,20 +166,8 @@ func redactURL(urls string) string {
 
 // clusterReply is one node's answer.
 type clusterReply struct {
-	raw   json.RawMessage
-	info  api.ClusterInfo
-	stats execStats
-}
-
-// execStats are the executor counters the report shows, by their JSON
-// names in executor.Stats.
-type execStats struct {
-	Accepted    int64 `json:"accepted"`
-	Rejected    int64 `json:"rejected"`
-	Unavailable int64 `json:"unavailable"`
-	Timeouts    int64 `json:"timeouts"`
-	InFlight    int64 `json:"inFlight"`
-	Cached      int64 `json:"cached"`
+	raw  json.RawMessage
+	info api.ClusterInfo
 }
 
 // gatherClusterInfo publishes one request on subject with a fresh inbox
@@ -215,9 +203,6 @@ func gatherClusterInfo(nc *nats.Conn, subject string, wait time.Duration) (repli
 			if err := json.Unmarshal(m.Data, &r.info); err != nil || r.info.NodeID == "" {
 				bad = append(bad, fmt.Errorf("%.80q", m.Data))
 				continue
-			}
-			if len(r.info.Stats) > 0 {
-				_ = json.Unmarshal(r.info.Stats, &r.stats) // counters missing from a reply show as 0
 			}
 			replies = append(replies, r)
 			if r.info.Clustered {
@@ -412,7 +397,7 @@ func writeClusterReport(w io.Writer, replies []clusterReply, partitions bool) er
 	tw = tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tREADY\tACCEPTED\tREJECTED\tUNAVAILABLE\tTIMEOUTS\tIN FLIGHT\tCACHED")
 	for _, r := range replies {
-		s := r.stats
+		s := r.info.Stats
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\n", r.info.NodeID, yesNo(r.info.Ready), s.Accepted, s.Rejected, s.Unavailable, s.Timeouts, s.InFlight, s.Cached)
 	}
 	_ = tw.Flush()

@@ -224,7 +224,8 @@ func TestClusterReportDisagreement(t *testing.T) {
 		info api.ClusterInfo
 	}{{"n1", agreed}, {"n2", agreed}, {"n3", stale}} {
 		r.info.NodeID = r.id
-		replies = append(replies, clusterReply{info: r.info, stats: execStats{Accepted: 7, InFlight: 1}})
+		r.info.Stats = api.ExecutorStats{Accepted: 7, InFlight: 1}
+		replies = append(replies, clusterReply{info: r.info})
 	}
 	var out bytes.Buffer
 	if err := writeClusterReport(&out, replies, true); err != nil {

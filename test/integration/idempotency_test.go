@@ -234,13 +234,7 @@ func executorDuplicates(t *testing.T, h *clusterHarness, ids []string) int64 {
 	t.Helper()
 	var sum int64
 	for _, id := range ids {
-		var s struct {
-			Duplicates int64 `json:"duplicates"`
-		}
-		if err := json.Unmarshal(h.info(id).Stats, &s); err != nil {
-			t.Fatal(err)
-		}
-		sum += s.Duplicates
+		sum += h.info(id).Stats.Duplicates
 	}
 	return sum
 }
