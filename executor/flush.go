@@ -213,9 +213,7 @@ func (x *Executor) feedFilter() {
 		for !x.filter.Ready() && !x.closing.Load() {
 			time.Sleep(filterWaitPoll)
 		}
-		ctx, cancel := x.storeCtx()
-		err := x.filter.Record(ctx, batch)
-		cancel()
+		err := x.recordInFilter(batch)
 		if err != nil {
 			n := x.stats.filterFailures.Add(1)
 			if x.filterWarn.Allow() {
@@ -224,6 +222,33 @@ func (x *Executor) feedFilter() {
 			}
 		}
 	}
+}
+
+// filterRetries is how many times a batch of outcomes is offered to the
+// filter before it is given up (a raft leader change makes the first
+// offer fail; the next, once the group serves again, usually lands).
+const filterRetries = 4
+
+// recordInFilter offers a batch of outcomes to the filter, again after a
+// failure (outcomes are keyed by command id, so offering one twice is
+// harmless), waiting for the filter to serve between tries.
+func (x *Executor) recordInFilter(batch []commandlog.Record) error {
+	var err error
+	for try := range filterRetries {
+		if try > 0 {
+			time.Sleep(filterWaitPoll << try)
+			for !x.filter.Ready() && !x.closing.Load() {
+				time.Sleep(filterWaitPoll)
+			}
+		}
+		ctx, cancel := x.storeCtx()
+		err = x.filter.Record(ctx, batch)
+		cancel()
+		if err == nil || x.closing.Load() {
+			return err
+		}
+	}
+	return err
 }
 
 // flushDecisions writes the batch with one DecisionWriter call.
