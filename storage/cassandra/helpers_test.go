@@ -56,9 +56,16 @@ func newKeyspace(t testing.TB) *testKeyspace {
 	k := &testKeyspace{addr: addr, name: "test_" + hex.EncodeToString(b[:])}
 	t.Logf("keyspace %s on %s", k.name, addr)
 	t.Cleanup(func() {
-		if err := k.drop(); err != nil {
-			t.Errorf("drop keyspace %s: %v", k.name, err)
+		// Dropping a keyspace is schema work, slow on a loaded machine:
+		// tried again, and a keyspace left behind in a test Cassandra is
+		// reported, not a failure of the test that used it.
+		var err error
+		for range 3 {
+			if err = k.drop(); err == nil {
+				return
+			}
 		}
+		t.Logf("keyspace %s left behind: drop failed 3 times: %v", k.name, err)
 	})
 	return k
 }
