@@ -27,9 +27,13 @@ var (
 	bucketMeta         = []byte("meta")
 	bucketEvents       = []byte("events")
 	bucketEventsByTime = []byte("events_by_time")
-	bucketCommands     = []byte("commands")
-	bucketCmdTime      = []byte("commands_by_time")
-	keyFormat          = []byte("format")
+	// bucketTimeThrough maps an aggregate (its key prefix) to the sequence
+	// through which its events_by_time entries are complete; an aggregate
+	// without an entry is not indexed yet (see EventLog.ReadTimePage).
+	bucketTimeThrough = []byte("events_by_time_through")
+	bucketCommands    = []byte("commands")
+	bucketCmdTime     = []byte("commands_by_time")
+	keyFormat         = []byte("format")
 )
 
 var (
@@ -117,7 +121,7 @@ func initBuckets(tx *bbolt.Tx) (buildIndex bool, err error) {
 	case len(v) != 1 || v[0] != formatVersion:
 		return false, fmt.Errorf("%w: file format %x, this build reads %d (and upgrades %d)", ErrFormat, v, formatVersion, formatNoTimeIndex)
 	}
-	for _, name := range [][]byte{bucketEvents, bucketEventsByTime, bucketCommands, bucketCmdTime, bucketOutbox, bucketOutboxWriters} {
+	for _, name := range [][]byte{bucketEvents, bucketEventsByTime, bucketTimeThrough, bucketCommands, bucketCmdTime, bucketOutbox, bucketOutboxWriters} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return false, fmt.Errorf("create bucket %s: %w", name, err)
 		}

@@ -152,6 +152,18 @@ func checkTimeIndex(t *testing.T, db *DB) {
 	}
 }
 
+// countTimeEntries counts the events_by_time entries.
+func countTimeEntries(t *testing.T, db *DB) int {
+	t.Helper()
+	n := 0
+	if err := db.bdb.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketEventsByTime).ForEach(func(k, v []byte) error { n++; return nil })
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
 // setFormat rewrites the file's format byte.
 func setFormat(t *testing.T, db *DB, v byte) {
 	t.Helper()
@@ -179,7 +191,9 @@ func seeded(t *testing.T) *rand.Rand {
 	return rand.New(rand.NewPCG(seed, seed))
 }
 
-// TestTimeIndexWrittenWithEvents: Append and WriteDecisions write the
+// TestTimeIndexWrittenWithEvents: the index is written lazily — nothing
+// for aggregates never read in event time; a read in event time indexes
+// the aggregate, and from then on Append and WriteDecisions write the
 // index entries of exactly the events they write.
 func TestTimeIndexWrittenWithEvents(t *testing.T) {
 	db, err := Open(filepath.Join(t.TempDir(), "data.db"), Options{NoSync: true})
@@ -187,7 +201,22 @@ func TestTimeIndexWrittenWithEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	hist := writeMixed(t, db, seeded(t))
+	rng := seeded(t)
+	hist := writeMixed(t, db, rng)
+	if n := countTimeEntries(t, db); n != 0 {
+		t.Errorf("%d index entries before any read in event time, want none (the index is lazy)", n)
+	}
+	checkInTime(t, db.EventLog(), hist) // indexes every aggregate of hist
+	checkTimeIndex(t, db)
+	// Appends to indexed aggregates keep their entries, with no read.
+	for ref, es := range hist {
+		next := model.Event{AggregateType: ref.Type, AggregateID: ref.ID, Sequence: uint64(len(es) + 1),
+			Timestamp: es[0].Timestamp.Add(-time.Hour), StreamID: "late", Name: "later", EventID: "later-" + ref.ID, Payload: []byte(`{}`)}
+		if errs := db.EventLog().Append(t.Context(), []eventlog.Append{{Ref: ref, Expected: uint64(len(es)), Events: []model.Event{next}}}); errs[0] != nil {
+			t.Fatal(errs[0])
+		}
+		hist[ref] = append(es, next)
+	}
 	checkTimeIndex(t, db)
 	checkInTime(t, db.EventLog(), hist)
 	if f := format(t, db); f != formatVersion {
