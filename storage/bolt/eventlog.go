@@ -314,6 +314,25 @@ func (l *EventLog) ReadTimePage(ctx context.Context, ref model.Ref, after model.
 	return page, more, nil
 }
 
+// putTimeKey puts the events_by_time key of the event stored under key k
+// (of the aggregate prefix) with value v, and returns its sequence. Both
+// index builders, the lazy per-aggregate one and Open's upgrade of a
+// format-1 file, index an event through it.
+func putTimeKey(index *bbolt.Bucket, prefix, k, v []byte) (uint64, error) {
+	seq, err := keySequence(prefix, k)
+	if err != nil {
+		return 0, err
+	}
+	var e model.Event
+	if err := decodeEvent(v, &e); err != nil {
+		return 0, fmt.Errorf("event %x: %w", k, err)
+	}
+	if err := index.Put(timeIndexKey(prefix, e.Timestamp.UnixMilli(), e.StreamID, seq), []byte{}); err != nil {
+		return 0, fmt.Errorf("event %x: %w", k, err)
+	}
+	return seq, nil
+}
+
 // timeThrough returns the sequence through which the aggregate's
 // events_by_time entries are complete; indexed is false when it has none
 // recorded (never read in event time).
@@ -361,16 +380,9 @@ func (l *EventLog) indexInTime(ref model.Ref, prefix []byte) error {
 			c := events.Cursor()
 			n := 0
 			for k, v := c.Seek(eventKey(prefix, through+1)); k != nil && bytes.HasPrefix(k, prefix) && n < timeIndexBatch; k, v = c.Next() {
-				seq, err := keySequence(prefix, k)
+				seq, err := putTimeKey(index, prefix, k, v)
 				if err != nil {
-					return err
-				}
-				var e model.Event
-				if err := decodeEvent(v, &e); err != nil {
-					return fmt.Errorf("index %s #%d in event time: %w", ref, seq, err)
-				}
-				if err := index.Put(timeIndexKey(prefix, e.Timestamp.UnixMilli(), e.StreamID, seq), []byte{}); err != nil {
-					return fmt.Errorf("index %s #%d in event time: %w", ref, seq, err)
+					return fmt.Errorf("index %s in event time: %w", ref, err)
 				}
 				through = seq
 				n++
@@ -424,17 +436,8 @@ func buildTimeIndex(bdb *bbolt.DB, perTx int) error {
 				if len(k) < 8 {
 					return fmt.Errorf("%w: event key %x is %d bytes", ErrCorrupt, k, len(k))
 				}
-				prefix := k[:len(k)-8]
-				var e model.Event
-				if err := decodeEvent(v, &e); err != nil {
-					return fmt.Errorf("index event %x in event time: %w", k, err)
-				}
-				seq, err := keySequence(prefix, k)
-				if err != nil {
-					return err
-				}
-				if err := index.Put(timeIndexKey(prefix, e.Timestamp.UnixMilli(), e.StreamID, seq), []byte{}); err != nil {
-					return fmt.Errorf("index event %x in event time: %w", k, err)
+				if _, err := putTimeKey(index, k[:len(k)-8], k, v); err != nil {
+					return fmt.Errorf("index in event time: %w", err)
 				}
 				n++
 			}
