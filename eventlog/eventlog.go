@@ -23,7 +23,6 @@ import (
 	"errors"
 	"fmt"
 	"iter"
-	"time"
 
 	"github.com/concursus-go/concursus/model"
 )
@@ -120,27 +119,6 @@ func Events(ctx context.Context, log Log, ref model.Ref, from uint64, pageSize i
 				return
 			}
 			next = n
-		}
-	}
-}
-
-// EventsAsOf streams the events of ref whose event timestamp is not after
-// asOf, in sequence order: the history as it was known to have happened by
-// that instant. Later events are skipped, not stopped at, because sources may
-// deliver events out of timestamp order.
-func EventsAsOf(ctx context.Context, log Log, ref model.Ref, asOf time.Time, pageSize int) iter.Seq2[model.Event, error] {
-	return func(yield func(model.Event, error) bool) {
-		for e, err := range Events(ctx, log, ref, 1, pageSize) {
-			if err != nil {
-				yield(e, err)
-				return
-			}
-			if e.Timestamp.After(asOf) {
-				continue
-			}
-			if !yield(e, nil) {
-				return
-			}
 		}
 	}
 }

@@ -506,9 +506,10 @@ func testEventsAsOf(t *testing.T, l eventlog.Log) {
 	}
 	mustAppend(t, l, eventlog.Append{Ref: ref, Events: es})
 
-	got := collect(t, "EventsAsOf", eventlog.EventsAsOf(t.Context(), l, ref, asOf, 2), maxHistory)
-	// Sequences 1, 3, 4 (exactly at asOf) and 6 (late, with an early time).
-	checkEvents(t, "EventsAsOf", got, []model.Event{es[0], es[2], es[3], es[5]})
+	got := collect(t, "EventsInTimeUntil", eventlog.EventsInTimeUntil(t.Context(), l, ref, asOf, 2), maxHistory)
+	// Sequences 1, 3, 4 (exactly at asOf) and 6 (late, with an early time),
+	// in event-time order: the event-time prefix up to asOf.
+	checkEvents(t, "EventsInTimeUntil", got, []model.Event{es[5], es[0], es[2], es[3]})
 }
 
 func testConflictStale(t *testing.T, l eventlog.Log) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -283,7 +284,7 @@ func TestStaleWriter(t *testing.T) {
 
 // TestLargeHistory appends 50,000 events to one aggregate, 100 per append,
 // with the default bucket size (so into 50 buckets), and reads them back
-// complete and in order; EventsAsOf filters them across buckets.
+// complete and in order; EventsInTimeUntil filters them across buckets.
 func TestLargeHistory(t *testing.T) {
 	const (
 		n         = 50_000
@@ -359,12 +360,12 @@ func TestLargeHistory(t *testing.T) {
 
 	start = time.Now()
 	count, late := 0, 0
-	for e, err := range eventlog.EventsAsOf(t.Context(), l, ref, asOf, 700) {
+	for e, err := range eventlog.EventsInTimeUntil(t.Context(), l, ref, asOf, 700) {
 		if err != nil {
-			t.Fatalf("EventsAsOf after %d events: %v", count, err)
+			t.Fatalf("EventsInTimeUntil after %d events: %v", count, err)
 		}
 		if e.Timestamp.After(asOf) {
-			t.Fatalf("EventsAsOf yielded #%d at %s, after %s", e.Sequence, e.Timestamp, asOf)
+			t.Fatalf("EventsInTimeUntil yielded #%d at %s, after %s", e.Sequence, e.Timestamp, asOf)
 		}
 		if e.Sequence > n/2 {
 			late++
@@ -372,9 +373,9 @@ func TestLargeHistory(t *testing.T) {
 		count++
 	}
 	if count != n/2+25 || late != 25 {
-		t.Errorf("EventsAsOf yielded %d events (%d late), want %d (25 late)", count, late, n/2+25)
+		t.Errorf("EventsInTimeUntil yielded %d events (%d late), want %d (25 late)", count, late, n/2+25)
 	}
-	t.Logf("EventsAsOf in %s", time.Since(start))
+	t.Logf("EventsInTimeUntil in %s", time.Since(start))
 	if got := readAll(t, l, other, 0); len(got) != n/perAppend {
 		t.Errorf("the aggregate appended alongside has %d events, want %d", len(got), n/perAppend)
 	}
@@ -387,8 +388,8 @@ func firstSeq(es []model.Event) uint64 {
 	return es[0].Sequence
 }
 
-// TestEventsAsOfAcrossBuckets streams a history of late and early events
-// spread over buckets of four events.
+// TestEventsAsOfAcrossBuckets streams the event-time prefix of a history of
+// late and early events spread over buckets of four events.
 func TestEventsAsOfAcrossBuckets(t *testing.T) {
 	ks := newKeyspace(t)
 	l := ks.open(t, func(c *Config) { c.BucketSize = 4 }).EventLog()
@@ -396,7 +397,7 @@ func TestEventsAsOfAcrossBuckets(t *testing.T) {
 	base := time.Date(2025, 3, 14, 0, 0, 0, 0, time.UTC)
 	asOf := base.Add(30 * time.Minute)
 	offsets := []int{10, 40, 20, 30, 50, 5, 31, 29, 60, 1, 2, 45, 30, 31, 0, 59, 12} // minutes, by sequence
-	var want []uint64
+	var prefix []model.Event
 	var expected uint64
 	for len(offsets) > 0 {
 		n := min(3, len(offsets))
@@ -404,23 +405,29 @@ func TestEventsAsOfAcrossBuckets(t *testing.T) {
 		for i := range es {
 			es[i].Timestamp = base.Add(time.Duration(offsets[i]) * time.Minute)
 			if offsets[i] <= 30 {
-				want = append(want, es[i].Sequence)
+				prefix = append(prefix, es[i])
 			}
 		}
 		mustAppend(t, l, eventlog.Append{Ref: ref, Expected: expected, Events: es})
 		expected += uint64(n)
 		offsets = offsets[n:]
 	}
+	// The events stamped at or before asOf, in event-time order.
+	slices.SortFunc(prefix, func(a, b model.Event) int { return a.TimeKey().Compare(b.TimeKey()) })
+	var want []uint64
+	for _, e := range prefix {
+		want = append(want, e.Sequence)
+	}
 	for _, page := range []int{1, 2, 3, 5, 100} {
 		var got []uint64
-		for e, err := range eventlog.EventsAsOf(t.Context(), l, ref, asOf, page) {
+		for e, err := range eventlog.EventsInTimeUntil(t.Context(), l, ref, asOf, page) {
 			if err != nil {
-				t.Fatalf("EventsAsOf(page %d): %v", page, err)
+				t.Fatalf("EventsInTimeUntil(page %d): %v", page, err)
 			}
 			got = append(got, e.Sequence)
 		}
 		if fmt.Sprint(got) != fmt.Sprint(want) {
-			t.Errorf("EventsAsOf(page %d) = %v, want %v", page, got, want)
+			t.Errorf("EventsInTimeUntil(page %d) = %v, want %v", page, got, want)
 		}
 	}
 }
