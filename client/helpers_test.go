@@ -39,7 +39,7 @@ func startNode(t *testing.T, url string) (*node.Node, *lightbulb.Lightbulb) {
 	if url != "" {
 		cfg.NATS.EmbeddedPort = 0
 	}
-	n, err := node.New(cfg, reg)
+	n, err := node.New(context.Background(), cfg, reg)
 	if err != nil {
 		t.Fatalf("node.New: %v", err)
 	}

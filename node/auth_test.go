@@ -1,6 +1,7 @@
 package node_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 
@@ -38,7 +39,7 @@ func TestNodeAuthenticatesToExternalNATS(t *testing.T) {
 			bad := testConfig(t)
 			bad.NATS = node.NATSConfig{URL: s.ClientURL()}
 			_, reg := lightbulbRegistry(t)
-			if _, err := node.New(bad, reg); err == nil || !strings.Contains(err.Error(), "connecting to NATS") {
+			if _, err := node.New(context.Background(), bad, reg); err == nil || !strings.Contains(err.Error(), "connecting to NATS") {
 				t.Fatalf("node.New without credentials: err = %v, want a NATS connection error", err)
 			}
 		})

@@ -9,7 +9,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/concursus-go/concursus/api"
 	"github.com/concursus-go/concursus/cluster"
 	"github.com/concursus-go/concursus/model"
 	"github.com/concursus-go/concursus/router"
@@ -116,7 +115,7 @@ func directBase(prefix, nodeID string) string { return prefix + ".node." + nodeI
 
 // startCluster joins the cluster and builds the first ring. The direct
 // subscriptions must exist before: others forward as soon as they see us.
-func (n *Node) startCluster() error {
+func (n *Node) startCluster(ctx context.Context) error {
 	cc := n.cfg.Cluster
 	g := cc.Gossip
 	g.NodeID = n.cfg.NodeID
@@ -141,12 +140,10 @@ func (n *Node) startCluster() error {
 		return fmt.Errorf("node: starting gossip: %w", err)
 	}
 	n.clus = c
-	n.unwatch = make(chan struct{})
 	if !ready {
-		n.watching.Add(1)
-		go n.announceWhenReady()
+		n.bg.Go("announce when the store is ready", n.announceWhenReady)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), cc.JoinTimeout)
+	ctx, cancel := context.WithTimeout(ctx, cc.JoinTimeout)
 	defer cancel()
 	if err := c.Join(ctx); err != nil {
 		return fmt.Errorf("node: joining the cluster: %w", err)
@@ -163,18 +160,14 @@ func (n *Node) startCluster() error {
 		// Only now: views from before the join could make this node
 		// bootstrap a second group.
 		n.group.Observe(v)
-		n.watching.Add(1)
-		go n.announceGroup()
+		n.bg.Go("announce the idempotency group", n.announceGroup)
 	}
 	n.viewSub = c.Subscribe()
-	n.watching.Add(1)
-	go n.watchViews()
+	n.bg.Go("watch views", n.watchViews)
 	if cc.ReachProbe > 0 {
-		n.watching.Add(1)
-		go n.probeReach(cc.ReachProbe)
+		n.bg.Go("probe reachability", func(ctx context.Context) { n.probeReach(ctx, cc.ReachProbe) })
 	}
-	n.watching.Add(1)
-	go n.watchPauses()
+	n.bg.Go("watch for pauses", n.watchPauses)
 	return nil
 }
 
@@ -185,13 +178,12 @@ func pingSubject(base string) string { return base + ".ping" }
 // on its direct subject, and rebuilds the ring when the answer changes.
 // Only NATS's "no responders" counts as down: a slow or lost answer proves
 // nothing, and gossip still decides about members NATS cannot see at all.
-func (n *Node) probeReach(every time.Duration) {
-	defer n.watching.Done()
+func (n *Node) probeReach(stop context.Context, every time.Duration) {
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
 		select {
-		case <-n.unwatch:
+		case <-stop.Done():
 			return
 		case <-tick.C:
 		}
@@ -216,7 +208,7 @@ func (n *Node) probeReach(every time.Duration) {
 			if m.ID == n.cfg.NodeID || m.Meta.Subject == "" {
 				continue
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), every)
+			ctx, cancel := context.WithTimeout(stop, every)
 			_, err := n.nc.RequestWithContext(ctx, pingSubject(m.Meta.Subject), nil)
 			cancel()
 			switch {
@@ -277,26 +269,32 @@ func (n *Node) setDown(id string, down bool) bool {
 
 // announceWhenReady gossips the node's subject once its store connects,
 // which brings it into every ring.
-func (n *Node) announceWhenReady() {
-	defer n.watching.Done()
+func (n *Node) announceWhenReady(stop context.Context) {
 	select {
 	case <-n.lazy.ready:
-	case <-n.unwatch:
+	case <-stop.Done():
 		return
 	}
 	n.metaMu.Lock()
 	n.meta.Subject = n.directBase
 	n.metaMu.Unlock()
-	n.publishMeta("cluster: store connected; taking partitions")
+	n.publishMeta(stop, "cluster: store connected; taking partitions")
 }
 
 // watchViews rebuilds the ring on every membership view.
-func (n *Node) watchViews() {
-	defer n.watching.Done()
-	for v := range n.viewSub.C() {
-		n.applyView(v, false)
-		if n.group != nil {
-			n.group.Observe(v)
+func (n *Node) watchViews(stop context.Context) {
+	for {
+		select {
+		case <-stop.Done():
+			return
+		case v, ok := <-n.viewSub.C():
+			if !ok {
+				return
+			}
+			n.applyView(v, false)
+			if n.group != nil {
+				n.group.Observe(v)
+			}
 		}
 	}
 }
@@ -442,47 +440,6 @@ func (n *Node) leaveCluster(ctx context.Context) {
 	case <-ctx.Done():
 	}
 }
-
-// ClusterInfo returns this node's account of the cluster (what the admin
-// subjects answer).
-func (n *Node) ClusterInfo() api.ClusterInfo {
-	c := &n.counters
-	ready, _ := n.Ready()
-	info := api.ClusterInfo{NodeID: n.cfg.NodeID, Version: Version, Ready: ready,
-		Routing: api.RoutingCounters{
-			Local: c.local.Load(), Direct: c.direct.Load(), Forwarded: c.forwarded.Load(),
-			Rerouted: c.rerouted.Load(), Delayed: c.delayed.Load(), Exhausted: c.exhausted.Load(),
-			RingChanges: c.ringChanges.Load(), PartitionsMoved: c.moved.Load(), Pauses: c.pauses.Load(),
-		}}
-	info.Stats = api.ExecutorStats(n.exec.Stats())
-	info.Idempotency = n.groupStats()
-	info.Publisher = n.publisherStats()
-	rt := n.route.Load()
-	if rt == nil {
-		return info
-	}
-	info.Clustered = true
-	info.Ring = n.ringSpec
-	info.ViewVersion = rt.version
-	owned := make(map[string]int)
-	if rt.ring != nil {
-		info.Owners = rt.ring.Partitions()
-		info.Fingerprint = fingerprint(rt.ring)
-		for _, o := range info.Owners {
-			owned[o]++
-		}
-	}
-	for _, m := range rt.view.Members {
-		_, in := rt.subjects[m.ID]
-		info.Members = append(info.Members, api.ClusterMember{ID: m.ID, Addr: m.Addr, State: m.State.String(),
-			Subject: m.Meta.Subject, RaftAddr: m.Meta.RaftAddr, Version: m.Meta.Version,
-			Partitions: owned[m.ID], InRing: in, Unreachable: rt.down[m.ID] && m.State == cluster.StateAlive})
-	}
-	return info
-}
-
-// onClusterInfo answers the admin cluster subjects.
-func (n *Node) onClusterInfo(m *nats.Msg) { n.respond(m, n.ClusterInfo()) }
 
 // Owner returns the node that owns an aggregate by this node's ring: its
 // own id when it runs alone.

@@ -88,7 +88,7 @@ func (c *testCluster) add(id string) *node.Node {
 		},
 	}
 	_, reg := lightbulbRegistry(c.t)
-	n, err := node.New(cfg, reg, node.WithEventLog(c.events), node.WithCommandLog(c.commands))
+	n, err := node.New(context.Background(), cfg, reg, node.WithEventLog(c.events), node.WithCommandLog(c.commands))
 	if err != nil {
 		c.t.Fatalf("starting node %s: %v", id, err)
 	}
@@ -448,7 +448,7 @@ func TestClusterRefusesEmbeddedStore(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Cluster = &node.ClusterConfig{Gossip: cluster.Config{BindPort: 0, Profile: cluster.ProfileLocal}}
 	_, reg := lightbulbRegistry(t)
-	_, err := node.New(cfg, reg)
+	_, err := node.New(context.Background(), cfg, reg)
 	if err == nil || !strings.Contains(err.Error(), "shared") {
 		t.Fatalf("New with the embedded store in a cluster: %v, want an error about a shared log", err)
 	}
@@ -466,7 +466,7 @@ func TestClusterRefusesDifferentRingSettings(t *testing.T) {
 	}
 	cfg.Cluster.Ring.PartitionCount = 509
 	_, reg := lightbulbRegistry(t)
-	_, err := node.New(cfg, reg, node.WithEventLog(c.events), node.WithCommandLog(c.commands))
+	_, err := node.New(context.Background(), cfg, reg, node.WithEventLog(c.events), node.WithCommandLog(c.commands))
 	if err == nil || !strings.Contains(err.Error(), "ring settings") {
 		t.Fatalf("joining with 509 partitions: %v, want an error naming the ring settings", err)
 	}
@@ -559,7 +559,7 @@ func TestClusterNodeJoinsTheRingOnlyOnceItsStoreConnects(t *testing.T) {
 			Join: []string{c.node("n1").GossipAddr()}}},
 	}
 	_, reg := lightbulbRegistry(t)
-	late, err := node.New(cfg, reg, node.WithStoreOpener("gated", func(ctx context.Context) (node.Stores, error) {
+	late, err := node.New(context.Background(), cfg, reg, node.WithStoreOpener("gated", func(ctx context.Context) (node.Stores, error) {
 		select {
 		case <-gate:
 			return node.Stores{Events: c.events, Commands: c.commands}, nil

@@ -1,6 +1,7 @@
 package node_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"sync"
@@ -38,7 +39,7 @@ func tallyRegistry(t *testing.T) *model.Registry {
 // bus carries its events in sequence order, and the same command id sent
 // concurrently takes effect once.
 func TestConcurrentCommands(t *testing.T) {
-	n, err := node.New(testConfig(t), tallyRegistry(t))
+	n, err := node.New(context.Background(), testConfig(t), tallyRegistry(t))
 	if err != nil {
 		t.Fatal(err)
 	}

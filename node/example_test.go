@@ -61,7 +61,7 @@ func Example() {
 		return
 	}
 	defer os.RemoveAll(dir)
-	n, err := node.New(node.Config{
+	n, err := node.New(context.Background(), node.Config{
 		DataDir: dir,
 		NATS:    node.NATSConfig{EmbeddedPort: -1},
 		Logger:  slog.New(slog.DiscardHandler),

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"time"
 
 	"github.com/concursus-go/concursus/model"
@@ -36,14 +37,13 @@ const (
 // loaded fresh and its next decision reads the command log, and it makes
 // the filter doubt its misses. Decisions made on stale state before the
 // drop are still fenced at the store (appends and head checks).
-func (n *Node) watchPauses() {
-	defer n.watching.Done()
+func (n *Node) watchPauses(stop context.Context) {
 	t := time.NewTicker(pauseTick)
 	defer t.Stop()
 	last := time.Now() // monotonic: a pause shows as a late tick
 	for {
 		select {
-		case <-n.unwatch:
+		case <-stop.Done():
 			return
 		case <-t.C:
 		}

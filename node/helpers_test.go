@@ -55,7 +55,7 @@ func lightbulbRegistry(t *testing.T) (*lightbulb.Lightbulb, *model.Registry) {
 func startNode(t *testing.T, cfg node.Config) *node.Node {
 	t.Helper()
 	_, reg := lightbulbRegistry(t)
-	n, err := node.New(cfg, reg)
+	n, err := node.New(context.Background(), cfg, reg)
 	if err != nil {
 		t.Fatalf("node.New: %v", err)
 	}

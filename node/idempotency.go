@@ -1,7 +1,7 @@
 package node
 
 import (
-	"encoding/json"
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -80,22 +80,21 @@ func (n *Node) startIdempotency() error {
 
 // announceGroup gossips the raft group this node joined, which the
 // bootstrap rule and the leaders' choice of servers read.
-func (n *Node) announceGroup() {
-	defer n.watching.Done()
+func (n *Node) announceGroup(stop context.Context) {
 	select {
 	case <-n.group.JoinedC():
-	case <-n.unwatch:
+	case <-stop.Done():
 		return
 	}
 	n.metaMu.Lock()
 	n.meta.Group = n.group.GroupID()
 	n.metaMu.Unlock()
-	n.publishMeta("cluster: joined the idempotency group", "group", n.group.GroupID())
+	n.publishMeta(stop, "cluster: joined the idempotency group", "group", n.group.GroupID())
 }
 
 // publishMeta gossips the node's current metadata, retrying while the
 // broadcast fails for reasons other than leaving.
-func (n *Node) publishMeta(what string, args ...any) {
+func (n *Node) publishMeta(stop context.Context, what string, args ...any) {
 	for {
 		n.metaMu.Lock()
 		meta := n.meta
@@ -110,7 +109,7 @@ func (n *Node) publishMeta(what string, args ...any) {
 		}
 		n.log.Warn("cluster: announcing metadata", "err", err)
 		select {
-		case <-n.unwatch:
+		case <-stop.Done():
 			return
 		case <-time.After(time.Second):
 		}
@@ -129,15 +128,4 @@ func (n *Node) stopIdempotency() {
 			n.log.Warn("idempotency: shutting down", "err", err)
 		}
 	})
-}
-
-func (n *Node) groupStats() json.RawMessage {
-	if n.group == nil {
-		return nil
-	}
-	b, err := json.Marshal(n.group.Stats())
-	if err != nil {
-		return nil
-	}
-	return b
 }

@@ -26,7 +26,7 @@ func newNode(t *testing.T, cfg node.Config) (n *node.Node, err error) {
 			n, err = nil, fmt.Errorf("node.New panicked: %v", p)
 		}
 	}()
-	n, err = node.New(cfg, reg)
+	n, err = node.New(context.Background(), cfg, reg)
 	if n != nil {
 		t.Cleanup(func() { _ = n.Shutdown(context.Background()) })
 	}
@@ -64,7 +64,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 			}
 		})
 	}
-	_, err := node.New(testConfig(t), nil)
+	_, err := node.New(context.Background(), testConfig(t), nil)
 	if err == nil {
 		t.Fatal("New accepted a nil registry")
 	}

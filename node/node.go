@@ -7,7 +7,7 @@
 // own aggregate types:
 //
 //	reg, _ := model.NewRegistry(myType)
-//	n, err := node.New(node.Config{DataDir: "data"}, reg)
+//	n, err := node.New(ctx, node.Config{DataDir: "data"}, reg)
 //	...
 //	defer n.Shutdown(context.Background())
 //
@@ -37,6 +37,19 @@
 //
 // A cluster needs one event log and command log that every node shares
 // (Cassandra); New refuses the embedded store in cluster mode.
+//
+// # Layout and lifecycle
+//
+// The node is a shell over components that live in their own packages
+// (executor, eventbus's publisher and sweeper, cluster, idempotency,
+// router): node.go builds them in order and tears them down in reverse,
+// handlers.go takes requests, decode.go parses them, route.go decides
+// where each runs, admin.go answers the admin subjects, delivery.go
+// assembles publication, store.go stands in for a store still connecting,
+// cluster.go and faults.go follow membership and pauses. Every background
+// goroutine is started through one counted group (internal/lifecycle)
+// with one stop context; requests waiting on a timer are counted apart,
+// and a drain waits for them before the executor closes.
 package node
 
 import (
@@ -60,6 +73,7 @@ import (
 	"github.com/concursus-go/concursus/eventlog"
 	"github.com/concursus-go/concursus/executor"
 	"github.com/concursus-go/concursus/idempotency"
+	"github.com/concursus-go/concursus/internal/lifecycle"
 	"github.com/concursus-go/concursus/model"
 	"github.com/concursus-go/concursus/storage/bolt"
 )
@@ -81,19 +95,16 @@ type Node struct {
 	exec     *executor.Executor
 	pub      *eventbus.Publisher
 	subs     []*nats.Subscription
-	// The outbox sweeper (see publish.go).
-	outboxStore  eventlog.Outbox // nil: best-effort publication
-	stopSweeping chan struct{}
-	sweepStop    sync.Once
-	sweeping     sync.WaitGroup
+	// sweeper takes over departed writers' outboxes (nil: best-effort
+	// publication; see delivery.go).
+	sweeper *eventbus.Sweeper
 	// lazy is the external store while it connects (nil for the embedded
-	// store or injected logs); connecting is its connect goroutine.
-	lazy        *lazyStore
-	stopConnect context.CancelFunc
-	connecting  sync.WaitGroup
-	// The pruning goroutine (see prune.go).
-	stopPruning chan struct{}
-	pruning     sync.WaitGroup
+	// store or injected logs).
+	lazy *lazyStore
+	// bg runs every background goroutine of the node (the store's connect,
+	// pruning, the outbox sweep, the cluster watchers) under one stop
+	// context; closeResources stops them all (see lifecycle.go).
+	bg *lifecycle.Group
 
 	// cmdSubjectPrefix, querySubjectPrefix and historySubjectPrefix
 	// precede the aggregate type.
@@ -107,8 +118,6 @@ type Node struct {
 	route         atomic.Pointer[routing]
 	routeMu       sync.Mutex // serializes applyView
 	viewSub       *cluster.Subscription
-	watching      sync.WaitGroup
-	unwatch       chan struct{}  // closed to stop the cluster goroutines
 	delayed       sync.WaitGroup // requests waiting for the ring to settle
 	counters      routeCounters
 	down          map[string]bool // members NATS says are gone; under routeMu
@@ -146,7 +155,11 @@ func WithCommandLog(log commandlog.Log) Option { return func(o *options) { o.com
 
 // New starts a node: stores, NATS, executor, subscriptions. When it returns
 // without error the node is taking requests.
-func New(cfg Config, reg *model.Registry, opts ...Option) (n *Node, err error) {
+//
+// ctx bounds the start-up (connecting to NATS's JetStream, joining the
+// cluster, reading the outbox); cancelling it once New has returned does
+// nothing. The node runs until Shutdown.
+func New(ctx context.Context, cfg Config, reg *model.Registry, opts ...Option) (n *Node, err error) {
 	cfg.fillDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -165,12 +178,11 @@ func New(cfg Config, reg *model.Registry, opts ...Option) (n *Node, err error) {
 		started:              cfg.Clock(),
 		events:               o.events,
 		commands:             o.commands,
-		stopPruning:          make(chan struct{}),
 		cmdSubjectPrefix:     api.CommandSubject(cfg.Prefix, ""),
 		querySubjectPrefix:   api.QuerySubject(cfg.Prefix, ""),
 		historySubjectPrefix: api.HistorySubject(cfg.Prefix, ""),
 		factsSubjectPrefix:   api.FactsSubject(cfg.Prefix, ""),
-		stopSweeping:         make(chan struct{}),
+		bg:                   lifecycle.New(context.Background()),
 		directBase:           directBase(cfg.Prefix, cfg.NodeID),
 		down:                 make(map[string]bool),
 		silent:               make(map[string]int),
@@ -191,13 +203,7 @@ func New(cfg Config, reg *model.Registry, opts ...Option) (n *Node, err error) {
 		}
 		n.lazy = &lazyStore{name: o.storeName, ready: make(chan struct{})}
 		n.events, n.commands = lazyEvents{n.lazy}, lazyCommands{n.lazy}
-		ctx, cancel := context.WithCancel(context.Background())
-		n.stopConnect = cancel
-		n.connecting.Add(1)
-		go func() {
-			defer n.connecting.Done()
-			n.lazy.connect(ctx, o.opener, n.log)
-		}()
+		n.bg.Go("store connect", func(ctx context.Context) { n.lazy.connect(ctx, o.opener, n.log) })
 	}
 	if (n.events == nil || n.commands == nil) && cfg.Cluster != nil {
 		return nil, errors.New("node: a cluster needs one event log shared by every node (--store cassandra); the embedded store is a file of this node only")
@@ -229,7 +235,7 @@ func New(cfg Config, reg *model.Registry, opts ...Option) (n *Node, err error) {
 		}
 	}
 	if cfg.Stream != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		name, err := eventbus.EnsureStream(ctx, n.nc, cfg.Prefix, *cfg.Stream)
 		cancel()
 		if err != nil {
@@ -237,7 +243,7 @@ func New(cfg Config, reg *model.Registry, opts ...Option) (n *Node, err error) {
 		}
 		n.log.Info("events are kept in a JetStream stream", "stream", name, "maxAge", cfg.Stream.MaxAge, "maxBytes", cfg.Stream.MaxBytes)
 	}
-	if err := n.startPublisher(); err != nil {
+	if err := n.startPublisher(ctx); err != nil {
 		return nil, err
 	}
 	deps := executor.Deps{
@@ -265,7 +271,7 @@ func New(cfg Config, reg *model.Registry, opts ...Option) (n *Node, err error) {
 		// Others forward to the direct subjects as soon as they see this
 		// node, and the queue group must not hand it requests before it has
 		// a ring: direct first, then gossip, then the queue group.
-		if err := n.startCluster(); err != nil {
+		if err := n.startCluster(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -273,7 +279,9 @@ func New(cfg Config, reg *model.Registry, opts ...Option) (n *Node, err error) {
 		return nil, err
 	}
 	n.startPruning()
-	n.startSweeper()
+	if n.sweeper != nil {
+		n.bg.Go("outbox sweep", n.sweeper.Run)
+	}
 	if ready, store := n.Ready(); ready {
 		n.log.Info("node ready", "prefix", cfg.Prefix, "nats", n.nc.ConnectedUrlRedacted(), "aggregateTypes", reg.Names(), "store", store)
 	} else {
@@ -536,18 +544,11 @@ func (n *Node) Ready() (bool, string) {
 }
 
 func (n *Node) closeResources() {
-	close(n.stopPruning)
-	n.pruning.Wait()
+	n.bg.Stop()
 	if n.clus != nil {
-		close(n.unwatch)
 		if err := n.clus.Close(); err != nil && !errors.Is(err, cluster.ErrClosed) {
 			n.log.Warn("cluster: closing", "err", err)
 		}
-		n.watching.Wait() // Close ends the subscription
-	}
-	if n.stopConnect != nil {
-		n.stopConnect()
-		n.connecting.Wait()
 	}
 	if n.exec != nil {
 		_ = n.exec.Close() // idempotent; waits for running commands

@@ -30,7 +30,7 @@ func TestCommandRecordsArePrunedAfterRetention(t *testing.T) {
 	_, reg := lightbulbRegistry(t)
 	cfg := testConfig(t)
 	cfg.Clock = func() time.Time { return now }
-	n, err := node.New(cfg, reg, node.WithEventLog(memory.NewEventLog()), node.WithCommandLog(commands))
+	n, err := node.New(context.Background(), cfg, reg, node.WithEventLog(memory.NewEventLog()), node.WithCommandLog(commands))
 	if err != nil {
 		t.Fatal(err)
 	}

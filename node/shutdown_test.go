@@ -98,7 +98,7 @@ func TestShutdownAnswersInFlightCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := testConfig(t)
-	n, err := node.New(cfg, reg)
+	n, err := node.New(context.Background(), cfg, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +183,7 @@ func TestShutdownAnswersInFlightCommands(t *testing.T) {
 func TestShutdownUnderLoad(t *testing.T) {
 	cfg := testConfig(t)
 	_, reg := lightbulbRegistry(t)
-	n, err := node.New(cfg, reg)
+	n, err := node.New(context.Background(), cfg, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,7 +280,7 @@ func assertGapFree(t *testing.T, db *bolt.DB, ref model.Ref) {
 func TestRestartKeepsHistory(t *testing.T) {
 	cfg := testConfig(t)
 	_, reg := lightbulbRegistry(t)
-	n1, err := node.New(cfg, reg)
+	n1, err := node.New(context.Background(), cfg, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,7 +297,7 @@ func TestRestartKeepsHistory(t *testing.T) {
 	}
 
 	_, reg2 := lightbulbRegistry(t)
-	n2, err := node.New(cfg, reg2)
+	n2, err := node.New(context.Background(), cfg, reg2)
 	if err != nil {
 		t.Fatalf("restarting on the same data dir: %v", err)
 	}

@@ -211,3 +211,62 @@ func sameError(n int, err error) []error {
 	}
 	return errs
 }
+
+// lazyOutbox is the outbox of a store that is still connecting: Stores.Outbox,
+// or else the event log when it is an eventlog.Outbox. A store without one
+// takes marks and keeps nothing.
+type lazyOutbox struct{ l *lazyStore }
+
+var _ eventlog.Outbox = lazyOutbox{}
+
+func (o lazyOutbox) get() (eventlog.Outbox, error) {
+	s, err := o.l.get()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", eventlog.ErrUnavailable, err)
+	}
+	if s.Outbox != nil {
+		return s.Outbox, nil
+	}
+	ob, _ := s.Events.(eventlog.Outbox) // nil: the store keeps none
+	return ob, nil
+}
+
+func (o lazyOutbox) Mark(ctx context.Context, writer string, bucket int64, marks []eventlog.Mark) error {
+	ob, err := o.get()
+	if err != nil || ob == nil {
+		return err
+	}
+	return ob.Mark(ctx, writer, bucket, marks)
+}
+
+func (o lazyOutbox) Marks(ctx context.Context, writer string, bucket int64) ([]eventlog.Mark, error) {
+	ob, err := o.get()
+	if err != nil || ob == nil {
+		return nil, err
+	}
+	return ob.Marks(ctx, writer, bucket)
+}
+
+func (o lazyOutbox) SetPublished(ctx context.Context, writer string, bucket int64) error {
+	ob, err := o.get()
+	if err != nil || ob == nil {
+		return err
+	}
+	return ob.SetPublished(ctx, writer, bucket)
+}
+
+func (o lazyOutbox) Writers(ctx context.Context) ([]eventlog.OutboxWriter, error) {
+	ob, err := o.get()
+	if err != nil || ob == nil {
+		return nil, err
+	}
+	return ob.Writers(ctx)
+}
+
+func (o lazyOutbox) Forget(ctx context.Context, writer string) error {
+	ob, err := o.get()
+	if err != nil || ob == nil {
+		return err
+	}
+	return ob.Forget(ctx, writer)
+}

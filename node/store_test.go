@@ -29,7 +29,7 @@ func TestNodeWaitsForItsStore(t *testing.T) {
 	}
 	_, reg := lightbulbRegistry(t)
 	cfg := testConfig(t)
-	n, err := node.New(cfg, reg, node.WithStoreOpener("fake", opener))
+	n, err := node.New(context.Background(), cfg, reg, node.WithStoreOpener("fake", opener))
 	if err != nil {
 		t.Fatal(err)
 	}

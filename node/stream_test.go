@@ -80,7 +80,7 @@ func TestStreamNeedsJetStreamOnAnExternalServer(t *testing.T) {
 	cfg.NATS = node.NATSConfig{URL: s.ClientURL()}
 	cfg.Stream = &eventbus.StreamConfig{}
 	_, reg := lightbulbRegistry(t)
-	_, err := node.New(cfg, reg)
+	_, err := node.New(context.Background(), cfg, reg)
 	if !errors.Is(err, eventbus.ErrNoJetStream) {
 		t.Fatalf("New with a stream on a server without JetStream: %v, want ErrNoJetStream", err)
 	}

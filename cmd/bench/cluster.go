@@ -133,7 +133,7 @@ func startCluster(url string, size int, events eventlog.Log, commands commandlog
 		if p.flushers > 0 {
 			cfg.Executor.Flushers = p.flushers
 		}
-		n, err := node.New(cfg, reg, node.WithEventLog(events), node.WithCommandLog(commands))
+		n, err := node.New(context.Background(), cfg, reg, node.WithEventLog(events), node.WithCommandLog(commands))
 		if err != nil {
 			stop()
 			return nil, nil, err

@@ -425,7 +425,7 @@ func startBenchNode(p params, url string, opener node.StoreOpener, tweak func(*n
 	if tweak != nil {
 		tweak(&cfg)
 	}
-	if n, err = node.New(cfg, reg, opts...); err != nil {
+	if n, err = node.New(context.Background(), cfg, reg, opts...); err != nil {
 		removeDir()
 		return nil, nil, err
 	}

@@ -53,7 +53,7 @@ func startTestCluster(t *testing.T, url string, size int) []*node.Node {
 				HandoverGrace: 50 * time.Millisecond,
 			},
 		}
-		n, err := node.New(cfg, reg, node.WithEventLog(events), node.WithCommandLog(commands))
+		n, err := node.New(context.Background(), cfg, reg, node.WithEventLog(events), node.WithCommandLog(commands))
 		if err != nil {
 			t.Fatalf("starting node %s: %v", cfg.NodeID, err)
 		}
@@ -150,7 +150,7 @@ func TestClusterCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	alone, err := node.New(node.Config{NodeID: "solo", NATS: node.NATSConfig{URL: s.ClientURL()}, Logger: slog.New(slog.DiscardHandler)},
+	alone, err := node.New(context.Background(), node.Config{NodeID: "solo", NATS: node.NATSConfig{URL: s.ClientURL()}, Logger: slog.New(slog.DiscardHandler)},
 		reg, node.WithEventLog(memory.NewEventLog()), node.WithCommandLog(memory.NewCommandLog()))
 	if err != nil {
 		t.Fatal(err)

@@ -289,7 +289,7 @@ func serve(inv *invocation) int {
 		logger.Error("defining aggregate types", "err", err)
 		return 1
 	}
-	n, err := node.New(inv.cfg, reg, inv.opts...)
+	n, err := node.New(context.Background(), inv.cfg, reg, inv.opts...)
 	if err != nil {
 		logger.Error("starting node", "err", err)
 		return 1

@@ -87,7 +87,7 @@ func TestCassandraOutageUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	var store atomic.Pointer[cassandra.Store]
-	n, err := node.New(node.Config{
+	n, err := node.New(context.Background(), node.Config{
 		NodeID:         "outage",
 		DataDir:        t.TempDir(),
 		NATS:           node.NATSConfig{EmbeddedPort: -1},

@@ -45,7 +45,7 @@ func startNode(t *testing.T, lateBy time.Duration) *node.Node {
 			return l
 		}}
 	}
-	n, err := node.New(cfg, reg)
+	n, err := node.New(context.Background(), cfg, reg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,7 +26,7 @@ func startNode(t *testing.T) *nats.Conn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := node.New(node.Config{
+	n, err := node.New(context.Background(), node.Config{
 		NodeID:  "test-node",
 		DataDir: t.TempDir(),
 		NATS:    node.NATSConfig{EmbeddedPort: -1},

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
 	"github.com/nats-io/nats.go"
 
 	"github.com/concursus-go/concursus/api"
@@ -17,67 +17,12 @@ import (
 	"github.com/concursus-go/concursus/model"
 )
 
-// onCommand takes a command request from the queue group. It runs on the
-// subscription's goroutine and never blocks on the command: the reply is
-// sent from the executor's callback.
-func (n *Node) onCommand(m *nats.Msg) {
-	n.handleCommand(m, strings.TrimPrefix(m.Subject, n.cmdSubjectPrefix), false)
-}
-
-// onDirectCommand takes a command another node forwarded to this one.
-func (n *Node) onDirectCommand(m *nats.Msg) {
-	n.handleCommand(m, strings.TrimPrefix(m.Subject, n.directBase+".cmd."), true)
-}
-
-// handleCommand reads a command request once and dispatches it: run here
-// (runCommand), passed to its owner, delayed or answered. A request whose
-// aggregate id or timeout cannot be read is not routed: this node answers
-// it.
-func (n *Node) handleCommand(m *nats.Msg, aggType string, direct bool) {
-	arrived := time.Now()
-	c := n.readCommandRequest(m, n.route.Load() != nil)
-	rq := &request{m: m, kind: "cmd", aggType: aggType, id: c.id, direct: direct, hops: hopsOf(m),
-		deadline: arrived.Add(c.timeout)}
-	rq.fail = func(e *api.Error) {
-		n.respond(m, &api.Reply{AggregateType: aggType, AggregateID: c.id, CommandID: c.commandID, Error: e})
-	}
-	rq.run = func() { n.runCommand(rq, c) }
-	if !c.routable {
-		rq.run()
-		return
-	}
-	n.dispatch(rq)
-}
-
-// runCommand checks a command request read by readCommandRequest, on the
-// node that runs it, and hands it to the executor.
-func (n *Node) runCommand(rq *request, c *commandRequest) {
-	m := rq.m
-	req, apiErr := executor.Request{Ref: model.Ref{Type: rq.aggType}}, c.readErr
-	if apiErr == nil {
-		req, _, apiErr = checkCommand(rq.aggType, c.env, c.headerMode, m.Data, n.cfg.RequestTimeout)
-	}
-	if apiErr != nil {
-		n.exec.CountInvalid()
-		n.respond(m, &api.Reply{AggregateType: rq.aggType, AggregateID: req.Ref.ID, CommandID: req.CommandID, Error: apiErr})
-		return
-	}
-	ctx, cancel := context.WithDeadline(context.Background(), rq.deadline)
-	n.exec.Submit(ctx, req, func(res executor.Result, err error) {
-		cancel()
-		reply := &api.Reply{AggregateType: req.Ref.Type, AggregateID: req.Ref.ID, CommandID: req.CommandID}
-		if err != nil {
-			reply.Error = toAPIError(err)
-			reply.Duplicate = errors.Is(err, executor.ErrRecalled)
-		} else {
-			reply.OK = true
-			reply.Sequence = res.Sequence
-			reply.Events = res.Events
-			reply.Duplicate = res.Duplicate
-		}
-		n.respond(m, reply)
-	})
-}
+// This file holds the parsers of what arrives from outside the process:
+// command requests (envelope and header form), queries, history requests
+// and facts. Each is a pure function of the message's bytes (and limits)
+// to a typed request or a typed error, never touching the node, so that
+// the fuzz targets (protocol_fuzz_test.go, facts_fuzz_test.go) drive them
+// directly.
 
 func invalid(format string, args ...any) *api.Error {
 	return &api.Error{Code: api.CodeInvalidRequest, Message: fmt.Sprintf(format, args...)}
@@ -259,65 +204,6 @@ func requestTimeout(ms int64, def time.Duration, headerMode bool) (time.Duration
 	return time.Duration(ms) * time.Millisecond, nil
 }
 
-// commandRequest is a command request as read once, on arrival, by
-// readCommandRequest: the fields for the node that runs it and what
-// routing needs.
-//
-// Every node reads a request (readCommand: the headers, or a strict decode
-// of the envelope) and routes it on what it read; only the node that runs
-// it checks it (checkCommand: identifiers, arguments, timestamp, a fresh
-// command id). A node that passes a request on thus stays cheap, and
-// forwards the message as it came, and the owner reads it once — not once
-// to route and again to run. When the strict decode refuses an envelope
-// (an unknown field, a wrong type, a key in the wrong case), a lenient
-// decode of the routing fields alone (peekEnvelope) still places it, so
-// that the owner answers the refusal as it answers every other request of
-// its aggregates: that second read is for bad input only. (An id read so
-// from an envelope the owner refuses, say one with a key twice, only
-// decides which node answers.) A request without a readable aggregate id
-// or timeout is not routed: the node it reached answers.
-type commandRequest struct {
-	env        api.Command // the fields as read, unchecked
-	headerMode bool
-	// readErr is why readCommand refused the request: the answer of the
-	// node that runs it.
-	readErr *api.Error
-	// routable is true when the aggregate id and the timeout could be
-	// read; id and commandID (unchecked: for the answers routing gives)
-	// are then set. Otherwise this node answers: the checks refuse it.
-	routable      bool
-	id, commandID string
-	// timeout is the time the client allows, shortened to the budget a
-	// forwarding node gave.
-	timeout time.Duration
-}
-
-// readCommandRequest reads a command request for routing and running it;
-// clustered is false when the node runs alone and needs nothing for
-// routing.
-func (n *Node) readCommandRequest(m *nats.Msg, clustered bool) *commandRequest {
-	c := &commandRequest{}
-	c.env, c.headerMode, c.readErr = readCommand(m.Header, m.Data, n.cfg.MaxPayload)
-	id, commandID, ms, read := c.env.AggregateID, c.env.CommandID, c.env.TimeoutMs, c.readErr == nil
-	if !read && clustered && !c.headerMode && len(m.Data) <= n.cfg.MaxPayload {
-		// The header form fails only on what routing needs (the
-		// timeout); an oversized request is answered at once.
-		id, commandID, ms, read = peekEnvelope(m.Data)
-	}
-	timeout, apiErr := requestTimeout(ms, n.cfg.RequestTimeout, false)
-	if apiErr != nil {
-		timeout = n.cfg.RequestTimeout // the checks refuse it
-	}
-	if budget, ok := budgetOf(m); ok {
-		timeout = min(timeout, budget)
-	}
-	c.timeout = timeout
-	if read && apiErr == nil && id != "" && model.CheckIdentifier("", id, model.MaxIDLen) == nil {
-		c.routable, c.id, c.commandID = true, id, commandID
-	}
-	return c
-}
-
 // peekEnvelope reads the fields routing needs from an envelope, leniently:
 // other fields and their types do not matter. ok is false when even that
 // fails. Where the strict decode succeeds, the two read the same values.
@@ -367,71 +253,6 @@ func toAPIError(err error) *api.Error {
 	default: // executor.ErrUnavailable, executor.ErrClosed, anything unforeseen
 		return &api.Error{Code: api.CodeUnavailable, Message: err.Error()}
 	}
-}
-
-// respond sends a reply if the request asked for one.
-func (n *Node) respond(m *nats.Msg, v any) {
-	if m.Reply == "" {
-		return // a plain publish: the command ran, nobody listens
-	}
-	data, err := json.Marshal(v)
-	if err != nil {
-		n.log.Error("encoding reply", "err", err)
-		data = []byte(`{"ok":false,"error":{"code":"unavailable","message":"reply could not be encoded"}}`)
-	}
-	if err := m.Respond(data); err != nil {
-		n.log.Warn("sending reply", "subject", m.Subject, "err", err)
-	}
-}
-
-// onQuery answers a state query through the aggregate's mailbox.
-func (n *Node) onQuery(m *nats.Msg) {
-	n.handleQuery(m, strings.TrimPrefix(m.Subject, n.querySubjectPrefix), false)
-}
-
-// onDirectQuery takes a query another node forwarded to this one.
-func (n *Node) onDirectQuery(m *nats.Msg) {
-	n.handleQuery(m, strings.TrimPrefix(m.Subject, n.directBase+".query."), true)
-}
-
-// handleQuery decodes a query once and dispatches it. A query is small and
-// decoded whole where it arrives: a refused one is answered there.
-func (n *Node) handleQuery(m *nats.Msg, aggType string, direct bool) {
-	arrived := time.Now()
-	fail := func(e *api.Error) { n.respond(m, &api.QueryReply{AggregateType: aggType, Error: e}) }
-	eq, apiErr := decodeQuery(aggType, m.Data, n.cfg.MaxPayload)
-	if apiErr != nil {
-		fail(apiErr)
-		return
-	}
-	timeout := n.cfg.RequestTimeout
-	if budget, ok := budgetOf(m); ok {
-		timeout = min(timeout, budget)
-	}
-	rq := &request{m: m, kind: "query", aggType: aggType, id: eq.Ref.ID, direct: direct, hops: hopsOf(m),
-		deadline: arrived.Add(timeout), fail: fail}
-	rq.run = func() { n.runQuery(rq, eq) }
-	n.dispatch(rq)
-}
-
-// runQuery hands a decoded query to the executor.
-func (n *Node) runQuery(rq *request, eq executor.Query) {
-	ctx, cancel := context.WithDeadline(context.Background(), rq.deadline)
-	n.exec.SubmitQuery(ctx, eq, func(res executor.QueryResult, err error) {
-		cancel()
-		if err != nil {
-			rq.fail(toAPIError(err))
-			return
-		}
-		reply := &api.QueryReply{OK: true, AggregateType: rq.aggType, AggregateID: eq.Ref.ID,
-			View: res.View, Exists: res.Exists, Sequence: res.Sequence, State: res.Value,
-			Prefix: &api.QueryPrefix{Events: res.Prefix.Events, Waiting: res.Prefix.Waiting}}
-		if res.Prefix.Events > 0 {
-			last := res.Prefix.Last.Timestamp.UTC()
-			reply.Prefix.LastTimestamp = &last
-		}
-		n.respond(rq.m, reply)
-	})
 }
 
 // decodeQuery is the whole parser of a state query's body. A refused query
@@ -495,10 +316,95 @@ func decodeHistory(data []byte, maxPayload int) (api.HistoryRequest, *api.Error)
 	return q, nil
 }
 
-// onInfo answers an admin info request.
-func (n *Node) onInfo(m *nats.Msg) {
-	ready, store := n.Ready()
-	n.respond(m, &api.Info{NodeID: n.cfg.NodeID, Version: Version, Prefix: n.cfg.Prefix,
-		AggregateTypes: n.reg.Names(), Started: n.started, Ready: ready, Store: store, Stats: api.ExecutorStats(n.exec.Stats()),
-		Publisher: n.publisherStats()})
+// decodeFacts is the whole parser of a facts request: one Fact, or
+// {"facts":[…]}. A request it refuses as a whole comes back as apiErr
+// (nothing is stored); a fact it refuses gets its error in results and
+// the others go on.
+func decodeFacts(data []byte, maxPayload int, defaultTimeout time.Duration) (wire []api.Fact, parsed []executor.Fact, results []api.FactResult, timeout time.Duration, apiErr *api.Error) {
+	if len(data) > maxPayload {
+		return nil, nil, nil, 0, invalid("request is %d bytes, limit %d", len(data), maxPayload)
+	}
+	if len(data) == 0 {
+		return nil, nil, nil, 0, invalid(`empty request: send a fact {"aggregateId","event","timestamp","payload"} or {"facts":[…]}`)
+	}
+	var body struct {
+		Facts *[]api.Fact `json:"facts"`
+		api.Fact
+		TimeoutMs int64 `json:"timeoutMs"`
+	}
+	if err := (model.JSON{}).Unmarshal(data, &body); err != nil {
+		return nil, nil, nil, 0, invalid("facts: %v", err)
+	}
+	if err := model.CheckJSON(data); err != nil {
+		return nil, nil, nil, 0, invalid("facts: %v", err)
+	}
+	switch {
+	case body.Facts == nil:
+		wire = []api.Fact{body.Fact}
+	case body.AggregateID != "" || body.Event != "" || body.Timestamp != "" || body.StreamID != "" || body.Payload != nil:
+		return nil, nil, nil, 0, invalid(`facts: send either one fact or {"facts":[…]}, not both`)
+	default:
+		wire = *body.Facts
+	}
+	switch {
+	case len(wire) == 0:
+		return nil, nil, nil, 0, invalid("facts: the list is empty")
+	case len(wire) > api.MaxFactsPerRequest:
+		return nil, nil, nil, 0, invalid("facts: %d facts, limit %d per request", len(wire), api.MaxFactsPerRequest)
+	}
+	timeout, apiErr = requestTimeout(body.TimeoutMs, defaultTimeout, false)
+	if apiErr != nil {
+		return nil, nil, nil, 0, apiErr
+	}
+	parsed = make([]executor.Fact, len(wire))
+	results = make([]api.FactResult, len(wire))
+	for i := range wire {
+		f, err := parseFact(&wire[i])
+		if err != nil {
+			results[i] = api.FactResult{AggregateID: wire[i].AggregateID, Event: wire[i].Event, Error: err}
+			continue
+		}
+		parsed[i] = f
+	}
+	return wire, parsed, results, timeout, nil
+}
+
+// parseFact checks one fact's fields.
+func parseFact(f *api.Fact) (executor.Fact, *api.Error) {
+	var out executor.Fact
+	if f.AggregateID == "" {
+		return out, invalid("aggregate id is missing")
+	}
+	if err := model.CheckIdentifier("aggregate id", f.AggregateID, model.MaxIDLen); err != nil {
+		return out, invalid("%v", err)
+	}
+	if f.Event == "" {
+		return out, invalid(`event is missing (a versioned name such as "switchedOn_0")`)
+	}
+	if err := model.CheckIdentifier("event", f.Event, model.MaxNameLen); err != nil {
+		return out, invalid("%v", err)
+	}
+	name, err := model.ParseVersionedName(f.Event)
+	if err != nil {
+		return out, invalid("%v", err)
+	}
+	if f.Timestamp == "" {
+		return out, invalid("timestamp is missing: a fact's time is part of its identity (RFC 3339, e.g. 2026-11-22T18:03:00Z)")
+	}
+	ts, err := parseTimestamp(f.Timestamp)
+	if err != nil {
+		return out, invalid("%v", err)
+	}
+	if ts.IsZero() {
+		// Go's zero instant means "no timestamp" further in.
+		return out, invalid("timestamp %q is the zero instant; a fact needs the time it happened", f.Timestamp)
+	}
+	if err := model.CheckIdentifier("stream id", f.StreamID, model.MaxStreamIDLen); err != nil {
+		return out, invalid("%v", err)
+	}
+	payload := []byte(f.Payload)
+	if len(payload) == 0 || string(payload) == "null" {
+		payload = []byte("{}")
+	}
+	return executor.Fact{Name: name, Timestamp: ts, StreamID: f.StreamID, Payload: payload}, nil
 }
