@@ -16,8 +16,7 @@ import (
 func TestMaxInFlightRefusesAtOnce(t *testing.T) {
 	const maxInFlight = 8
 	h := newHarness(t, executor.Config{MaxInFlight: maxInFlight})
-	g := newGate(t)
-	h.store.setHook(g.hook)
+	g := h.blockStore(t)
 
 	var accepted []<-chan outcome
 	for i := range maxInFlight {
@@ -48,8 +47,7 @@ func TestMaxInFlightRefusesAtOnce(t *testing.T) {
 		}
 	}
 
-	h.store.setHook(nil)
-	g.open()
+	h.unblockStore(g)
 	for _, ch := range accepted {
 		if o := await(t, ch); o.err != nil || o.res.Sequence != 1 {
 			t.Fatalf("accepted command: %+v", o)
@@ -58,9 +56,7 @@ func TestMaxInFlightRefusesAtOnce(t *testing.T) {
 	if _, ok := h.recorded(t, "bp-over"); ok {
 		t.Error("the refused command was recorded")
 	}
-	if got := h.lastSeq(t, counterRef("bp-over")); got != 0 {
-		t.Errorf("the refused command wrote %d events", got)
-	}
+	h.checkLastSeq(t, counterRef("bp-over"), 0, "the refused command wrote events")
 	// Capacity is back: a retry of the refused command is accepted.
 	h.idle(t)
 	if _, err := h.exec(t, counterRef("bp-over"), "bp-over", "create", ""); err != nil {
@@ -72,13 +68,10 @@ func TestMaxInFlightRefusesAtOnce(t *testing.T) {
 func TestMailboxOverflowRefusesAtOnce(t *testing.T) {
 	const mailbox = 2
 	h := newHarness(t, executor.Config{MailboxSize: mailbox})
-	ref := counterRef("mb")
-	h.mustExec(t, ref, "create", "create", "")
-	g := newGate(t)
-	h.store.setHook(g.hook)
+	ref := h.newCounter(t, "mb")
+	g := h.blockStore(t)
 
-	running := h.submit(ctxT(t), ref, "running", "increment")
-	g.waitEntered(t, 1) // taken off the mailbox, stuck in the store
+	running := h.stuckIncrement(t, g, ref, "running") // taken off the mailbox
 	var queued []<-chan outcome
 	for i := range mailbox {
 		queued = append(queued, h.submit(ctxT(t), ref, fmt.Sprintf("queued-%d", i), "increment"))
@@ -94,8 +87,7 @@ func TestMailboxOverflowRefusesAtOnce(t *testing.T) {
 		t.Fatal("another aggregate's command was refused")
 	}
 
-	h.store.setHook(nil)
-	g.open()
+	h.unblockStore(g)
 	for _, ch := range append([]<-chan outcome{running, otherCh}, queued...) {
 		if o := await(t, ch); o.err != nil {
 			t.Fatal(o.err)
@@ -115,21 +107,17 @@ func TestMailboxOverflowRefusesAtOnce(t *testing.T) {
 // A command whose deadline passed while it waited in the mailbox is not run.
 func TestExpiredCommandIsNotRun(t *testing.T) {
 	h := newHarness(t, executor.Config{})
-	ref := counterRef("deadline")
-	h.mustExec(t, ref, "create", "create", "")
-	g := newGate(t)
-	h.store.setHook(g.hook)
+	ref := h.newCounter(t, "deadline")
+	g := h.blockStore(t)
 
-	first := h.submit(ctxT(t), ref, "first", "increment")
-	g.waitEntered(t, 1)
+	first := h.stuckIncrement(t, g, ref, "first")
 	ctx, cancel := context.WithCancel(context.Background())
 	late := h.submit(ctx, ref, "late", "increment")
 	expired, cancel2 := context.WithDeadline(context.Background(), time.Unix(0, 0))
 	defer cancel2()
 	lateToo := h.submit(expired, ref, "late-too", "increment")
 	cancel() // its deadline passes while it waits behind the first
-	h.store.setHook(nil)
-	g.open()
+	h.unblockStore(g)
 
 	if o := await(t, first); o.err != nil {
 		t.Fatal(o.err)
@@ -160,10 +148,8 @@ func TestExpiredCommandIsNotRun(t *testing.T) {
 // started still runs; a retry with its id learns the outcome.
 func TestExecuteTimeoutThenRetryLearnsOutcome(t *testing.T) {
 	h := newHarness(t, executor.Config{})
-	ref := counterRef("retry")
-	h.mustExec(t, ref, "create", "create", "")
-	g := newGate(t)
-	h.store.setHook(g.hook)
+	ref := h.newCounter(t, "retry")
+	g := h.blockStore(t)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
@@ -181,8 +167,7 @@ func TestExecuteTimeoutThenRetryLearnsOutcome(t *testing.T) {
 	case <-time.After(testDeadline):
 		t.Fatal("Execute did not return when its context ended")
 	}
-	h.store.setHook(nil)
-	g.open()
+	h.unblockStore(g)
 	testsupport.Eventually(t, testDeadline, "the started command to be recorded", func() bool {
 		_, ok := h.recorded(t, "slow")
 		return ok
@@ -191,28 +176,22 @@ func TestExecuteTimeoutThenRetryLearnsOutcome(t *testing.T) {
 	if err != nil || !res.Duplicate || res.Sequence != 2 {
 		t.Fatalf("retry: %+v %v, want the recorded outcome (duplicate, sequence 2)", res, err)
 	}
-	if got := h.lastSeq(t, ref); got != 2 {
-		t.Errorf("last sequence %d, want 2", got)
-	}
+	h.checkLastSeq(t, ref, 2, "")
 }
 
 // Ask gives up when its context ends; the query stays queued behind the
 // command that blocks it and is answered to nobody.
 func TestAskTimeout(t *testing.T) {
 	h := newHarness(t, executor.Config{})
-	ref := counterRef("ask-timeout")
-	h.mustExec(t, ref, "create", "create", "")
-	g := newGate(t)
-	h.store.setHook(g.hook)
-	blocked := h.submit(ctxT(t), ref, "inc", "increment")
-	g.waitEntered(t, 1)
+	ref := h.newCounter(t, "ask-timeout")
+	g := h.blockStore(t)
+	blocked := h.stuckIncrement(t, g, ref, "inc")
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := h.x.Ask(ctx, executor.Query{Ref: ref}); !errors.Is(err, executor.ErrTimeout) {
 		t.Fatalf("got %v, want ErrTimeout", err)
 	}
-	h.store.setHook(nil)
-	g.open()
+	h.unblockStore(g)
 	if o := await(t, blocked); o.err != nil {
 		t.Fatal(o.err)
 	}

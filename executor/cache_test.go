@@ -130,20 +130,16 @@ func TestInvalidateDropsIdleState(t *testing.T) {
 
 func TestInvalidateRunningAggregateReloadsBeforeNextCommand(t *testing.T) {
 	h := newHarness(t, executor.Config{})
-	a := counterRef("inv-running")
-	h.mustExec(t, a, "create", "create", "")
-	g := newGate(t)
-	h.store.setHook(g.hook)
+	a := h.newCounter(t, "inv-running")
+	g := h.blockStore(t)
 
-	first := h.submit(ctxT(t), a, "inc-1", "increment")
-	g.waitEntered(t, 1)
+	first := h.stuckIncrement(t, g, a, "inc-1")
 	second := h.submit(ctxT(t), a, "inc-2", "increment")
 	if n := h.x.Invalidate(func(r model.Ref) bool { return r == a }); n != 1 {
 		t.Fatalf("Invalidate counted %d, want 1 (running aggregates count)", n)
 	}
 	loads := h.x.Stats().Loads
-	h.store.setHook(nil)
-	g.open()
+	h.unblockStore(g)
 	for _, ch := range []<-chan outcome{first, second} {
 		if o := await(t, ch); o.err != nil {
 			t.Fatal(o.err)

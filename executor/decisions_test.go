@@ -116,8 +116,7 @@ func TestDecisionWriterUnknownOutcomeRetryIsDuplicate(t *testing.T) {
 	db := openBolt(t)
 	dw := &hookDecisions{DecisionWriter: db}
 	h := newHarness(t, executor.Config{}, withStores(db.EventLog(), db.CommandLog(), dw))
-	ref := counterRef("bolt-landed")
-	h.mustExec(t, ref, "create", "create", "")
+	ref := h.newCounter(t, "bolt-landed")
 	dw.mu.Lock()
 	dw.after = func(errs []error) []error {
 		for i := range errs {
@@ -138,9 +137,7 @@ func TestDecisionWriterUnknownOutcomeRetryIsDuplicate(t *testing.T) {
 	if err != nil || !res.Duplicate || res.Sequence != 2 {
 		t.Fatalf("retry: %+v %v, want duplicate at sequence 2", res, err)
 	}
-	if got := h.lastSeq(t, ref); got != 2 {
-		t.Errorf("log at %d, want 2", got)
-	}
+	h.checkLastSeq(t, ref, 2, "")
 }
 
 // A DecisionWriter that returns the wrong number of results fails the

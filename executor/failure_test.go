@@ -33,8 +33,7 @@ func (h *harness) appendBehindBack(t *testing.T, ref model.Ref, prev int) {
 // conflicts, reloads, decides again on the new state and succeeds.
 func TestConflictReloadsAndDecidesAgain(t *testing.T) {
 	h := newHarness(t, executor.Config{})
-	ref := counterRef("conflict")
-	h.mustExec(t, ref, "create", "create", "")
+	ref := h.newCounter(t, "conflict")
 	h.mustExec(t, ref, "inc-1", "increment", "")
 	h.idle(t)
 	if !h.x.HasCachedState(ref) {
@@ -80,8 +79,7 @@ func TestConflictReloadsAndDecidesAgain(t *testing.T) {
 // ErrConflict; nothing is recorded.
 func TestPersistentConflictIsErrConflictAfterOneRetry(t *testing.T) {
 	h := newHarness(t, executor.Config{})
-	ref := counterRef("always-conflict")
-	h.mustExec(t, ref, "create", "create", "")
+	ref := h.newCounter(t, "always-conflict")
 	h.store.setHook(func(_ context.Context, batch []eventlog.Append) []error {
 		return errsFor(batch, func(a *eventlog.Append) error {
 			return eventlog.ConflictError(a.Ref, a.Expected, a.Expected+1)
@@ -102,9 +100,7 @@ func TestPersistentConflictIsErrConflictAfterOneRetry(t *testing.T) {
 	if _, ok := h.recorded(t, "inc"); ok {
 		t.Error("a conflicted command was recorded")
 	}
-	if got := h.lastSeq(t, ref); got != 1 {
-		t.Errorf("log at %d, want 1", got)
-	}
+	h.checkLastSeq(t, ref, 1, "")
 	// The state was dropped: after the store heals, the command reloads.
 	h.store.setHook(nil)
 	loads = h.x.Stats().Loads
@@ -120,8 +116,7 @@ func TestPersistentConflictIsErrConflictAfterOneRetry(t *testing.T) {
 // nothing of the failed command is applied or recorded.
 func TestStoreFailureDropsStateAndWritesNothing(t *testing.T) {
 	h := newHarness(t, executor.Config{})
-	ref := counterRef("flaky")
-	h.mustExec(t, ref, "create", "create", "")
+	ref := h.newCounter(t, "flaky")
 	h.mustExec(t, ref, "inc-1", "increment", "")
 	h.store.setHook(func(_ context.Context, batch []eventlog.Append) []error {
 		return errsFor(batch, func(a *eventlog.Append) error {
@@ -132,9 +127,7 @@ func TestStoreFailureDropsStateAndWritesNothing(t *testing.T) {
 	if !errors.Is(err, executor.ErrUnavailable) {
 		t.Fatalf("got %v, want ErrUnavailable", err)
 	}
-	if got := h.lastSeq(t, ref); got != 2 {
-		t.Errorf("log at %d after a failed append, want 2", got)
-	}
+	h.checkLastSeq(t, ref, 2, "after a failed append")
 	if _, ok := h.recorded(t, "inc-2"); ok {
 		t.Error("the failed command was recorded")
 	}
@@ -170,8 +163,7 @@ func TestStoreFailureDropsStateAndWritesNothing(t *testing.T) {
 // is decided.
 func TestLoadFailureIsUnavailable(t *testing.T) {
 	h := newHarness(t, executor.Config{})
-	ref := counterRef("unreadable")
-	h.mustExec(t, ref, "create", "create", "")
+	ref := h.newCounter(t, "unreadable")
 	h.idle(t)
 	h.x.Invalidate(func(model.Ref) bool { return true })
 	h.store.Log = unreadable{h.events}
@@ -215,27 +207,20 @@ func TestCorruptHistoryIsUnavailable(t *testing.T) {
 	if !errors.Is(err, executor.ErrUnavailable) {
 		t.Fatalf("got %v, want ErrUnavailable", err)
 	}
-	if got := h.lastSeq(t, ref); got != 1 {
-		t.Errorf("log at %d, want 1", got)
-	}
+	h.checkLastSeq(t, ref, 1, "")
 }
 
 // The command log failing after the events are durable: the command stands
 // (its events are in the log and it is answered as accepted).
 func TestCommandLogPutFailureKeepsTheCommand(t *testing.T) {
-	cl := &flakyCommands{}
-	h := newHarness(t, executor.Config{}, withFlakyCommands(cl))
-	ref := counterRef("put-fails")
-	h.mustExec(t, ref, "create", "create", "")
+	h, cl, ref := newFlakyHarness(t, "put-fails")
 	cl.failPut.Store(true)
 	res, err := h.exec(t, ref, "inc", "increment", "")
 	if err != nil || res.Sequence != 2 {
 		t.Fatalf("got %+v %v, want accepted at sequence 2", res, err)
 	}
 	cl.failPut.Store(false)
-	if got := h.lastSeq(t, ref); got != 2 {
-		t.Errorf("log at %d, want 2", got)
-	}
+	h.checkLastSeq(t, ref, 2, "")
 	if n := h.checkCounterHistory(t, ref); n != 1 {
 		t.Errorf("%d increments, want 1", n)
 	}

@@ -101,9 +101,7 @@ func TestFencedRetryFindsItsOwnCommand(t *testing.T) {
 	if !res.Duplicate || res.Sequence != first.Sequence {
 		t.Errorf("retry of x: %+v, want duplicate at sequence %d", res, first.Sequence)
 	}
-	if got := a.lastSeq(t, ref); got != 23 {
-		t.Errorf("log at %d, want 23: the retry ran again", got)
-	}
+	a.checkLastSeq(t, ref, 23, "the retry ran again")
 }
 
 // Records are inserted, never replaced: a second decision of one id answers
@@ -139,9 +137,7 @@ func TestRetryOfRejectionBeforeTheFilterLearnsIt(t *testing.T) {
 	if _, err := h.exec(t, ref, "x", "switchOn", ""); rejectionOf(err) != lightbulb.ReasonNotScrewedIn {
 		t.Errorf("retry of x after the bulb was screwed in: %v, want the original rejection", err)
 	}
-	if got := h.lastSeq(t, ref); got != 2 {
-		t.Errorf("log at %d, want 2", got)
-	}
+	h.checkLastSeq(t, ref, 2, "")
 }
 
 // doubtfulFilter is a filter that cannot vouch for its misses.

@@ -118,16 +118,13 @@ func TestFilterReplacesCommandLogReads(t *testing.T) {
 	if !errors.As(err, &rej) || !errors.Is(err, executor.ErrRecalled) {
 		t.Errorf("rejected duplicate: %v, want the recorded rejection marked recalled", err)
 	}
-	if got := h.lastSeq(t, ref); got != 3 {
-		t.Errorf("log at %d after duplicates, want 3", got)
-	}
+	h.checkLastSeq(t, ref, 3, "after duplicates")
 }
 
 func TestHistoryRecognisesRetriesTheFilterLost(t *testing.T) {
 	f, gets := newMapFilter(), &countingGets{}
 	h := newHarness(t, executor.Config{}, withFilter(f, gets))
-	ref := counterRef("amnesia")
-	h.mustExec(t, ref, "create", "create", "")
+	ref := h.newCounter(t, "amnesia")
 	var results []executor.Result
 	for i := range 5 {
 		results = append(results, h.mustExec(t, ref, fmt.Sprintf("inc-%d", i), "increment", `{"times":1}`))
@@ -146,17 +143,14 @@ func TestHistoryRecognisesRetriesTheFilterLost(t *testing.T) {
 			t.Errorf("reload=%v: retry of inc-1 after the filter forgot it: %+v", reload, res)
 		}
 	}
-	if got := h.lastSeq(t, ref); got != 6 {
-		t.Errorf("log at %d, want 6: a retry ran again", got)
-	}
+	h.checkLastSeq(t, ref, 6, "a retry ran again")
 }
 
 func TestFilterFailureDoesNotFailCommands(t *testing.T) {
 	f, gets := newMapFilter(), &countingGets{}
 	f.fail = true
 	h := newHarness(t, executor.Config{}, withFilter(f, gets))
-	ref := counterRef("nofilter")
-	h.mustExec(t, ref, "create", "create", "")
+	ref := h.newCounter(t, "nofilter")
 	testsupport.Eventually(t, 5*time.Second, "the failed filter write to be counted", func() bool { return h.x.Stats().FilterFailures > 0 })
 	// The retry is still recognised from history.
 	if res := h.mustExec(t, ref, "create", "create", ""); !res.Duplicate {
@@ -168,8 +162,7 @@ func TestFilterNotReadyFallsBackToTheCommandLog(t *testing.T) {
 	f, gets := newMapFilter(), &countingGets{}
 	f.notReady = true
 	h := newHarness(t, executor.Config{}, withFilter(f, gets))
-	ref := counterRef("forming")
-	h.mustExec(t, ref, "create", "create", "")
+	ref := h.newCounter(t, "forming")
 	if _, err := h.exec(t, ref, "no", "refuse", ""); err == nil {
 		t.Fatal("refuse was accepted")
 	}

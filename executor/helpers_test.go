@@ -185,6 +185,44 @@ func (g *gate) hook(ctx context.Context, batch []eventlog.Append) []error {
 	}
 }
 
+// blockStore puts a new gate in front of the harness's store: every Append
+// waits there until unblockStore.
+func (h *harness) blockStore(t *testing.T) *gate {
+	g := newGate(t)
+	h.store.setHook(g.hook)
+	return g
+}
+
+// unblockStore takes g away from the store and lets the Appends waiting at
+// it through.
+func (h *harness) unblockStore(g *gate) {
+	h.store.setHook(nil)
+	g.open()
+}
+
+// stuckIncrement submits an increment of ref with command id and waits
+// until its append is held at g.
+func (h *harness) stuckIncrement(t *testing.T, g *gate, ref model.Ref, id string) <-chan outcome {
+	t.Helper()
+	ch := h.submit(ctxT(t), ref, id, "increment")
+	g.waitEntered(t, 1)
+	return ch
+}
+
+// queueCreates submits the creation of n counters, prefix-0 to prefix-n-1,
+// while the store is blocked, and waits until all their appends are queued
+// behind it.
+func (h *harness) queueCreates(t *testing.T, prefix string, n int) []<-chan outcome {
+	t.Helper()
+	var pending []<-chan outcome
+	for i := range n {
+		ref := counterRef(fmt.Sprintf("%s-%d", prefix, i))
+		pending = append(pending, h.submit(ctxT(t), ref, ref.ID, "create"))
+	}
+	testsupport.Eventually(t, testDeadline, fmt.Sprintf("the %d %s appends to queue", n, prefix), func() bool { return h.x.QueuedWrites() == n })
+	return pending
+}
+
 // waitEntered waits until n more Appends have reached the gate.
 func (g *gate) waitEntered(t *testing.T, n int) {
 	t.Helper()
@@ -320,6 +358,15 @@ func withFlakyCommands(f *flakyCommands) option {
 	}
 }
 
+// newFlakyHarness builds a harness whose command log is a flakyCommands
+// (with no failure set yet) and creates the counter id in it.
+func newFlakyHarness(t *testing.T, id string) (*harness, *flakyCommands, model.Ref) {
+	t.Helper()
+	cl := &flakyCommands{}
+	h := newHarness(t, executor.Config{}, withFlakyCommands(cl))
+	return h, cl, h.newCounter(t, id)
+}
+
 // quietLogger discards the executor's logs (conflicts and store failures
 // are expected in these tests).
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -392,6 +439,15 @@ func (h *harness) mustExec(t testing.TB, ref model.Ref, id, command string, args
 		t.Fatalf("%s %s (%s): %v", ref, command, id, err)
 	}
 	return res
+}
+
+// newCounter creates the counter id with the command id "create" and
+// returns its ref.
+func (h *harness) newCounter(t testing.TB, id string) model.Ref {
+	t.Helper()
+	ref := counterRef(id)
+	h.mustExec(t, ref, "create", "create", "")
+	return ref
 }
 
 // submit queues a command and returns a channel that receives its outcome.
@@ -492,6 +548,18 @@ func (h *harness) lastSeq(t testing.TB, ref model.Ref) uint64 {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// checkLastSeq fails the test unless ref's log ends at sequence want; why,
+// if set, says what a wrong sequence means.
+func (h *harness) checkLastSeq(t testing.TB, ref model.Ref, want uint64, why string) {
+	t.Helper()
+	if got := h.lastSeq(t, ref); got != want {
+		if why != "" {
+			why = " (" + why + ")"
+		}
+		t.Errorf("%s: log at %d, want %d%s", ref, got, want, why)
+	}
 }
 
 func (h *harness) recorded(t testing.TB, id string) (commandlog.Record, bool) {

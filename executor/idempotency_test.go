@@ -13,8 +13,7 @@ import (
 
 func TestSameCommandIDReturnsRecordedOutcome(t *testing.T) {
 	h := newHarness(t, executor.Config{})
-	ref := counterRef("idem")
-	h.mustExec(t, ref, "create", "create", "")
+	ref := h.newCounter(t, "idem")
 	first := h.mustExec(t, ref, "twice", "increment", `{"times":2}`)
 	if first.Duplicate || first.Sequence != 3 || len(first.Events) != 2 {
 		t.Fatalf("first run: %+v", first)
@@ -31,9 +30,7 @@ func TestSameCommandIDReturnsRecordedOutcome(t *testing.T) {
 	if !reflect.DeepEqual(again.Events, first.Events) {
 		t.Errorf("second run's events differ:\n got %+v\nwant %+v", again.Events, first.Events)
 	}
-	if got := h.lastSeq(t, ref); got != 3 {
-		t.Errorf("log at %d after a duplicate, want 3", got)
-	}
+	h.checkLastSeq(t, ref, 3, "after a duplicate")
 	// The same arguments written differently are the same request; other
 	// arguments under the same id are refused, not answered with the
 	// outcome of another request.
@@ -57,8 +54,7 @@ func TestSameCommandIDReturnsRecordedOutcome(t *testing.T) {
 
 func TestCommandWithNoEventsIsRecordedAndDeduplicated(t *testing.T) {
 	h := newHarness(t, executor.Config{})
-	ref := counterRef("noop")
-	h.mustExec(t, ref, "create", "create", "")
+	ref := h.newCounter(t, "noop")
 	res := h.mustExec(t, ref, "nothing", "noop", "")
 	if len(res.Events) != 0 || res.Sequence != 1 {
 		t.Fatalf("noop: %+v", res)
@@ -98,9 +94,7 @@ func TestRejectedCommandIDReturnsSameRejection(t *testing.T) {
 	if !errors.As(err2, &rej2) || *rej2 != *rej {
 		t.Fatalf("retry of a rejected id: %v, want the same rejection %v", err2, rej)
 	}
-	if got := h.lastSeq(t, bulb); got != 2 {
-		t.Errorf("log at %d, want 2", got)
-	}
+	h.checkLastSeq(t, bulb, 2, "")
 	if s := h.x.Stats(); s.Rejected != 2 || s.Duplicates != 1 {
 		t.Errorf("stats %+v: want 2 rejected, 1 duplicate", s)
 	}
@@ -129,12 +123,8 @@ func TestCommandIDReusedElsewhereIsRefused(t *testing.T) {
 			}
 		})
 	}
-	if got := h.lastSeq(t, b); got != 1 {
-		t.Errorf("%s at %d, want 1", b, got)
-	}
-	if got := h.lastSeq(t, a); got != 2 {
-		t.Errorf("%s at %d, want 2", a, got)
-	}
+	h.checkLastSeq(t, b, 1, "")
+	h.checkLastSeq(t, a, 2, "")
 	if rec, _ := h.recorded(t, "id-1"); rec.Ref != a || rec.Command != "increment" {
 		t.Errorf("the original record was overwritten: %+v", rec)
 	}
@@ -142,26 +132,18 @@ func TestCommandIDReusedElsewhereIsRefused(t *testing.T) {
 
 // A command log that cannot be read: the command is not run on a guess.
 func TestUnreadableCommandLogIsUnavailable(t *testing.T) {
-	cl := &flakyCommands{}
-	h := newHarness(t, executor.Config{}, withFlakyCommands(cl))
-	ref := counterRef("cl")
-	h.mustExec(t, ref, "create", "create", "")
+	h, cl, ref := newFlakyHarness(t, "cl")
 	cl.failGet.Store(true)
 	if _, err := h.exec(t, ref, "inc", "increment", ""); !errors.Is(err, executor.ErrUnavailable) {
 		t.Fatalf("got %v, want ErrUnavailable", err)
 	}
-	if got := h.lastSeq(t, ref); got != 1 {
-		t.Errorf("log at %d, want 1", got)
-	}
+	h.checkLastSeq(t, ref, 1, "")
 }
 
 // A command id the API generated (FreshID) cannot have been decided before:
 // the command-log lookup is skipped. A client's id is always looked up.
 func TestFreshIDSkipsTheCommandLogLookup(t *testing.T) {
-	flaky := &flakyCommands{}
-	h := newHarness(t, executor.Config{}, withFlakyCommands(flaky))
-	ref := counterRef("fresh")
-	h.mustExec(t, ref, "create-1", "create", "")
+	h, flaky, ref := newFlakyHarness(t, "fresh")
 
 	flaky.failGet.Store(true) // any lookup now fails the command
 	if _, err := h.exec(t, ref, "client-id", "increment", ""); !errors.Is(err, executor.ErrUnavailable) {

@@ -58,9 +58,7 @@ func TestIDFailureIsUnavailable(t *testing.T) {
 	if _, err := h.exec(t, ref, "c", "create", ""); !errors.Is(err, executor.ErrUnavailable) {
 		t.Fatalf("got %v, want ErrUnavailable", err)
 	}
-	if got := h.lastSeq(t, ref); got != 0 {
-		t.Errorf("%d events written", got)
-	}
+	h.checkLastSeq(t, ref, 0, "")
 	if _, ok := h.recorded(t, "c"); ok {
 		t.Error("recorded")
 	}

@@ -30,12 +30,10 @@ func TestCloseFinishesQueuedCommandsThenRefuses(t *testing.T) {
 	h := newHarness(t, executor.Config{})
 	a, b := counterRef("close-a"), counterRef("close-b")
 	h.mustExec(t, a, "a-create", "create", "")
-	g := newGate(t)
-	h.store.setHook(g.hook)
+	g := h.blockStore(t)
 
 	var pending []<-chan outcome
-	pending = append(pending, h.submit(ctxT(t), a, "a-1", "increment"))
-	g.waitEntered(t, 1)
+	pending = append(pending, h.stuckIncrement(t, g, a, "a-1"))
 	pending = append(pending,
 		h.submit(ctxT(t), a, "a-2", "increment"), // in a's mailbox
 		h.submit(ctxT(t), b, "b-create", "create"),
@@ -66,8 +64,7 @@ func TestCloseFinishesQueuedCommandsThenRefuses(t *testing.T) {
 		}
 	}
 
-	h.store.setHook(nil)
-	g.open()
+	h.unblockStore(g)
 	for _, ch := range pending {
 		if o := await(t, ch); o.err != nil {
 			t.Fatalf("queued command failed during Close: %v", o.err)

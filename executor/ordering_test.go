@@ -21,8 +21,7 @@ import (
 func TestOneAggregateCommandsAreSequential(t *testing.T) {
 	const goroutines, perGoroutine = 64, 50
 	h := newHarness(t, executor.Config{})
-	ref := counterRef("hot")
-	h.mustExec(t, ref, "create", "create", "")
+	ref := h.newCounter(t, "hot")
 
 	var accepted atomic.Int64
 	var wg sync.WaitGroup
@@ -53,9 +52,7 @@ func TestOneAggregateCommandsAreSequential(t *testing.T) {
 	if n != goroutines*perGoroutine {
 		t.Errorf("accepted %d of %d commands", n, goroutines*perGoroutine)
 	}
-	if got := h.lastSeq(t, ref); got != uint64(1+n) {
-		t.Errorf("last sequence %d, want 1 + %d accepted", got, n)
-	}
+	h.checkLastSeq(t, ref, uint64(1+n), "each accepted command wrote one event after create")
 	if incs := h.checkCounterHistory(t, ref); incs != n {
 		t.Errorf("%d incremented events for %d accepted commands", incs, n)
 	}
@@ -145,19 +142,12 @@ func TestManyAggregatesInParallel(t *testing.T) {
 func TestAppendsAreBatchedWhileStoreIsBusy(t *testing.T) {
 	const others = 10
 	h := newHarness(t, executor.Config{MaxBatch: 64})
-	g := newGate(t)
-	h.store.setHook(g.hook)
+	g := h.blockStore(t)
 
 	first := h.submit(ctxT(t), counterRef("first"), "first", "create")
 	g.waitEntered(t, 1)
-	var pending []<-chan outcome
-	for i := range others {
-		ref := counterRef(fmt.Sprintf("other-%d", i))
-		pending = append(pending, h.submit(ctxT(t), ref, ref.ID, "create"))
-	}
-	testsupport.Eventually(t, testDeadline, "the other appends to queue", func() bool { return h.x.QueuedWrites() == others })
-	h.store.setHook(nil)
-	g.open()
+	pending := h.queueCreates(t, "other", others)
+	h.unblockStore(g)
 
 	if o := await(t, first); o.err != nil {
 		t.Fatal(o.err)
@@ -180,8 +170,7 @@ func TestMaxBatchCapsBatches(t *testing.T) {
 	const others, maxBatch = 7, 3
 	h := newHarness(t, executor.Config{MaxBatch: maxBatch, Flushers: 3})
 	// The flush queue holds MaxBatch*Flushers items, enough for all others.
-	g := newGate(t)
-	h.store.setHook(g.hook)
+	g := h.blockStore(t)
 
 	first := h.submit(ctxT(t), counterRef("first"), "first", "create")
 	g.waitEntered(t, 1)
@@ -191,14 +180,8 @@ func TestMaxBatchCapsBatches(t *testing.T) {
 	g.waitEntered(t, 1)
 	third := h.submit(ctxT(t), counterRef("third"), "third", "create")
 	g.waitEntered(t, 1)
-	var pending []<-chan outcome
-	for i := range others {
-		ref := counterRef(fmt.Sprintf("other-%d", i))
-		pending = append(pending, h.submit(ctxT(t), ref, ref.ID, "create"))
-	}
-	testsupport.Eventually(t, testDeadline, "the other appends to queue", func() bool { return h.x.QueuedWrites() == others })
-	h.store.setHook(nil)
-	g.open()
+	pending := h.queueCreates(t, "other", others)
+	h.unblockStore(g)
 	for _, ch := range append(pending, first, second, third) {
 		if o := await(t, ch); o.err != nil {
 			t.Fatal(o.err)

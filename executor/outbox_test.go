@@ -17,8 +17,7 @@ import (
 func TestEveryAppendIsMarkedAndSettled(t *testing.T) {
 	pub := newRecordingPublisher()
 	h := newHarness(t, executor.Config{}, withPublisher(pub))
-	ref := counterRef("marked")
-	h.mustExec(t, ref, "create", "create", "")
+	ref := h.newCounter(t, "marked")
 	h.mustExec(t, ref, "inc-1", "increment", `{"times":3}`)
 	h.idle(t)
 	h.appendBehindBack(t, ref, 1) // the next append conflicts once
@@ -86,8 +85,7 @@ func TestOutboxFailureWritesNothing(t *testing.T) {
 func TestUnknownOutcomeIsDiscardedAsMaybeWritten(t *testing.T) {
 	pub := newRecordingPublisher()
 	h := newHarness(t, executor.Config{}, withPublisher(pub))
-	ref := counterRef("unknown")
-	h.mustExec(t, ref, "create", "create", "")
+	ref := h.newCounter(t, "unknown")
 	h.store.setHook(func(_ context.Context, batch []eventlog.Append) []error {
 		return errsFor(batch, func(a *eventlog.Append) error {
 			return fmt.Errorf("%w: injected failure for %s", eventlog.ErrUnavailable, a.Ref)

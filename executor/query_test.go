@@ -100,9 +100,7 @@ func TestQueries(t *testing.T) {
 	if err != nil || qn.Exists || qn.Sequence != 0 {
 		t.Errorf("unknown aggregate: %+v %v", qn, err)
 	}
-	if got := h.lastSeq(t, model.Ref{Type: lightbulb.TypeName, ID: "never"}); got != 0 {
-		t.Errorf("a query wrote %d events", got)
-	}
+	h.checkLastSeq(t, model.Ref{Type: lightbulb.TypeName, ID: "never"}, 0, "a query wrote events")
 }
 
 func TestQueryErrors(t *testing.T) {
@@ -137,20 +135,16 @@ func TestQueryErrors(t *testing.T) {
 // A query runs in the mailbox after the commands queued before it.
 func TestQuerySeesCommandsQueuedBeforeIt(t *testing.T) {
 	h := newHarness(t, executor.Config{})
-	ref := counterRef("q-order")
-	h.mustExec(t, ref, "create", "create", "")
-	g := newGate(t)
-	h.store.setHook(g.hook)
-	inc := h.submit(ctxT(t), ref, "inc", "increment")
-	g.waitEntered(t, 1)
+	ref := h.newCounter(t, "q-order")
+	g := h.blockStore(t)
+	inc := h.stuckIncrement(t, g, ref, "inc")
 	type qo struct {
 		qr  executor.QueryResult
 		err error
 	}
 	ch := make(chan qo, 1)
 	h.x.SubmitQuery(ctxT(t), executor.Query{Ref: ref}, func(qr executor.QueryResult, err error) { ch <- qo{qr, err} })
-	h.store.setHook(nil)
-	g.open()
+	h.unblockStore(g)
 	if o := await(t, inc); o.err != nil {
 		t.Fatal(o.err)
 	}

@@ -21,8 +21,7 @@ import (
 // reloaded state and writes the command's effect a second time.
 func TestRetryAfterAppendOfUnknownOutcomeRunsOnce(t *testing.T) {
 	h := newHarness(t, executor.Config{})
-	ref := counterRef("landed")
-	h.mustExec(t, ref, "create", "create", "")
+	ref := h.newCounter(t, "landed")
 	h.store.setHook(func(ctx context.Context, batch []eventlog.Append) []error {
 		errs := h.events.Append(ctx, batch) // it lands…
 		for i := range errs {
@@ -60,10 +59,7 @@ func TestRetryAfterAppendOfUnknownOutcomeRunsOnce(t *testing.T) {
 // command-log write fails (the flusher logs it and answers success). A
 // retry of the acknowledged command id runs it again.
 func TestRetryAfterCommandLogFailureRunsOnce(t *testing.T) {
-	cl := &flakyCommands{}
-	h := newHarness(t, executor.Config{}, withFlakyCommands(cl))
-	ref := counterRef("unrecorded")
-	h.mustExec(t, ref, "create", "create", "")
+	h, cl, ref := newFlakyHarness(t, "unrecorded")
 	cl.failPut.Store(true)
 	first, err := h.exec(t, ref, "inc", "increment", "")
 	if err != nil {
@@ -74,9 +70,7 @@ func TestRetryAfterCommandLogFailureRunsOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := h.lastSeq(t, ref); got != 2 {
-		t.Errorf("log at %d after an acknowledged command and its retry, want 2", got)
-	}
+	h.checkLastSeq(t, ref, 2, "after an acknowledged command and its retry")
 	if !again.Duplicate || again.Sequence != first.Sequence {
 		t.Errorf("retry %+v, want duplicate of %+v", again, first)
 	}
@@ -88,8 +82,7 @@ func TestRetryAfterCommandLogFailureRunsOnce(t *testing.T) {
 // after Execute returns) can be refused although nothing is in flight.
 func TestInFlightSlotIsFreeOnceAnswered(t *testing.T) {
 	h := newHarness(t, executor.Config{MaxInFlight: 1})
-	ref := counterRef("chain")
-	h.mustExec(t, ref, "create", "create", "")
+	ref := h.newCounter(t, "chain")
 	second := make(chan error, 1)
 	first := make(chan error, 1)
 	h.x.Submit(ctxT(t), executor.Request{Ref: ref, CommandID: "first", Command: "increment"},

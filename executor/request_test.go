@@ -12,8 +12,7 @@ import (
 // Bad input gets a typed error and never reaches either log.
 func TestInvalidRequestsWriteNothing(t *testing.T) {
 	h := newHarness(t, executor.Config{})
-	existing := counterRef("exists")
-	h.mustExec(t, existing, "create", "create", "")
+	existing := h.newCounter(t, "exists")
 
 	for _, tc := range []struct {
 		name       string
@@ -66,12 +65,8 @@ func TestInvalidRequestsWriteNothing(t *testing.T) {
 			}
 		})
 	}
-	if got := h.lastSeq(t, counterRef("fresh")); got != 0 {
-		t.Errorf("fresh aggregate has %d events", got)
-	}
-	if got := h.lastSeq(t, existing); got != 1 {
-		t.Errorf("existing aggregate at %d, want 1", got)
-	}
+	h.checkLastSeq(t, counterRef("fresh"), 0, "a fresh aggregate has no events")
+	h.checkLastSeq(t, existing, 1, "")
 	// Twice each (Submit, then Execute), 13 cases.
 	if s := h.x.Stats(); s.Invalid != 26 || s.Accepted != 1 {
 		t.Errorf("stats %+v: want 26 invalid, 1 accepted", s)
@@ -107,9 +102,7 @@ func TestModelRejections(t *testing.T) {
 			t.Fatalf("%s: %v, want rejection %q", tc.id, err, tc.reason)
 		}
 	}
-	if got := h.lastSeq(t, ref); got != 1 {
-		t.Errorf("log at %d, want 1", got)
-	}
+	h.checkLastSeq(t, ref, 1, "")
 }
 
 // CountInvalid counts requests refused before they reached the executor.
