@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/time/rate"
 
 	"github.com/concursus-go/concursus/api"
 	"github.com/concursus-go/concursus/eventlog"
@@ -129,8 +130,8 @@ type Publisher struct {
 	adopted  atomic.Bool
 
 	published, failed, deferred, republished, recovered atomic.Int64
-	rounds                                              atomic.Int64 // maintenance rounds done
-	warn                                                rateLimit
+	rounds                                              atomic.Int64   // maintenance rounds done
+	warn                                                rate.Sometimes // warnings, at most every 10 s
 }
 
 type job struct {
@@ -178,7 +179,7 @@ func startPublisher(ctx context.Context, cfg PublisherConfig, out sender) *Publi
 		jobs: make(chan job, cfg.QueueSize),
 		acks: make(chan sent, 4096),
 		stop: make(chan struct{}),
-		warn: rateLimit{every: 10 * time.Second},
+		warn: rate.Sometimes{Interval: 10 * time.Second},
 	}
 	p.mu.ledger = newLedger(cfg.BucketLength)
 	if cfg.Outbox != nil {
@@ -274,9 +275,9 @@ func (p *Publisher) Publish(t executor.Ticket, events []model.Event) {
 		}
 	}
 	p.deferred.Add(int64(len(events)))
-	if p.warn.Allow() {
+	p.warn.Do(func() {
 		p.log.Warn("event queue full or closed; events left to the outbox", "deferred", p.deferred.Load())
-	}
+	})
 	p.settle(j.bucket, false, 0)
 }
 
@@ -345,9 +346,11 @@ func (p *Publisher) resolve(s sent, err error) {
 	if err == nil && s.fl.err != nil {
 		err = s.fl.err
 	}
-	if err != nil && p.warn.Allow() {
-		p.log.Warn("events not acknowledged by the bus; they will be published from the log",
-			"aggregate", s.job.events[0].Ref().String(), "sequence", s.job.events[0].Sequence, "err", err)
+	if err != nil {
+		p.warn.Do(func() {
+			p.log.Warn("events not acknowledged by the bus; they will be published from the log",
+				"aggregate", s.job.events[0].Ref().String(), "sequence", s.job.events[0].Sequence, "err", err)
+		})
 	}
 	p.settle(s.job.bucket, err == nil, len(s.job.events))
 }
@@ -393,8 +396,8 @@ func (p *Publisher) maintain(ctx context.Context) {
 			p.mu.Lock()
 			p.mu.ledger.recorded(w)
 			p.mu.Unlock()
-		} else if p.warn.Allow() {
-			p.log.Warn("outbox: recording the published watermark failed", "bucket", w, "err", err)
+		} else {
+			p.warn.Do(func() { p.log.Warn("outbox: recording the published watermark failed", "bucket", w, "err", err) })
 		}
 	}
 	if !isDirty || !p.out.connected() {
@@ -403,9 +406,9 @@ func (p *Publisher) maintain(ctx context.Context) {
 	n, err := p.republish(ctx, p.cfg.Writer, dirty)
 	p.republished.Add(int64(n))
 	if err != nil {
-		if p.warn.Allow() {
+		p.warn.Do(func() {
 			p.log.Warn("outbox: republishing from the log failed; will retry", "bucket", dirty, "err", err)
-		}
+		})
 		return
 	}
 	p.mu.Lock()
@@ -559,15 +562,3 @@ func (p *Publisher) maintainFinal(ctx context.Context) {
 
 // Message builds the NATS message for one event.
 func Message(prefix string, e *model.Event) (*nats.Msg, error) { return api.EventMessage(prefix, e) }
-
-// rateLimit lets one event through per period.
-type rateLimit struct {
-	every time.Duration
-	last  atomic.Int64
-}
-
-func (r *rateLimit) Allow() bool {
-	now := time.Now().UnixNano()
-	last := r.last.Load()
-	return now-last >= int64(r.every) && r.last.CompareAndSwap(last, now)
-}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cespare/xxhash/v2"
+	"golang.org/x/time/rate"
 
 	"github.com/concursus-go/concursus/commandlog"
 	"github.com/concursus-go/concursus/eventlog"
@@ -111,7 +112,7 @@ type Executor struct {
 	flushers   sync.WaitGroup
 	filtering  sync.WaitGroup // the filter feeders
 	filterq    chan commandlog.Record
-	filterWarn everyFew // rate of the filter-failure warning
+	filterWarn rate.Sometimes // the filter-failure warning, at most every 10 s (the count stays in Stats)
 	flushq     chan *flushItem
 	stats      counters
 }
@@ -258,8 +259,9 @@ func New(cfg Config, deps Deps) (*Executor, error) {
 		flushq:   make(chan *flushItem, cfg.MaxBatch*cfg.Flushers),
 		// A ready entity has at least one job in flight, so MaxInFlight
 		// bounds them and sends never block.
-		ready:   make(chan *entity, cfg.MaxInFlight),
-		drained: make(chan struct{}),
+		ready:      make(chan *entity, cfg.MaxInFlight),
+		drained:    make(chan struct{}),
+		filterWarn: rate.Sometimes{Interval: 10 * time.Second},
 	}
 	if x.clock == nil {
 		x.clock = time.Now

@@ -91,9 +91,9 @@ func (x *Executor) flush(batch []*flushItem) {
 		case x.filterq <- r:
 		default: // the filter is far behind: the history check covers these
 			n := x.stats.filterFailures.Add(1)
-			if x.filterWarn.Allow() {
+			x.filterWarn.Do(func() {
 				x.log.Warn("idempotency filter is behind; outcomes skipped (their retries fall back to the aggregates' history)", "failures", n)
-			}
+			})
 		}
 	}
 }
@@ -216,10 +216,10 @@ func (x *Executor) feedFilter() {
 		err := x.recordInFilter(batch)
 		if err != nil {
 			n := x.stats.filterFailures.Add(1)
-			if x.filterWarn.Allow() {
+			x.filterWarn.Do(func() {
 				x.log.Warn("idempotency filter did not take outcomes; their retries fall back to the aggregates' history",
 					"commands", len(batch), "failedBatches", n, "err", err)
-			}
+			})
 		}
 	}
 }

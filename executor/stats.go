@@ -2,7 +2,6 @@ package executor
 
 import (
 	"sync/atomic"
-	"time"
 )
 
 type counters struct {
@@ -106,22 +105,3 @@ func (x *Executor) Stats() Stats {
 // CountInvalid counts a request refused before it reached the executor
 // (for example malformed JSON at the API), so Stats covers every request.
 func (x *Executor) CountInvalid() { x.stats.invalid.Add(1) }
-
-// everyFew lets a repeated warning through at most once per interval (10s
-// when zero), so a failing dependency does not flood the log; the count of
-// failures stays in Stats.
-type everyFew struct {
-	interval time.Duration
-	last     atomic.Int64 // unix nanoseconds of the last allowed line
-}
-
-// Allow reports whether a line may be logged now.
-func (e *everyFew) Allow() bool {
-	every := e.interval
-	if every == 0 {
-		every = 10 * time.Second
-	}
-	now := time.Now().UnixNano()
-	last := e.last.Load()
-	return now-last >= int64(every) && e.last.CompareAndSwap(last, now)
-}
