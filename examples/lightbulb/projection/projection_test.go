@@ -138,6 +138,25 @@ func ask(t *testing.T, nc *nats.Conn, subject string, q any) projection.Reply {
 	return r
 }
 
+// startProjection starts a projection reading nc's events stream, with
+// the given settle window; the caller stops it.
+func startProjection(t *testing.T, ctx context.Context, nc *nats.Conn, settle time.Duration) *projection.Projection {
+	t.Helper()
+	p, err := projection.Start(ctx, projection.Config{Conn: nc, SettleWindow: settle, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// caughtUp waits until p has taken in everything the stream holds.
+func caughtUp(t *testing.T, ctx context.Context, p *projection.Projection) {
+	t.Helper()
+	if err := p.CaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func summary(r projection.Reply) string {
 	if r.Location != "" {
 		return fmt.Sprintf("%s:%v", r.Location, r.Bulbs)
@@ -170,14 +189,9 @@ func testBulbsByLocation(t *testing.T, lateBy time.Duration) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	p, err := projection.Start(ctx, projection.Config{Conn: nc, SettleWindow: 200 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := startProjection(t, ctx, nc, 200*time.Millisecond)
 	defer p.Stop()
-	if err := p.CaughtUp(ctx); err != nil {
-		t.Fatal(err)
-	}
+	caughtUp(t, ctx, p)
 
 	subject := projection.QuerySubject(api.DefaultPrefix)
 	const wantLocations = "[{hall 2 1} {kitchen 1 0}]"
@@ -196,9 +210,7 @@ func testBulbsByLocation(t *testing.T, lateBy time.Duration) {
 	produced += send(t, nc, "b1", "switchOn", "")
 	produced += send(t, nc, "b2", "blow", "")
 	onBus(t, nc, produced)
-	if err := p.CaughtUp(ctx); err != nil {
-		t.Fatal(err)
-	}
+	caughtUp(t, ctx, p)
 	if got := summary(ask(t, nc, subject, projection.Query{Location: "hall"})); got != "hall:[{b1 40 true}]" {
 		t.Errorf("hall after switchOn b1 and blow b2: %s", got)
 	}
@@ -218,14 +230,9 @@ func testBulbsByLocation(t *testing.T, lateBy time.Duration) {
 
 	// A second process starting from nothing agrees.
 	p.Stop()
-	q, err := projection.Start(ctx, projection.Config{Conn: nc, SettleWindow: 200 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	q := startProjection(t, ctx, nc, 200*time.Millisecond)
 	defer q.Stop()
-	if err := q.CaughtUp(ctx); err != nil {
-		t.Fatal(err)
-	}
+	caughtUp(t, ctx, q)
 	if got := summary(ask(t, nc, subject, projection.Query{Location: "hall"})); got != "hall:[{b1 40 true}]" {
 		t.Errorf("hall in a fresh projection: %s", got)
 	}
@@ -253,10 +260,7 @@ func TestRepublishedEventTakenInOnce(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	p, err := projection.Start(ctx, projection.Config{Conn: nc, SettleWindow: 200 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := startProjection(t, ctx, nc, 200*time.Millisecond)
 	defer p.Stop()
 
 	// Both events again, the newer first, then a new one.
@@ -282,9 +286,7 @@ func TestRepublishedEventTakenInOnce(t *testing.T) {
 	}
 	produced += send(t, nc, "b1", "switchOn", "")
 	onBus(t, nc, produced+2)
-	if err := p.CaughtUp(ctx); err != nil {
-		t.Fatal(err)
-	}
+	caughtUp(t, ctx, p)
 	if got, dups := p.Index().Events(), p.Subscription().Stats().Duplicates; got != int64(produced) || dups != 2 {
 		t.Errorf("live: %d events taken in, %d duplicates dropped; want %d and 2", got, dups, produced)
 	}
@@ -298,14 +300,9 @@ func TestRepublishedEventTakenInOnce(t *testing.T) {
 		t.Errorf("rebuild: %+v, want ok with %d events", r, produced)
 	}
 	p.Stop()
-	q, err := projection.Start(ctx, projection.Config{Conn: nc, SettleWindow: 200 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	q := startProjection(t, ctx, nc, 200*time.Millisecond)
 	defer q.Stop()
-	if err := q.CaughtUp(ctx); err != nil {
-		t.Fatal(err)
-	}
+	caughtUp(t, ctx, q)
 	if got := q.Index().Events(); got != int64(produced) {
 		t.Errorf("a fresh projection took in %d events, want %d", got, produced)
 	}

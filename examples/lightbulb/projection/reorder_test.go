@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"sort"
@@ -100,13 +99,8 @@ func histories() map[string][]model.Event {
 
 // allEvents lists the histories in log order, bulb after bulb.
 func allEvents(h map[string][]model.Event) []model.Event {
-	var ids []string
-	for id := range h {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
 	var out []model.Event
-	for _, id := range ids {
+	for _, id := range ids(h) {
 		out = append(out, h[id]...)
 	}
 	return out
@@ -136,6 +130,18 @@ func indexSnapshot(x *projection.Index, ids []string) snapshot {
 		}
 	}
 	return s
+}
+
+// index takes events into a new index, in the order given.
+func index(t *testing.T, events []model.Event) *projection.Index {
+	t.Helper()
+	x := projection.NewIndex()
+	for _, e := range events {
+		if err := x.Take(&e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return x
 }
 
 // reference is what the domain's own views say: each history folded by
@@ -177,6 +183,7 @@ func reference(t *testing.T, h map[string][]model.Event) snapshot {
 	return s
 }
 
+// ids lists the bulbs of the histories, sorted.
 func ids(h map[string][]model.Event) []string {
 	var out []string
 	for id := range h {
@@ -203,12 +210,7 @@ func TestIndexDoesNotDependOnArrivalOrder(t *testing.T) {
 		t.Fatalf("reference usage of b3 = %+v, want 1m", u)
 	}
 
-	inOrder := projection.NewIndex()
-	for _, e := range allEvents(h) {
-		if err := inOrder.Take(&e); err != nil {
-			t.Fatal(err)
-		}
-	}
+	inOrder := index(t, allEvents(h))
 	if got := indexSnapshot(inOrder, ids(h)); got.String() != want.String() {
 		t.Fatalf("in log order:\n%s\nwant\n%s", got, want)
 	}
@@ -223,12 +225,7 @@ func TestIndexDoesNotDependOnArrivalOrder(t *testing.T) {
 			events = append(events, events[rng.IntN(len(events))])
 		}
 		rng.Shuffle(len(events), func(i, j int) { events[i], events[j] = events[j], events[i] })
-		x := projection.NewIndex()
-		for _, e := range events {
-			if err := x.Take(&e); err != nil {
-				t.Fatal(err)
-			}
-		}
+		x := index(t, events)
 		if got := indexSnapshot(x, ids(h)); got.String() != want.String() {
 			t.Fatalf("round %d (seed %d):\n%s\nwant\n%s", round, seed, got, want)
 		}
@@ -276,38 +273,15 @@ func TestProjectionSameWhateverTheArrivalOrder(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for i := range run.events {
-				msg, err := api.EventMessage(api.DefaultPrefix, &run.events[i])
-				if err != nil {
-					t.Fatal(err)
-				}
-				if _, err := js.PublishMsg(context.Background(), msg); err != nil {
-					t.Fatal(err)
-				}
-			}
+			publish(t, js, run.events)
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
-			p, err := projection.Start(ctx, projection.Config{Conn: nc, SettleWindow: 100 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
-			if err != nil {
-				t.Fatal(err)
-			}
+			p := startProjection(t, ctx, nc, 100*time.Millisecond)
 			defer p.Stop()
-			if err := p.CaughtUp(ctx); err != nil {
-				t.Fatal(err)
-			}
+			caughtUp(t, ctx, p)
 			if len(run.later) > 0 {
-				for i := range run.later {
-					msg, err := api.EventMessage(api.DefaultPrefix, &run.later[i])
-					if err != nil {
-						t.Fatal(err)
-					}
-					if _, err := js.PublishMsg(context.Background(), msg); err != nil {
-						t.Fatal(err)
-					}
-				}
-				if err := p.CaughtUp(ctx); err != nil {
-					t.Fatal(err)
-				}
+				publish(t, js, run.later)
+				caughtUp(t, ctx, p)
 				if st := p.Subscription().Stats(); st.Late != 4 || p.Index().Late() != 4 {
 					t.Errorf("%d events handed over late, %d refolds; want 4 and 4", st.Late, p.Index().Late())
 				}
@@ -328,6 +302,20 @@ func TestProjectionSameWhateverTheArrivalOrder(t *testing.T) {
 			st := p.Subscription().Stats()
 			t.Logf("index: %d events, %d refolded; subscription: released %d, late %d, gaps filled %d", p.Index().Events(), p.Index().Late(), st.Released, st.Late, st.GapsFilled)
 		})
+	}
+}
+
+// publish puts events on the events stream, in the order given.
+func publish(t *testing.T, js jetstream.JetStream, events []model.Event) {
+	t.Helper()
+	for i := range events {
+		msg, err := api.EventMessage(api.DefaultPrefix, &events[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := js.PublishMsg(context.Background(), msg); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
