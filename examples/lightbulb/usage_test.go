@@ -124,19 +124,7 @@ func TestUsage(t *testing.T) {
 				}
 
 				// The erased fold (what the node serves) agrees.
-				fold, ok := b.l.Type.FoldView("usage")
-				if !ok {
-					t.Fatal(`FoldView("usage") not found`)
-				}
-				for i := range b.history {
-					if err := fold.Apply(&b.history[i]); err != nil {
-						t.Fatal(err)
-					}
-				}
-				data, err := fold.MarshalValue()
-				if err != nil {
-					t.Fatal(err)
-				}
+				_, data := b.foldUsage(t)
 				var viaFold lightbulb.Usage
 				if err := json.Unmarshal(data, &viaFold); err != nil {
 					t.Fatalf("MarshalValue gave %s: %v", data, err)
@@ -214,13 +202,14 @@ func TestUsageAsOf(t *testing.T) {
 	}
 }
 
-// The usage view has no applier for created, screwedIn: those leave it as
-// it is, and only its own events count.
-func TestUsageIgnoresOtherEvents(t *testing.T) {
-	b := newBulb(t)
-	b.must(t, "create", t0)
-	b.must(t, "screwIn", at(time.Minute))
-	fold, _ := b.l.Type.FoldView("usage")
+// foldUsage applies the bulb's history to the erased usage fold (what the
+// node serves) and returns the fold and its marshalled value.
+func (b *bulb) foldUsage(t *testing.T) (model.ViewFold, []byte) {
+	t.Helper()
+	fold, ok := b.l.Type.FoldView("usage")
+	if !ok {
+		t.Fatal(`FoldView("usage") not found`)
+	}
 	for i := range b.history {
 		if err := fold.Apply(&b.history[i]); err != nil {
 			t.Fatal(err)
@@ -230,6 +219,16 @@ func TestUsageIgnoresOtherEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return fold, data
+}
+
+// The usage view has no applier for created, screwedIn: those leave it as
+// it is, and only its own events count.
+func TestUsageIgnoresOtherEvents(t *testing.T) {
+	b := newBulb(t)
+	b.must(t, "create", t0)
+	b.must(t, "screwIn", at(time.Minute))
+	fold, data := b.foldUsage(t)
 	if string(data) != `{"onMillis":0,"switches":0}` {
 		t.Errorf("usage = %s", data)
 	}
