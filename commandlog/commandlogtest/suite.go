@@ -24,10 +24,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"testing"
 	"time"
 
 	"github.com/concursus-go/concursus/commandlog"
+	"github.com/concursus-go/concursus/eventlog/eventlogtest"
 	"github.com/concursus-go/concursus/model"
 )
 
@@ -58,21 +60,22 @@ func Run(t *testing.T, newLog func(t *testing.T) commandlog.Log) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
 	}
-	t.Run("Insert", func(t *testing.T) {
+	runOptional(t, "Insert", open, testInsert)
+	runOptional(t, "Prune", open, testPrune)
+}
+
+// runOptional runs fn as the subtest name on a fresh log, given as the
+// optional interface I too, and skips the subtest when the log does not
+// implement I.
+func runOptional[I any](t *testing.T, name string, open func(*testing.T) commandlog.Log, fn func(*testing.T, commandlog.Log, I)) {
+	t.Helper()
+	t.Run(name, func(t *testing.T) {
 		l := open(t)
-		ins, ok := l.(commandlog.Inserter)
+		i, ok := l.(I)
 		if !ok {
-			t.Skipf("%T does not implement commandlog.Inserter", l)
+			t.Skipf("%T does not implement %v", l, reflect.TypeFor[I]())
 		}
-		testInsert(t, l, ins)
-	})
-	t.Run("Prune", func(t *testing.T) {
-		l := open(t)
-		p, ok := l.(commandlog.Pruner)
-		if !ok {
-			t.Skipf("%T does not implement commandlog.Pruner", l)
-		}
-		testPrune(t, l, p)
+		fn(t, l, i)
 	})
 }
 
@@ -95,42 +98,7 @@ func newRecord(id string, at time.Time) commandlog.Record {
 
 // diffRecord lists the fields in which got differs from want.
 func diffRecord(want, got *commandlog.Record) []string {
-	var d []string
-	f := func(name string, w, g any) { d = append(d, fmt.Sprintf("%s: got %v, want %v", name, g, w)) }
-	if got.CommandID != want.CommandID {
-		f("CommandID", want.CommandID, got.CommandID)
-	}
-	if got.Ref != want.Ref {
-		f("Ref", want.Ref, got.Ref)
-	}
-	if got.Command != want.Command {
-		f("Command", want.Command, got.Command)
-	}
-	if got.Outcome != want.Outcome {
-		f("Outcome", want.Outcome, got.Outcome)
-	}
-	if got.FirstSequence != want.FirstSequence {
-		f("FirstSequence", want.FirstSequence, got.FirstSequence)
-	}
-	if got.LastSequence != want.LastSequence {
-		f("LastSequence", want.LastSequence, got.LastSequence)
-	}
-	if got.Code != want.Code {
-		f("Code", want.Code, got.Code)
-	}
-	if got.Reason != want.Reason {
-		f("Reason", want.Reason, got.Reason)
-	}
-	if got.Message != want.Message {
-		f("Message", want.Message, got.Message)
-	}
-	if got.ArgsDigest != want.ArgsDigest {
-		f("ArgsDigest", want.ArgsDigest, got.ArgsDigest)
-	}
-	if !got.At.Equal(want.At) {
-		f("At", want.At, got.At)
-	}
-	return d
+	return eventlogtest.DiffFields(want, got)
 }
 
 // mustPut stores records, failing the test on error.

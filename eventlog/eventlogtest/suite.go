@@ -222,50 +222,11 @@ func lastSequence(t *testing.T, l eventlog.Log, ref model.Ref) uint64 {
 	return n
 }
 
-// diffEvent lists the fields in which got differs from want.
+// diffEvent lists the fields in which got differs from want. Late is not
+// compared: it is not stored (the owner sets it on an event it has just
+// appended).
 func diffEvent(want, got *model.Event) []string {
-	var d []string
-	f := func(name string, w, g any) { d = append(d, fmt.Sprintf("%s: got %v, want %v", name, g, w)) }
-	if got.AggregateType != want.AggregateType {
-		f("AggregateType", want.AggregateType, got.AggregateType)
-	}
-	if got.AggregateID != want.AggregateID {
-		f("AggregateID", want.AggregateID, got.AggregateID)
-	}
-	if got.Sequence != want.Sequence {
-		f("Sequence", want.Sequence, got.Sequence)
-	}
-	if !got.Timestamp.Equal(want.Timestamp) {
-		f("Timestamp", want.Timestamp, got.Timestamp)
-	}
-	if got.StreamID != want.StreamID {
-		f("StreamID", want.StreamID, got.StreamID)
-	}
-	if got.ProcessingID != want.ProcessingID {
-		f("ProcessingID", want.ProcessingID, got.ProcessingID)
-	}
-	if !got.ProcessingTime.Equal(want.ProcessingTime) {
-		f("ProcessingTime", want.ProcessingTime, got.ProcessingTime)
-	}
-	if got.Name != want.Name {
-		f("Name", want.Name, got.Name)
-	}
-	if got.Version != want.Version {
-		f("Version", want.Version, got.Version)
-	}
-	if got.Characteristics != want.Characteristics {
-		f("Characteristics", want.Characteristics, got.Characteristics)
-	}
-	if !bytes.Equal(got.Payload, want.Payload) {
-		f("Payload", string(want.Payload), string(got.Payload))
-	}
-	if got.CommandID != want.CommandID {
-		f("CommandID", want.CommandID, got.CommandID)
-	}
-	if got.EventID != want.EventID {
-		f("EventID", want.EventID, got.EventID)
-	}
-	return d
+	return DiffFields(want, got, "Late")
 }
 
 // checkEvents fails the test unless got equals want field by field.
