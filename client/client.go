@@ -10,13 +10,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 
 	"github.com/concursus-go/concursus/api"
+	"github.com/concursus-go/concursus/internal/backoff"
 	"github.com/concursus-go/concursus/model"
 )
 
@@ -271,7 +271,7 @@ func (c *Client) withDeadline(ctx context.Context) (context.Context, context.Can
 // ctx ends. encode builds the body given the attempt's time budget; decode
 // reads one reply afresh and returns its error part.
 func (c *Client) roundTrip(ctx context.Context, subject string, encode func(time.Duration) ([]byte, error), decode func([]byte) (*api.Error, error)) (int, error) {
-	backoff := c.opts.MinBackoff
+	wait := backoff.Backoff{Min: c.opts.MinBackoff, Max: c.opts.MaxBackoff, Jitter: 0.5}
 	var last *Error
 	for attempt := 1; ; attempt++ {
 		budget := c.opts.Attempt
@@ -317,8 +317,7 @@ func (c *Client) roundTrip(ctx context.Context, subject string, encode func(time
 		default:
 			last = &Error{Code: api.CodeUnavailable, Message: err.Error()}
 		}
-		pause := backoff/2 + rand.N(backoff/2+1)
-		backoff = min(2*backoff, c.opts.MaxBackoff)
+		pause := wait.Next()
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < pause+c.opts.MinBackoff {
 			// Too little time left for a useful attempt: an attempt with
 			// a budget of ~0 would only replace the informative error
@@ -326,10 +325,8 @@ func (c *Client) roundTrip(ctx context.Context, subject string, encode func(time
 			last.cause = context.DeadlineExceeded
 			return attempt, last
 		}
-		select {
-		case <-ctx.Done():
+		if backoff.Wait(ctx, pause) != nil {
 			return attempt, c.finalErr(last, ctx)
-		case <-time.After(pause):
 		}
 	}
 }

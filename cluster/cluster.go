@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"slices"
 	"strconv"
@@ -15,6 +14,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/concursus-go/concursus/internal/backoff"
 )
 
 var (
@@ -232,7 +233,7 @@ func (c *Cluster) Join(ctx context.Context) error {
 	if len(seeds) == 0 {
 		return nil
 	}
-	wait := c.cfg.JoinBackoff
+	wait := backoff.Backoff{Min: c.cfg.JoinBackoff, Max: c.cfg.JoinMaxBackoff, Jitter: 0.2}
 	var lastErr error
 	for attempt := 1; ; attempt++ {
 		if err := c.joinable(); err != nil {
@@ -255,7 +256,7 @@ func (c *Cluster) Join(ctx context.Context) error {
 		// memberlist's multierror spans lines; keep log lines and errors on one.
 		err = errors.New(strings.Join(strings.Fields(err.Error()), " "))
 		lastErr = err
-		sleep := wait + rand.N(wait/4+1)
+		sleep := wait.Next()
 		c.log.Warn("cluster: join attempt failed", "attempt", attempt, "seeds", seeds,
 			"err", err, "retry_in", sleep)
 		t := time.NewTimer(sleep)
@@ -269,7 +270,6 @@ func (c *Cluster) Join(ctx context.Context) error {
 			return ErrClosed
 		case <-t.C:
 		}
-		wait = min(2*wait, c.cfg.JoinMaxBackoff)
 	}
 }
 

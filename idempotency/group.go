@@ -10,9 +10,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/concursus-go/concursus/cluster"
 	"github.com/concursus-go/concursus/commandlog"
-	"github.com/hashicorp/raft"
+	"github.com/concursus-go/concursus/internal/backoff"
 )
 
 // Group is one member of the idempotency raft group: a raft server (id =
@@ -467,7 +469,7 @@ var errNoLeader = errors.New("no known leader")
 
 func (g *Group) propose(ctx context.Context, ps []*proposal) error {
 	var payload []byte
-	backoff := 5 * time.Millisecond
+	wait := backoff.Backoff{Min: 5 * time.Millisecond, Max: 200 * time.Millisecond}
 	for {
 		var err error
 		if g.raft.State() == raft.Leader {
@@ -492,7 +494,13 @@ func (g *Group) propose(ctx context.Context, ps []*proposal) error {
 		case errors.Is(err, raft.ErrRaftShutdown), errors.Is(err, ErrClosed) && g.ctx.Err() != nil:
 			return ErrClosed
 		}
-		t := time.NewTimer(backoff)
+		// Waiting for a new leader: the same short wait again; the leader
+		// unreachable or busy: back off more.
+		pause := wait.Peek()
+		if !notLeader(err) {
+			pause = wait.Next()
+		}
+		t := time.NewTimer(pause)
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -501,9 +509,6 @@ func (g *Group) propose(ctx context.Context, ps []*proposal) error {
 			}
 			return fmt.Errorf("%w: records not committed within %v: %v", ErrUnavailable, g.cfg.ProposeTimeout, err)
 		case <-t.C:
-		}
-		if !notLeader(err) { // the leader was unreachable or busy: back off more
-			backoff = min(2*backoff, 200*time.Millisecond)
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/concursus-go/concursus/cluster"
 	"github.com/concursus-go/concursus/idempotency"
+	"github.com/concursus-go/concursus/internal/backoff"
 )
 
 // IdempotencyConfig configures a clustered node's part in the replicated
@@ -108,10 +109,8 @@ func (n *Node) publishMeta(stop context.Context, what string, args ...any) {
 			return
 		}
 		n.log.Warn("cluster: announcing metadata", "err", err)
-		select {
-		case <-stop.Done():
+		if backoff.Wait(stop, time.Second) != nil {
 			return
-		case <-time.After(time.Second):
 		}
 	}
 }

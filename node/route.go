@@ -24,6 +24,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/concursus-go/concursus/api"
+	"github.com/concursus-go/concursus/internal/backoff"
 )
 
 // routeKind is what to do with a request.
@@ -114,7 +115,7 @@ func decideRoute(r *routing, self, aggType, id string, hops int, waited bool, de
 		d.err = &api.Error{Code: api.CodeUnavailable, Message: fmt.Sprintf("the nodes did not agree on the owner of %s/%s within %d hops (the cluster is changing); retry", aggType, id, hops)}
 	case !ok || subject == "" || (hops >= 2 && !waited):
 		d.kind = routeDelay
-		d.wait = min(delayBase<<min(max(hops-2, 0), 5), delayMax, remaining/2)
+		d.wait = min(backoff.Nth(delayBase, delayMax, hops-2), remaining/2)
 	default:
 		d.kind = routeForward
 	}

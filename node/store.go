@@ -11,6 +11,7 @@ import (
 
 	"github.com/concursus-go/concursus/commandlog"
 	"github.com/concursus-go/concursus/eventlog"
+	"github.com/concursus-go/concursus/internal/backoff"
 	"github.com/concursus-go/concursus/model"
 )
 
@@ -76,7 +77,7 @@ func (l *lazyStore) status() (ready bool, text string) {
 // connect retries open with backoff until it succeeds or ctx ends, logging
 // one line per failed attempt.
 func (l *lazyStore) connect(ctx context.Context, open StoreOpener, log *slog.Logger) {
-	backoff := 250 * time.Millisecond
+	wait := backoff.Backoff{Min: 250 * time.Millisecond, Max: 15 * time.Second}
 	for attempt := 1; ; attempt++ {
 		s, err := open(ctx)
 		if err == nil {
@@ -88,14 +89,12 @@ func (l *lazyStore) connect(ctx context.Context, open StoreOpener, log *slog.Log
 		l.mu.Lock()
 		l.mu.lastErr, l.mu.attempts = err, attempt
 		l.mu.Unlock()
+		pause := wait.Next()
 		log.Warn("store unreachable; commands are answered 'unavailable' until it connects",
-			"store", l.name, "attempt", attempt, "retryIn", backoff.String(), "err", err)
-		select {
-		case <-ctx.Done():
+			"store", l.name, "attempt", attempt, "retryIn", pause.String(), "err", err)
+		if backoff.Wait(ctx, pause) != nil {
 			return
-		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 15*time.Second)
 	}
 }
 
