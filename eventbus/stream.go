@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/concursus-go/concursus/api"
 	"strings"
 	"time"
+
+	"github.com/concursus-go/concursus/api"
+	"github.com/concursus-go/concursus/internal/jsstream"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -82,10 +84,6 @@ func EnsureStream(ctx context.Context, nc *nats.Conn, prefix string, cfg StreamC
 	if err := cfg.Validate(); err != nil {
 		return "", err
 	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return "", fmt.Errorf("eventbus: %w", err)
-	}
 	sc := jetstream.StreamConfig{
 		Name:        cfg.Name,
 		Description: "Concursus events under " + prefix + " (event id as Nats-Msg-Id)",
@@ -100,16 +98,8 @@ func EnsureStream(ctx context.Context, nc *nats.Conn, prefix string, cfg StreamC
 	if cfg.MaxBytes == 0 {
 		sc.MaxBytes = -1
 	}
-	for attempt := 0; ; attempt++ {
-		_, err = js.CreateOrUpdateStream(ctx, sc)
-		// Two nodes creating it at once: one wins, the other updates.
-		if err == nil || attempt == 2 || !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			break
-		}
-	}
-	switch {
-	case errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount),
-		errors.Is(err, nats.ErrNoResponders): // nobody serves the JetStream API
+	switch err := jsstream.Ensure(ctx, nc, sc); {
+	case errors.Is(err, api.ErrNoJetStream):
 		return "", ErrNoJetStream
 	case err != nil:
 		return "", fmt.Errorf("eventbus: creating stream %s: %w", cfg.Name, err)

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/concursus-go/concursus/api"
+	"github.com/concursus-go/concursus/internal/jsstream"
 	"github.com/concursus-go/concursus/model"
 )
 
@@ -65,16 +66,9 @@ func EnsureDeadLetterStream(ctx context.Context, nc *nats.Conn, prefix string) (
 		Replicas:    replicas,
 		Duplicates:  2 * time.Minute,
 	}
-	for attempt := 0; ; attempt++ {
-		_, err = js.CreateOrUpdateStream(ctx, sc)
-		if err == nil || attempt == 2 || !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			break
-		}
-	}
-	switch {
-	case errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount),
-		errors.Is(err, nats.ErrNoResponders):
-		return "", api.ErrNoJetStream
+	switch err := jsstream.Ensure(ctx, nc, sc); {
+	case errors.Is(err, api.ErrNoJetStream):
+		return "", err
 	case err != nil:
 		return "", fmt.Errorf("subscription: creating the dead-letter stream %s: %w", name, err)
 	}
