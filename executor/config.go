@@ -1,6 +1,7 @@
 package executor
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -67,30 +68,14 @@ func DefaultConfig() Config {
 
 func (c *Config) fillDefaults() {
 	d := DefaultConfig()
-	if c.MaxCached == 0 {
-		c.MaxCached = d.MaxCached
-	}
-	if c.MailboxSize == 0 {
-		c.MailboxSize = d.MailboxSize
-	}
-	if c.MaxInFlight == 0 {
-		c.MaxInFlight = d.MaxInFlight
-	}
-	if c.Workers == 0 {
-		c.Workers = d.Workers
-	}
-	if c.MaxBatch == 0 {
-		c.MaxBatch = d.MaxBatch
-	}
-	if c.Flushers == 0 {
-		c.Flushers = d.Flushers
-	}
-	if c.StoreTimeout == 0 {
-		c.StoreTimeout = d.StoreTimeout
-	}
-	if c.LoadPageSize == 0 {
-		c.LoadPageSize = d.LoadPageSize
-	}
+	c.MaxCached = cmp.Or(c.MaxCached, d.MaxCached)
+	c.MailboxSize = cmp.Or(c.MailboxSize, d.MailboxSize)
+	c.MaxInFlight = cmp.Or(c.MaxInFlight, d.MaxInFlight)
+	c.Workers = cmp.Or(c.Workers, d.Workers)
+	c.MaxBatch = cmp.Or(c.MaxBatch, d.MaxBatch)
+	c.Flushers = cmp.Or(c.Flushers, d.Flushers)
+	c.StoreTimeout = cmp.Or(c.StoreTimeout, d.StoreTimeout)
+	c.LoadPageSize = cmp.Or(c.LoadPageSize, d.LoadPageSize)
 }
 
 // Validate reports the first unusable value, naming it.

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -86,15 +87,9 @@ func DefaultConfig() Config {
 // WithDefaults returns c with each zero field replaced by its default.
 func (c Config) WithDefaults() Config {
 	d := DefaultConfig()
-	if c.PartitionCount == 0 {
-		c.PartitionCount = d.PartitionCount
-	}
-	if c.ReplicationFactor == 0 {
-		c.ReplicationFactor = d.ReplicationFactor
-	}
-	if c.LoadFactor == 0 {
-		c.LoadFactor = d.LoadFactor
-	}
+	c.PartitionCount = cmp.Or(c.PartitionCount, d.PartitionCount)
+	c.ReplicationFactor = cmp.Or(c.ReplicationFactor, d.ReplicationFactor)
+	c.LoadFactor = cmp.Or(c.LoadFactor, d.LoadFactor)
 	return c
 }
 

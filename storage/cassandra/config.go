@@ -1,6 +1,7 @@
 package cassandra
 
 import (
+	"cmp"
 	"fmt"
 	"log/slog"
 	"net"
@@ -210,48 +211,20 @@ func (c Config) withDefaults() Config {
 	} else {
 		c.Hosts = append([]string(nil), c.Hosts...)
 	}
-	if c.Keyspace == "" {
-		c.Keyspace = DefaultKeyspace
-	}
-	if c.ReplicationClass == "" {
-		c.ReplicationClass = DefaultReplicationClass
-	}
-	if c.ReplicationFactor == 0 {
-		c.ReplicationFactor = DefaultReplicationFactor
-	}
-	if c.Consistency == "" {
-		c.Consistency = DefaultConsistency
-	}
-	if c.SerialConsistency == "" {
-		c.SerialConsistency = DefaultSerialConsistency
-	}
-	if c.ConnectTimeout == 0 {
-		c.ConnectTimeout = DefaultConnectTimeout
-	}
-	if c.Timeout == 0 {
-		c.Timeout = DefaultTimeout
-	}
-	if c.ProtoVersion == 0 {
-		c.ProtoVersion = DefaultProtoVersion
-	}
-	if c.NumConns == 0 {
-		c.NumConns = DefaultNumConns
-	}
-	if c.BucketSize == 0 {
-		c.BucketSize = DefaultBucketSize
-	}
-	if c.OutboxTTL == 0 {
-		c.OutboxTTL = DefaultOutboxTTL
-	}
-	if c.AppendConcurrency == 0 {
-		c.AppendConcurrency = DefaultAppendConcurrency
-	}
-	if c.CacheSize == 0 {
-		c.CacheSize = DefaultCacheSize
-	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
+	c.Keyspace = cmp.Or(c.Keyspace, DefaultKeyspace)
+	c.ReplicationClass = cmp.Or(c.ReplicationClass, DefaultReplicationClass)
+	c.ReplicationFactor = cmp.Or(c.ReplicationFactor, DefaultReplicationFactor)
+	c.Consistency = cmp.Or(c.Consistency, DefaultConsistency)
+	c.SerialConsistency = cmp.Or(c.SerialConsistency, DefaultSerialConsistency)
+	c.ConnectTimeout = cmp.Or(c.ConnectTimeout, DefaultConnectTimeout)
+	c.Timeout = cmp.Or(c.Timeout, DefaultTimeout)
+	c.ProtoVersion = cmp.Or(c.ProtoVersion, DefaultProtoVersion)
+	c.NumConns = cmp.Or(c.NumConns, DefaultNumConns)
+	c.BucketSize = cmp.Or(c.BucketSize, DefaultBucketSize)
+	c.OutboxTTL = cmp.Or(c.OutboxTTL, DefaultOutboxTTL)
+	c.AppendConcurrency = cmp.Or(c.AppendConcurrency, DefaultAppendConcurrency)
+	c.CacheSize = cmp.Or(c.CacheSize, DefaultCacheSize)
+	c.Logger = cmp.Or(c.Logger, slog.Default())
 	return c
 }
 
