@@ -269,20 +269,16 @@ func (r *reader) byte() byte {
 	return c
 }
 
-func (r *reader) uvarint() uint64 {
-	v, n := binary.Uvarint(r.b)
-	if n <= 0 {
-		r.fail("uvarint")
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
+func (r *reader) uvarint() uint64 { return readVarint(r, binary.Uvarint, "uvarint") }
 
-func (r *reader) varint() int64 {
-	v, n := binary.Varint(r.b)
+func (r *reader) varint() int64 { return readVarint(r, binary.Varint, "varint") }
+
+// readVarint reads one number with decode (binary.Uvarint or
+// binary.Varint); what names it in the error.
+func readVarint[T uint64 | int64](r *reader, decode func([]byte) (T, int), what string) T {
+	v, n := decode(r.b)
 	if n <= 0 {
-		r.fail("varint")
+		r.fail(what)
 		return 0
 	}
 	r.b = r.b[n:]
