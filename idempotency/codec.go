@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/concursus-go/concursus/commandlog"
+	"github.com/concursus-go/concursus/internal/wire"
 )
 
 // Wire and memory formats.
@@ -65,10 +66,10 @@ const MaxRecordBytes = 64 << 10
 
 // appendRecord appends the encoding of r to b.
 func appendRecord(b []byte, r *commandlog.Record) []byte {
-	b = appendString(b, r.CommandID)
-	b = appendString(b, r.Ref.Type)
-	b = appendString(b, r.Ref.ID)
-	b = appendString(b, r.Command)
+	b = wire.AppendString(b, r.CommandID)
+	b = wire.AppendString(b, r.Ref.Type)
+	b = wire.AppendString(b, r.Ref.ID)
+	b = wire.AppendString(b, r.Command)
 	var flags byte
 	switch r.Outcome {
 	case commandlog.Accepted:
@@ -89,169 +90,105 @@ func appendRecord(b []byte, r *commandlog.Record) []byte {
 	}
 	b = append(b, flags)
 	if flags&flagOutcomeMask == outcomeOther {
-		b = appendString(b, string(r.Outcome))
+		b = wire.AppendString(b, string(r.Outcome))
 	}
 	b = binary.AppendUvarint(b, r.FirstSequence)
 	b = binary.AppendUvarint(b, r.LastSequence)
 	if flags&flagRejection != 0 {
-		b = appendString(b, r.Code)
-		b = appendString(b, r.Reason)
-		b = appendString(b, r.Message)
+		b = wire.AppendString(b, r.Code)
+		b = wire.AppendString(b, r.Reason)
+		b = wire.AppendString(b, r.Message)
 	}
 	if flags&flagAt != 0 {
 		b = binary.AppendVarint(b, r.At.UnixNano())
 	}
 	if flags&flagDigest != 0 {
-		b = appendString(b, r.ArgsDigest)
+		b = wire.AppendString(b, r.ArgsDigest)
 	}
 	return b
 }
 
-func appendString(b []byte, s string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(s)))
-	return append(b, s...)
+// reader walks an encoded buffer (see package internal/wire); its errors
+// wrap ErrCorrupt.
+type reader struct{ wire.Reader }
+
+func newReader(b []byte, off int) *reader {
+	return &reader{wire.Reader{B: b, Off: off, Corrupt: ErrCorrupt}}
 }
 
-// reader walks an encoded buffer; the first error sticks.
-type reader struct {
-	b   []byte
-	off int
-	err error
-}
-
-func (r *reader) fail(what string) {
-	if r.err == nil {
-		r.err = fmt.Errorf("%w: bad %s at byte %d", ErrCorrupt, what, r.off)
-	}
-}
-
-func (r *reader) uvarint(what string) uint64 {
-	if r.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(r.b[r.off:])
-	if n <= 0 {
-		r.fail(what)
-		return 0
-	}
-	r.off += n
-	return v
-}
-
-func (r *reader) varint(what string) int64 {
-	if r.err != nil {
-		return 0
-	}
-	v, n := binary.Varint(r.b[r.off:])
-	if n <= 0 {
-		r.fail(what)
-		return 0
-	}
-	r.off += n
-	return v
-}
-
-func (r *reader) byte(what string) byte {
-	if r.err != nil {
-		return 0
-	}
-	if r.off >= len(r.b) {
-		r.fail(what)
-		return 0
-	}
-	c := r.b[r.off]
-	r.off++
-	return c
-}
-
-// bytes returns a uvarint-prefixed byte string, aliasing the buffer.
-func (r *reader) bytes(what string) []byte {
-	n := r.uvarint(what)
-	if r.err != nil {
-		return nil
-	}
-	if n > uint64(len(r.b)-r.off) {
-		r.fail(what)
-		return nil
-	}
-	s := r.b[r.off : r.off+int(n)]
-	r.off += int(n)
-	return s
-}
-
-// skipRecord checks the record at r.off and moves past it. It returns the
+// skipRecord checks the record at r.Off and moves past it. It returns the
 // record's command id (aliasing the buffer).
 func (r *reader) skipRecord() []byte {
-	id := r.bytes("command id")
-	r.bytes("aggregate type")
-	r.bytes("aggregate id")
-	r.bytes("command")
-	flags := r.byte("flags")
+	id := r.Bytes("command id")
+	r.Bytes("aggregate type")
+	r.Bytes("aggregate id")
+	r.Bytes("command")
+	flags := r.Byte("flags")
 	if flags&flagOutcomeMask == outcomeOther {
-		r.bytes("outcome")
+		r.Bytes("outcome")
 	} else if flags&flagOutcomeMask == 3 {
-		r.fail("flags")
+		r.Fail("flags")
 	}
 	if flags&^(flagOutcomeMask|flagAt|flagRejection|flagDigest) != 0 {
-		r.fail("flags")
+		r.Fail("flags")
 	}
-	r.uvarint("first sequence")
-	r.uvarint("last sequence")
+	r.Uvarint("first sequence")
+	r.Uvarint("last sequence")
 	if flags&flagRejection != 0 {
-		r.bytes("code")
-		r.bytes("reason")
-		r.bytes("message")
+		r.Bytes("code")
+		r.Bytes("reason")
+		r.Bytes("message")
 	}
 	if flags&flagAt != 0 {
-		r.varint("time")
+		r.Varint("time")
 	}
 	if flags&flagDigest != 0 {
-		r.bytes("arguments digest")
+		r.Bytes("arguments digest")
 	}
-	if r.err == nil && len(id) == 0 {
-		r.fail("command id (empty)")
+	if r.Err() == nil && len(id) == 0 {
+		r.Fail("command id (empty)")
 	}
 	return id
 }
 
 // decodeRecord decodes one record at the start of b.
 func decodeRecord(b []byte) (commandlog.Record, error) {
-	r := reader{b: b}
+	r := newReader(b, 0)
 	var rec commandlog.Record
-	rec.CommandID = string(r.bytes("command id"))
-	rec.Ref.Type = string(r.bytes("aggregate type"))
-	rec.Ref.ID = string(r.bytes("aggregate id"))
-	rec.Command = string(r.bytes("command"))
-	flags := r.byte("flags")
+	rec.CommandID = string(r.Bytes("command id"))
+	rec.Ref.Type = string(r.Bytes("aggregate type"))
+	rec.Ref.ID = string(r.Bytes("aggregate id"))
+	rec.Command = string(r.Bytes("command"))
+	flags := r.Byte("flags")
 	switch flags & flagOutcomeMask {
 	case outcomeAccepted:
 		rec.Outcome = commandlog.Accepted
 	case outcomeRejected:
 		rec.Outcome = commandlog.Rejected
 	default:
-		rec.Outcome = commandlog.Outcome(r.bytes("outcome"))
+		rec.Outcome = commandlog.Outcome(r.Bytes("outcome"))
 	}
-	rec.FirstSequence = r.uvarint("first sequence")
-	rec.LastSequence = r.uvarint("last sequence")
+	rec.FirstSequence = r.Uvarint("first sequence")
+	rec.LastSequence = r.Uvarint("last sequence")
 	if flags&flagRejection != 0 {
-		rec.Code = string(r.bytes("code"))
-		rec.Reason = string(r.bytes("reason"))
-		rec.Message = string(r.bytes("message"))
+		rec.Code = string(r.Bytes("code"))
+		rec.Reason = string(r.Bytes("reason"))
+		rec.Message = string(r.Bytes("message"))
 	}
 	if flags&flagAt != 0 {
-		rec.At = time.Unix(0, r.varint("time")).UTC()
+		rec.At = time.Unix(0, r.Varint("time")).UTC()
 	}
 	if flags&flagDigest != 0 {
-		rec.ArgsDigest = string(r.bytes("arguments digest"))
+		rec.ArgsDigest = string(r.Bytes("arguments digest"))
 	}
-	return rec, r.err
+	return rec, r.Err()
 }
 
 // recordID returns the command id of the record at the start of b without
 // decoding the rest.
 func recordID(b []byte) []byte {
-	r := reader{b: b}
-	return r.bytes("command id")
+	r := newReader(b, 0)
+	return r.Bytes("command id")
 }
 
 // batchHeader is the header of a kindRecords entry.
@@ -276,14 +213,14 @@ const maxBuckets = 1000
 // parseBatch checks a kindRecords entry (without its kind byte) and returns
 // its header and the bounds of each record in data.
 func parseBatch(data []byte) (batchHeader, [][2]int, error) {
-	r := reader{b: data}
+	r := newReader(data, 0)
 	var h batchHeader
-	h.at = r.varint("batch time")
-	w := r.uvarint("window")
-	nb := r.uvarint("bucket count")
-	n := r.uvarint("record count")
-	if r.err != nil {
-		return h, nil, r.err
+	h.at = r.Varint("batch time")
+	w := r.Uvarint("window")
+	nb := r.Uvarint("bucket count")
+	n := r.Uvarint("record count")
+	if r.Err() != nil {
+		return h, nil, r.Err()
 	}
 	if w == 0 || w > 1<<62 || nb == 0 || nb > maxBuckets || w/nb == 0 {
 		return h, nil, fmt.Errorf("%w: window %dns in %d buckets", ErrCorrupt, w, nb)
@@ -292,26 +229,26 @@ func parseBatch(data []byte) (batchHeader, [][2]int, error) {
 		return h, nil, fmt.Errorf("%w: %d records in %d bytes", ErrCorrupt, n, len(data))
 	}
 	h.window, h.buckets, h.count = int64(w), int(nb), int(n)
-	bounds, err := splitRecords(&r, h.count)
+	bounds, err := splitRecords(r, h.count)
 	return h, bounds, err
 }
 
-// splitRecords checks count records from r.off to the end of the buffer.
+// splitRecords checks count records from r.Off to the end of the buffer.
 func splitRecords(r *reader, count int) ([][2]int, error) {
 	bounds := make([][2]int, 0, count)
 	for range count {
-		start := r.off
+		start := r.Off
 		r.skipRecord()
-		if r.err != nil {
-			return nil, r.err
+		if r.Err() != nil {
+			return nil, r.Err()
 		}
-		if r.off-start > MaxRecordBytes {
-			return nil, fmt.Errorf("%w: record of %d bytes, limit %d", ErrCorrupt, r.off-start, MaxRecordBytes)
+		if r.Off-start > MaxRecordBytes {
+			return nil, fmt.Errorf("%w: record of %d bytes, limit %d", ErrCorrupt, r.Off-start, MaxRecordBytes)
 		}
-		bounds = append(bounds, [2]int{start, r.off})
+		bounds = append(bounds, [2]int{start, r.Off})
 	}
-	if r.off != len(r.b) {
-		return nil, fmt.Errorf("%w: %d bytes after %d records", ErrCorrupt, len(r.b)-r.off, count)
+	if r.Off != len(r.B) {
+		return nil, fmt.Errorf("%w: %d bytes after %d records", ErrCorrupt, len(r.B)-r.Off, count)
 	}
 	return bounds, nil
 }
@@ -322,16 +259,16 @@ func parseForwarded(payload []byte) ([]byte, int, error) {
 	if len(payload) == 0 || payload[0] != fwdVersion {
 		return nil, 0, fmt.Errorf("%w: forwarded proposal has no version %d header", ErrCorrupt, fwdVersion)
 	}
-	r := reader{b: payload, off: 1}
-	n := r.uvarint("record count")
-	if r.err != nil {
-		return nil, 0, r.err
+	r := newReader(payload, 1)
+	n := r.Uvarint("record count")
+	if r.Err() != nil {
+		return nil, 0, r.Err()
 	}
 	if n == 0 || n > uint64(len(payload)) {
 		return nil, 0, fmt.Errorf("%w: forwarded proposal of %d bytes claims %d records", ErrCorrupt, len(payload), n)
 	}
-	body := r.off
-	if _, err := splitRecords(&r, int(n)); err != nil {
+	body := r.Off
+	if _, err := splitRecords(r, int(n)); err != nil {
 		return nil, 0, err
 	}
 	return payload[body:], int(n), nil

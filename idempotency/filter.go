@@ -11,8 +11,10 @@ import (
 	"time"
 
 	"github.com/cespare/xxhash/v2"
-	"github.com/concursus-go/concursus/commandlog"
 	"github.com/hashicorp/raft"
+
+	"github.com/concursus-go/concursus/commandlog"
+	"github.com/concursus-go/concursus/internal/wire"
 )
 
 // Filter is the replicated state machine: the decided commands of the
@@ -214,9 +216,9 @@ func (f *Filter) Apply(l *raft.Log) any {
 		}
 		return err
 	case kindGroup:
-		r := reader{b: l.Data, off: 1}
-		id := r.bytes("group id")
-		if r.err != nil || len(id) == 0 {
+		r := newReader(l.Data, 1)
+		id := r.Bytes("group id")
+		if r.Err() != nil || len(id) == 0 {
 			return fmt.Errorf("%w: group entry at index %d", ErrCorrupt, l.Index)
 		}
 		f.setGroup(string(id))
@@ -423,7 +425,7 @@ func (s *filterSnapshot) segments() [][]byte {
 	hdr = binary.AppendVarint(hdr, s.now)
 	hdr = binary.AppendUvarint(hdr, uint64(s.window))
 	hdr = binary.AppendUvarint(hdr, uint64(s.nb))
-	hdr = appendString(hdr, s.groupID)
+	hdr = wire.AppendString(hdr, s.groupID)
 	hdr = binary.AppendUvarint(hdr, uint64(len(s.buckets)))
 	segs := [][]byte{hdr}
 	for _, b := range s.buckets {
@@ -519,45 +521,45 @@ func (f *Filter) Restore(rc io.ReadCloser) error {
 	if crc32.Checksum(body, castagnoli) != sum {
 		return fmt.Errorf("%w: snapshot checksum mismatch", ErrCorrupt)
 	}
-	r := reader{b: body, off: len(snapshotMagic)}
-	now := r.varint("now")
-	window := r.uvarint("window")
-	nb := r.uvarint("bucket count")
-	groupID := string(r.bytes("group id"))
-	n := r.uvarint("buckets")
-	if r.err != nil {
-		return r.err
+	r := newReader(body, len(snapshotMagic))
+	now := r.Varint("now")
+	window := r.Uvarint("window")
+	nb := r.Uvarint("bucket count")
+	groupID := string(r.Bytes("group id"))
+	n := r.Uvarint("buckets")
+	if r.Err() != nil {
+		return r.Err()
 	}
 	if n > uint64(len(body)) || nb > maxBuckets || window > 1<<62 {
 		return fmt.Errorf("%w: snapshot header (window %d, %d buckets, %d held)", ErrCorrupt, window, nb, n)
 	}
 	next := &Filter{mask: f.mask, now: now, window: int64(window), nb: int(nb), groupID: groupID}
 	for range n {
-		b := &bucket{start: r.varint("bucket start"), end: r.varint("bucket end"), index: make(map[uint64]uint64)}
-		count := r.uvarint("bucket records")
-		size := r.uvarint("bucket bytes")
-		if r.err != nil {
-			return r.err
+		b := &bucket{start: r.Varint("bucket start"), end: r.Varint("bucket end"), index: make(map[uint64]uint64)}
+		count := r.Uvarint("bucket records")
+		size := r.Uvarint("bucket bytes")
+		if r.Err() != nil {
+			return r.Err()
 		}
-		if size > uint64(len(body)-r.off) || count > size {
+		if size > uint64(len(body)-r.Off) || count > size {
 			return fmt.Errorf("%w: bucket of %d records in %d bytes", ErrCorrupt, count, size)
 		}
 		// The bucket's chunks alias the snapshot buffer, cut below 4 GiB
 		// each (a location holds a 32-bit offset) and with their capacity
 		// cut to their length, so that appends never write into the next
 		// bucket's bytes.
-		data := body[r.off : r.off+int(size)]
-		r.off += int(size)
-		cr := reader{b: data}
+		data := body[r.Off : r.Off+int(size)]
+		r.Off += int(size)
+		cr := newReader(data, 0)
 		base := 0
 		var locs []uint64
-		for cr.off < len(data) {
-			start := cr.off
+		for cr.Off < len(data) {
+			start := cr.Off
 			cr.skipRecord()
-			if cr.err != nil {
-				return cr.err
+			if cr.Err() != nil {
+				return cr.Err()
 			}
-			if cr.off-base > maxChunkSpan {
+			if cr.Off-base > maxChunkSpan {
 				b.chunks = append(b.chunks, data[base:start:start])
 				base = start
 			}
@@ -580,8 +582,8 @@ func (f *Filter) Restore(rc io.ReadCloser) error {
 		next.entries += b.n
 		next.size += b.size
 	}
-	if r.off != len(body) {
-		return fmt.Errorf("%w: %d bytes after the last bucket", ErrCorrupt, len(body)-r.off)
+	if r.Off != len(body) {
+		return fmt.Errorf("%w: %d bytes after the last bucket", ErrCorrupt, len(body)-r.Off)
 	}
 	f.mu.Lock()
 	hadGroup := f.groupID != ""

@@ -13,9 +13,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/concursus-go/concursus/commandlog"
-	"github.com/concursus-go/concursus/model"
 	"github.com/hashicorp/raft"
+
+	"github.com/concursus-go/concursus/commandlog"
+	"github.com/concursus-go/concursus/internal/wire"
+	"github.com/concursus-go/concursus/model"
 )
 
 var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -75,9 +77,9 @@ func TestRecordCodecRoundTrip(t *testing.T) {
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("got %+v, want %+v", got, want)
 		}
-		r := reader{b: b}
-		if id := r.skipRecord(); r.err != nil || string(id) != want.CommandID || r.off != len(b) {
-			t.Fatalf("skipRecord: id %q off %d/%d err %v", id, r.off, len(b), r.err)
+		r := newReader(b, 0)
+		if id := r.skipRecord(); r.Err() != nil || string(id) != want.CommandID || r.Off != len(b) {
+			t.Fatalf("skipRecord: id %q off %d/%d err %v", id, r.Off, len(b), r.Err())
 		}
 	}
 	uuidRec := commandlog.Record{CommandID: "6f1c1e2a-8f0e-4f7a-9a7e-0b9b1d7c9a11", Ref: model.Ref{Type: "lightbulb", ID: "254ddc61-5e3c-4b5a-9f3c-7c1f0c2b8e42"},
@@ -267,7 +269,7 @@ func TestSnapshotRestore(t *testing.T) {
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 1))
 	f := NewFilter()
-	mustApply(t, f, &raft.Log{Type: raft.LogCommand, Data: appendString([]byte{kindGroup}, "g1")})
+	mustApply(t, f, &raft.Log{Type: raft.LogCommand, Data: wire.AppendString([]byte{kindGroup}, "g1")})
 	var want []commandlog.Record
 	at := t0
 	for i := range 3000 {

@@ -18,9 +18,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/concursus-go/concursus/commandlog"
-	"github.com/concursus-go/concursus/model"
 	"github.com/hashicorp/raft"
+
+	"github.com/concursus-go/concursus/commandlog"
+	"github.com/concursus-go/concursus/internal/wire"
+	"github.com/concursus-go/concursus/model"
 )
 
 // fuzzRecords are valid records of every shape the encoding has: each
@@ -47,7 +49,7 @@ func fuzzFilter(t testing.TB) *Filter {
 	f := NewFilter()
 	mustApply(t, f, entry(t0, time.Minute, 6, rec("a"), rec("b")))
 	mustApply(t, f, entry(t0.Add(20*time.Second), time.Minute, 6, rec("c")))
-	mustApply(t, f, &raft.Log{Type: raft.LogCommand, Data: appendString([]byte{kindGroup}, "g1")})
+	mustApply(t, f, &raft.Log{Type: raft.LogCommand, Data: wire.AppendString([]byte{kindGroup}, "g1")})
 	return f
 }
 
@@ -84,11 +86,11 @@ func FuzzRecordCodec(f *testing.F) {
 	f.Add([]byte{1, 'x', 0, 0, 0, 0x10, 0, 0}) // unknown flag bit
 	f.Fuzz(func(t *testing.T, b []byte) {
 		got, decErr := decodeRecord(b)
-		r := reader{b: b}
+		r := newReader(b, 0)
 		id := r.skipRecord()
-		if r.err != nil {
-			if !errors.Is(r.err, ErrCorrupt) {
-				t.Fatalf("skipRecord error %v does not wrap ErrCorrupt", r.err)
+		if r.Err() != nil {
+			if !errors.Is(r.Err(), ErrCorrupt) {
+				t.Fatalf("skipRecord error %v does not wrap ErrCorrupt", r.Err())
 			}
 			return
 		}
@@ -106,9 +108,9 @@ func FuzzRecordCodec(f *testing.F) {
 		if !reflect.DeepEqual(back, got) {
 			t.Fatalf("re-encoding changed the record:\n%+v\n%+v", got, back)
 		}
-		rr := reader{b: enc}
-		if rr.skipRecord(); rr.err != nil || rr.off != len(enc) {
-			t.Fatalf("re-encoding of %+v fails the log check: %v (%d of %d bytes)", got, rr.err, rr.off, len(enc))
+		rr := newReader(enc, 0)
+		if rr.skipRecord(); rr.Err() != nil || rr.Off != len(enc) {
+			t.Fatalf("re-encoding of %+v fails the log check: %v (%d of %d bytes)", got, rr.Err(), rr.Off, len(enc))
 		}
 		if !bytes.Equal(appendRecord(nil, &back), enc) {
 			t.Fatalf("encoding of a decoded record is not stable")
@@ -127,7 +129,7 @@ func FuzzFilterApply(f *testing.F) {
 	f.Add(entry(t0.Add(time.Hour), time.Minute, 6, rec("d")).Data) // expires everything
 	f.Add(entry(t0, time.Minute, 6).Data)                          // a tick
 	f.Add(entry(t0.Add(-time.Hour), time.Hour, 1000, rec("a"), rec("e")).Data)
-	f.Add(appendString([]byte{kindGroup}, "g2"))
+	f.Add(wire.AppendString([]byte{kindGroup}, "g2"))
 	f.Add([]byte{kindGroup})
 	f.Add([]byte{})
 	f.Add([]byte{9})

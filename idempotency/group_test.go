@@ -11,10 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/concursus-go/concursus/cluster"
 	"github.com/concursus-go/concursus/commandlog"
 	"github.com/concursus-go/concursus/internal/testsupport"
-	"github.com/hashicorp/raft"
 )
 
 // TestThreeStartedAtOnceFormOneGroup: three nodes that start together and

@@ -8,8 +8,10 @@ import (
 	"time"
 
 	"github.com/cespare/xxhash/v2"
-	"github.com/concursus-go/concursus/cluster"
 	"github.com/hashicorp/raft"
+
+	"github.com/concursus-go/concursus/cluster"
+	"github.com/concursus-go/concursus/internal/wire"
 )
 
 // Observe hands the group a cluster view. Feed it every view (it keeps
@@ -272,7 +274,7 @@ func (g *Group) proposeGroupID() {
 	if id == "" {
 		id = fmt.Sprintf("%016x", xxhash.Sum64String(g.cfg.NodeID+"/term/"+strconv.FormatUint(g.raft.CurrentTerm(), 10)))
 	}
-	if err := g.raft.Apply(appendString([]byte{kindGroup}, id), g.cfg.ProposeTimeout).Error(); err != nil {
+	if err := g.raft.Apply(wire.AppendString([]byte{kindGroup}, id), g.cfg.ProposeTimeout).Error(); err != nil {
 		g.log.Debug("idempotency: group id not committed", "err", err)
 	}
 }

@@ -5,9 +5,10 @@ import (
 	"slices"
 	"testing"
 
+	"time"
+
 	"github.com/concursus-go/concursus/commandlog"
 	"github.com/concursus-go/concursus/internal/testsupport"
-	"time"
 )
 
 // TestRestartedNodeGetsFreshIdentity: a process that restarts comes back
