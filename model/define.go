@@ -3,7 +3,8 @@ package model
 import (
 	"errors"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"time"
 )
 
@@ -352,20 +353,18 @@ func DefineCommand[S, A any](t *Type[S], name string, handle Handler[S, A], opts
 
 // Commands lists the command names, sorted.
 func (t *Type[S]) Commands() []string {
-	names := make([]string, 0, len(t.commands))
-	for n := range t.commands {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	return sortedNames(t.commands)
+}
+
+// sortedNames returns the keys of m, sorted; empty but not nil for an
+// empty map.
+func sortedNames[V any](m map[string]V) []string {
+	names := slices.AppendSeq(make([]string, 0, len(m)), maps.Keys(m))
+	slices.Sort(names)
 	return names
 }
 
 // Views lists the view names, sorted ("state" is the primary view).
 func (t *Type[S]) Views() []string {
-	names := make([]string, 0, len(t.views))
-	for n := range t.views {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
+	return sortedNames(t.views)
 }

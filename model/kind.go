@@ -555,10 +555,5 @@ func (r *Registry) Lookup(name string) (Kind, bool) {
 
 // Names lists the registered aggregate types, sorted.
 func (r *Registry) Names() []string {
-	names := make([]string, 0, len(r.kinds))
-	for n := range r.kinds {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
+	return sortedNames(r.kinds)
 }
