@@ -1,6 +1,7 @@
 package subscription
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -298,51 +299,25 @@ func DefaultConfig() Config {
 // withDefaults returns a copy of c with the zero fields defaulted.
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
-	if c.Prefix == "" {
-		c.Prefix = d.Prefix
-	}
-	if c.Stream == "" {
-		c.Stream = api.StreamName(c.Prefix)
-	}
-	if c.MaxAttempts == 0 {
-		c.MaxAttempts = d.MaxAttempts
-	}
-	if c.Backoff.Initial == 0 {
-		c.Backoff.Initial = d.Backoff.Initial
-	}
-	if c.Backoff.Max == 0 {
-		c.Backoff.Max = max(d.Backoff.Max, c.Backoff.Initial)
-	}
+	c.Prefix = cmp.Or(c.Prefix, d.Prefix)
+	c.Stream = cmp.Or(c.Stream, api.StreamName(c.Prefix))
+	c.MaxAttempts = cmp.Or(c.MaxAttempts, d.MaxAttempts)
+	c.Backoff.Initial = cmp.Or(c.Backoff.Initial, d.Backoff.Initial)
+	c.Backoff.Max = cmp.Or(c.Backoff.Max, max(d.Backoff.Max, c.Backoff.Initial))
 	if c.Order == EventTime {
-		if c.SettleWindow == 0 {
-			c.SettleWindow = DefaultSettleWindow
-		}
-		if c.MaxHeld == 0 {
-			c.MaxHeld = DefaultMaxHeld
-		}
-		if c.MaxAckPending == 0 {
-			c.MaxAckPending = c.MaxHeld + DefaultMaxAckPending
-		}
+		c.SettleWindow = cmp.Or(c.SettleWindow, DefaultSettleWindow)
+		c.MaxHeld = cmp.Or(c.MaxHeld, DefaultMaxHeld)
+		c.MaxAckPending = cmp.Or(c.MaxAckPending, c.MaxHeld+DefaultMaxAckPending)
 	}
-	if c.MaxAckPending == 0 {
-		c.MaxAckPending = d.MaxAckPending
-	}
-	if c.AckWait == 0 {
-		c.AckWait = max(d.AckWait, 2*c.Backoff.Max, 2*c.SettleWindow)
-	}
+	c.MaxAckPending = cmp.Or(c.MaxAckPending, d.MaxAckPending)
+	c.AckWait = cmp.Or(c.AckWait, max(d.AckWait, 2*c.Backoff.Max, 2*c.SettleWindow))
 	if c.Clock == nil {
 		c.Clock = systemClock{}
 	}
-	if c.GapTimeout == 0 {
-		c.GapTimeout = d.GapTimeout
-	}
-	if c.HistoryTimeout == 0 {
-		c.HistoryTimeout = d.HistoryTimeout
-	}
+	c.GapTimeout = cmp.Or(c.GapTimeout, d.GapTimeout)
+	c.HistoryTimeout = cmp.Or(c.HistoryTimeout, d.HistoryTimeout)
 	c.Events = append([]string(nil), c.Events...)
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
+	c.Logger = cmp.Or(c.Logger, slog.Default())
 	return c
 }
 
