@@ -28,7 +28,8 @@
 //
 // # Errors
 //
-// Decoding never panics on malformed input. Decoding errors wrap the
+// Decoding never panics on malformed input (values are read with
+// internal/wire's Reader, which the idempotency filter's format shares). Decoding errors wrap the
 // sentinel of the Decoder that reported them, so each store keeps its own
 // exported ErrCorrupt.
 package binenc
@@ -40,6 +41,7 @@ import (
 	"time"
 
 	"github.com/concursus-go/concursus/commandlog"
+	"github.com/concursus-go/concursus/internal/wire"
 	"github.com/concursus-go/concursus/model"
 )
 
@@ -145,10 +147,7 @@ func AppendTimeKey(b []byte, ms int64, commandID string) []byte {
 }
 
 // AppendString appends s with a uvarint length prefix.
-func AppendString(b []byte, s string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(s)))
-	return append(b, s...)
-}
+func AppendString(b []byte, s string) []byte { return wire.AppendString(b, s) }
 
 // FromMillis returns the UTC time ms milliseconds after the Unix epoch.
 func FromMillis(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
@@ -173,23 +172,23 @@ func (d Decoder) KeySequence(prefix, key []byte) (uint64, error) {
 // aggregate and sequence the caller sets. It copies everything it keeps out
 // of v, which may be memory owned by the store.
 func (d Decoder) DecodeEvent(v []byte, e *model.Event) error {
-	r := reader{b: v, corrupt: d.Corrupt}
-	if f := r.byte(); f != ValueFormat && r.err == nil {
+	r := wire.Reader{B: v, Corrupt: d.Corrupt}
+	if f := r.Byte("format"); f != ValueFormat && r.Err() == nil {
 		return fmt.Errorf("%w: event value format %d, want %d", d.Corrupt, f, ValueFormat)
 	}
-	e.Timestamp = FromMillis(r.varint())
-	e.StreamID = r.string()
-	e.ProcessingID = r.string()
-	e.ProcessingTime = FromMillis(r.varint())
-	e.Name = r.string()
-	version := r.varint()
-	e.Characteristics = model.Characteristics(r.byte())
-	e.CommandID = r.string()
-	e.EventID = r.string()
-	if p := r.bytes(); len(p) > 0 {
+	e.Timestamp = FromMillis(r.Varint("timestamp"))
+	e.StreamID = r.String("stream id")
+	e.ProcessingID = r.String("processing id")
+	e.ProcessingTime = FromMillis(r.Varint("processing time"))
+	e.Name = r.String("name")
+	version := r.Varint("version")
+	e.Characteristics = model.Characteristics(r.Byte("characteristics"))
+	e.CommandID = r.String("command id")
+	e.EventID = r.String("event id")
+	if p := r.Bytes("payload"); len(p) > 0 {
 		e.Payload = append([]byte(nil), p...)
 	}
-	if err := r.done(); err != nil {
+	if err := r.Done(); err != nil {
 		return fmt.Errorf("event value: %w", err)
 	}
 	if version < math.MinInt || version > math.MaxInt {
@@ -202,25 +201,25 @@ func (d Decoder) DecodeEvent(v []byte, e *model.Event) error {
 // DecodeRecord decodes a value written by AppendRecord into rec, whose
 // command id the caller sets. It copies everything it keeps out of v.
 func (d Decoder) DecodeRecord(v []byte, rec *commandlog.Record) error {
-	r := reader{b: v, corrupt: d.Corrupt}
-	if f := r.byte(); f != ValueFormat && r.err == nil {
+	r := wire.Reader{B: v, Corrupt: d.Corrupt}
+	if f := r.Byte("format"); f != ValueFormat && r.Err() == nil {
 		return fmt.Errorf("%w: command value format %d, want %d", d.Corrupt, f, ValueFormat)
 	}
-	rec.Ref.Type = r.string()
-	rec.Ref.ID = r.string()
-	rec.Command = r.string()
-	rec.Outcome = commandlog.Outcome(r.string())
-	rec.FirstSequence = r.uvarint()
-	rec.LastSequence = r.uvarint()
-	rec.Code = r.string()
-	rec.Reason = r.string()
-	rec.Message = r.string()
-	rec.At = FromMillis(r.varint())
+	rec.Ref.Type = r.String("aggregate type")
+	rec.Ref.ID = r.String("aggregate id")
+	rec.Command = r.String("command")
+	rec.Outcome = commandlog.Outcome(r.String("outcome"))
+	rec.FirstSequence = r.Uvarint("first sequence")
+	rec.LastSequence = r.Uvarint("last sequence")
+	rec.Code = r.String("code")
+	rec.Reason = r.String("reason")
+	rec.Message = r.String("message")
+	rec.At = FromMillis(r.Varint("time"))
 	rec.ArgsDigest = ""
-	if r.err == nil && len(r.b) > 0 {
-		rec.ArgsDigest = r.string()
+	if r.Err() == nil && r.Len() > 0 {
+		rec.ArgsDigest = r.String("arguments digest")
 	}
-	if err := r.done(); err != nil {
+	if err := r.Done(); err != nil {
 		return fmt.Errorf("command value: %w", err)
 	}
 	return nil
@@ -242,70 +241,4 @@ func (d Decoder) ParseTimeKey(k []byte) (int64, []byte, error) {
 		return 0, nil, fmt.Errorf("%w: time index key %x is %d bytes", d.Corrupt, k, len(k))
 	}
 	return int64(binary.BigEndian.Uint64(k) ^ (1 << 63)), k[TimeKeySize:], nil
-}
-
-// reader decodes a value; the first error sticks and later reads return
-// zero values.
-type reader struct {
-	b       []byte
-	err     error
-	corrupt error
-}
-
-func (r *reader) fail(what string) {
-	if r.err == nil {
-		r.err = fmt.Errorf("%w: truncated or malformed %s", r.corrupt, what)
-	}
-	r.b = nil
-}
-
-func (r *reader) byte() byte {
-	if len(r.b) == 0 {
-		r.fail("byte")
-		return 0
-	}
-	c := r.b[0]
-	r.b = r.b[1:]
-	return c
-}
-
-func (r *reader) uvarint() uint64 { return readVarint(r, binary.Uvarint, "uvarint") }
-
-func (r *reader) varint() int64 { return readVarint(r, binary.Varint, "varint") }
-
-// readVarint reads one number with decode (binary.Uvarint or
-// binary.Varint); what names it in the error.
-func readVarint[T uint64 | int64](r *reader, decode func([]byte) (T, int), what string) T {
-	v, n := decode(r.b)
-	if n <= 0 {
-		r.fail(what)
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-// bytes returns a length-prefixed byte string; it aliases the input.
-func (r *reader) bytes() []byte {
-	n := r.uvarint()
-	if r.err != nil {
-		return nil
-	}
-	if n > uint64(len(r.b)) {
-		r.fail("length-prefixed bytes")
-		return nil
-	}
-	p := r.b[:n:n]
-	r.b = r.b[n:]
-	return p
-}
-
-func (r *reader) string() string { return string(r.bytes()) }
-
-// done returns the first error, or an error if bytes are left over.
-func (r *reader) done() error {
-	if r.err == nil && len(r.b) != 0 {
-		r.err = fmt.Errorf("%w: %d trailing bytes", r.corrupt, len(r.b))
-	}
-	return r.err
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/concursus-go/concursus/commandlog"
+	"github.com/concursus-go/concursus/internal/wire"
 	"github.com/concursus-go/concursus/model"
 )
 
@@ -130,9 +131,9 @@ func FuzzKeys(f *testing.F) {
 		}
 		// The prefix decodes back to the aggregate: it is the two strings,
 		// length-prefixed, and nothing after them.
-		r := reader{b: prefix, corrupt: errTestCorrupt}
-		if gt, gi := r.string(), r.string(); r.done() != nil || gt != typ || gi != id {
-			t.Fatalf("prefix of %q %q reads as %q %q, %v", typ, id, gt, gi, r.done())
+		r := wire.Reader{B: prefix, Corrupt: errTestCorrupt}
+		if gt, gi := r.String("type"), r.String("id"); r.Done() != nil || gt != typ || gi != id {
+			t.Fatalf("prefix of %q %q reads as %q %q, %v", typ, id, gt, gi, r.Done())
 		}
 	})
 }
