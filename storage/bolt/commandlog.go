@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
@@ -28,8 +27,7 @@ const pruneChunk = 1024
 // implements commandlog.Log and commandlog.Pruner and is safe for
 // concurrent use.
 type CommandLog struct {
-	db     *DB
-	closed atomic.Bool
+	view
 }
 
 // Put implements commandlog.Log: the whole batch is one transaction. Records
@@ -215,28 +213,7 @@ func (l *CommandLog) pruneChunk(cutoff time.Time) (deleted, scanned int, err err
 
 // Close implements commandlog.Log: it closes this view, not the file (see
 // DB.Close). A second Close returns ErrClosed.
-func (l *CommandLog) Close() error {
-	if !l.closed.CompareAndSwap(false, true) {
-		return commandlog.ErrClosed
-	}
-	return nil
-}
-
-// checkOpen returns ErrClosed if the view or its DB was closed.
-func (l *CommandLog) checkOpen() error {
-	if l.closed.Load() || l.db.closed.Load() {
-		return commandlog.ErrClosed
-	}
-	return nil
-}
-
-// txError wraps the error of a transaction.
-func (l *CommandLog) txError(what string, err error) error {
-	if isClosed(err) {
-		return fmt.Errorf("bolt: %s: %w", what, commandlog.ErrClosed)
-	}
-	return fmt.Errorf("%w: bolt: %s: %w", commandlog.ErrUnavailable, what, err)
-}
+func (l *CommandLog) Close() error { return l.close() }
 
 var _ commandlog.Inserter = (*CommandLog)(nil)
 

@@ -8,6 +8,7 @@ import (
 	bbolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 
+	"github.com/concursus-go/concursus/commandlog"
 	"github.com/concursus-go/concursus/eventlog"
 )
 
@@ -97,8 +98,8 @@ func Open(path string, opts Options) (*DB, error) {
 		return nil, errors.Join(fmt.Errorf("bolt: open %s: %w", path, err), bdb.Close())
 	}
 	db := &DB{path: path, bdb: bdb, outbox: newOutboxBuffer()}
-	db.events = &EventLog{db: db}
-	db.commands = &CommandLog{db: db}
+	db.events = &EventLog{view{db: db, errClosed: eventlog.ErrClosed, errUnavailable: eventlog.ErrUnavailable}}
+	db.commands = &CommandLog{view{db: db, errClosed: commandlog.ErrClosed, errUnavailable: commandlog.ErrUnavailable}}
 	return db, nil
 }
 

@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
@@ -24,8 +23,7 @@ var (
 // concurrent use; appends are serialised by bbolt's single writer, reads run
 // in parallel with them.
 type EventLog struct {
-	db     *DB
-	closed atomic.Bool
+	view
 }
 
 // errNothingToCommit rolls back a write transaction in which no entry wrote
@@ -239,7 +237,7 @@ func (l *EventLog) ReadPage(ctx context.Context, ref model.Ref, from uint64, lim
 		return nil
 	})
 	if err != nil {
-		return nil, 0, l.readError(fmt.Sprintf("read %s from %d", ref, from), err)
+		return nil, 0, l.txError(fmt.Sprintf("read %s from %d", ref, from), err)
 	}
 	return page, next, nil
 }
@@ -263,7 +261,7 @@ func (l *EventLog) ReadTimePage(ctx context.Context, ref model.Ref, after model.
 	}
 	prefix := aggregatePrefix(ref)
 	if err := l.indexInTime(ref, prefix); err != nil {
-		return nil, false, l.readError(what(), err)
+		return nil, false, l.txError(what(), err)
 	}
 	seek := prefix // the zero key: from the first event
 	if !after.IsZero() {
@@ -309,7 +307,7 @@ func (l *EventLog) ReadTimePage(ctx context.Context, ref model.Ref, after model.
 		return nil
 	})
 	if err != nil {
-		return nil, false, l.readError(what(), err)
+		return nil, false, l.txError(what(), err)
 	}
 	return page, more, nil
 }
@@ -468,35 +466,14 @@ func (l *EventLog) LastSequence(ctx context.Context, ref model.Ref) (uint64, err
 		return err
 	})
 	if err != nil {
-		return 0, l.readError("last sequence of "+ref.String(), err)
+		return 0, l.txError("last sequence of "+ref.String(), err)
 	}
 	return last, nil
 }
 
 // Close implements eventlog.Log: it closes this view, not the file (see
 // DB.Close). A second Close returns ErrClosed.
-func (l *EventLog) Close() error {
-	if !l.closed.CompareAndSwap(false, true) {
-		return eventlog.ErrClosed
-	}
-	return nil
-}
-
-// checkOpen returns ErrClosed if the view or its DB was closed.
-func (l *EventLog) checkOpen() error {
-	if l.closed.Load() || l.db.closed.Load() {
-		return eventlog.ErrClosed
-	}
-	return nil
-}
-
-// readError wraps the error of a read transaction.
-func (l *EventLog) readError(what string, err error) error {
-	if isClosed(err) {
-		return fmt.Errorf("bolt: %s: %w", what, eventlog.ErrClosed)
-	}
-	return fmt.Errorf("%w: bolt: %s: %w", eventlog.ErrUnavailable, what, err)
-}
+func (l *EventLog) Close() error { return l.close() }
 
 var _ eventlog.HeadChecker = (*EventLog)(nil)
 
@@ -520,7 +497,7 @@ func (l *EventLog) CheckHead(ctx context.Context, heads []eventlog.Head) []error
 		return checkHeadsInTx(tx.Bucket(bucketEvents), heads, errs)
 	})
 	if err != nil {
-		return fail(l.readError("check heads", err))
+		return fail(l.txError("check heads", err))
 	}
 	return errs
 }

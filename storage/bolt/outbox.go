@@ -286,7 +286,7 @@ func (db *DB) Marks(ctx context.Context, writer string, bucket int64) ([]eventlo
 		return nil
 	})
 	if err != nil {
-		return nil, outboxReadError(what, err)
+		return nil, db.events.txError(what, err)
 	}
 	if len(found) == 0 {
 		return nil, nil
@@ -396,7 +396,7 @@ func (db *DB) Writers(ctx context.Context) ([]eventlog.OutboxWriter, error) {
 		})
 	})
 	if err != nil {
-		return nil, outboxReadError(what, err)
+		return nil, db.events.txError(what, err)
 	}
 	for w, last := range buffered {
 		out = append(out, eventlog.OutboxWriter{Writer: w, Last: last})
@@ -432,14 +432,6 @@ func (db *DB) Forget(ctx context.Context, writer string) error {
 	}
 	db.outbox.committed(t)
 	return nil
-}
-
-// outboxReadError wraps the error of a read transaction of the outbox.
-func outboxReadError(what string, err error) error {
-	if isClosed(err) {
-		return fmt.Errorf("bolt: %s: %w", what, eventlog.ErrClosed)
-	}
-	return fmt.Errorf("%w: bolt: %s: %w", eventlog.ErrUnavailable, what, err)
 }
 
 // Keys of the outbox bucket:
