@@ -95,13 +95,7 @@ func TestDecideRules(t *testing.T) {
 			case tt.wantReason != "":
 				wantReason(t, err, tt.wantReason)
 			case tt.wantErr != nil:
-				if !errors.Is(err, tt.wantErr) {
-					t.Fatalf("err = %v, want errors.Is %v", err, tt.wantErr)
-				}
-				var rej *model.Rejection
-				if errors.As(err, &rej) {
-					t.Errorf("err = %v is also a *Rejection; invalid requests are not rejections", err)
-				}
+				wantInvalid(t, err, tt.wantErr)
 			default:
 				if err != nil {
 					t.Fatalf("Decide: %v", err)

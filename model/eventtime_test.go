@@ -948,13 +948,7 @@ func TestCheckFact(t *testing.T) {
 			case tt.wantReason != "":
 				wantReason(t, err, tt.wantReason)
 			case tt.wantErr != nil:
-				if !errors.Is(err, tt.wantErr) {
-					t.Fatalf("CheckFact = %v, want %v", err, tt.wantErr)
-				}
-				var rej *model.Rejection
-				if errors.As(err, &rej) {
-					t.Errorf("CheckFact = %v is a rejection; bad input is not", err)
-				}
+				wantInvalid(t, err, tt.wantErr)
 			case err != nil:
 				t.Fatalf("CheckFact = %v, want nil", err)
 			}

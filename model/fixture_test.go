@@ -307,6 +307,20 @@ func wantReason(t *testing.T, err error, reason string) {
 	}
 }
 
+// wantInvalid fails the test unless err wraps want (ErrInvalidArgs or
+// another bad-input error) and is not a *model.Rejection: bad input is
+// refused, never rejected.
+func wantInvalid(t *testing.T, err, want error) {
+	t.Helper()
+	if !errors.Is(err, want) {
+		t.Fatalf("err = %v, want errors.Is %v", err, want)
+	}
+	var rej *model.Rejection
+	if errors.As(err, &rej) {
+		t.Errorf("err = %v is also a *Rejection; bad input is not a rejection", err)
+	}
+}
+
 // wantErrContains fails the test unless err is non-nil, matches target (if
 // not nil) and mentions every fragment.
 func wantErrContains(t *testing.T, err, target error, fragments ...string) {
