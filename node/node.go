@@ -42,14 +42,15 @@
 //
 // The node is a shell over components that live in their own packages
 // (executor, eventbus's publisher and sweeper, cluster, idempotency,
-// router): node.go builds them in order and tears them down in reverse,
-// handlers.go takes requests, decode.go parses them, route.go decides
-// where each runs, admin.go answers the admin subjects, delivery.go
-// assembles publication, store.go stands in for a store still connecting,
-// cluster.go and faults.go follow membership and pauses. Every background
-// goroutine is started through one counted group (internal/lifecycle)
-// with one stop context; requests waiting on a timer are counted apart,
-// and a drain waits for them before the executor closes.
+// router): node.go builds them in order, lifecycle.go tears them down in
+// reverse, handlers.go takes requests, decode.go parses them, route.go
+// decides where each runs, admin.go answers the admin subjects,
+// delivery.go assembles publication, store.go stands in for a store still
+// connecting, cluster.go and faults.go follow membership and pauses. Every
+// background goroutine is started through one counted group
+// (internal/lifecycle) with one stop context; requests waiting on a timer
+// are counted apart, and a drain waits for them before the executor
+// closes.
 package node
 
 import (
@@ -103,7 +104,7 @@ type Node struct {
 	lazy *lazyStore
 	// bg runs every background goroutine of the node (the store's connect,
 	// pruning, the outbox sweep, the cluster watchers) under one stop
-	// context; closeResources stops them all (see lifecycle.go).
+	// context; closeResources stops them all (lifecycle.go).
 	bg *lifecycle.Group
 
 	// cmdSubjectPrefix, querySubjectPrefix and historySubjectPrefix
@@ -472,108 +473,3 @@ func (n *Node) CommandLog() commandlog.Log { return n.commands }
 
 // Registry is the node's aggregate types.
 func (n *Node) Registry() *model.Registry { return n.reg }
-
-// Shutdown stops taking requests, lets queued and running commands finish
-// and reply, then closes NATS, the stores and the embedded server. It
-// returns when everything is closed or ctx (bounded by ShutdownTimeout) ends;
-// it is safe to call more than once.
-func (n *Node) Shutdown(ctx context.Context) error {
-	n.shutdownOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(ctx, n.cfg.ShutdownTimeout)
-		defer cancel()
-		if n.clus != nil {
-			n.log.Info("shutting down: leaving the cluster")
-			n.leaveCluster(ctx)
-		}
-		n.log.Info("shutting down: draining requests")
-		n.shutdownErr = n.drain(ctx)
-		n.closeResources()
-		n.log.Info("shut down")
-	})
-	return n.shutdownErr
-}
-
-// drain stops the subscriptions after their delivered messages are handled,
-// then waits for the executor to finish what it accepted.
-func (n *Node) drain(ctx context.Context) error {
-	for _, s := range n.subs {
-		if err := s.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
-			n.log.Warn("draining subscription", "subject", s.Subject, "err", err)
-		}
-	}
-	for _, s := range n.subs {
-		for s.IsValid() {
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("node: draining subscriptions: %w", ctx.Err())
-			case <-time.After(5 * time.Millisecond):
-			}
-		}
-	}
-	done := make(chan struct{})
-	go func() {
-		n.delayed.Wait()
-		_ = n.exec.Close()
-		n.stopIdempotency() // the executor no longer feeds it
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		return fmt.Errorf("node: waiting for in-flight commands: %w", ctx.Err())
-	}
-	if err := n.closePublisher(ctx); err != nil {
-		return err
-	}
-	if err := n.nc.FlushWithContext(ctx); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
-		return fmt.Errorf("node: flushing NATS: %w", err)
-	}
-	return nil
-}
-
-// Ready reports whether the node's store is connected (always true for the
-// embedded store), with a line describing it.
-func (n *Node) Ready() (bool, string) {
-	if n.lazy == nil {
-		if n.db != nil {
-			return true, "embedded: " + n.db.Path()
-		}
-		return true, "injected"
-	}
-	return n.lazy.status()
-}
-
-func (n *Node) closeResources() {
-	n.bg.Stop()
-	if n.clus != nil {
-		if err := n.clus.Close(); err != nil && !errors.Is(err, cluster.ErrClosed) {
-			n.log.Warn("cluster: closing", "err", err)
-		}
-	}
-	if n.exec != nil {
-		_ = n.exec.Close() // idempotent; waits for running commands
-	}
-	n.stopIdempotency()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	if err := n.closePublisher(ctx); err != nil {
-		n.log.Warn("events left unacknowledged at shutdown stay in the outbox", "err", err)
-	}
-	cancel()
-	if n.nc != nil {
-		n.nc.Close()
-	}
-	if n.db != nil {
-		if err := n.db.Close(); err != nil {
-			n.log.Error("closing embedded store", "err", err)
-		}
-	}
-	if n.lazy != nil {
-		if err := n.lazy.close(); err != nil {
-			n.log.Error("closing store", "store", n.lazy.name, "err", err)
-		}
-	}
-	if n.server != nil {
-		n.server.Shutdown()
-		n.server.WaitForShutdown()
-	}
-}
