@@ -62,15 +62,12 @@ func (n *Node) ClusterInfo() api.ClusterInfo {
 // onClusterInfo answers the admin cluster subjects.
 func (n *Node) onClusterInfo(m *nats.Msg) { n.respond(m, n.ClusterInfo()) }
 
+// groupStats is the idempotency group's counters for admin replies.
 func (n *Node) groupStats() json.RawMessage {
 	if n.group == nil {
 		return nil
 	}
-	b, err := json.Marshal(n.group.Stats())
-	if err != nil {
-		return nil
-	}
-	return b
+	return rawJSON(n.group.Stats())
 }
 
 // publisherStats is the publisher's counters for admin replies.
@@ -78,9 +75,15 @@ func (n *Node) publisherStats() json.RawMessage {
 	if n.pub == nil {
 		return nil
 	}
-	data, err := json.Marshal(n.pub.Stats())
+	return rawJSON(n.pub.Stats())
+}
+
+// rawJSON encodes a component's stats for an admin reply (nil if they
+// cannot be encoded: the reply goes out without them).
+func rawJSON(v any) json.RawMessage {
+	b, err := json.Marshal(v)
 	if err != nil {
 		return nil
 	}
-	return data
+	return b
 }

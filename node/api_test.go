@@ -210,19 +210,8 @@ func TestHeaderMode(t *testing.T) {
 
 	send := func(t *testing.T, headers map[string]string, body string) api.Reply {
 		t.Helper()
-		m := nats.NewMsg(cmdSubject)
-		for k, v := range headers {
-			m.Header.Set(k, v)
-		}
-		m.Data = []byte(body)
-		reply, err := nc.RequestMsg(m, reqTimeout)
-		if err != nil {
-			t.Fatalf("request: %v", err)
-		}
 		var r api.Reply
-		if err := json.Unmarshal(reply.Data, &r); err != nil {
-			t.Fatalf("reply: %v %s", err, reply.Data)
-		}
+		requestMsg(t, nc, "", headers, []byte(body), &r)
 		return r
 	}
 
@@ -275,13 +264,7 @@ func TestHeaderMode(t *testing.T) {
 func TestPublishedEvents(t *testing.T) {
 	n := startNode(t, testConfig(t))
 	nc := testsupport.Connect(t, n.ClientURL())
-	sub, err := nc.SubscribeSync("concursus.events.lightbulb.>")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	sub := subscribe(t, nc, "concursus.events.lightbulb.>")
 
 	var replied []model.Event
 	for _, c := range []api.Command{
@@ -329,13 +312,7 @@ func TestPublishedEvents(t *testing.T) {
 func TestDuplicateCommandID(t *testing.T) {
 	n := startNode(t, testConfig(t))
 	nc := testsupport.Connect(t, n.ClientURL())
-	sub, err := nc.SubscribeSync("concursus.events.>")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	sub := subscribe(t, nc, "concursus.events.>")
 
 	create := api.Command{AggregateID: "db1", Command: "create", CommandID: "dup-1", Args: json.RawMessage(`{"wattage":60}`)}
 	first := mustOK(t, nc, create)
@@ -521,13 +498,7 @@ func TestCustomPrefix(t *testing.T) {
 	cfg.Prefix = "acme.bulbs"
 	n := startNode(t, cfg)
 	nc := testsupport.Connect(t, n.ClientURL())
-	sub, err := nc.SubscribeSync("acme.bulbs.events.lightbulb.*")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	sub := subscribe(t, nc, "acme.bulbs.events.lightbulb.*")
 
 	var r api.Reply
 	request(t, nc, "acme.bulbs.cmd.lightbulb", []byte(`{"aggregateId":"cb1","command":"create","args":{"wattage":60}}`), &r)

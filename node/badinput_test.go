@@ -6,8 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/concursus-go/concursus/api"
 	"github.com/concursus-go/concursus/commandlog"
 	"github.com/concursus-go/concursus/examples/lightbulb"
@@ -30,13 +28,7 @@ func TestBadInput(t *testing.T) {
 	cfg.MaxPayload = 2048
 	n := startNode(t, cfg)
 	nc := testsupport.Connect(t, n.ClientURL())
-	events, err := nc.SubscribeSync("concursus.events.>")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	events := subscribe(t, nc, "concursus.events.>")
 
 	tests := []struct {
 		name    string
@@ -123,26 +115,11 @@ func TestBadInput(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			subject := tc.subject
-			if subject == "" {
-				subject = cmdSubject
-			}
-			m := nats.NewMsg(subject)
-			for k, v := range tc.headers {
-				m.Header.Set(k, v)
-			}
-			m.Data = []byte(tc.body)
-			reply, err := nc.RequestMsg(m, reqTimeout)
-			if err != nil {
-				t.Fatalf("request: %v", err)
-			}
 			var r api.Reply
-			if err := json.Unmarshal(reply.Data, &r); err != nil {
-				t.Fatalf("reply is not JSON: %v\n%s", err, reply.Data)
-			}
+			raw := requestMsg(t, nc, tc.subject, tc.headers, []byte(tc.body), &r)
 			wantError(t, r.Error, r.OK, tc.code, tc.mention...)
 			if r.Sequence != 0 || len(r.Events) != 0 || r.Duplicate {
-				t.Errorf("error reply carries results: %s", reply.Data)
+				t.Errorf("error reply carries results: %s", raw)
 			}
 			if tc.echo && (r.AggregateID != tc.aggID || r.CommandID != tc.cmdID) {
 				t.Errorf("reply names %q/%q, want the request's %q/%q", r.AggregateID, r.CommandID, tc.aggID, tc.cmdID)
@@ -223,18 +200,8 @@ func TestRejectionRecordedWithoutEvents(t *testing.T) {
 func TestHeaderModeWithoutCommandHeader(t *testing.T) {
 	n := startNode(t, testConfig(t))
 	nc := testsupport.Connect(t, n.ClientURL())
-	m := nats.NewMsg(cmdSubject)
-	m.Header.Set(api.HeaderAggregateID, "hm1")
-	m.Header.Set(api.HeaderCommandID, "hm-1")
-	m.Data = []byte(`{"wattage":60}`)
-	reply, err := nc.RequestMsg(m, reqTimeout)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var r api.Reply
-	if err := json.Unmarshal(reply.Data, &r); err != nil {
-		t.Fatal(err)
-	}
+	requestMsg(t, nc, "", map[string]string{api.HeaderAggregateID: "hm1", api.HeaderCommandID: "hm-1"}, []byte(`{"wattage":60}`), &r)
 	wantError(t, r.Error, r.OK, api.CodeInvalidRequest, api.HeaderCommand)
 	assertNothingWritten(t, n, lbRef("hm1"), "hm-1")
 }

@@ -402,43 +402,37 @@ func TestClusterScalesOutUnderLoad(t *testing.T) {
 }
 
 func TestClusterGracefulLeaveUnderLoad(t *testing.T) {
-	c := newTestCluster(t, 3)
-	stop := make(chan struct{})
-	l := startLoad(t, c.url, 8, 20, stop)
-	l.waitSent(t, 300)
-	leaving := c.remove("n2")
-	if err := leaving.Shutdown(context.Background()); err != nil {
-		t.Fatalf("Shutdown: %v", err)
-	}
-	c.waitConverged()
-	l.waitSent(t, l.sent.Load()+300)
-	accepted := l.finish(t, stop)
-	c.checkHistories(accepted)
-	for _, n := range c.list() {
-		for _, m := range n.ClusterInfo().Members {
-			if m.ID == "n2" && m.State != "left" {
-				t.Errorf("%s sees n2 as %s, want left", n.NodeID(), m.State)
-			}
+	testClusterLosesMemberUnderLoad(t, "n2", "left", func(t *testing.T, n *node.Node) {
+		if err := n.Shutdown(context.Background()); err != nil {
+			t.Fatalf("Shutdown: %v", err)
 		}
-	}
+	})
 }
 
 func TestClusterNodeFailureUnderLoad(t *testing.T) {
+	testClusterLosesMemberUnderLoad(t, "n3", "dead", func(_ *testing.T, n *node.Node) { n.Kill() })
+}
+
+// testClusterLosesMemberUnderLoad takes member victim out of a 3-node
+// cluster under load with stop (a graceful shutdown or a kill): the
+// survivors must agree on a ring without it, keep serving, see it in
+// state want, and every acknowledged command must be in the histories.
+func testClusterLosesMemberUnderLoad(t *testing.T, victim, want string, stop func(*testing.T, *node.Node)) {
 	c := newTestCluster(t, 3)
-	stop := make(chan struct{})
-	l := startLoad(t, c.url, 8, 20, stop)
+	done := make(chan struct{})
+	l := startLoad(t, c.url, 8, 20, done)
 	l.waitSent(t, 300)
-	killed := time.Now()
-	c.remove("n3").Kill()
+	began := time.Now()
+	stop(t, c.remove(victim))
 	c.waitConverged()
-	t.Logf("survivors agreed on a ring without n3 %v after the kill", time.Since(killed).Round(time.Millisecond))
+	t.Logf("survivors agreed on a ring without %s %v after it went", victim, time.Since(began).Round(time.Millisecond))
 	l.waitSent(t, l.sent.Load()+300)
-	accepted := l.finish(t, stop)
+	accepted := l.finish(t, done)
 	c.checkHistories(accepted)
 	for _, n := range c.list() {
 		for _, m := range n.ClusterInfo().Members {
-			if m.ID == "n3" && m.State != "dead" {
-				t.Errorf("%s sees n3 as %s, want dead", n.NodeID(), m.State)
+			if m.ID == victim && m.State != want {
+				t.Errorf("%s sees %s as %s, want %s", n.NodeID(), victim, m.State, want)
 			}
 		}
 	}
@@ -511,18 +505,9 @@ func TestClusterRequestsOutOfHopsOrTimeGetRetryableErrors(t *testing.T) {
 	}
 	send := func(hops, budgetMs string) api.Reply {
 		t.Helper()
-		m := nats.NewMsg("concursus.node.n1.cmd." + lightbulb.TypeName)
-		m.Header.Set("Concursus-Hops", hops)
-		m.Header.Set("Concursus-Budget-Ms", budgetMs)
-		m.Data = envelope(t, api.Command{AggregateID: id, Command: "create", CommandID: "hop-" + hops, Args: json.RawMessage(`{"wattage":60}`)})
-		reply, err := nc.RequestMsg(m, reqTimeout)
-		if err != nil {
-			t.Fatal(err)
-		}
 		var r api.Reply
-		if err := json.Unmarshal(reply.Data, &r); err != nil {
-			t.Fatal(err)
-		}
+		requestMsg(t, nc, "concursus.node.n1.cmd."+lightbulb.TypeName, map[string]string{"Concursus-Hops": hops, "Concursus-Budget-Ms": budgetMs},
+			envelope(t, api.Command{AggregateID: id, Command: "create", CommandID: "hop-" + hops, Args: json.RawMessage(`{"wattage":60}`)}), &r)
 		return r
 	}
 	r := send("32", "5000")

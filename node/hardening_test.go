@@ -40,20 +40,8 @@ type rawRequest struct {
 // send sends r and returns the raw reply.
 func (r rawRequest) send(t *testing.T, nc *nats.Conn) []byte {
 	t.Helper()
-	subject := r.subject
-	if subject == "" {
-		subject = cmdSubject
-	}
-	m := nats.NewMsg(subject)
-	for k, v := range r.headers {
-		m.Header.Set(k, v)
-	}
-	m.Data = []byte(r.body)
-	reply, err := nc.RequestMsg(m, reqTimeout)
-	if err != nil {
-		t.Fatalf("%s: request: %v", r.name, err)
-	}
-	return reply.Data
+	var raw json.RawMessage
+	return requestMsg(t, nc, r.subject, r.headers, []byte(r.body), &raw)
 }
 
 // wantRefused sends each request and checks that it gets invalid_request
@@ -233,18 +221,11 @@ func TestOutOfRangeTimeoutIsRefused(t *testing.T) {
 	if r := mustOK(t, nc, c); r.Sequence != 1 {
 		t.Fatalf("create with the maximum timeout: %+v", r)
 	}
-	m := nats.NewMsg(cmdSubject)
-	m.Header.Set(api.HeaderAggregateID, "t-maxh")
-	m.Header.Set(api.HeaderCommand, "create")
-	m.Header.Set(api.HeaderTimeout, strconv.FormatInt(api.MaxTimeoutMs, 10))
-	m.Data = []byte(`{"wattage":60}`)
-	reply, err := nc.RequestMsg(m, reqTimeout)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var r api.Reply
-	if err := json.Unmarshal(reply.Data, &r); err != nil || !r.OK {
-		t.Fatalf("header form with the maximum timeout: %s", reply.Data)
+	raw := requestMsg(t, nc, "", map[string]string{api.HeaderAggregateID: "t-maxh", api.HeaderCommand: "create",
+		api.HeaderTimeout: strconv.FormatInt(api.MaxTimeoutMs, 10)}, []byte(`{"wattage":60}`), &r)
+	if !r.OK {
+		t.Fatalf("header form with the maximum timeout: %s", raw)
 	}
 }
 

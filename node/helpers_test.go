@@ -84,6 +84,42 @@ func request(t *testing.T, nc *nats.Conn, subject string, body []byte, v any) []
 	return m.Data
 }
 
+// requestMsg sends a request with headers (nil: none) to subject
+// (cmdSubject when empty), decodes the reply into v and returns it raw.
+func requestMsg(t *testing.T, nc *nats.Conn, subject string, headers map[string]string, body []byte, v any) []byte {
+	t.Helper()
+	if subject == "" {
+		subject = cmdSubject
+	}
+	m := nats.NewMsg(subject)
+	for k, val := range headers {
+		m.Header.Set(k, val)
+	}
+	m.Data = body
+	reply, err := nc.RequestMsg(m, reqTimeout)
+	if err != nil {
+		t.Fatalf("request on %s: %v", subject, err)
+	}
+	if err := json.Unmarshal(reply.Data, v); err != nil {
+		t.Fatalf("reply on %s is not JSON: %v\n%s", subject, err, reply.Data)
+	}
+	return reply.Data
+}
+
+// subscribe subscribes to subject and flushes, so that nothing published
+// once it returns is missed.
+func subscribe(t *testing.T, nc *nats.Conn, subject string) *nats.Subscription {
+	t.Helper()
+	sub, err := nc.SubscribeSync(subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return sub
+}
+
 // envelope encodes a command envelope.
 func envelope(t *testing.T, c api.Command) []byte {
 	t.Helper()
