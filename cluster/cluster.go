@@ -276,6 +276,12 @@ func (c *Cluster) Join(ctx context.Context) error {
 func (c *Cluster) joinable() error {
 	c.life.Lock()
 	defer c.life.Unlock()
+	return c.lifeErrLocked()
+}
+
+// lifeErrLocked is ErrClosed or ErrLeft once the member closed or left,
+// else nil; c.life is held.
+func (c *Cluster) lifeErrLocked() error {
 	switch {
 	case c.life.closed:
 		return ErrClosed
@@ -328,11 +334,8 @@ func (c *Cluster) SetMeta(meta Meta, timeout time.Duration) error {
 	}
 	c.life.Lock()
 	defer c.life.Unlock()
-	switch {
-	case c.life.closed:
-		return ErrClosed
-	case c.life.left:
-		return ErrLeft
+	if err := c.lifeErrLocked(); err != nil {
+		return err
 	}
 	c.meta.Lock()
 	c.meta.enc = enc

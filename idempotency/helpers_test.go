@@ -167,27 +167,27 @@ func (n *testNet) publish() {
 // kill stops a group without grace (like a crash) and marks its member
 // dead.
 func (n *testNet) kill(id string) {
+	g := n.drop(id, cluster.StateDead)
+	_ = g.close(false)
+	n.publish()
+}
+
+// drop takes member id's group out of the net and gives the member state.
+func (n *testNet) drop(id string, state cluster.State) *Group {
 	n.mu.Lock()
+	defer n.mu.Unlock()
 	g := n.groups[id]
 	delete(n.groups, id)
 	m := n.members[id]
-	m.State = cluster.StateDead
+	m.State = state
 	n.members[id] = m
-	n.mu.Unlock()
-	_ = g.close(false)
-	n.publish()
+	return g
 }
 
 // leave marks a member left (as cluster.Leave would) and shuts its group
 // down gracefully.
 func (n *testNet) leave(id string) {
-	n.mu.Lock()
-	g := n.groups[id]
-	delete(n.groups, id)
-	m := n.members[id]
-	m.State = cluster.StateLeft
-	n.members[id] = m
-	n.mu.Unlock()
+	g := n.drop(id, cluster.StateLeft)
 	n.publish()
 	if err := g.Shutdown(); err != nil {
 		n.t.Errorf("shutdown %s: %v", id, err)
