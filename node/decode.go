@@ -359,9 +359,13 @@ func decodeFacts(data []byte, maxPayload int, defaultTimeout time.Duration) (wir
 	parsed = make([]executor.Fact, len(wire))
 	results = make([]api.FactResult, len(wire))
 	for i := range wire {
+		// Every result names its fact from the start, so that each way of
+		// answering it later (refused here, no owner, an executor error, a
+		// timeout) keeps the name.
+		results[i] = api.FactResult{AggregateID: wire[i].AggregateID, Event: wire[i].Event}
 		f, err := parseFact(&wire[i])
 		if err != nil {
-			results[i] = api.FactResult{AggregateID: wire[i].AggregateID, Event: wire[i].Event, Error: err}
+			results[i].Error = err
 			continue
 		}
 		parsed[i] = f

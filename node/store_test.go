@@ -50,6 +50,21 @@ func TestNodeWaitsForItsStore(t *testing.T) {
 	if last, err := events.LastSequence(context.Background(), lbRef("b1")); err != nil || last != 0 {
 		t.Fatalf("event log at %d (%v) after an unavailable reply", last, err)
 	}
+	// Facts too, each answered by name: a client matches results to the
+	// facts it sent (and retries those not settled).
+	var fr api.FactsReply
+	request(t, nc, api.FactsSubject(api.DefaultPrefix, "lightbulb"), []byte(`{"facts":[
+		{"aggregateId":"b1","event":"created_0","timestamp":"2026-01-01T00:00:00Z","payload":{"wattage":60}},
+		{"aggregateId":"b2","event":"screwedIn_0","timestamp":"2026-01-01T00:01:00Z","payload":{"location":"hall"}}]}`), &fr)
+	if len(fr.Results) != 2 {
+		t.Fatalf("facts reply while the store is unreachable: %+v", fr)
+	}
+	for i, want := range [][2]string{{"b1", "created_0"}, {"b2", "screwedIn_0"}} {
+		res := fr.Results[i]
+		if res.OK || res.Error == nil || res.Error.Code != api.CodeUnavailable || res.AggregateID != want[0] || res.Event != want[1] {
+			t.Errorf("fact %d while the store is unreachable: %+v (error %+v), want unavailable naming %s %s", i, res, res.Error, want[0], want[1])
+		}
+	}
 
 	reachable.Store(true)
 	testsupport.Eventually(t, 30*time.Second, "the store to connect", func() bool { ready, _ := n.Ready(); return ready })

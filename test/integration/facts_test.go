@@ -29,7 +29,8 @@ import (
 
 // This file is TestFacts: invariant 7 of DESIGN.md ("state does not
 // depend on arrival order") and the facts API end to end, on three node
-// processes and the Cassandra log, with a node SIGKILLed in the middle.
+// processes and the Cassandra log, with a node SIGKILLed and another
+// SIGSTOPped in the middle.
 //
 // A seeded plan gives about 100 bulbs their facts (created, screwedIn, a
 // dozen switches from one or two sensor streams, some switches stamped
@@ -42,7 +43,9 @@ import (
 // yet settled with the very same facts, and a command with the same
 // command id. After about a third of the requests, while a facts request
 // is in flight, one node is SIGKILLed; the survivors take its partitions
-// over, and later a fresh node (n4) joins and takes some back. Then every fact and command is sent once more
+// over; at half of the requests one survivor is SIGSTOPped for 8 s (past
+// failure detection) and resumed with stale caches; later a fresh node (n4)
+// joins and takes some back. Then every fact and command is sent once more
 // (every answer must be the original one), and the checker
 //
 //   - reads the events table with gocql (not through storage/cassandra)
@@ -73,7 +76,12 @@ const (
 	// faults; the kill comes after factsKillAt of the requests started.
 	factsSpread   = 20 * time.Second
 	factsKillAt   = 0.35
+	factsPauseAt  = 0.50
 	factsRejoinAt = 0.70
+	// factsPause is how long a survivor is stopped (SIGSTOP): longer than
+	// the local gossip profile's failure detection, so the other survivor
+	// takes its partitions and the paused one resumes with stale caches.
+	factsPause = 8 * time.Second
 	// factsAttempt bounds one request; factsBudget all attempts of one.
 	factsAttempt = 5 * time.Second
 	factsBudget  = 90 * time.Second
@@ -595,6 +603,38 @@ func TestFacts(t *testing.T) {
 	t.Logf("SIGKILL %s at %.0f%% of the requests, %d fact requests in flight; %v agree on a ring without it %.1fs later",
 		victim, 100*killedProgress, inFlight, survivors, time.Since(killedAt).Seconds())
 
+	// A survivor is paused past failure detection while the load goes on:
+	// the other takes its partitions, and when it resumes its cached states
+	// and ring are from before (the log's fence and the history must keep
+	// every fact once and every answer true).
+	pauseAt := factsPauseAt
+	if v := os.Getenv("CONCURSUS_FACTS_PAUSE_AT"); v != "" { // to put the pause right after the kill, say
+		var err error
+		if pauseAt, err = strconv.ParseFloat(v, 64); err != nil {
+			t.Fatalf("CONCURSUS_FACTS_PAUSE_AT=%q: %v", v, err)
+		}
+	}
+	waitUntil(t, 3*time.Minute, fmt.Sprintf("%.0f%% of the requests started", 100*pauseAt), func() bool {
+		return progress() >= pauseAt || finished()
+	})
+	paused := survivors[rng.IntN(len(survivors))]
+	pauseProgress := progress()
+	pp := h.nodes[paused].proc
+	if err := pp.signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pp.signal(syscall.SIGCONT) })
+	time.Sleep(factsPause / 2)
+	t.Logf("SIGSTOP %s: views mid-pause: %s", paused, clusterView(h, 1))
+	time.Sleep(factsPause - factsPause/2)
+	if err := pp.signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	resumed := time.Now()
+	h.waitConverged(survivors...)
+	t.Logf("SIGSTOP %s at %.0f%% of the requests for %v (load still running: %v); %v agree again %.1fs after SIGCONT",
+		paused, 100*pauseProgress, factsPause, !finished(), survivors, time.Since(resumed).Seconds())
+
 	// A fresh node joins while the load goes on: partitions move again.
 	waitUntil(t, 3*time.Minute, fmt.Sprintf("%.0f%% of the requests started", 100*factsRejoinAt), func() bool {
 		return progress() >= factsRejoinAt || finished()
@@ -668,9 +708,9 @@ func TestFacts(t *testing.T) {
 		}
 	}
 	run.mu.Unlock()
-	t.Logf("sent %d facts (%d distinct, %d copies in the set) about %d bulbs and %d commands in %d requests, %v (node %s SIGKILLed at %.0f%%, n4 joined at %.0f%%)",
+	t.Logf("sent %d facts (%d distinct, %d copies in the set) about %d bulbs and %d commands in %d requests, %v (node %s SIGKILLed at %.0f%%, %s SIGSTOPped at %.0f%%, n4 joined at %.0f%%)",
 		len(plan.facts), len(unique), len(plan.facts)-len(unique), len(plan.bulbs), len(plan.cmds), first.requests.Load(),
-		sendTook.Round(100*time.Millisecond), victim, 100*killedProgress, 100*joinProgress)
+		sendTook.Round(100*time.Millisecond), victim, 100*killedProgress, paused, 100*pauseProgress, 100*joinProgress)
 	t.Logf("first sending: %d attempts, %d retries (%d without a reply), fact answers: %d ok (%d duplicates), %d late, %d placed waiting, %d refused, %d retryable; commands: %d ok, %d rejected, %d duplicates, %d retryable",
 		first.attempts.Load(), first.retries.Load(), first.noReply.Load(), first.factOK.Load(), first.factDup.Load(), first.factLate.Load(),
 		first.factWait.Load(), first.factRefused.Load(), first.factRetryable.Load(), first.cmdOK.Load(), first.cmdRejected.Load(), first.cmdDup.Load(), first.cmdRetryable.Load())
