@@ -110,15 +110,7 @@ func (q statements) schema(replication string) []string {
 			head bigint STATIC,
 			event_time timestamp,
 			stream_id text,
-			processing_id timeuuid,
-			processing_id_text text,
-			processing_time timestamp,
-			name text,
-			version int,
-			characteristics tinyint,
-			payload blob,
-			command_id text,
-			event_id text,
+			` + eventValueColumnsDDL + `
 			PRIMARY KEY ((aggregate_type, aggregate_id, bucket), sequence)
 		) WITH CLUSTERING ORDER BY (sequence ASC)`,
 		// Each aggregate's history in event-time order (eventtime.go): one
@@ -134,15 +126,7 @@ func (q statements) schema(replication string) []string {
 			stream_id text,
 			sequence bigint,
 			indexed_through bigint STATIC,
-			processing_id timeuuid,
-			processing_id_text text,
-			processing_time timestamp,
-			name text,
-			version int,
-			characteristics tinyint,
-			payload blob,
-			command_id text,
-			event_id text,
+			` + eventValueColumnsDDL + `
 			PRIMARY KEY ((aggregate_type, aggregate_id), event_time, stream_id, sequence)
 		) WITH CLUSTERING ORDER BY (event_time ASC, stream_id ASC, sequence ASC)`,
 		// The bucket index of each aggregate: plain writes of deterministic
@@ -204,3 +188,17 @@ func (q statements) addedColumns() []struct{ table, column, typ string } {
 		{q.commands, "args_digest", "text"},
 	}
 }
+
+// eventValueColumnsDDL declares the columns of an event beyond its
+// aggregate, sequence, event time and stream: the events table and the
+// event-time table (a copy of the same events in another order) both have
+// them, and must keep having the same ones.
+const eventValueColumnsDDL = `processing_id timeuuid,
+			processing_id_text text,
+			processing_time timestamp,
+			name text,
+			version int,
+			characteristics tinyint,
+			payload blob,
+			command_id text,
+			event_id text,`
