@@ -44,9 +44,12 @@
 //     durable).
 //   - At start a publisher takes over its own writer's buckets above the
 //     watermark (a restart with the same node id), and Recover publishes a
-//     dead writer's buckets above its watermark: a node takes over a dead
-//     member's outbox when it owns the writer's id on the ring, and a lone
-//     node takes over every other writer it finds (see package node).
+//     dead writer's buckets above its watermark. A Sweeper does that
+//     round after round for every writer its caller claims: a node takes
+//     over a dead member's outbox when it owns the writer's id on the
+//     ring, and a lone node takes over every other writer it finds (the
+//     claim is package node's; the sweep, and forgetting a writer gone for
+//     ForgetAfter, are here).
 //
 // Republished events carry their original event ids, so JetStream drops
 // those it already holds (within the stream's Duplicates window) and
