@@ -93,3 +93,28 @@ func TestStreamName(t *testing.T) {
 		}
 	}
 }
+
+// TestNewHonoursItsContext: the context given to New bounds the start-up;
+// one already cancelled fails the stream's creation at once, and New
+// releases what it had built.
+func TestNewHonoursItsContext(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Stream = &eventbus.StreamConfig{}
+	_, reg := lightbulbRegistry(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	n, err := node.New(ctx, cfg, reg)
+	if err == nil {
+		_ = n.Shutdown(context.Background())
+		t.Fatal("New with a cancelled context started a node")
+	}
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("New with a cancelled context: %v, want an error wrapping context.Canceled", err)
+	}
+	// The same configuration (the same data dir) starts with a live
+	// context: the failed start-up left no lock on the embedded store.
+	n = startNode(t, cfg)
+	if ready, _ := n.Ready(); !ready {
+		t.Fatal("the node started after the failed start-up is not ready")
+	}
+}
