@@ -7,11 +7,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/concursus-go/concursus/api"
-	"github.com/concursus-go/concursus/internal/jsstream"
-
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/concursus-go/concursus/api"
+	"github.com/concursus-go/concursus/internal/jsstream"
 )
 
 // StreamConfig describes the optional JetStream stream that keeps the

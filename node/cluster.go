@@ -141,7 +141,7 @@ func (n *Node) startCluster(ctx context.Context) error {
 	}
 	n.clus = c
 	if !ready {
-		n.bg.Go("announce when the store is ready", n.announceWhenReady)
+		n.bg.Go(n.announceWhenReady)
 	}
 	ctx, cancel := context.WithTimeout(ctx, cc.JoinTimeout)
 	defer cancel()
@@ -160,14 +160,14 @@ func (n *Node) startCluster(ctx context.Context) error {
 		// Only now: views from before the join could make this node
 		// bootstrap a second group.
 		n.group.Observe(v)
-		n.bg.Go("announce the idempotency group", n.announceGroup)
+		n.bg.Go(n.announceGroup)
 	}
 	n.viewSub = c.Subscribe()
-	n.bg.Go("watch views", n.watchViews)
+	n.bg.Go(n.watchViews)
 	if cc.ReachProbe > 0 {
-		n.bg.Go("probe reachability", func(ctx context.Context) { n.probeReach(ctx, cc.ReachProbe) })
+		n.bg.Go(func(ctx context.Context) { n.probeReach(ctx, cc.ReachProbe) })
 	}
-	n.bg.Go("watch for pauses", n.watchPauses)
+	n.bg.Go(n.watchPauses)
 	return nil
 }
 

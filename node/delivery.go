@@ -99,11 +99,10 @@ func (n *Node) claimWriter(writer string) eventbus.Claim {
 // on the ring to choose who takes over a writer's outbox.
 const outboxOwnerType = "concursus.outbox"
 
-// closePublisher stops the background goroutines (the outbox sweep among
-// them), then lets the publisher send and record what it has; safe to call
-// more than once.
+// closePublisher lets the publisher send and record what it has; the
+// outbox sweep, which republishes through it, must have stopped (n.bg).
+// Safe to call more than once.
 func (n *Node) closePublisher(ctx context.Context) error {
-	n.bg.Stop()
 	if n.pub == nil {
 		return nil
 	}

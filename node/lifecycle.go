@@ -67,6 +67,7 @@ func (n *Node) drain(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("node: waiting for in-flight commands: %w", ctx.Err())
 	}
+	n.bg.Stop() // the background goroutines, the outbox sweep among them
 	if err := n.closePublisher(ctx); err != nil {
 		return err
 	}

@@ -204,7 +204,7 @@ func New(ctx context.Context, cfg Config, reg *model.Registry, opts ...Option) (
 		}
 		n.lazy = &lazyStore{name: o.storeName, ready: make(chan struct{})}
 		n.events, n.commands = lazyEvents{n.lazy}, lazyCommands{n.lazy}
-		n.bg.Go("store connect", func(ctx context.Context) { n.lazy.connect(ctx, o.opener, n.log) })
+		n.bg.Go(func(ctx context.Context) { n.lazy.connect(ctx, o.opener, n.log) })
 	}
 	if (n.events == nil || n.commands == nil) && cfg.Cluster != nil {
 		return nil, errors.New("node: a cluster needs one event log shared by every node (--store cassandra); the embedded store is a file of this node only")
@@ -281,7 +281,7 @@ func New(ctx context.Context, cfg Config, reg *model.Registry, opts ...Option) (
 	}
 	n.startPruning()
 	if n.sweeper != nil {
-		n.bg.Go("outbox sweep", n.sweeper.Run)
+		n.bg.Go(n.sweeper.Run)
 	}
 	if ready, store := n.Ready(); ready {
 		n.log.Info("node ready", "prefix", cfg.Prefix, "nats", n.nc.ConnectedUrlRedacted(), "aggregateTypes", reg.Names(), "store", store)

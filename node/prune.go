@@ -15,7 +15,7 @@ func (n *Node) startPruning() {
 	if !ok || n.cfg.CommandRetention < 0 {
 		return
 	}
-	n.bg.Go("prune command records", func(ctx context.Context) {
+	n.bg.Go(func(ctx context.Context) {
 		tick := time.NewTicker(n.cfg.PruneInterval)
 		defer tick.Stop()
 		for {
