@@ -230,6 +230,22 @@
 // A graceful Stop or Drain waits for the acknowledgements to be processed,
 // so it hands over without repeats.
 //
+// # Reconnects
+//
+// An acknowledgement is a message like any other: one sent while the
+// connection was going down, or received by a nats-server that died
+// before it stored it, is lost, and so is a delivery that never arrived.
+// JetStream would then hold the ack floor below events handled already
+// until AckWait delivers the lost ones again, and a Stop in between could
+// not settle: the next run would hand over everything since the floor a
+// second time. So each time the connection comes back, the subscription
+// resets its consumer to the ack floor while it still knows what it
+// handled: the events since come again in stream order, the handled ones
+// are dropped as duplicates (acknowledged, no handler call) and the floor
+// catches up (Stats.Resyncs counts the resets). Replays of dead letters
+// are not reset: a replay whose acknowledgement was lost is handled again
+// after AckWait.
+//
 // # Memory
 //
 // The duplicate table holds one entry per aggregate seen (handled, for a

@@ -56,6 +56,9 @@ type Stats struct {
 	Malformed uint64 `json:"malformed"`
 	// Tracked is the number of aggregates in the dedup table.
 	Tracked uint64 `json:"tracked"`
+	// Resyncs counts the resets of the consumer to its ack floor after
+	// the connection came back (see "Reconnects" in the package doc).
+	Resyncs uint64 `json:"resyncs"`
 
 	// The event-time order (Config.Order EventTime); zero in log order.
 	//
@@ -76,7 +79,7 @@ type Stats struct {
 
 type counters struct {
 	delivered, handled, duplicates, gapsFilled, gapEvents, gapsSkipped, retries,
-	deadLettered, skippedNoHandler, notMine, replayed, malformed, tracked,
+	deadLettered, skippedNoHandler, notMine, replayed, malformed, tracked, resyncs,
 	held, released, late, heldOverflow atomic.Uint64
 }
 
@@ -88,6 +91,7 @@ type Subscription struct {
 	cfg      Config
 	durable  string
 	js       jetstream.JetStream
+	stream   jetstream.Stream // the events stream
 	events   jetstream.Consumer
 	dlq      jetstream.Stream
 	handlers *Handlers
@@ -121,7 +125,8 @@ type Subscription struct {
 	ctx      context.Context // the handlers'; cancelled by Stop
 	cancel   context.CancelFunc
 	iters    []jetstream.MessagesContext
-	done     chan struct{} // closed when every goroutine is gone
+	statuses chan nats.Status // the connection's reconnections; closed by beginStop
+	done     chan struct{}    // closed when every goroutine is gone
 
 	mu struct {
 		sync.Mutex
@@ -224,7 +229,7 @@ func Subscribe(ctx context.Context, cfg Config, h *Handlers) (*Subscription, err
 	if err != nil {
 		return nil, fmt.Errorf("subscription: consumer %s on %s: %w", s.durable, cfg.Stream, err)
 	}
-	s.events = cons
+	s.stream, s.events = events, cons
 	if !created {
 		// Whatever the consumer delivered and was not acknowledged (a
 		// crash, a stop with events in hand) would come back after
@@ -269,22 +274,29 @@ func Subscribe(ctx context.Context, cfg Config, h *Handlers) (*Subscription, err
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
-	// Goroutines: two pullers, the worker, and the closer that closes
-	// work after the pullers and done after the worker.
+	// Goroutines: two pullers, the worker, the resyncer, and the closer
+	// that closes work after the pullers and done after the worker and
+	// the resyncer.
+	s.statuses = cfg.Conn.StatusChanged(nats.CONNECTED) // before anything can call beginStop
 	var pullers sync.WaitGroup
 	pullers.Add(2)
 	go s.pull(&pullers, s.iters[0], false)
 	go s.pull(&pullers, s.iters[1], true)
-	workerDone := make(chan struct{})
+	workerDone, resyncDone := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(workerDone)
 		s.runWorker()
+	}()
+	go func() {
+		defer close(resyncDone)
+		s.resyncOnReconnect()
 	}()
 	go func() {
 		pullers.Wait()
 		close(s.work)
 		<-workerDone
 		s.cancel()
+		<-resyncDone
 		close(s.done)
 	}()
 
@@ -356,6 +368,7 @@ func (s *Subscription) Stats() Stats {
 		Replayed:         s.c.replayed.Load(),
 		Malformed:        s.c.malformed.Load(),
 		Tracked:          s.c.tracked.Load(),
+		Resyncs:          s.c.resyncs.Load(),
 		Held:             s.c.held.Load(),
 		Released:         s.c.released.Load(),
 		Late:             s.c.late.Load(),
@@ -444,8 +457,42 @@ func (s *Subscription) beginStop() {
 		for _, it := range s.iters {
 			it.Drain()
 		}
+		if s.statuses != nil {
+			s.cfg.Conn.RemoveStatusListener(s.statuses)
+		}
 	})
 }
+
+// resyncOnReconnect resets the consumer to its ack floor each time the
+// connection comes back, until the subscription stops: what JetStream
+// delivered or was told while the connection was going down may be lost
+// on the way (a server that died before storing the acknowledgements it
+// received, a delivery that never arrived), and would hold the ack floor
+// below events handled already until AckWait. Reset, everything after
+// the floor comes again in stream order; the events handled already are
+// duplicates by the tracker's account, acknowledged without a handler
+// call, and the floor catches up.
+func (s *Subscription) resyncOnReconnect() {
+	for range s.statuses { // CONNECTED after the first connection: a reconnection
+		if s.isStopping() {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(s.ctx, resyncTimeout)
+		_, err := s.stream.ResetConsumer(ctx, s.durable)
+		cancel()
+		if err != nil {
+			s.log.Warn("connection back, but the consumer could not be reset to its ack floor: events whose acknowledgement was lost come again after AckWait, and are handled again if the subscription stops first",
+				"consumer", s.durable, "err", err)
+			continue
+		}
+		s.c.resyncs.Add(1)
+		s.log.Info("connection back: consumer reset to its ack floor; the events handled since come again and are dropped as duplicates",
+			"consumer", s.durable)
+	}
+}
+
+// resyncTimeout bounds one reset of the consumer after a reconnection.
+const resyncTimeout = 10 * time.Second
 
 // settleTimeout bounds Stop's wait for the acknowledgements.
 const settleTimeout = time.Second

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/concursus-go/concursus/api"
 	"github.com/concursus-go/concursus/internal/testsupport"
 	"github.com/concursus-go/concursus/model"
@@ -676,6 +678,56 @@ func TestCrashedSubscriptionResumesInOrder(t *testing.T) {
 	testsupport.Eventually(t, 10*time.Second, "the 6 other events, well before AckWait", func() bool { return second.count() >= 6 })
 	settle(t, s2)
 	wantKeys(t, "after the crash", second.keys(), "b1#2", "b2#2", "b1#3", "b2#3", "b1#4", "b2#4")
+}
+
+// A connection whose acknowledgements were lost on the way (as when
+// nats-server dies before it has stored them) and that then comes back:
+// the ack floor would stay below the handled events until AckWait, and a
+// Stop then a Subscribe would hand all of them over again. After the
+// reconnect the subscription resets its consumer to the ack floor while it
+// still knows what it handled: the events come again, are recognised as
+// duplicates and acknowledged, and the next run starts after them.
+func TestReconnectRecoversLostAcknowledgements(t *testing.T) {
+	e := newEnv(t)
+	proxy := testsupport.NewProxy(t, e.srv.Addr().String())
+	nc := testsupport.Connect(t, "nats://"+proxy.Addr(), nats.ReconnectWait(20*time.Millisecond), nats.MaxReconnects(-1))
+	var first recorder
+	cfg := e.config("lostacks")
+	cfg.Conn, cfg.AckWait = nc, time.Minute
+	s, err := subscription.Subscribe(context.Background(), cfg, first.catchAll())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.publish(ev("b1", 1, "created", ""), ev("b2", 1, "created", ""))
+	testsupport.Eventually(t, 10*time.Second, "the first two events acknowledged", func() bool {
+		return e.consumerInfo("lostacks").AckFloor.Stream == 2
+	})
+
+	proxy.Blackhole(true) // from here what the subscription sends is lost
+	e.publish(ev("b1", 2, "switchedOn", ""), ev("b2", 2, "switchedOn", ""), ev("b3", 1, "created", ""))
+	testsupport.Eventually(t, 10*time.Second, "the three events handled", func() bool { return first.count() == 5 })
+	if floor := e.consumerInfo("lostacks").AckFloor.Stream; floor != 2 {
+		t.Fatalf("ack floor %d while the acknowledgements are dropped, want 2", floor)
+	}
+	proxy.Cut() // the connection comes back through the proxy
+
+	testsupport.Eventually(t, 10*time.Second, "the ack floor to reach the handled events after the reconnect, well before AckWait", func() bool {
+		return e.consumerInfo("lostacks").AckFloor.Stream == 5
+	})
+	s.Stop()
+	st := s.Stats()
+	if st.Resyncs == 0 || st.Duplicates != 3 || st.Handled != 5 {
+		t.Errorf("stats %+v: want at least one resync, the 3 events again as duplicates, 5 handled", st)
+	}
+	wantKeys(t, "the first run", first.keys(), "b1#1", "b2#1", "b1#2", "b2#2", "b3#1")
+
+	e.publish(ev("b1", 3, "switchedOff", ""))
+	var second recorder
+	cfg.Conn = e.nc
+	s2 := e.subscribe(cfg, second.catchAll())
+	testsupport.Eventually(t, 10*time.Second, "the new event", func() bool { return second.count() >= 1 })
+	settle(t, s2)
+	wantKeys(t, "after the restart", second.keys(), "b1#3")
 }
 
 // Delete stops a subscription and removes its consumers: subscribing

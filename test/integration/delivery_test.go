@@ -95,7 +95,9 @@ func TestEventDeliveryProcesses(t *testing.T) {
 
 	// 3. The consumer stops and starts again.
 	load.setPhase("consumer restart")
+	con.logState(t, "before its stop")
 	con.stop()
+	con.logState(t, "after its stop")
 	load.waitProgress(t, 2*time.Second, settleAcks)
 	con.start()
 	load.waitProgress(t, settle, settleAcks)
@@ -318,6 +320,30 @@ func (c *testConsumer) start() {
 	}
 	c.sub = sub
 	c.t.Cleanup(func() { c.stop() })
+}
+
+// logState logs the consumer's state as JetStream sees it: what it
+// delivered, its ack floor and what it waits to be acknowledged.
+func (c *testConsumer) logState(t *testing.T, when string) {
+	t.Helper()
+	js, err := jetstream.New(c.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cons, err := js.Consumer(ctx, eventbus.StreamName(clusterPrefix), c.name)
+	if err != nil {
+		t.Logf("consumer %s %s: %v", c.name, when, err)
+		return
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		t.Logf("consumer %s %s: %v", c.name, when, err)
+		return
+	}
+	t.Logf("consumer %s %s: delivered stream seq %d, ack floor %d, %d waiting for an ack, %d redelivered",
+		c.name, when, info.Delivered.Stream, info.AckFloor.Stream, info.NumAckPending, info.NumRedelivered)
 }
 
 func (c *testConsumer) stop() {
