@@ -42,8 +42,9 @@ type Config struct {
 	// StoreTimeout bounds one event-log or command-log call. Default 10s.
 	StoreTimeout time.Duration
 	// UnfencedDecisions answers decisions that write no events
-	// (rejections, commands that produced none) without checking the
-	// aggregate's head first: what the executor did before head checks.
+	// (rejections, commands that produced none), and current-state
+	// queries from the cache, without checking the aggregate's head
+	// first: what the executor did before head checks.
 	// It exists so that cmd/bench -rejections can measure what the check
 	// costs. Unsafe whenever two nodes may own one aggregate (a pause, a
 	// partition, a ring change): never set it in production.

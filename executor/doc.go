@@ -49,6 +49,12 @@
 //     is what the decision was made on, so the answer is linearizable per
 //     aggregate. On Cassandra a head check is a Paxos read of the bucket
 //     head; cmd/bench -rejections measures its cost.
+//   - A query of the current state answered from the cache passes the
+//     same head check first; after a failed one the state is reloaded,
+//     and the reload is the answer. (Other views and asOf queries fold
+//     the log itself.) Without it a node whose ring never changed during
+//     a gossip split kept answering from a cache the other side's writes
+//     had left behind.
 //   - A failed fence drops the state, reloads it, and searches the whole
 //     reloaded history for the command's own id (the other writer may have
 //     run this very command) and reads its durable record; then it decides

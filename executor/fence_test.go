@@ -2,6 +2,7 @@ package executor_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"testing"
@@ -77,6 +78,43 @@ func TestStaleRejectionIsFenced(t *testing.T) {
 	}
 	if rec, ok := a.recorded(t, "c9"); !ok || rec.Outcome != commandlog.Rejected {
 		t.Errorf("record of c9: %+v %v, want rejected", rec, ok)
+	}
+}
+
+// A stale owner must not answer a state query from its cache either: the
+// cached state passes the fence as a head check, and after a failed one is
+// reloaded before it answers. (Found by TestFacts: after a gossip split,
+// a node whose ring never changed kept answering from a cache one event
+// behind the log.)
+func TestStaleQueryIsFenced(t *testing.T) {
+	shared := memory.NewCommandLog()
+	a, b := twoOwners(t, shared, shared)
+	ref := bulbRef("stale-query")
+	a.mustExec(t, ref, "c1", "create", `{"wattage":60}`)
+	a.mustExec(t, ref, "c2", "screwIn", `{"location":"hall"}`)
+	a.mustExec(t, ref, "c3", "switchOn", "") // a caches: on
+	b.mustExec(t, ref, "c4", "switchOff", "")
+
+	res, err := a.x.Ask(context.Background(), executor.Query{Ref: ref})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st lightbulb.Bulb
+	if err := json.Unmarshal(res.Value, &st); err != nil {
+		t.Fatal(err)
+	}
+	if res.Sequence != 4 || st.On {
+		t.Errorf("the stale owner answered sequence %d, on=%v; want 4, off (the log's)", res.Sequence, st.On)
+	}
+	if got := a.x.Stats().Fenced; got != 1 {
+		t.Errorf("Fenced %d, want the failed fence of the query counted", got)
+	}
+	// Current again: the next query passes the check at once.
+	if res, err := a.x.Ask(context.Background(), executor.Query{Ref: ref}); err != nil || res.Sequence != 4 {
+		t.Errorf("second query: sequence %d, %v; want 4", res.Sequence, err)
+	}
+	if got := a.x.Stats().Fenced; got != 1 {
+		t.Errorf("Fenced %d after a current query, want still 1", got)
 	}
 }
 

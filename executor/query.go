@@ -74,6 +74,31 @@ func (x *Executor) Ask(ctx context.Context, q Query) (QueryResult, error) {
 	}
 }
 
+// fenceCached confirms that e's cached state is still the log's before a
+// query answers from it (see "Fences" in the package doc): another owner
+// may have appended since it was folded. The history is checked to end
+// where the state does; if it does not, the state is reloaded, and the
+// reload, read from the log during the query, is what it answers.
+func (x *Executor) fenceCached(e *entity) error {
+	ctx, cancel := x.storeCtx()
+	defer cancel()
+	err := eventlog.CheckHeads(ctx, x.events, []eventlog.Head{{Ref: e.ref, Sequence: e.agg.Sequence()}})[0]
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, eventlog.ErrConflict):
+		x.stats.fenced.Add(1)
+		x.log.Info("fence failed (another writer moved the history); reloading before answering a query",
+			"aggregate", e.ref.String(), "err", err)
+		e.agg = nil
+		_, _, _, err = x.load(e, "")
+		return err
+	default:
+		e.agg = nil // what the store holds is unknown: reload next time
+		return fmt.Errorf("%w: checking the head of %s: %v", ErrUnavailable, e.ref, err)
+	}
+}
+
 // query answers from the cached aggregate for the current primary state,
 // and by folding the log in event-time order for other views or past
 // instants: the whole history, or its event-time prefix up to AsOf (which
@@ -82,8 +107,14 @@ func (x *Executor) query(e *entity, j *job) (QueryResult, error) {
 	q := j.query
 	res := QueryResult{Ref: e.ref, View: q.View}
 	if q.View == model.StateView && q.AsOf.IsZero() {
-		if _, _, _, err := x.load(e, ""); err != nil {
+		loaded, _, _, err := x.load(e, "")
+		if err != nil {
 			return res, err
+		}
+		if !loaded && !x.cfg.UnfencedDecisions {
+			if err := x.fenceCached(e); err != nil {
+				return res, err
+			}
 		}
 		v, err := e.agg.MarshalState()
 		if err != nil {

@@ -33,8 +33,9 @@ type Stats struct {
 	FilterFailures int64 `json:"filterFailures,omitempty"`
 	// HeadChecks counts decisions that wrote no events and so passed the
 	// fence as a head check; Fenced counts decisions (with or without
-	// events) whose fence failed because another writer had moved the
-	// history: they were decided again on the reloaded state.
+	// events) and current-state queries whose fence failed because
+	// another writer had moved the history: they were decided again, or
+	// answered, on the reloaded state.
 	HeadChecks int64 `json:"headChecks,omitempty"`
 	Fenced     int64 `json:"fenced,omitempty"`
 	// DoubtedMisses counts command ids checked against the command log
