@@ -7,9 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +17,7 @@ import (
 	"github.com/concursus-go/concursus/eventlog"
 	"github.com/concursus-go/concursus/examples/lightbulb"
 	"github.com/concursus-go/concursus/executor"
+	"github.com/concursus-go/concursus/internal/testsupport"
 	"github.com/concursus-go/concursus/model"
 )
 
@@ -51,19 +50,7 @@ var metamorphicSeedFlag = flag.Uint64("executor.seed", 0, "seed of the metamorph
 
 func metamorphicSeed(t *testing.T) uint64 {
 	t.Helper()
-	seed := *metamorphicSeedFlag
-	if seed == 0 {
-		if s := os.Getenv("EXECUTOR_SEED"); s != "" {
-			n, err := strconv.ParseUint(s, 10, 64)
-			if err != nil {
-				t.Fatalf("EXECUTOR_SEED=%q: %v", s, err)
-			}
-			seed = n
-		}
-	}
-	if seed == 0 {
-		seed = uint64(time.Now().UnixNano())
-	}
+	seed := testsupport.Seed(t, *metamorphicSeedFlag, "EXECUTOR_SEED")
 	t.Logf("seed %d (rerun with -executor.seed=%d)", seed, seed)
 	return seed
 }

@@ -29,7 +29,6 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -373,18 +372,7 @@ type liveReply struct {
 }
 
 func TestLiveFuzz(t *testing.T) {
-	seed := *liveSeed
-	if seed == 0 {
-		if s := os.Getenv("LIVEFUZZ_SEED"); s != "" {
-			v, err := strconv.ParseUint(s, 10, 64)
-			if err != nil {
-				t.Fatalf("LIVEFUZZ_SEED=%q: %v", s, err)
-			}
-			seed = v
-		} else {
-			seed = rand.Uint64()%1_000_000_000 + 1
-		}
-	}
+	seed := testsupport.Seed(t, *liveSeed, "LIVEFUZZ_SEED")
 	t.Logf("seed %d (rerun: go test -tags fuzzlive -run TestLiveFuzz ./node -livefuzz.seed=%d)", seed, seed)
 	defer func() {
 		if t.Failed() {

@@ -111,6 +111,53 @@ func cgroup2Root() string {
 	return ""
 }
 
+// prepareIptables reports whether the gossip partition can be made here
+// (nil: it can); if so it removes the rules an earlier run left and, at
+// cleanup, fails t if any rule of this run is left.
+func prepareIptables(t *testing.T) error {
+	t.Helper()
+	if err := iptablesUsable(); err != nil {
+		return err
+	}
+	if n, err := removeTaggedRules(); err != nil {
+		return err
+	} else if n > 0 {
+		t.Logf("removed %d iptables rules tagged %q that an earlier run left", n, jepsenRuleTag)
+	}
+	t.Cleanup(func() {
+		if n, err := removeTaggedRules(); err != nil || n > 0 {
+			t.Errorf("iptables rules left at cleanup: removed %d, error %v", n, err)
+		}
+	})
+	return nil
+}
+
+// cutGossip isolates the gossip of node victim from the other nodes of
+// ids (partitionGossip), and heals it at cleanup if the test has not.
+func cutGossip(t *testing.T, h *clusterHarness, victim string, ids []string) (*gossipPartition, error) {
+	t.Helper()
+	port := func(id string) int {
+		_, p, _ := strings.Cut(h.nodes[id].gossip, ":")
+		n, err := strconv.Atoi(p)
+		if err != nil {
+			t.Fatalf("gossip address of %s: %q", id, h.nodes[id].gossip)
+		}
+		return n
+	}
+	var others []int
+	for _, id := range ids {
+		if id != victim {
+			others = append(others, port(id))
+		}
+	}
+	part, err := partitionGossip(h.nodes[victim].proc.pid(), port(victim), others)
+	if err != nil {
+		return nil, err
+	}
+	t.Cleanup(func() { part.heal() })
+	return part, nil
+}
+
 // gossipPartition cuts one node's gossip from the others', both ways,
 // leaving its NATS, raft and Cassandra traffic alone.
 type gossipPartition struct {

@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/concursus-go/concursus/eventbus"
+	"github.com/concursus-go/concursus/internal/testsupport"
 )
 
 // jepsenConfig is TestJepsen's configuration, read from the environment
@@ -44,7 +45,7 @@ var jepsenLinearizeTimeout = 30 * time.Second
 func jepsenConfigFromEnv(t *testing.T) jepsenConfig {
 	t.Helper()
 	c := jepsenConfig{
-		seed: rand.Uint64(), bulbs: 50, workers: 8, rate: 10,
+		bulbs: 50, workers: 8, rate: 10,
 		fault: 20 * time.Second, quiet: 10 * time.Second, budget: 90 * time.Second, attempt: 2 * time.Second,
 		grace: 10 * time.Second, converge: 30 * time.Second,
 		faults: []string{"kill", "stop", "partition", "nats", "cassandra", "storm"},
@@ -68,13 +69,7 @@ func jepsenConfigFromEnv(t *testing.T) jepsenConfig {
 			*n = x
 		}
 	}
-	if v := os.Getenv("CONCURSUS_JEPSEN_SEED"); v != "" {
-		x, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			t.Fatalf("CONCURSUS_JEPSEN_SEED=%q: want an unsigned whole number", v)
-		}
-		c.seed = x
-	}
+	c.seed = testsupport.Seed(t, 0, "CONCURSUS_JEPSEN_SEED")
 	if v := os.Getenv("CONCURSUS_JEPSEN_RATE"); v != "" {
 		x, err := strconv.ParseFloat(v, 64)
 		if err != nil || x < 0 {
@@ -122,19 +117,7 @@ func TestJepsen(t *testing.T) {
 	rng := rand.New(rand.NewPCG(cfg.seed, 0))
 	began := time.Now()
 
-	iptablesErr := iptablesUsable()
-	if iptablesErr == nil {
-		if n, err := removeTaggedRules(); err != nil {
-			iptablesErr = err
-		} else if n > 0 {
-			t.Logf("removed %d iptables rules tagged %q that an earlier run left", n, jepsenRuleTag)
-		}
-		t.Cleanup(func() {
-			if n, err := removeTaggedRules(); err != nil || n > 0 {
-				t.Errorf("iptables rules left at cleanup: removed %d, error %v", n, err)
-			}
-		})
-	}
+	iptablesErr := prepareIptables(t)
 
 	// nats-server with a config file: a client that stops answering
 	// pings (a frozen node) is dropped after about 2-3 s.
@@ -252,27 +235,12 @@ func TestJepsen(t *testing.T) {
 				f.victim = r.Leader
 			}
 			f.affected = ownedBy(owners, f.victim, w.bulbs)
-			port := func(id string) int {
-				_, p, _ := strings.Cut(h.nodes[id].gossip, ":")
-				n, err := strconv.Atoi(p)
-				if err != nil {
-					t.Fatalf("gossip address of %s: %q", id, h.nodes[id].gossip)
-				}
-				return n
-			}
-			var others []int
-			for _, id := range all {
-				if id != f.victim {
-					others = append(others, port(id))
-				}
-			}
 			f.start = time.Now()
-			part, err := partitionGossip(h.nodes[f.victim].proc.pid(), port(f.victim), others)
+			part, err := cutGossip(t, h, f.victim, all)
 			if err != nil {
 				t.Logf("!!!!! SKIPPING THE GOSSIP PARTITION: %v !!!!!", err)
 				continue
 			}
-			t.Cleanup(func() { part.heal() })
 			f.note = "cut: " + part.mode
 			time.Sleep(cfg.fault / 2)
 			t.Logf("partition %s: views mid-fault: %s", f.victim, clusterView(h, 3))
