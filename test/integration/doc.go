@@ -61,7 +61,8 @@
 // on a fresh keyspace with a nats-server whose config drops a client that
 // misses two 1 s pings, and a workload of about 50 lightbulbs driven by
 // plain nats.go requests (not package client) that logs every attempt and
-// retries with the same command id. Faults follow one another, each after
+// retries with the same command id; a fifth of its steps are state queries
+// instead (CONCURSUS_JEPSEN_READS). Faults follow one another, each after
 // a quiet period: SIGKILL and restart of a node, SIGSTOP past failure
 // detection then SIGCONT, a gossip partition (iptables DROP on the node's
 // gossip port both ways, plus a cgroup match for the TCP connections the
@@ -74,8 +75,10 @@
 // gap-free histories, fence heads, acknowledged events present once at
 // their sequences, one batch per command id, no event for refused or
 // rejected commands, command records against the log and the replies, one
-// outcome per command id, linearizability of every reply per aggregate
-// (porcupine with a lightbulb model), and every logged event in the
+// outcome per command id, linearizability of every reply per aggregate,
+// state queries included (porcupine with a lightbulb model: a read must
+// return the state of an instant inside its window), and every logged
+// event in the
 // JetStream stream. It prints per-fault figures (client-visible errors,
 // longest gap without a decision, time until the cut-off aggregates are
 // served again, time until the nodes agree on one ring after the heal,

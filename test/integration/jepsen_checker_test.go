@@ -286,7 +286,7 @@ func (o *jOp) attemptsLine(start time.Time) string {
 
 // checkJepsen runs every check of the log against the ops and returns the
 // violations.
-func checkJepsen(t *testing.T, l *jLog, ops []*jOp, start time.Time, streamIDs map[string]bool) *jViolations {
+func checkJepsen(t *testing.T, l *jLog, ops []*jOp, reads []*jRead, start time.Time, streamIDs map[string]bool) *jViolations {
 	t.Helper()
 	v := newViolations()
 	byID := make(map[string]*jOp, len(ops))
@@ -494,7 +494,7 @@ func checkJepsen(t *testing.T, l *jLog, ops []*jOp, start time.Time, streamIDs m
 	}
 
 	// Linearizability, per aggregate.
-	checkLinearizable(t, v, ops, runs, start)
+	checkLinearizable(t, v, ops, reads, runs, start)
 
 	// The stream.
 	if streamIDs != nil {

@@ -25,7 +25,9 @@ import (
 // replies the client saw: accepted with these events at these sequences,
 // or rejected with this reason. A rejection decided on stale state, an
 // acceptance appended out of turn, or a retry that ran twice has no such
-// order.
+// order. State queries are operations too: a read must return the state
+// (and the sequence) of an instant inside its window, so an answer from a
+// cache the log has moved past has no place in any order.
 //
 // The model is written from the domain's rules (examples/lightbulb and
 // the model package's lifecycle), not by calling the domain code, so that
@@ -37,11 +39,14 @@ type bulbState struct {
 	seq                        uint64
 }
 
-// bulbInput is an operation's input: the command, and its id for
-// messages.
+// bulbInput is an operation's input: the command ("read" for a state
+// query), and its id for messages.
 type bulbInput struct {
 	command, id string
 }
+
+// readCommand is the bulbInput command of a state query.
+const readCommand = "read"
 
 // bulbOutput is an operation's outcome: accepted with events at
 // sequences ending at seq (names nil when unknown), or rejected with
@@ -52,6 +57,8 @@ type bulbOutput struct {
 	names   []string
 	reason  string
 	unknown bool // no reply; the outcome is the log's
+	// read is the state a query returned (seq its sequence).
+	read *bulbState
 }
 
 // bulbDecide is what the domain does with a command in a state: the
@@ -128,6 +135,9 @@ var bulbModel = porcupine.Model{
 	Init: func() any { return bulbState{} },
 	Step: func(state, input, output any) (bool, any) {
 		s, in, out := state.(bulbState), input.(bulbInput), output.(bulbOutput)
+		if in.command == readCommand {
+			return out.read != nil && *out.read == s, s
+		}
 		names, reason := bulbDecide(s, in.command)
 		if !out.ok {
 			return reason != "" && reason == out.reason, s
@@ -142,6 +152,9 @@ var bulbModel = porcupine.Model{
 	DescribeOperation: func(input, output any) string {
 		in, out := input.(bulbInput), output.(bulbOutput)
 		switch {
+		case in.command == readCommand && out.read != nil:
+			r := out.read
+			return fmt.Sprintf("read %s -> seq %d exists %v screwed %v on %v blown %v", in.id, r.seq, r.exists, r.screwed, r.on, r.blown)
 		case out.ok && out.unknown:
 			return fmt.Sprintf("%s %s -> (no reply) log: %v ending at %d", in.command, in.id, out.names, out.seq)
 		case out.ok:
@@ -155,10 +168,19 @@ var bulbModel = porcupine.Model{
 	},
 }
 
-// bulbOps builds each aggregate's operations from the ops and the log's
-// batches.
-func bulbOps(ops []*jOp, runs map[string][]jRun, start time.Time) map[string][]porcupine.Operation {
+// bulbOps builds each aggregate's operations from the ops, the answered
+// reads and the log's batches.
+func bulbOps(ops []*jOp, reads []*jRead, runs map[string][]jRun, start time.Time) map[string][]porcupine.Operation {
 	hist := make(map[string][]porcupine.Operation)
+	for _, r := range reads {
+		if !r.answered() || r.err != "" {
+			continue
+		}
+		got := bulbState{exists: r.reply.Exists, screwed: r.state.ScrewedIn, on: r.state.On, blown: r.state.Blown, seq: r.reply.Sequence}
+		hist[r.aggregate] = append(hist[r.aggregate], porcupine.Operation{ClientId: max(r.worker, 0),
+			Input: bulbInput{command: readCommand, id: r.id}, Output: bulbOutput{ok: true, read: &got},
+			Call: r.invoke.Sub(start).Nanoseconds(), Return: r.complete.Sub(start).Nanoseconds()})
+	}
 	never := int64(math.MaxInt64 / 2)
 	for _, op := range ops {
 		if len(op.attempts) == 0 {
@@ -205,9 +227,9 @@ func bulbOps(ops []*jOp, runs map[string][]jRun, start time.Time) map[string][]p
 // checkLinearizable checks every aggregate's operations with porcupine.
 // A history porcupine cannot decide within its time limit is reported,
 // not counted as a violation.
-func checkLinearizable(t *testing.T, v *jViolations, ops []*jOp, runs map[string][]jRun, start time.Time) {
+func checkLinearizable(t *testing.T, v *jViolations, ops []*jOp, reads []*jRead, runs map[string][]jRun, start time.Time) {
 	t.Helper()
-	hist := bulbOps(ops, runs, start)
+	hist := bulbOps(ops, reads, runs, start)
 	opsByID := make(map[string]*jOp, len(ops))
 	for _, op := range ops {
 		opsByID[op.id] = op
@@ -277,7 +299,10 @@ func explainIllegal(h []porcupine.Operation, info porcupine.LinearizationInfo, o
 		in := op.Input.(bulbInput)
 		names, reason := bulbDecide(s, in.command)
 		would := "ok " + strings.Join(names, ",")
-		if reason != "" {
+		switch {
+		case in.command == readCommand:
+			would = "this state"
+		case reason != "":
 			would = "rejected " + reason
 		}
 		ret := "never answered"

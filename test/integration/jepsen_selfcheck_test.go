@@ -73,6 +73,10 @@ func TestJepsenCheckerSelf(t *testing.T) {
 		}
 		return l, stream
 	}
+	read := func(id, agg string, from, to float64, seq uint64, screwed, on bool) *jRead {
+		return &jRead{id: id, aggregate: agg, invoke: at(from), complete: at(to),
+			reply: &jQueryReply{OK: true, Exists: seq > 0, Sequence: seq}, state: jBulb{ScrewedIn: screwed, On: on}}
+	}
 	reject := func(l *jLog, cid, agg, reason string) {
 		l.records[cid] = jRecord{aggregateType: "lightbulb", aggregateID: agg, outcome: "rejected", code: "rejected", reason: reason}
 	}
@@ -92,10 +96,25 @@ func TestJepsenCheckerSelf(t *testing.T) {
 	}
 	l, stream := logOf([]row{{"a", "a-create", "created"}, {"a", "a-screw", "screwedIn"}, {"a", "a-on", "switchedOn"}, {"a", "a-off", "switchedOff"}})
 	reject(l, "a-on2", "a", "already_on")
-	v := checkJepsen(t, l, build(good), start, stream)
+	// Reads: one between two commands, one while switchOff is in flight
+	// (either side of it may be seen), one after it returned.
+	goodReads := []*jRead{
+		read("r1", "a", 1.5, 1.8, 2, true, false),
+		read("r2", "a", 4.1, 4.2, 3, true, true),
+		read("r3", "a", 5.5, 5.6, 4, true, false),
+		read("r4", "a", 7, 7.5, 4, true, false),
+	}
+	v := checkJepsen(t, l, build(good), goodReads, start, stream)
 	if v.total() != 0 {
 		v.report(t, 5, false)
 		t.Fatalf("a correct history: %d violations", v.total())
+	}
+	// The same history with a stale read: after switchOff returned, the
+	// bulb is read on, at sequence 3, from a cache the log has moved past.
+	v = checkJepsen(t, l, build(good), append(goodReads, read("r-stale", "a", 7, 7.5, 3, true, true)), start, stream)
+	if len(v.found[chkLinearizable]) == 0 || v.total() != len(v.found[chkLinearizable]) {
+		v.report(t, 5, false)
+		t.Fatalf("a stale read: want found by %q alone", chkLinearizable)
 	}
 
 	// Planted faults, one per check.
@@ -126,7 +145,7 @@ func TestJepsenCheckerSelf(t *testing.T) {
 	l.events["d"] = l.events["d"][1:]     // d starts at sequence 2: a gap
 	l.heads["c"][0] = 99                  // a head that is not the last row
 	delete(stream, "e-2-screwedIn")       // not in the stream
-	v = checkJepsen(t, l, build(bad), start, stream)
+	v = checkJepsen(t, l, build(bad), nil, start, stream)
 	for _, name := range []string{chkGapFree, chkFence, chkOneBatch, chkDefinite, chkRejectedNoEvt, chkUnknownCID,
 		chkRecords, chkRecordReplies, chkOneOutcome, chkStormDup, chkLinearizable, chkStream} {
 		if len(v.found[name]) == 0 {

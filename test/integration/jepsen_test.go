@@ -29,6 +29,7 @@ type jepsenConfig struct {
 	bulbs    int           // CONCURSUS_JEPSEN_BULBS (50): lightbulbs, created first
 	workers  int           // CONCURSUS_JEPSEN_WORKERS (8): concurrent clients
 	rate     float64       // CONCURSUS_JEPSEN_RATE (10): commands per second per worker, at most (0: as fast as replies come)
+	reads    int           // CONCURSUS_JEPSEN_READS (20): percent of a worker's steps that are state queries instead of commands
 	fault    time.Duration // CONCURSUS_JEPSEN_FAULT (20s): how long each fault lasts
 	quiet    time.Duration // CONCURSUS_JEPSEN_QUIET (10s): quiet period before each fault
 	budget   time.Duration // CONCURSUS_JEPSEN_BUDGET (90s): per command, all its retries
@@ -45,7 +46,7 @@ var jepsenLinearizeTimeout = 30 * time.Second
 func jepsenConfigFromEnv(t *testing.T) jepsenConfig {
 	t.Helper()
 	c := jepsenConfig{
-		bulbs: 50, workers: 8, rate: 10,
+		bulbs: 50, workers: 8, rate: 10, reads: 20,
 		fault: 20 * time.Second, quiet: 10 * time.Second, budget: 90 * time.Second, attempt: 2 * time.Second,
 		grace: 10 * time.Second, converge: 30 * time.Second,
 		faults: []string{"kill", "stop", "partition", "nats", "cassandra", "storm"},
@@ -80,6 +81,13 @@ func jepsenConfigFromEnv(t *testing.T) jepsenConfig {
 	num("CONCURSUS_JEPSEN_BULBS", &c.bulbs)
 	num("CONCURSUS_JEPSEN_WORKERS", &c.workers)
 	num("CONCURSUS_JEPSEN_STORM_PARALLEL", &c.storm)
+	if v := os.Getenv("CONCURSUS_JEPSEN_READS"); v != "" {
+		x, err := strconv.Atoi(v)
+		if err != nil || x < 0 || x > 100 {
+			t.Fatalf("CONCURSUS_JEPSEN_READS=%q: want a percentage, 0 to 100", v)
+		}
+		c.reads = x
+	}
 	dur("CONCURSUS_JEPSEN_FAULT", &c.fault)
 	dur("CONCURSUS_JEPSEN_QUIET", &c.quiet)
 	dur("CONCURSUS_JEPSEN_BUDGET", &c.budget)
@@ -144,7 +152,7 @@ func TestJepsen(t *testing.T) {
 	// The workload.
 	nc := connectNATS(t, natsURL, "jepsen-client", nats.ReconnectWait(100*time.Millisecond), nats.ReconnectBufSize(64<<20))
 	w := &jWorkload{nc: nc, prefix: clusterPrefix, start: time.Now(), attempt: cfg.attempt, budget: cfg.budget,
-		stop: make(chan struct{}), blown: make(map[string]bool)}
+		readPct: cfg.reads, stop: make(chan struct{}), blown: make(map[string]bool)}
 	if cfg.rate > 0 {
 		w.interval = time.Duration(float64(time.Second) / cfg.rate)
 	}
@@ -348,7 +356,9 @@ func TestJepsen(t *testing.T) {
 	// The checks.
 	l := readJepsenLog(t, addr, h.keyspace)
 	streamIDs := jepsenStreamIDs(t, h, l)
-	v := checkJepsen(t, l, ops, w.start, streamIDs)
+	reads := w.readsSnapshot()
+	reportReads(t, reads)
+	v := checkJepsen(t, l, ops, reads, w.start, streamIDs)
 	if minorityChecks > 0 {
 		v.check(chkMinority, minorityChecks)
 		for _, m := range minorityViolations {
@@ -396,6 +406,23 @@ func jepsenStreamIDs(t *testing.T, h *clusterHarness, l *jLog) map[string]bool {
 		}
 		time.Sleep(2 * time.Second)
 	}
+}
+
+// reportReads logs the state queries of the workload by what came back.
+func reportReads(t *testing.T, reads []*jRead) {
+	t.Helper()
+	byKind := make(map[string]int)
+	for _, r := range reads {
+		switch {
+		case r.answered() && r.err == "":
+			byKind["answered"]++
+		case r.reply != nil && r.reply.Error != nil:
+			byKind[r.reply.Error.Code]++
+		default:
+			byKind[r.err]++
+		}
+	}
+	t.Logf("reads: %d state queries: %v (the answered ones are checked for linearizability with the commands)", len(reads), byKind)
 }
 
 // reportWorkload logs what the workload did: commands by outcome,

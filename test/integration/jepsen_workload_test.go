@@ -147,6 +147,39 @@ func (o *jOp) firstDefinite() int {
 	return best
 }
 
+// jRead is one state query of a bulb (<prefix>.query.lightbulb, the
+// primary state, no asOf) and what came back: one attempt, never retried
+// (a read changes nothing, so a failed one tells nothing).
+type jRead struct {
+	id               string
+	worker           int
+	aggregate        string
+	invoke, complete time.Time
+	reply            *jQueryReply // nil when no reply came
+	state            jBulb        // reply.State decoded
+	err              string
+}
+
+// jQueryReply is a query's reply as the README documents it; only what
+// the checker uses is decoded.
+type jQueryReply struct {
+	OK       bool            `json:"ok"`
+	Exists   bool            `json:"exists"`
+	Sequence uint64          `json:"sequence"`
+	State    json.RawMessage `json:"state"`
+	Error    *jError         `json:"error"`
+}
+
+// jBulb is the lightbulb state in a query's reply.
+type jBulb struct {
+	ScrewedIn bool `json:"screwedIn"`
+	On        bool `json:"on"`
+	Blown     bool `json:"blown"`
+}
+
+// answered reports whether the read got a state.
+func (r *jRead) answered() bool { return r.reply != nil && r.reply.OK }
+
 // jWorkload drives commands at the cluster and logs every attempt.
 type jWorkload struct {
 	nc       *nats.Conn
@@ -157,6 +190,7 @@ type jWorkload struct {
 	attempt  time.Duration // per-request timeout
 	budget   time.Duration // per command, all attempts
 	interval time.Duration // per worker, between commands (0: none)
+	readPct  int           // share of a worker's steps that are state queries
 	stop     chan struct{}
 	stopOnce sync.Once
 	wg       sync.WaitGroup
@@ -166,6 +200,7 @@ type jWorkload struct {
 		sync.Mutex
 		phase string
 		ops   []*jOp
+		reads []*jRead
 	}
 }
 
@@ -213,6 +248,36 @@ func (w *jWorkload) request(op *jOp, subject, via string, timeout time.Duration)
 		}
 	}
 	return a
+}
+
+// read sends one state query of bulb and records it.
+func (w *jWorkload) read(id string, worker int, bulb string) {
+	body, err := json.Marshal(map[string]string{"aggregateId": bulb})
+	if err != nil {
+		panic(err) // a map of strings: cannot happen
+	}
+	r := &jRead{id: id, worker: worker, aggregate: bulb, invoke: time.Now()}
+	m, err := w.nc.Request(w.prefix+".query.lightbulb", body, w.attempt)
+	r.complete = time.Now()
+	switch {
+	case err != nil:
+		r.err = err.Error()
+	default:
+		var q jQueryReply
+		if err := json.Unmarshal(m.Data, &q); err != nil {
+			r.err = fmt.Sprintf("undecodable reply %q", m.Data)
+			break
+		}
+		r.reply = &q
+		if q.OK {
+			if err := json.Unmarshal(q.State, &r.state); err != nil {
+				r.err = fmt.Sprintf("undecodable state %q", q.State)
+			}
+		}
+	}
+	w.mu.Lock()
+	w.mu.reads = append(w.mu.reads, r)
+	w.mu.Unlock()
 }
 
 // run sends op until a definite reply or the budget is spent, retrying
@@ -323,6 +388,10 @@ func (w *jWorkload) startWorkers(n int, seed uint64) {
 				default:
 				}
 				bulb := w.bulbs[rng.IntN(len(w.bulbs))]
+				if rng.IntN(100) < w.readPct {
+					w.read(fmt.Sprintf("r%d-%d", wk, step), wk, bulb)
+					continue
+				}
 				p := rng.IntN(100)
 				m := jMix[len(jMix)-1]
 				for _, c := range jMix {
@@ -350,6 +419,13 @@ func (w *jWorkload) snapshot() []*jOp {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return slices.Clone(w.mu.ops)
+}
+
+// readsSnapshot returns the reads recorded so far.
+func (w *jWorkload) readsSnapshot() []*jRead {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.mu.reads)
 }
 
 // storm resends every answered command of the workload (same id, command
