@@ -45,17 +45,25 @@ func rejectionOf(err error) string {
 	return ""
 }
 
+// staleOwners sets up two owners of one bulb over one log and one
+// command log: a created, screwed in and switched it on (its cache says
+// on), then b switched it off.
+func staleOwners(t *testing.T, id string) (a, b *harness, ref model.Ref) {
+	shared := memory.NewCommandLog()
+	a, b = twoOwners(t, shared, shared)
+	ref = bulbRef(id)
+	a.mustExec(t, ref, "c1", "create", `{"wattage":60}`)
+	a.mustExec(t, ref, "c2", "screwIn", `{"location":"hall"}`)
+	a.mustExec(t, ref, "c3", "switchOn", "")
+	b.mustExec(t, ref, "c4", "switchOff", "")
+	return a, b, ref
+}
+
 // A stale owner must not answer a rejection from state the log has moved
 // past: its decision passes the fence as a head check, fails it, and is
 // decided again on the reloaded state.
 func TestStaleRejectionIsFenced(t *testing.T) {
-	shared := memory.NewCommandLog()
-	a, b := twoOwners(t, shared, shared)
-	ref := bulbRef("stale-reject")
-	a.mustExec(t, ref, "c1", "create", `{"wattage":60}`)
-	a.mustExec(t, ref, "c2", "screwIn", `{"location":"hall"}`)
-	a.mustExec(t, ref, "c3", "switchOn", "") // a caches: on
-	b.mustExec(t, ref, "c4", "switchOff", "")
+	a, b, ref := staleOwners(t, "stale-reject")
 
 	// On a's cached state switchOn is "already_on"; the log says off.
 	res, err := a.exec(t, ref, "c5", "switchOn", "")
@@ -87,13 +95,7 @@ func TestStaleRejectionIsFenced(t *testing.T) {
 // a node whose ring never changed kept answering from a cache one event
 // behind the log.)
 func TestStaleQueryIsFenced(t *testing.T) {
-	shared := memory.NewCommandLog()
-	a, b := twoOwners(t, shared, shared)
-	ref := bulbRef("stale-query")
-	a.mustExec(t, ref, "c1", "create", `{"wattage":60}`)
-	a.mustExec(t, ref, "c2", "screwIn", `{"location":"hall"}`)
-	a.mustExec(t, ref, "c3", "switchOn", "") // a caches: on
-	b.mustExec(t, ref, "c4", "switchOff", "")
+	a, _, ref := staleOwners(t, "stale-query")
 
 	res, err := a.x.Ask(context.Background(), executor.Query{Ref: ref})
 	if err != nil {
