@@ -136,9 +136,10 @@ type Config struct {
 	// window ends (Stats.HeldOverflow), with the events of its aggregate
 	// stamped before it. Default 4096. Zero with LogOrder.
 	MaxHeld int
-	// Clock is the time source of the settle window and of the
-	// keep-alives of held events. Default: the system clock. Tests
-	// inject a fake one.
+	// Clock is the time source of the settle window, the keep-alives of
+	// held events, GapTimeout and the waits between retries (of a
+	// handler, a history read, a dead letter). Default: the system
+	// clock. Tests inject a fake one.
 	Clock Clock
 	// Logger receives warnings (skipped gaps, dead letters) and debug
 	// lines. Default slog.Default().

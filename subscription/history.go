@@ -45,7 +45,7 @@ func (s *Subscription) readHistory(id string, from, to uint64) (api.HistoryReply
 // caller goes on with the event after the gap. It returns false when the
 // subscription was stopped first.
 func (s *Subscription) fillGap(id string, from, to uint64, keepalive func()) bool {
-	started := time.Now()
+	started := s.cfg.Clock.Now()
 	ref := model.Ref{Type: s.cfg.AggregateType, ID: id}
 	s.log.Debug("gap: reading the missing events from history", "aggregate", ref.String(), "from", from, "to", to)
 	next := from
@@ -99,11 +99,11 @@ func (s *Subscription) fillGap(id string, from, to uint64, keepalive func()) boo
 		}
 		lastErr = err
 		wait := s.cfg.Backoff.delay(try)
-		if time.Since(started)+wait > s.cfg.GapTimeout {
+		if s.cfg.Clock.Now().Sub(started)+wait > s.cfg.GapTimeout {
 			break
 		}
 		keepalive()
-		if !sleep(s.ctx, wait) {
+		if !s.wait(wait) {
 			return false
 		}
 		try++
@@ -111,7 +111,7 @@ func (s *Subscription) fillGap(id string, from, to uint64, keepalive func()) boo
 	if next <= to {
 		s.c.gapsSkipped.Add(1)
 		s.log.Warn("gap skipped: events missing from the stream could not be read from history",
-			"aggregate", ref.String(), "missing", fmt.Sprintf("%d..%d", next, to), "after", time.Since(started).Round(time.Millisecond), "err", lastErr)
+			"aggregate", ref.String(), "missing", fmt.Sprintf("%d..%d", next, to), "after", s.cfg.Clock.Now().Sub(started).Round(time.Millisecond), "err", lastErr)
 		return true
 	}
 	s.c.gapsFilled.Add(1)

@@ -912,7 +912,7 @@ func (s *Subscription) handle(d *delivery, keepalive func()) bool {
 		}
 		s.c.retries.Add(1)
 		keepalive()
-		if !sleep(s.ctx, s.cfg.Backoff.delay(attempt)) {
+		if !s.wait(s.cfg.Backoff.delay(attempt)) {
 			return false
 		}
 	}
@@ -962,7 +962,7 @@ func (s *Subscription) deadLetter(d *delivery, cause error, attempts int, keepal
 		}
 		s.log.Error("dead letter not stored; retrying", "subject", m.Subject, "try", try, "err", err)
 		keepalive()
-		if !sleep(s.ctx, s.cfg.Backoff.delay(try)) {
+		if !s.wait(s.cfg.Backoff.delay(try)) {
 			return false
 		}
 	}
@@ -1019,6 +1019,19 @@ func (s *Subscription) ack(msg jetstream.Msg) {
 func (s *Subscription) nak(msg jetstream.Msg) {
 	if err := msg.Nak(); err != nil {
 		s.log.Debug("giving an event back", "subject", msg.Subject(), "err", err)
+	}
+}
+
+// wait waits d on the subscription's clock, or less when it is stopped
+// (then it returns false).
+func (s *Subscription) wait(d time.Duration) bool {
+	t, fire := s.cfg.Clock.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-fire:
+		return true
+	case <-s.ctx.Done():
+		return false
 	}
 }
 

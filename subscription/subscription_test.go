@@ -402,25 +402,40 @@ func TestGapIsFilledFromHistory(t *testing.T) {
 }
 
 // Without a history responder a gap is retried until GapTimeout, then
-// skipped, and the events go on.
+// skipped, and the events go on. GapTimeout runs on the subscription's
+// clock: while the fake clock stands still the gap waits however long the
+// test does; once it has moved GapTimeout on, the gap is skipped.
 func TestGapIsSkippedAfterGapTimeout(t *testing.T) {
 	e := newEnv(t)
 	log := history("b1", 4, "created")
 	e.publish(log[0], log[1], log[3])
 	var rec recorder
+	clock := newFakeClock()
+	began := clock.Now()
 	cfg := e.config("skip")
+	cfg.Clock = clock
 	cfg.GapTimeout = 300 * time.Millisecond
 	cfg.HistoryTimeout = 50 * time.Millisecond
-	started := time.Now()
 	s := e.subscribe(cfg, rec.catchAll())
-	testsupport.Eventually(t, 5*time.Second, "3 events", func() bool { return rec.count() >= 3 })
-	took := time.Since(started)
+	testsupport.Eventually(t, 5*time.Second, "the 2 events before the gap", func() bool { return rec.count() >= 2 })
+	time.Sleep(2 * cfg.GapTimeout) // longer than GapTimeout in real time; history reads fail at once (no responder)
+	if st := s.Stats(); st.GapsSkipped != 0 || rec.count() != 2 {
+		t.Fatalf("the clock has not moved, yet: stats %+v, handled %v", st, rec.keys())
+	}
+	testsupport.Eventually(t, 5*time.Second, "the gap skipped as the clock moves", func() bool {
+		if rec.count() >= 3 {
+			return true
+		}
+		clock.Advance(10 * time.Millisecond)
+		return false
+	})
 	wantKeys(t, "handled", rec.keys(), "b1#1", "b1#2", "b1#4")
 	if st := s.Stats(); st.GapsSkipped != 1 || st.GapsFilled != 0 {
 		t.Errorf("stats %+v: want one gap skipped", st)
 	}
-	if took < 200*time.Millisecond {
-		t.Errorf("the gap was skipped after %v, before GapTimeout", took)
+	// The skip may come one wait early (the next wait would end past it).
+	if moved := clock.Now().Sub(began); moved < cfg.GapTimeout-cfg.Backoff.Max {
+		t.Errorf("the gap was skipped after the clock moved %v, before GapTimeout %v", moved, cfg.GapTimeout)
 	}
 	// b1#3 arriving now is a duplicate: its place was passed.
 	e.publish(log[2])
