@@ -1,9 +1,8 @@
 package api
 
 // ExecutorStats are a node's command counters since it started, as
-// Info.Stats and ClusterInfo.Stats carry them: the wire form of
-// executor.Stats (the node converts one into the other, so their fields
-// cannot drift apart).
+// Info.Stats and ClusterInfo.Stats carry them. The executor counts them
+// in this very type (executor.Stats is an alias of it).
 type ExecutorStats struct {
 	Accepted    int64 `json:"accepted"`
 	Rejected    int64 `json:"rejected"`
@@ -21,8 +20,9 @@ type ExecutorStats struct {
 	FilterFailures int64 `json:"filterFailures,omitempty"`
 	// HeadChecks counts decisions that wrote no events and so passed the
 	// fence as a head check; Fenced counts decisions (with or without
-	// events) whose fence failed because another writer had moved the
-	// history: they were decided again on the reloaded state.
+	// events) and current-state queries whose fence failed because
+	// another writer had moved the history: they were decided again, or
+	// answered, on the reloaded state.
 	HeadChecks int64 `json:"headChecks,omitempty"`
 	Fenced     int64 `json:"fenced,omitempty"`
 	// DoubtedMisses counts command ids checked against the command log

@@ -17,7 +17,7 @@ import (
 func (n *Node) onInfo(m *nats.Msg) {
 	ready, store := n.Ready()
 	n.respond(m, &api.Info{NodeID: n.cfg.NodeID, Version: Version, Prefix: n.cfg.Prefix,
-		AggregateTypes: n.reg.Names(), Started: n.started, Ready: ready, Store: store, Stats: api.ExecutorStats(n.exec.Stats()),
+		AggregateTypes: n.reg.Names(), Started: n.started, Ready: ready, Store: store, Stats: n.exec.Stats(),
 		Publisher: n.publisherStats()})
 }
 
@@ -32,7 +32,7 @@ func (n *Node) ClusterInfo() api.ClusterInfo {
 			Rerouted: c.rerouted.Load(), Delayed: c.delayed.Load(), Exhausted: c.exhausted.Load(),
 			RingChanges: c.ringChanges.Load(), PartitionsMoved: c.moved.Load(), Pauses: c.pauses.Load(),
 		}}
-	info.Stats = api.ExecutorStats(n.exec.Stats())
+	info.Stats = n.exec.Stats()
 	info.Idempotency = n.groupStats()
 	info.Publisher = n.publisherStats()
 	rt := n.route.Load()
