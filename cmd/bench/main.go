@@ -45,6 +45,13 @@
 //
 //	go run ./cmd/bench -rejections -store cassandra -c 64 -k 2000
 //
+// With -queries it measures the same for state queries: -query-share
+// (default 0.9) of the requests read a bulb's current state, the rest
+// switch it; first the queries are answered from the cache unfenced, then
+// after a head check.
+//
+//	go run ./cmd/bench -queries -store cassandra -c 64 -k 2000
+//
 // With -facts it measures fact ingestion beside the command path: facts
 // in batches of -facts-batch (default 100) over K aggregates (default
 // 1000) at concurrency C (default 16), first each aggregate's facts in
@@ -105,6 +112,8 @@ type params struct {
 	delivery         bool
 	rejections       bool
 	rejectShare      float64 // of the measured commands, how many are meant to be rejected
+	queries          bool
+	queryShare       float64 // of the measured requests, how many are state queries
 	facts            bool
 	factsBatch       int     // facts per request
 	factsRounds      int     // alternating measured rounds of the two fact scenarios
@@ -129,6 +138,8 @@ func run() error {
 	flag.BoolVar(&p.delivery, "delivery", false, "compare best-effort event publication with the outbox (at least once), events kept in a JetStream stream")
 	flag.BoolVar(&p.rejections, "rejections", false, "measure what fencing rejections costs: a rejection-heavy workload (-reject-share) with and without the head check")
 	flag.Float64Var(&p.rejectShare, "reject-share", 0.9, "with -rejections: the share of commands that are rejected")
+	flag.BoolVar(&p.queries, "queries", false, "measure what fencing state queries costs: a query-heavy workload (-query-share) with and without the head check")
+	flag.Float64Var(&p.queryShare, "query-share", 0.9, "with -queries: the share of requests that are state queries")
 	flag.BoolVar(&p.facts, "facts", false, fmt.Sprintf("measure fact ingestion (batches over K aggregates, in order and with -late-share late) beside the command path; default -c %d -k %d", factsDefaultC, factsDefaultK))
 	flag.IntVar(&p.factsBatch, "facts-batch", 100, "with -facts: facts per request")
 	flag.IntVar(&p.factsRounds, "facts-rounds", 3, "with -facts: measure the in-order and out-of-order scenarios in this many alternating rounds (-duration in all)")
@@ -148,6 +159,12 @@ func run() error {
 	}
 	if !p.rejections {
 		p.rejectShare = 0
+	}
+	if !p.queries {
+		p.queryShare = 0
+	}
+	if p.rejectShare < 0 || p.rejectShare > 1 || p.queryShare < 0 || p.queryShare > 1 {
+		return fmt.Errorf("need 0 <= reject-share, query-share <= 1 (got %g, %g)", p.rejectShare, p.queryShare)
 	}
 	if p.nodes > 0 && !isFlagSet("store") {
 		p.store = "memory"
@@ -199,6 +216,9 @@ func run() error {
 
 	if p.rejections {
 		return benchRejections(p, url, conns, freshStores(p, "rejections"))
+	}
+	if p.queries {
+		return benchRejections(p, url, conns, freshStores(p, "queries"))
 	}
 
 	if p.delivery {
@@ -550,7 +570,25 @@ func benchWorkload(p params, conns []*nats.Conn, idPrefix string, nodes []*node.
 	for w := range rng {
 		rng[w] = rand.New(rand.NewPCG(uint64(w), 42))
 	}
-	var rejected, answered atomic.Int64 // warm-up included
+	var rejected, queried, answered atomic.Int64 // warm-up included
+	querySubject := api.QuerySubject(api.DefaultPrefix, lightbulb.TypeName)
+	query := func(nc *nats.Conn, id string) error {
+		m, err := nc.Request(querySubject, fmt.Appendf(nil, `{"aggregateId":%q}`, id), 30*time.Second)
+		if err != nil {
+			return err
+		}
+		var r api.QueryReply
+		if err := json.Unmarshal(m.Data, &r); err != nil {
+			return err
+		}
+		if !r.OK {
+			return r.Error
+		}
+		if !r.Exists {
+			return fmt.Errorf("query of %s: the bulb does not exist", id)
+		}
+		return nil
+	}
 	before := stats()
 	// Sample how many commands are inside the executor (queued, deciding
 	// or waiting for their write) versus elsewhere (NATS, decoding, replies).
@@ -580,6 +618,10 @@ func benchWorkload(p params, conns []*nats.Conn, idPrefix string, nodes []*node.
 			cmd = "switchOff"
 		}
 		answered.Add(1)
+		if p.queryShare > 0 && rng[w].Float64() < p.queryShare {
+			queried.Add(1)
+			return query(conns[w%len(conns)], fmt.Sprintf("%sbench-%09d", idPrefix, i))
+		}
 		if p.rejectShare > 0 && rng[w].Float64() < p.rejectShare {
 			// The command the bulb's state refuses (already on / off).
 			if cmd == "switchOn" {
@@ -613,6 +655,9 @@ func benchWorkload(p params, conns []*nats.Conn, idPrefix string, nodes []*node.
 	}
 	if n := rejected.Load(); n > 0 {
 		res.note += fmt.Sprintf("  (%.0f%% of the commands rejected, warm-up included)", 100*float64(n)/float64(max(answered.Load(), 1)))
+	}
+	if n := queried.Load(); n > 0 {
+		res.note += fmt.Sprintf("  (%.0f%% of the requests state queries, warm-up included)", 100*float64(n)/float64(max(answered.Load(), 1)))
 	}
 	return res, nil
 }

@@ -14,7 +14,9 @@ import (
 // rejections answered unfenced (executor.Config.UnfencedDecisions, the
 // behaviour before head checks, unsafe with two owners), then fenced by a
 // head check, each on a fresh store. It ends with
-// "fenced/unfenced ratio: X.XX".
+// "fenced/unfenced ratio: X.XX". With -queries the workload is
+// query-heavy instead (-query-share) and the same comparison measures the
+// head check of state queries.
 func benchRejections(p params, url string, conns []*nats.Conn, opener func() (node.StoreOpener, func())) error {
 	var results [2]*result
 	for i, unfenced := range []bool{true, false} {

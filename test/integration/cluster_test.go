@@ -573,12 +573,10 @@ func (l *clusterLoad) send(id, cmd string, args json.RawMessage, cid string) boo
 	start := time.Now()
 	res, err := l.cl.SendRaw(context.Background(), lightbulb.TypeName, id, cmd, args, client.WithCommandID(cid))
 	latency := time.Since(start)
-	ref := model.Ref{Type: lightbulb.TypeName, ID: id}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.mu.refs[ref] = true
+	l.noteLocked(id, cid, res, err)
 	if err != nil {
-		l.mu.failed[cid] = err
 		l.mu.failures = append(l.mu.failures, fmt.Sprintf("%s %s (%s) in phase %q after %v: %v", cmd, id, cid, phase, latency.Round(time.Millisecond), err))
 		attempts := 0
 		var ce *client.Error
@@ -589,7 +587,6 @@ func (l *clusterLoad) send(id, cmd string, args json.RawMessage, cid string) boo
 		return false
 	}
 	l.acks.Add(1)
-	l.mu.acked[ref] = append(l.mu.acked[ref], ackedCommand{id: cid, sequence: res.Sequence, duplicate: res.Duplicate})
 	st := l.mu.stats[phase]
 	st.acked++
 	if res.Attempts > 1 {
@@ -607,9 +604,15 @@ func (l *clusterLoad) send(id, cmd string, args json.RawMessage, cid string) boo
 // recordProbe records a takeover probe: its acknowledgement, or its error,
 // which is expected while the dead node still owns the aggregate.
 func (l *clusterLoad) recordProbe(id, cid string, res *client.Result, err error) {
-	ref := model.Ref{Type: lightbulb.TypeName, ID: id}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.noteLocked(id, cid, res, err)
+}
+
+// noteLocked records what the log check needs of command cid on bulb id:
+// its acknowledgement, or its error.
+func (l *clusterLoad) noteLocked(id, cid string, res *client.Result, err error) {
+	ref := model.Ref{Type: lightbulb.TypeName, ID: id}
 	l.mu.refs[ref] = true
 	if err != nil {
 		l.mu.failed[cid] = err
