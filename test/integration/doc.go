@@ -68,7 +68,9 @@
 // gossip port both ways, plus a cgroup match for the TCP connections the
 // node dials; the rules carry the comment "concursus-jepsen" and are
 // removed at cleanup; without iptables this fault is skipped with a loud
-// line), nats-server SIGKILL and restart, Cassandra stop and start, and a
+// line), nats-server SIGKILL and restart, nats-server SIGSTOP then
+// SIGCONT (frozen, connections open and silent), Cassandra stop and
+// start, and a
 // storm of every answered command id sent again to the queue and to each
 // node's own subject. A checker then reads the events, event_buckets and
 // commands tables with gocql (not through storage/cassandra) and checks

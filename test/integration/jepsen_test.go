@@ -36,7 +36,7 @@ type jepsenConfig struct {
 	attempt  time.Duration // CONCURSUS_JEPSEN_ATTEMPT (2s): per request
 	grace    time.Duration // CONCURSUS_JEPSEN_RAFT_GRACE (10s): the nodes' --raft-failure-grace
 	converge time.Duration // CONCURSUS_JEPSEN_CONVERGE (30s): how long to wait for one ring after a heal before moving on
-	faults   []string      // CONCURSUS_JEPSEN_FAULTS ("kill,stop,partition,nats,cassandra,storm"), in order
+	faults   []string      // CONCURSUS_JEPSEN_FAULTS ("kill,stop,partition,nats,natspause,cassandra,storm"), in order
 	storm    int           // CONCURSUS_JEPSEN_STORM_PARALLEL (32): requests in flight during the storm
 }
 
@@ -49,7 +49,7 @@ func jepsenConfigFromEnv(t *testing.T) jepsenConfig {
 		bulbs: 50, workers: 8, rate: 10, reads: 20,
 		fault: 20 * time.Second, quiet: 10 * time.Second, budget: 90 * time.Second, attempt: 2 * time.Second,
 		grace: 10 * time.Second, converge: 30 * time.Second,
-		faults: []string{"kill", "stop", "partition", "nats", "cassandra", "storm"},
+		faults: []string{"kill", "stop", "partition", "nats", "natspause", "cassandra", "storm"},
 		storm:  32,
 	}
 	dur := func(name string, d *time.Duration) {
@@ -98,8 +98,8 @@ func jepsenConfigFromEnv(t *testing.T) jepsenConfig {
 		c.faults = nil
 		for f := range strings.SplitSeq(v, ",") {
 			f = strings.TrimSpace(f)
-			if !slices.Contains([]string{"kill", "stop", "partition", "nats", "cassandra", "storm"}, f) {
-				t.Fatalf("CONCURSUS_JEPSEN_FAULTS: unknown fault %q (kill, stop, partition, nats, cassandra, storm)", f)
+			if !slices.Contains([]string{"kill", "stop", "partition", "nats", "natspause", "cassandra", "storm"}, f) {
+				t.Fatalf("CONCURSUS_JEPSEN_FAULTS: unknown fault %q (kill, stop, partition, nats, natspause, cassandra, storm)", f)
 			}
 			c.faults = append(c.faults, f)
 		}
@@ -286,6 +286,23 @@ func TestJepsen(t *testing.T) {
 			time.Sleep(cfg.fault)
 			f.heal = time.Now()
 			natsProc, _ = startNATS(t, bins.natsServer, dir, append(natsArgs, "-p", natsPort)...)
+		case "natspause":
+			// nats-server frozen rather than gone: connections stay open
+			// and go silent, so every client (nodes and workload) finds
+			// out by its pings, and the server, resumed, finds its
+			// clients' pings overdue.
+			f.victim = "nats"
+			f.affected = w.bulbs
+			f.start = time.Now()
+			if err := natsProc.signal(syscall.SIGSTOP); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = natsProc.signal(syscall.SIGCONT) })
+			time.Sleep(cfg.fault)
+			f.heal = time.Now()
+			if err := natsProc.signal(syscall.SIGCONT); err != nil {
+				t.Fatal(err)
+			}
 		case "cassandra":
 			f.victim = "cass"
 			f.affected = w.bulbs
