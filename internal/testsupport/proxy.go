@@ -12,16 +12,21 @@ import (
 // that need a connection to lose what it sends without knowing it: with
 // Blackhole on, what the clients send is read and dropped (their writes
 // succeed) while what the server sends still reaches them; Cut then
-// closes every connection so that the clients reconnect. Closed at
-// cleanup.
+// closes every connection so that the clients reconnect, through the
+// proxy, on connections that pass everything. Closed at cleanup.
 type Proxy struct {
-	ln        net.Listener
-	target    string
-	blackhole atomic.Bool
+	ln     net.Listener
+	target string
 
 	mu    sync.Mutex
-	conns []net.Conn
+	conns []*proxied // open now
 	wg    sync.WaitGroup
+}
+
+// proxied is one client's connection and the proxy's to the server.
+type proxied struct {
+	client, server net.Conn
+	drop           atomic.Bool // what the client sends is dropped
 }
 
 // NewProxy listens on a free loopback port and forwards every connection
@@ -45,20 +50,26 @@ func NewProxy(t testing.TB, target string) *Proxy {
 // Addr is the proxy's host:port.
 func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 
-// Blackhole turns the dropping of what clients send on or off.
-func (p *Proxy) Blackhole(on bool) { p.blackhole.Store(on) }
+// Blackhole turns the dropping of what clients send on or off, for the
+// connections open now (those made later pass everything).
+func (p *Proxy) Blackhole(on bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.drop.Store(on)
+	}
+}
 
-// Cut closes every connection through the proxy (both sides) and turns
-// Blackhole off: the connections made after it pass everything.
+// Cut closes every connection open through the proxy, both sides.
 func (p *Proxy) Cut() {
 	p.mu.Lock()
 	conns := p.conns
 	p.conns = nil
 	p.mu.Unlock()
 	for _, c := range conns {
-		_ = c.Close()
+		_ = c.client.Close()
+		_ = c.server.Close()
 	}
-	p.blackhole.Store(false)
 }
 
 func (p *Proxy) accept() {
@@ -72,28 +83,29 @@ func (p *Proxy) accept() {
 			_ = client.Close()
 			continue
 		}
+		c := &proxied{client: client, server: server}
 		p.mu.Lock()
-		p.conns = append(p.conns, client, server)
+		p.conns = append(p.conns, c)
 		p.mu.Unlock()
 		p.wg.Go(func() {
 			_, _ = io.Copy(client, server)
 			_ = client.Close()
 		})
 		p.wg.Go(func() {
-			p.forward(server, client)
+			c.forward()
 			_ = server.Close()
 		})
 	}
 }
 
 // forward copies what the client sends to the server, dropping it while
-// Blackhole is on.
-func (p *Proxy) forward(server, client net.Conn) {
+// drop is on.
+func (c *proxied) forward() {
 	buf := make([]byte, 32<<10)
 	for {
-		n, err := client.Read(buf)
-		if n > 0 && !p.blackhole.Load() {
-			if _, werr := server.Write(buf[:n]); werr != nil {
+		n, err := c.client.Read(buf)
+		if n > 0 && !c.drop.Load() {
+			if _, werr := c.server.Write(buf[:n]); werr != nil {
 				return
 			}
 		}
