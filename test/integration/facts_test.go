@@ -30,8 +30,8 @@ import (
 
 // This file is TestFacts: invariant 7 of DESIGN.md ("state does not
 // depend on arrival order") and the facts API end to end, on three node
-// processes and the Cassandra log, with a node SIGKILLed and another
-// SIGSTOPped in the middle.
+// processes and the Cassandra log, with a node SIGKILLed, another
+// SIGSTOPped and one's gossip cut in the middle.
 //
 // A seeded plan gives about 100 bulbs their facts (created, screwedIn, a
 // dozen switches from one or two sensor streams, some switches stamped
@@ -49,8 +49,9 @@ import (
 // joins and takes some back; then the gossip of one of the three is cut
 // from the others' for 8 s (iptables on the loopback gossip ports; NATS,
 // raft and Cassandra untouched), so that each side rings without the
-// other and both may take an aggregate, and healed. Then every fact and command is sent once more
-// (every answer must be the original one), and the checker
+// other and both may take an aggregate, and healed. Then every fact and
+// command is sent once more (every answer must be the original one), and
+// the checker
 //
 //   - reads the events table with gocql (not through storage/cassandra)
 //     and requires, per bulb, a gap-free history holding every
