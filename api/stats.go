@@ -32,6 +32,9 @@ type ExecutorStats struct {
 	// RecordClashes counts accepted commands whose record found another
 	// decision of the same id already recorded (it should stay 0).
 	RecordClashes int64 `json:"recordClashes,omitempty"`
+	// RecordsMended counts command records written again after their
+	// events were durable and their first write failed.
+	RecordsMended int64 `json:"recordsMended,omitempty"`
 	// Loads counts aggregates loaded from the event log.
 	Loads int64 `json:"loads"`
 	// Facts counts facts recorded, FactDuplicates facts already in their

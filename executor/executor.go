@@ -112,6 +112,8 @@ type Executor struct {
 	flushers   sync.WaitGroup
 	filtering  sync.WaitGroup // the filter feeders
 	filterq    chan commandlog.Record
+	mendq      chan commandlog.Record // records to write again (mend.go)
+	mending    sync.WaitGroup
 	filterWarn rate.Sometimes // the filter-failure warning, at most every 10 s (the count stays in Stats)
 	flushq     chan *flushItem
 	stats      counters
@@ -283,6 +285,9 @@ func New(cfg Config, deps Deps) (*Executor, error) {
 		x.flushers.Add(1)
 		go x.flushLoop()
 	}
+	x.mendq = make(chan commandlog.Record, mendQueue)
+	x.mending.Add(1)
+	go x.mendRecords()
 	if x.filter != nil {
 		x.filterq = make(chan commandlog.Record, 1<<16)
 		for range filterFeeders {
@@ -932,6 +937,7 @@ func (x *Executor) Close() error {
 		x.workers.Wait()
 		x.flushers.Wait()
 		x.filtering.Wait()
+		x.mending.Wait()
 		return nil
 	}
 	if x.inflight.Load() == 0 {
@@ -942,6 +948,8 @@ func (x *Executor) Close() error {
 	x.workers.Wait()
 	close(x.flushq)
 	x.flushers.Wait()
+	close(x.mendq)   // the flushers were its only senders
+	x.mending.Wait() // each attempt is bounded by StoreTimeout
 	if x.filterq != nil {
 		close(x.filterq)
 		x.filtering.Wait() // each Record is bounded by StoreTimeout

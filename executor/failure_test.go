@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
+	"github.com/concursus-go/concursus/commandlog"
 	"github.com/concursus-go/concursus/eventlog"
 	"github.com/concursus-go/concursus/executor"
+	"github.com/concursus-go/concursus/internal/testsupport"
 	"github.com/concursus-go/concursus/model"
 )
 
@@ -213,15 +216,37 @@ func TestCorruptHistoryIsUnavailable(t *testing.T) {
 // The command log failing after the events are durable: the command stands
 // (its events are in the log and it is answered as accepted).
 func TestCommandLogPutFailureKeepsTheCommand(t *testing.T) {
-	h, cl, ref := newFlakyHarness(t, "put-fails")
-	cl.failPut.Store(true)
-	res, err := h.exec(t, ref, "inc", "increment", "")
-	if err != nil || res.Sequence != 2 {
-		t.Fatalf("got %+v %v, want accepted at sequence 2", res, err)
-	}
-	cl.failPut.Store(false)
-	h.checkLastSeq(t, ref, 2, "")
-	if n := h.checkCounterHistory(t, ref); n != 1 {
-		t.Errorf("%d increments, want 1", n)
+	for _, insert := range []bool{false, true} {
+		t.Run(map[bool]string{false: "put", true: "insert"}[insert], func(t *testing.T) {
+			cl := &flakyCommands{}
+			opt := withFlakyCommands(cl)
+			if insert {
+				opt = withFlakyInserter(cl)
+			}
+			h := newHarness(t, executor.Config{}, opt)
+			ref := h.newCounter(t, "put-fails")
+			cl.failPut.Store(true)
+			res, err := h.exec(t, ref, "inc", "increment", "")
+			if err != nil || res.Sequence != 2 {
+				t.Fatalf("got %+v %v, want accepted at sequence 2", res, err)
+			}
+			// The record is written again once the command log takes it.
+			time.Sleep(300 * time.Millisecond) // a few of the mender's attempts fail meanwhile
+			if _, err := h.commands.Get(context.Background(), "inc"); !errors.Is(err, commandlog.ErrNotFound) {
+				t.Fatalf("record of inc while the command log fails: %v, want not found", err)
+			}
+			cl.failPut.Store(false)
+			testsupport.Eventually(t, 10*time.Second, "the record of inc mended", func() bool {
+				rec, err := h.commands.Get(context.Background(), "inc")
+				return err == nil && rec.Outcome == commandlog.Accepted && rec.FirstSequence == 2 && rec.LastSequence == 2
+			})
+			if st := h.x.Stats(); st.RecordsMended != 1 || st.RecordClashes != 0 {
+				t.Errorf("stats %+v: want 1 record mended, no clash", st)
+			}
+			h.checkLastSeq(t, ref, 2, "")
+			if n := h.checkCounterHistory(t, ref); n != 1 {
+				t.Errorf("%d increments, want 1", n)
+			}
+		})
 	}
 }

@@ -356,20 +356,21 @@ func (x *Executor) flushSeparately(ctx context.Context, batch []*flushItem) []er
 
 // recordFailed handles records that could not be written: a command whose
 // events are durable stands (only the record that answers its retries is
-// missing, and the aggregate's history answers them); a decision that wrote
-// nothing else fails, so it is not answered from a decision no record
-// keeps.
+// missing; the aggregate's history answers them until the mender has
+// written it, mend.go); a decision that wrote nothing else fails, so it is
+// not answered from a decision no record keeps.
 func (x *Executor) recordFailed(batch []*flushItem, owners []int, errs []error, err error) {
-	appended := 0
+	var mend []commandlog.Record
 	for _, i := range owners {
 		if batch[i].append != nil {
-			appended++
+			mend = append(mend, batch[i].record)
 			continue
 		}
 		errs[i] = fmt.Errorf("%w: command log: %v", eventlog.ErrUnavailable, err)
 	}
-	if appended > 0 {
-		x.log.Error("command log write failed; the aggregates' histories answer these commands' retries", "commands", appended, "err", err)
+	if len(mend) > 0 {
+		x.log.Error("command log write failed; the aggregates' histories answer these commands' retries until the records are written again", "commands", len(mend), "err", err)
+		x.mendLater(mend)
 	}
 }
 

@@ -358,6 +358,28 @@ func withFlakyCommands(f *flakyCommands) option {
 	}
 }
 
+// flakyInserter is a flakyCommands that is also a commandlog.Inserter
+// (as the Cassandra command log is): Insert fails while failPut is set.
+type flakyInserter struct{ *flakyCommands }
+
+func (f flakyInserter) Insert(ctx context.Context, records []commandlog.Record) []error {
+	if f.failPut.Load() {
+		errs := make([]error, len(records))
+		for i := range errs {
+			errs[i] = fmt.Errorf("%w: injected insert failure", commandlog.ErrUnavailable)
+		}
+		return errs
+	}
+	return f.Log.(commandlog.Inserter).Insert(ctx, records)
+}
+
+func withFlakyInserter(f *flakyCommands) option {
+	return func(h *harness, d *executor.Deps) {
+		f.Log = h.commands
+		d.Commands = flakyInserter{f}
+	}
+}
+
 // newFlakyHarness builds a harness whose command log is a flakyCommands
 // (with no failure set yet) and creates the counter id in it.
 func newFlakyHarness(t *testing.T, id string) (*harness, *flakyCommands, model.Ref) {

@@ -12,7 +12,7 @@ type counters struct {
 	batches, appended, filterFailures                   atomic.Int64
 	headChecks, fenced, doubtedMisses, recordClashes    atomic.Int64
 	facts, factDuplicates, factsRefused, lateEvents     atomic.Int64
-	refolds                                             atomic.Int64
+	refolds, recordsMended                              atomic.Int64
 }
 
 // Stats are cumulative counters since the executor started. They are the
@@ -39,6 +39,7 @@ func (x *Executor) Stats() Stats {
 		Fenced:         x.stats.fenced.Load(),
 		DoubtedMisses:  x.stats.doubtedMisses.Load(),
 		RecordClashes:  x.stats.recordClashes.Load(),
+		RecordsMended:  x.stats.recordsMended.Load(),
 		Facts:          x.stats.facts.Load(),
 		FactDuplicates: x.stats.factDuplicates.Load(),
 		FactsRefused:   x.stats.factsRefused.Load(),

@@ -229,6 +229,7 @@ const (
 	chkOneOutcome    = "one outcome per command id (all replies agree)"
 	chkStormDup      = "storm: a resend of an accepted command is a duplicate"
 	chkLinearizable  = "every reply linearizable per aggregate (porcupine)"
+	chkReadReplies   = "state queries answered with a state or a retryable error"
 	chkStream        = "every logged event in the stream"
 	chkMinority      = "an isolated minority removes no majority raft voter"
 )
@@ -490,6 +491,23 @@ func checkJepsen(t *testing.T, l *jLog, ops []*jOp, reads []*jRead, start time.T
 		if _, ok := l.records[cid]; !ok {
 			rs := runs[cid]
 			v.addOp(chkRecords, byID[cid], "%s: events %s %d..%d have no command record", cid, rs[0].aggregate, rs[0].first, rs[0].last)
+		}
+	}
+
+	// Reads: a readable state, or an error that says "try again"; a
+	// refusal of a valid query, or a reply that cannot be read, is a
+	// fault (the linearizability check only sees the readable ones).
+	for _, r := range reads {
+		if r.reply == nil && r.err == "" {
+			continue
+		}
+		v.check(chkReadReplies, 1)
+		switch {
+		case r.reply == nil: // no reply (timeout, no responders): says nothing
+		case r.err != "":
+			v.add(chkReadReplies, "%s of %s: %s", r.id, r.aggregate, r.err)
+		case !r.reply.OK && (r.reply.Error == nil || definiteFailure(r.reply.Error.Code) || r.reply.Error.Code == codeRejected):
+			v.add(chkReadReplies, "%s of %s: refused: %+v", r.id, r.aggregate, r.reply.Error)
 		}
 	}
 

@@ -145,9 +145,13 @@ func TestJepsenCheckerSelf(t *testing.T) {
 	l.events["d"] = l.events["d"][1:]     // d starts at sequence 2: a gap
 	l.heads["c"][0] = 99                  // a head that is not the last row
 	delete(stream, "e-2-screwedIn")       // not in the stream
-	v = checkJepsen(t, l, build(bad), nil, start, stream)
+	badReads := []*jRead{
+		{id: "r-garbled", aggregate: "b", invoke: at(5), complete: at(5.1), reply: &jQueryReply{OK: true}, err: `undecodable state ""`},
+		{id: "r-refused", aggregate: "b", invoke: at(5), complete: at(5.1), reply: &jQueryReply{Error: &jError{Code: codeInvalid}}},
+	}
+	v = checkJepsen(t, l, build(bad), badReads, start, stream)
 	for _, name := range []string{chkGapFree, chkFence, chkOneBatch, chkDefinite, chkRejectedNoEvt, chkUnknownCID,
-		chkRecords, chkRecordReplies, chkOneOutcome, chkStormDup, chkLinearizable, chkStream} {
+		chkRecords, chkRecordReplies, chkOneOutcome, chkStormDup, chkLinearizable, chkReadReplies, chkStream} {
 		if len(v.found[name]) == 0 {
 			t.Errorf("planted fault not found by %q", name)
 		}
