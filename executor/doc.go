@@ -78,7 +78,12 @@
 // Records are inserted, never replaced (commandlog.Inserter, or the
 // DecisionWriter's transaction): when a second decision of one id is
 // written, the first one stands and is the answer (commandlog.DecidedError).
-// Commands are recorded in the same flush as their events.
+// Commands are recorded in the same flush as their events. Without a
+// DecisionWriter the two are separate writes (on Cassandra, two
+// partitions): when the events are durable and the record write fails,
+// the command stands, its history answers its retries, and a mender writes
+// the record again with a back-off until the command log takes it
+// (Stats.RecordsMended), so that the record exists once the store is back.
 //
 // The domain handlers must be deterministic in the state, the arguments and
 // the command's timestamp: two owners deciding one command on the same state
