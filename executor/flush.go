@@ -341,17 +341,26 @@ func (x *Executor) flushSeparately(ctx context.Context, batch []*flushItem) []er
 			// record (DecidedError) or the failure is its outcome.
 			errs[i] = err
 		case errors.As(err, &decided):
-			if r := decided.Record; r.Outcome != commandlog.Accepted || r.FirstSequence != batch[i].record.FirstSequence {
-				x.stats.recordClashes.Add(1)
-				x.log.Error("command recorded twice with different outcomes; the log holds this one's events",
-					"aggregate", batch[i].record.Ref.String(), "commandId", batch[i].record.CommandID,
-					"recorded", string(r.Outcome), "appended", fmt.Sprintf("%d..%d", batch[i].record.FirstSequence, batch[i].record.LastSequence))
-			}
+			_ = x.checkClash(batch[i].record, decided.Record)
 		default:
 			x.recordFailed(batch, []int{i}, errs, err)
 		}
 	}
 	return errs
+}
+
+// checkClash reports (and logs, and counts) a standing record that is not
+// the accepted one of mine, whose events the log holds: it should never
+// happen.
+func (x *Executor) checkClash(mine, standing commandlog.Record) bool {
+	if standing.Outcome == commandlog.Accepted && standing.FirstSequence == mine.FirstSequence {
+		return false
+	}
+	x.stats.recordClashes.Add(1)
+	x.log.Error("command recorded twice with different outcomes; the log holds this one's events",
+		"aggregate", mine.Ref.String(), "commandId", mine.CommandID,
+		"recorded", string(standing.Outcome), "appended", fmt.Sprintf("%d..%d", mine.FirstSequence, mine.LastSequence))
+	return true
 }
 
 // recordFailed handles records that could not be written: a command whose

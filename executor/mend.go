@@ -2,7 +2,6 @@ package executor
 
 import (
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/concursus-go/concursus/commandlog"
@@ -116,15 +115,12 @@ func (x *Executor) writeMended(records []commandlog.Record) []commandlog.Record 
 		case err == nil:
 			x.mended(records[i : i+1])
 		case errors.As(err, &decided):
-			// Written by an earlier attempt whose answer was lost, or
-			// decided elsewhere: either way a record stands.
-			if r := decided.Record; r.Outcome != commandlog.Accepted || r.FirstSequence != records[i].FirstSequence {
-				x.stats.recordClashes.Add(1)
-				x.log.Error("command recorded twice with different outcomes; the log holds this one's events",
-					"aggregate", records[i].Ref.String(), "commandId", records[i].CommandID,
-					"recorded", string(r.Outcome), "appended", fmt.Sprintf("%d..%d", records[i].FirstSequence, records[i].LastSequence))
+			// Written by an earlier attempt whose answer was lost (then it
+			// is mended), or decided elsewhere: either way a record stands
+			// and there is nothing more to write.
+			if !x.checkClash(records[i], decided.Record) {
+				x.mended(records[i : i+1])
 			}
-			x.mended(records[i : i+1])
 		default:
 			left = append(left, records[i])
 		}
