@@ -250,3 +250,24 @@ func TestCommandLogPutFailureKeepsTheCommand(t *testing.T) {
 		})
 	}
 }
+
+// Closing while the command log still fails: the mender makes its last
+// attempt and gives up (the record is left to the history), and Close
+// returns.
+func TestCloseGivesUpOnUnwrittenRecords(t *testing.T) {
+	h, cl, ref := newFlakyHarness(t, "close-unmended")
+	cl.failPut.Store(true)
+	if res, err := h.exec(t, ref, "inc", "increment", ""); err != nil || res.Sequence != 2 {
+		t.Fatalf("got %+v %v, want accepted at sequence 2", res, err)
+	}
+	if err := h.x.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if st := h.x.Stats(); st.RecordsMended != 0 {
+		t.Errorf("stats %+v: nothing could be mended", st)
+	}
+	if _, err := h.commands.Get(context.Background(), "inc"); !errors.Is(err, commandlog.ErrNotFound) {
+		t.Errorf("record of inc: %v, want not found", err)
+	}
+	h.checkLastSeq(t, ref, 2, "")
+}

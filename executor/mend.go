@@ -37,7 +37,8 @@ func (x *Executor) mendLater(records []commandlog.Record) {
 	}
 }
 
-// mendRecords runs until mendq is closed and drained.
+// mendRecords runs until mendq is closed: it writes what it holds, waits a
+// back-off while writes fail, and makes one last attempt once closed.
 func (x *Executor) mendRecords() {
 	defer x.mending.Done()
 	var pending []commandlog.Record
@@ -50,29 +51,17 @@ func (x *Executor) mendRecords() {
 			}
 			pending = append(pending, r)
 		}
-		closed := false
-	more:
-		for {
-			select {
-			case r, ok := <-x.mendq:
-				if !ok {
-					closed = true
-					break more
-				}
-				pending = append(pending, r)
-			default:
-				break more
-			}
-		}
+		var open bool
+		pending, open = receiveQueued(x.mendq, pending)
 		pending = x.writeMended(pending)
-		switch {
-		case closed:
+		if !open {
 			if len(pending) > 0 {
 				x.log.Error("closing with command records not written; their aggregates' histories answer these commands' retries",
 					"records", len(pending), "first", pending[0].CommandID)
 			}
 			return
-		case len(pending) == 0:
+		}
+		if len(pending) == 0 {
 			b.Reset()
 			continue
 		}
@@ -81,16 +70,25 @@ func (x *Executor) mendRecords() {
 		case <-t.C:
 		case r, ok := <-x.mendq:
 			t.Stop()
+			if ok {
+				pending = append(pending, r)
+			} // closed: the next round sees it, makes the last attempt and returns
+		}
+	}
+}
+
+// receiveQueued appends to pending what q holds now, without waiting;
+// open is false once q is closed.
+func receiveQueued(q <-chan commandlog.Record, pending []commandlog.Record) (_ []commandlog.Record, open bool) {
+	for {
+		select {
+		case r, ok := <-q:
 			if !ok {
-				// Closing: one last attempt, then what is left is logged.
-				pending = x.writeMended(pending)
-				if len(pending) > 0 {
-					x.log.Error("closing with command records not written; their aggregates' histories answer these commands' retries",
-						"records", len(pending), "first", pending[0].CommandID)
-				}
-				return
+				return pending, false
 			}
 			pending = append(pending, r)
+		default:
+			return pending, true
 		}
 	}
 }
