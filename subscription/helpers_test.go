@@ -257,20 +257,27 @@ func (r *recorder) catchAll() *subscription.Handlers {
 	return &h
 }
 
-// settle waits until the subscription has had nothing delivered for a
-// while, to check that nothing more comes.
-func settle(t *testing.T, s *subscription.Subscription) {
+// settle waits until the subscription's consumer has nothing left for
+// it: no message it is to be given is pending or unacknowledged, and
+// nothing is held for event time. A handler runs, and the counters move,
+// before its event is acknowledged, so from then on nothing more comes
+// and the subscription's stats and what its handlers saw are final.
+func settle(t *testing.T, e *env, s *subscription.Subscription) {
 	t.Helper()
-	last, quiet := s.Stats(), 0
-	for quiet < 10 {
-		time.Sleep(20 * time.Millisecond)
-		now := s.Stats()
-		if now == last {
-			quiet++
-		} else {
-			last, quiet = now, 0
+	testsupport.EventuallyErr(t, 10*time.Second, "the consumer to be drained", func() error {
+		c, err := e.js.Consumer(context.Background(), api.StreamName(e.prefix), s.Durable())
+		if err != nil {
+			return err
 		}
-	}
+		info, err := c.Info(context.Background())
+		if err != nil {
+			return err
+		}
+		if held := s.Stats().Held; info.NumPending != 0 || info.NumAckPending != 0 || held != 0 {
+			return fmt.Errorf("pending %d, unacknowledged %d, held %d", info.NumPending, info.NumAckPending, held)
+		}
+		return nil
+	})
 }
 
 func wantKeys(t *testing.T, what string, got []string, want ...string) {

@@ -53,7 +53,7 @@ func TestTypedHandlersDecodePayloads(t *testing.T) {
 		ev("b1", 3, "switchedOn", ""))
 	s := e.subscribe(e.config("typed"), &h)
 	testsupport.Eventually(t, 5*time.Second, "3 events delivered", func() bool { return s.Stats().Delivered == 3 })
-	settle(t, s)
+	settle(t, e, s)
 	mu.Lock()
 	defer mu.Unlock()
 	if !slices.Equal(wattages, []int{60}) || !slices.Equal(locations, []string{"hall"}) {
@@ -116,7 +116,7 @@ func TestEventsFilter(t *testing.T) {
 		cfg.Events = []string{"created_0", "switchedOn_0"}
 		s := e.subscribe(cfg, rec.catchAll())
 		testsupport.Eventually(t, 5*time.Second, "4 events", func() bool { return rec.count() == 4 })
-		settle(t, s)
+		settle(t, e, s)
 		wantKeys(t, "handled", rec.keys(), "b1#1", "b1#3", "b2#1", "b1#5")
 		if st := s.Stats(); st.Delivered != 4 || st.GapsFilled != 2 || st.GapEvents != 2 || st.Handled != 4 {
 			t.Errorf("stats %+v: want 4 delivered and handled, 2 jumps filled with the 2 screwedIn events", st)
@@ -132,7 +132,7 @@ func TestEventsFilter(t *testing.T) {
 		cfg.DisableGapFill = true
 		s := e.subscribe(cfg, rec.catchAll())
 		testsupport.Eventually(t, 5*time.Second, "2 events", func() bool { return rec.count() == 2 })
-		settle(t, s)
+		settle(t, e, s)
 		wantKeys(t, "handled", rec.keys(), "b1#2", "b1#4")
 	})
 }
@@ -166,7 +166,7 @@ func TestStartPositions(t *testing.T) {
 			testsupport.Eventually(t, 5*time.Second, "the events already in the stream", func() bool { return rec.count() >= len(tc.want)-1 })
 			e.publish(ev("b1", tc.after, "created", ""))
 			testsupport.Eventually(t, 5*time.Second, "the event published after", func() bool { return rec.count() >= len(tc.want) })
-			settle(t, s)
+			settle(t, e, s)
 			wantKeys(t, "handled", rec.keys(), tc.want...)
 			if st := s.Stats(); st.GapsFilled+st.GapsSkipped != 0 {
 				t.Errorf("stats %+v: a later start is no gap", st)
@@ -180,7 +180,7 @@ func TestStartPositions(t *testing.T) {
 	cfg := e.config("start-live")
 	cfg.Start = subscription.FromBeginning()
 	s := e.subscribe(cfg, rec.catchAll())
-	settle(t, s)
+	settle(t, e, s)
 	if rec.count() != 0 {
 		t.Errorf("a resumed consumer delivered %v", rec.keys())
 	}
@@ -226,7 +226,7 @@ func TestRestartResumesAfterTheLastAcknowledgedEvent(t *testing.T) {
 	var second recorder
 	s2 := e.subscribe(cfg, second.catchAll())
 	testsupport.Eventually(t, 10*time.Second, "the other 7 events", func() bool { return second.count() >= 7 })
-	settle(t, s2)
+	settle(t, e, s2)
 	wantKeys(t, "after the restart", second.keys(), "b2#2", "b1#3", "b2#3", "b1#4", "b2#4", "b1#5", "b2#5")
 	info := e.consumerInfo("restart")
 	if info.NumAckPending != 0 || info.NumPending != 0 || info.AckFloor.Stream != 10 {
@@ -305,7 +305,7 @@ func TestGroupSharesTheAggregates(t *testing.T) {
 	}
 	testsupport.Eventually(t, 10*time.Second, "every event handled", func() bool { return total() >= len(events) })
 	for _, s := range subs {
-		settle(t, s)
+		settle(t, e, s)
 	}
 	if total() != len(events) {
 		t.Fatalf("%d events handled, want %d", total(), len(events))
@@ -355,7 +355,7 @@ func TestDuplicatesAreDropped(t *testing.T) {
 	var rec recorder
 	s := e.subscribe(e.config("dedup"), rec.catchAll())
 	testsupport.Eventually(t, 5*time.Second, "5 deliveries", func() bool { return s.Stats().Delivered == 5 })
-	settle(t, s)
+	settle(t, e, s)
 	wantKeys(t, "handled", rec.keys(), "b1#1", "b1#2", "b1#3")
 	if st := s.Stats(); st.Duplicates != 2 || st.Handled != 3 || st.Tracked != 1 {
 		t.Errorf("stats %+v: want 2 duplicates, 3 handled, 1 aggregate tracked", st)
@@ -389,7 +389,7 @@ func TestGapIsFilledFromHistory(t *testing.T) {
 	// The late arrivals are duplicates; the next event is in order.
 	e.publish(log[2], log[3], log[7])
 	testsupport.Eventually(t, 5*time.Second, "b1#8", func() bool { return rec.count() >= 8 })
-	settle(t, s)
+	settle(t, e, s)
 	if st := s.Stats(); st.GapsFilled != 1 || st.GapEvents != 4 || st.Duplicates != 2 || st.GapsSkipped != 0 {
 		t.Errorf("stats %+v", st)
 	}
@@ -468,7 +468,7 @@ func TestPoisonEventGoesToTheDeadLetters(t *testing.T) {
 	cfg.MaxAttempts = 3
 	s := e.subscribe(cfg, &h)
 	testsupport.Eventually(t, 5*time.Second, "the other events", func() bool { return rec.count() >= 4 })
-	settle(t, s)
+	settle(t, e, s)
 	wantKeys(t, "handled", rec.keys(), "b1#1", "b2#1", "b1#3", "b2#3")
 	if attempts != 3 {
 		t.Errorf("%d attempts on the poison event, want 3", attempts)
@@ -691,7 +691,7 @@ func TestCrashedSubscriptionResumesInOrder(t *testing.T) {
 	cfg.Conn = e.nc
 	s2 := e.subscribe(cfg, second.catchAll())
 	testsupport.Eventually(t, 10*time.Second, "the 6 other events, well before AckWait", func() bool { return second.count() >= 6 })
-	settle(t, s2)
+	settle(t, e, s2)
 	wantKeys(t, "after the crash", second.keys(), "b1#2", "b2#2", "b1#3", "b2#3", "b1#4", "b2#4")
 }
 
@@ -741,7 +741,7 @@ func TestReconnectRecoversLostAcknowledgements(t *testing.T) {
 	cfg.Conn = e.nc
 	s2 := e.subscribe(cfg, second.catchAll())
 	testsupport.Eventually(t, 10*time.Second, "the new event", func() bool { return second.count() >= 1 })
-	settle(t, s2)
+	settle(t, e, s2)
 	wantKeys(t, "after the restart", second.keys(), "b1#3")
 }
 

@@ -20,6 +20,7 @@ type Clock struct {
 		sync.Mutex
 		now    time.Time
 		timers []*Timer
+		fired  int
 	}
 }
 
@@ -52,6 +53,16 @@ func (c *Clock) Advance(d time.Duration) {
 	defer c.mu.Unlock()
 	c.mu.now = c.mu.now.Add(d)
 	c.fireLocked()
+}
+
+// Fired counts the timers the clock has fired so far. A timer fires
+// inside Set, Advance or Reset, never later, so a test that reads Fired
+// before and after moving the clock knows whether that move woke anyone:
+// if it did not, nothing driven by the clock has happened since.
+func (c *Clock) Fired() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mu.fired
 }
 
 func (c *Clock) fireLocked() {
@@ -110,6 +121,7 @@ func (t *Timer) Stop() bool {
 func (t *Timer) fireLocked() {
 	if t.active && !t.at.After(t.c.mu.now) {
 		t.active = false
+		t.c.mu.fired++
 		select {
 		case t.ch <- t.c.mu.now:
 		default:

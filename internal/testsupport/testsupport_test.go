@@ -70,6 +70,10 @@ func TestClockTimers(t *testing.T) {
 	if _, ok := fired(ch); !ok {
 		t.Fatal("a timer of 0 did not fire at once")
 	}
+	// Fired counts every firing: at 2 s, Reset(0), Set, and the timer of 0.
+	if n := c.Fired(); n != 4 {
+		t.Errorf("Fired %d, want 4", n)
+	}
 	if got, want := c.Now(), t0.Add(3*time.Second+time.Hour+time.Minute); !got.Equal(want) {
 		t.Fatalf("Now %v, want %v", got, want)
 	}
