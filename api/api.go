@@ -197,9 +197,9 @@ type Info struct {
 	Ready bool          `json:"ready"`
 	Store string        `json:"store"`
 	Stats ExecutorStats `json:"stats"`
-	// Publisher is the event publisher's counters and outbox position
-	// (eventbus.PublisherStats).
-	Publisher json.RawMessage `json:"publisher,omitempty"`
+	// Publisher is the event publisher's counters and outbox position,
+	// absent when the node runs no publisher.
+	Publisher *PublisherStats `json:"publisher,omitempty"`
 }
 
 // ClusterInfo is one node's account of the cluster: the members it sees,
@@ -228,11 +228,22 @@ type ClusterInfo struct {
 	Ready bool          `json:"ready"`
 	Stats ExecutorStats `json:"stats"`
 	// Idempotency is the node's view of the replicated idempotency filter
-	// (idempotency.Stats: raft role, leader, voters, entries), absent when
-	// the filter is off.
-	Idempotency json.RawMessage `json:"idempotency,omitempty"`
+	// (raft role, leader, voters, entries), absent when the filter is off.
+	Idempotency *IdempotencyStats `json:"idempotency,omitempty"`
 	// Publisher is as in Info.
-	Publisher json.RawMessage `json:"publisher,omitempty"`
+	Publisher *PublisherStats `json:"publisher,omitempty"`
+}
+
+// InRing returns how many of the members the node routes to: those with
+// ClusterMember.InRing set.
+func (c ClusterInfo) InRing() int {
+	n := 0
+	for _, m := range c.Members {
+		if m.InRing {
+			n++
+		}
+	}
+	return n
 }
 
 // ClusterMember is one member as a node sees it.

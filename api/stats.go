@@ -1,5 +1,7 @@
 package api
 
+import "time"
+
 // ExecutorStats are a node's command counters since it started, as
 // Info.Stats and ClusterInfo.Stats carry them. The executor counts them
 // in this very type (executor.Stats is an alias of it).
@@ -56,4 +58,79 @@ type ExecutorStats struct {
 	// aggregates with state or work in memory.
 	InFlight int64 `json:"inFlight"`
 	Cached   int64 `json:"cached"`
+}
+
+// IdempotencyStats describe a node's member of the replicated idempotency
+// filter's raft group as the node sees it, as ClusterInfo.Idempotency
+// carries them. The group reports them in this very type (idempotency.Stats
+// is an alias of it).
+type IdempotencyStats struct {
+	NodeID  string `json:"nodeId"`
+	Addr    string `json:"addr"`
+	GroupID string `json:"groupId,omitempty"`
+	// Role is "leader", "follower", "candidate" or "shutdown".
+	Role string `json:"role"`
+	// Leader is the leader's node id, "" when unknown.
+	Leader       string `json:"leader,omitempty"`
+	Term         uint64 `json:"term"`
+	AppliedIndex uint64 `json:"appliedIndex"`
+	// Voters and NonVoters list the raft configuration's servers.
+	Voters    []string `json:"voters,omitempty"`
+	NonVoters []string `json:"nonVoters,omitempty"`
+	// Filter describes the local replica.
+	Filter FilterStats `json:"filter"`
+	// Batches counts the raft entries of records this node appended as
+	// leader (ticks included), Records the records in them.
+	Batches int64 `json:"batches"`
+	Records int64 `json:"records"`
+	// Forwarded counts forwarding attempts to the leader (a batch retried
+	// counts again), ForwardedRecords the records in them.
+	Forwarded        int64 `json:"forwarded"`
+	ForwardedRecords int64 `json:"forwardedRecords"`
+	// Conflicts lists other group ids advertised by alive members: more
+	// than one group exists (see the idempotency package documentation).
+	Conflicts []string `json:"conflicts,omitempty"`
+}
+
+// FilterStats describes a filter's contents: the local replica of the
+// idempotency filter, as IdempotencyStats.Filter carries it
+// (idempotency.FilterStats is an alias of it).
+type FilterStats struct {
+	// Entries is the number of command ids held.
+	Entries int `json:"entries"`
+	// Buckets is the number of time buckets held (at most buckets+1 per
+	// window).
+	Buckets int `json:"buckets"`
+	// Bytes is the size of the encoded records held (the arena; the index
+	// adds about 26 bytes per entry).
+	Bytes int64 `json:"bytes"`
+	// Now is the filter's time: the largest batch time applied.
+	Now time.Time `json:"now"`
+	// Window is the window of the latest batch.
+	Window time.Duration `json:"window"`
+	// GroupID is the raft group's id, "" until its entry was applied.
+	GroupID string `json:"groupId,omitempty"`
+}
+
+// PublisherStats counts what a node's event publisher did, as Info.Publisher
+// and ClusterInfo.Publisher carry them. The publisher counts them in this
+// very type (eventbus.PublisherStats is an alias of it).
+type PublisherStats struct {
+	// Published events acknowledged by the bus on the live path.
+	Published int64 `json:"published"`
+	// Failed events whose live publication failed (left to the outbox).
+	Failed int64 `json:"failed"`
+	// Deferred events not sent live because the queue was full.
+	Deferred int64 `json:"deferred"`
+	// Republished events published again from the log for this writer's
+	// dirty buckets; Recovered for other (dead) writers.
+	Republished int64 `json:"republished"`
+	Recovered   int64 `json:"recovered"`
+	// Watermark is the last bucket recorded as published; DirtyBuckets
+	// are waiting to be republished; Outstanding marks are in flight.
+	Watermark    int64 `json:"watermark"`
+	DirtyBuckets int   `json:"dirtyBuckets"`
+	Outstanding  int   `json:"outstanding"`
+	// Outbox is false for best-effort publication (no outbox).
+	Outbox bool `json:"outbox"`
 }

@@ -56,7 +56,7 @@ func TestSendReturnsEvents(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Send again: %v", err)
 	}
-	if !again.Duplicate || again.Sequence != 2 || mustJSON(t, again.Events) != mustJSON(t, res.Events) {
+	if !again.Duplicate || again.Sequence != 2 || testsupport.MustJSON(t, again.Events) != testsupport.MustJSON(t, res.Events) {
 		t.Fatalf("repeat with the same command id: %+v", again)
 	}
 
@@ -275,7 +275,7 @@ func TestRetryAfterLostReply(t *testing.T) {
 	if err := json.Unmarshal(first, &orig); err != nil || !orig.OK {
 		t.Fatalf("first attempt on the node: %s %v", first, err)
 	}
-	if !res.Duplicate || res.Attempts != 2 || res.CommandID != orig.CommandID || mustJSON(t, res.Events) != mustJSON(t, orig.Events) {
+	if !res.Duplicate || res.Attempts != 2 || res.CommandID != orig.CommandID || testsupport.MustJSON(t, res.Events) != testsupport.MustJSON(t, orig.Events) {
 		t.Fatalf("result %+v, want the first attempt's outcome %s", res, first)
 	}
 	if last, err := n.EventLog().LastSequence(context.Background(), res.Ref); err != nil || last != 1 {

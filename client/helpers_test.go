@@ -110,12 +110,3 @@ func forward(t *testing.T, nc *nats.Conn, m *nats.Msg) []byte {
 	}
 	return reply.Data
 }
-
-func mustJSON(t *testing.T, v any) string {
-	t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}

@@ -81,26 +81,9 @@ func (c *PublisherConfig) fill() error {
 	return nil
 }
 
-// PublisherStats counts what a Publisher did.
-type PublisherStats struct {
-	// Published events acknowledged by the bus on the live path.
-	Published int64 `json:"published"`
-	// Failed events whose live publication failed (left to the outbox).
-	Failed int64 `json:"failed"`
-	// Deferred events not sent live because the queue was full.
-	Deferred int64 `json:"deferred"`
-	// Republished events published again from the log for this writer's
-	// dirty buckets; Recovered for other (dead) writers.
-	Republished int64 `json:"republished"`
-	Recovered   int64 `json:"recovered"`
-	// Watermark is the last bucket recorded as published; DirtyBuckets
-	// are waiting to be republished; Outstanding marks are in flight.
-	Watermark    int64 `json:"watermark"`
-	DirtyBuckets int   `json:"dirtyBuckets"`
-	Outstanding  int   `json:"outstanding"`
-	// Outbox is false for best-effort publication (no outbox).
-	Outbox bool `json:"outbox"`
-}
+// PublisherStats counts what a Publisher did. It is declared in package
+// api, whose admin replies carry it (Info.Publisher, ClusterInfo.Publisher).
+type PublisherStats = api.PublisherStats
 
 // Publisher implements executor.Publisher on a NATS connection. Start it
 // with NewPublisher and stop it with Close after the executor is closed.

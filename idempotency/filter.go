@@ -13,6 +13,7 @@ import (
 	"github.com/cespare/xxhash/v2"
 	"github.com/hashicorp/raft"
 
+	"github.com/concursus-go/concursus/api"
 	"github.com/concursus-go/concursus/commandlog"
 	"github.com/concursus-go/concursus/internal/wire"
 )
@@ -321,23 +322,9 @@ func mod(a, b int64) int64 {
 	return m
 }
 
-// FilterStats describes a filter's contents.
-type FilterStats struct {
-	// Entries is the number of command ids held.
-	Entries int `json:"entries"`
-	// Buckets is the number of time buckets held (at most buckets+1 per
-	// window).
-	Buckets int `json:"buckets"`
-	// Bytes is the size of the encoded records held (the arena; the index
-	// adds about 26 bytes per entry).
-	Bytes int64 `json:"bytes"`
-	// Now is the filter's time: the largest batch time applied.
-	Now time.Time `json:"now"`
-	// Window is the window of the latest batch.
-	Window time.Duration `json:"window"`
-	// GroupID is the raft group's id, "" until its entry was applied.
-	GroupID string `json:"groupId,omitempty"`
-}
+// FilterStats describes a filter's contents. It is declared in package
+// api, whose admin replies carry it (IdempotencyStats.Filter).
+type FilterStats = api.FilterStats
 
 // Stats returns the filter's figures.
 func (f *Filter) Stats() FilterStats {

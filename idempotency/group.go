@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/concursus-go/concursus/api"
 	"github.com/concursus-go/concursus/cluster"
 	"github.com/concursus-go/concursus/commandlog"
 	"github.com/concursus-go/concursus/internal/backoff"
@@ -563,34 +564,9 @@ func (g *Group) apply(ps []*proposal) error {
 	return nil
 }
 
-// Stats describes the group as this node sees it.
-type Stats struct {
-	NodeID  string `json:"nodeId"`
-	Addr    string `json:"addr"`
-	GroupID string `json:"groupId,omitempty"`
-	// Role is "leader", "follower", "candidate" or "shutdown".
-	Role string `json:"role"`
-	// Leader is the leader's node id, "" when unknown.
-	Leader       string `json:"leader,omitempty"`
-	Term         uint64 `json:"term"`
-	AppliedIndex uint64 `json:"appliedIndex"`
-	// Voters and NonVoters list the raft configuration's servers.
-	Voters    []string `json:"voters,omitempty"`
-	NonVoters []string `json:"nonVoters,omitempty"`
-	// Filter describes the local replica.
-	Filter FilterStats `json:"filter"`
-	// Batches counts the raft entries of records this node appended as
-	// leader (ticks included), Records the records in them.
-	Batches int64 `json:"batches"`
-	Records int64 `json:"records"`
-	// Forwarded counts forwarding attempts to the leader (a batch retried
-	// counts again), ForwardedRecords the records in them.
-	Forwarded        int64 `json:"forwarded"`
-	ForwardedRecords int64 `json:"forwardedRecords"`
-	// Conflicts lists other group ids advertised by alive members: more
-	// than one group exists (see the package documentation).
-	Conflicts []string `json:"conflicts,omitempty"`
-}
+// Stats describes the group as this node sees it. It is declared in
+// package api, whose admin replies carry it (ClusterInfo.Idempotency).
+type Stats = api.IdempotencyStats
 
 // Stats returns the group's figures.
 func (g *Group) Stats() Stats {

@@ -1,8 +1,6 @@
 package node
 
 import (
-	"encoding/json"
-
 	"github.com/nats-io/nats.go"
 
 	"github.com/concursus-go/concursus/api"
@@ -62,28 +60,22 @@ func (n *Node) ClusterInfo() api.ClusterInfo {
 // onClusterInfo answers the admin cluster subjects.
 func (n *Node) onClusterInfo(m *nats.Msg) { n.respond(m, n.ClusterInfo()) }
 
-// groupStats is the idempotency group's counters for admin replies.
-func (n *Node) groupStats() json.RawMessage {
+// groupStats is the idempotency group's counters for admin replies (nil
+// when the node runs no group).
+func (n *Node) groupStats() *api.IdempotencyStats {
 	if n.group == nil {
 		return nil
 	}
-	return rawJSON(n.group.Stats())
+	s := n.group.Stats()
+	return &s
 }
 
-// publisherStats is the publisher's counters for admin replies.
-func (n *Node) publisherStats() json.RawMessage {
+// publisherStats is the publisher's counters for admin replies (nil when
+// the node has no publisher).
+func (n *Node) publisherStats() *api.PublisherStats {
 	if n.pub == nil {
 		return nil
 	}
-	return rawJSON(n.pub.Stats())
-}
-
-// rawJSON encodes a component's stats for an admin reply (nil if they
-// cannot be encoded: the reply goes out without them).
-func rawJSON(v any) json.RawMessage {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return nil
-	}
-	return b
+	s := n.pub.Stats()
+	return &s
 }

@@ -294,8 +294,8 @@ func TestPublishedEvents(t *testing.T) {
 			h.Get(api.HeaderEventID) != want.EventID || h.Get(api.HeaderMsgID) != want.EventID {
 			t.Errorf("event %d headers %v, want id %s seq %d event id %s", i, h, want.AggregateID, want.Sequence, want.EventID)
 		}
-		if mustJSON(t, got) != mustJSON(t, want) {
-			t.Errorf("published event %d differs from the replied one:\n got %s\nwant %s", i, mustJSON(t, got), mustJSON(t, want))
+		if testsupport.MustJSON(t, got) != testsupport.MustJSON(t, want) {
+			t.Errorf("published event %d differs from the replied one:\n got %s\nwant %s", i, testsupport.MustJSON(t, got), testsupport.MustJSON(t, want))
 		}
 		if got.Sequence != next[got.AggregateID]+1 {
 			t.Errorf("%s: sequence %d after %d", got.AggregateID, got.Sequence, next[got.AggregateID])
@@ -335,7 +335,7 @@ func TestDuplicateCommandID(t *testing.T) {
 			if !r.Duplicate || r.CommandID != tc.original.CommandID || r.Sequence != tc.original.Sequence {
 				t.Fatalf("duplicate reply %+v, original sequence %d", r, tc.original.Sequence)
 			}
-			if got, want := mustJSON(t, r.Events), mustJSON(t, tc.original.Events); got != want {
+			if got, want := testsupport.MustJSON(t, r.Events), testsupport.MustJSON(t, tc.original.Events); got != want {
 				t.Fatalf("duplicate events differ from the original:\n got %s\nwant %s", got, want)
 			}
 		})

@@ -131,13 +131,7 @@ func (c *testCluster) waitConverged() {
 		var fp string
 		for _, n := range nodes {
 			info := n.ClusterInfo()
-			in := 0
-			for _, m := range info.Members {
-				if m.InRing {
-					in++
-				}
-			}
-			if in != len(nodes) || info.Fingerprint == "" || (fp != "" && info.Fingerprint != fp) {
+			if info.InRing() != len(nodes) || info.Fingerprint == "" || (fp != "" && info.Fingerprint != fp) {
 				return false
 			}
 			fp = info.Fingerprint
@@ -304,39 +298,26 @@ func startLoad(t *testing.T, url string, workers, perWorker int, stop <-chan str
 	cl := client.New(nc, client.Options{Timeout: 20 * time.Second, Attempt: 2 * time.Second, MinBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
 	for w := range workers {
 		l.wg.Go(func() {
-			on := make([]bool, perWorker)
-			for step := 0; ; step++ {
+			bulbs := testsupport.NewLightbulbs(w, perWorker)
+			for {
 				select {
 				case <-stop:
 					return
 				default:
 				}
-				i := step % perWorker
-				id := fmt.Sprintf("w%d-b%d", w, i)
-				cmd, args := "switchOn", json.RawMessage(nil)
-				switch {
-				case step < perWorker:
-					cmd, args = "create", json.RawMessage(`{"wattage":60}`)
-				case step < 2*perWorker:
-					cmd, args = "screwIn", json.RawMessage(`{"location":"lab"}`)
-				case on[i]:
-					cmd = "switchOff"
-				}
-				cid := fmt.Sprintf("%s-%d", id, step)
-				_, err := cl.SendRaw(context.Background(), lightbulb.TypeName, id, cmd, args, client.WithCommandID(cid))
+				c := bulbs.Next()
+				_, err := cl.SendRaw(context.Background(), lightbulb.TypeName, c.AggregateID, c.Command, c.Args, client.WithCommandID(c.CommandID))
 				l.sent.Add(1)
 				if err != nil {
 					l.mu.Lock()
-					l.failures = append(l.failures, fmt.Errorf("%s %s (%s): %w", cmd, id, cid, err))
+					l.failures = append(l.failures, fmt.Errorf("%s %s (%s): %w", c.Command, c.AggregateID, c.CommandID, err))
 					l.mu.Unlock()
 					return
 				}
-				if step >= 2*perWorker {
-					on[i] = !on[i]
-				}
+				bulbs.Accepted()
 				l.mu.Lock()
-				ref := lbRef(id)
-				l.accepted[ref] = append(l.accepted[ref], cid)
+				ref := lbRef(c.AggregateID)
+				l.accepted[ref] = append(l.accepted[ref], c.CommandID)
 				l.mu.Unlock()
 			}
 		})
@@ -601,26 +582,13 @@ func TestClusterLeavesOutAMemberNATSCannotReach(t *testing.T) {
 	}
 }
 
-// groupInfo is the part of idempotency.Stats these tests read.
-type groupInfo struct {
-	GroupID string   `json:"groupId"`
-	Role    string   `json:"role"`
-	Leader  string   `json:"leader"`
-	Voters  []string `json:"voters"`
-	Filter  struct {
-		Entries int `json:"entries"`
-	} `json:"filter"`
-}
-
-func groupOf(t *testing.T, n *node.Node) groupInfo {
-	t.Helper()
-	var g groupInfo
-	if raw := n.ClusterInfo().Idempotency; raw != nil {
-		if err := json.Unmarshal(raw, &g); err != nil {
-			t.Fatal(err)
-		}
+// groupOf returns n's view of the idempotency group (the zero value when
+// it runs none).
+func groupOf(n *node.Node) api.IdempotencyStats {
+	if g := n.ClusterInfo().Idempotency; g != nil {
+		return *g
 	}
-	return g
+	return api.IdempotencyStats{}
 }
 
 // waitGroup waits until every node is in one raft group with a leader and
@@ -631,7 +599,7 @@ func (c *testCluster) waitGroup(voters int) string {
 	testsupport.Eventually(c.t, 30*time.Second, "one idempotency group with a leader on every node", func() bool {
 		var id string
 		for _, n := range c.list() {
-			g := groupOf(c.t, n)
+			g := groupOf(n)
 			if g.GroupID == "" || g.Leader == "" || (id != "" && g.GroupID != id) || len(g.Voters) != voters {
 				return false
 			}
@@ -710,7 +678,7 @@ func TestClusterIdempotencyFilterAnswersRetriesEverywhere(t *testing.T) {
 	// the new owner is answered from the filter.
 	testsupport.Eventually(t, 10*time.Second, "every replica to hold the outcomes", func() bool {
 		for _, n := range c.list() {
-			if groupOf(t, n).Filter.Entries < 3 {
+			if groupOf(n).Filter.Entries < 3 {
 				return false
 			}
 		}
@@ -751,7 +719,7 @@ func TestClusterIdempotencySurvivesLosingTheRaftLeader(t *testing.T) {
 	// one and keep recording.
 	testsupport.Eventually(t, 30*time.Second, "a new raft leader among the survivors", func() bool {
 		for _, n := range c.list() {
-			if g := groupOf(t, n); g.Leader == "" || g.Leader == leader {
+			if g := groupOf(n); g.Leader == "" || g.Leader == leader {
 				return false
 			}
 		}
@@ -760,7 +728,7 @@ func TestClusterIdempotencySurvivesLosingTheRaftLeader(t *testing.T) {
 	mustOK(t, nc, api.Command{AggregateID: "lead", Command: "screwIn", CommandID: "lead-2", Args: json.RawMessage(`{"location":"hall"}`)})
 	testsupport.Eventually(t, 30*time.Second, "the new outcome on both survivors", func() bool {
 		for _, n := range c.list() {
-			if groupOf(t, n).Filter.Entries < 2 {
+			if groupOf(n).Filter.Entries < 2 {
 				return false
 			}
 		}

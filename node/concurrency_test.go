@@ -115,7 +115,7 @@ func TestConcurrentCommands(t *testing.T) {
 	var dupEvents []string
 	for _, r := range replies {
 		if r.CommandID == "t0-dup" {
-			dupEvents = append(dupEvents, mustJSON(t, r.Events))
+			dupEvents = append(dupEvents, testsupport.MustJSON(t, r.Events))
 		}
 	}
 	for _, e := range dupEvents {

@@ -235,8 +235,8 @@ func TestIdentifierRules(t *testing.T) {
 	n := startNode(t, testConfig(t))
 	nc := testsupport.Connect(t, n.ClientURL())
 	env := func(id, cmdID, stream string) string {
-		return `{"aggregateId":` + mustJSON(t, id) + `,"command":"create","commandId":` + mustJSON(t, cmdID) +
-			`,"streamId":` + mustJSON(t, stream) + `,"args":{"wattage":60}}`
+		return `{"aggregateId":` + testsupport.MustJSON(t, id) + `,"command":"create","commandId":` + testsupport.MustJSON(t, cmdID) +
+			`,"streamId":` + testsupport.MustJSON(t, stream) + `,"args":{"wattage":60}}`
 	}
 	hdr := func(id, cmdID, stream string) map[string]string {
 		return map[string]string{api.HeaderAggregateID: id, api.HeaderCommand: "create", api.HeaderCommandID: cmdID, api.HeaderStream: stream}

@@ -215,12 +215,3 @@ func nextEvent(t *testing.T, sub *nats.Subscription) (*nats.Msg, model.Event) {
 }
 
 func lbRef(id string) model.Ref { return model.Ref{Type: lightbulb.TypeName, ID: id} }
-
-func mustJSON(t *testing.T, v any) string {
-	t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}

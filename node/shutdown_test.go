@@ -79,8 +79,8 @@ func assertDurable(t *testing.T, db *bolt.DB, replies []api.Reply) {
 			if err != nil {
 				t.Fatalf("reading %s: %v", ref, err)
 			}
-			if mustJSON(t, got) != mustJSON(t, r.Events) {
-				t.Errorf("%s: acknowledged events are not in the log as replied:\n log %s\nreply %s", ref, mustJSON(t, got), mustJSON(t, r.Events))
+			if testsupport.MustJSON(t, got) != testsupport.MustJSON(t, r.Events) {
+				t.Errorf("%s: acknowledged events are not in the log as replied:\n log %s\nreply %s", ref, testsupport.MustJSON(t, got), testsupport.MustJSON(t, r.Events))
 			}
 		}
 		if _, err := db.CommandLog().Get(ctx, r.CommandID); err != nil {
@@ -317,7 +317,7 @@ func TestRestartKeepsHistory(t *testing.T) {
 	}
 	// … and a command decided before the restart is still a duplicate.
 	dup := mustOK(t, nc2, api.Command{AggregateID: "rb1", Command: "create", CommandID: "r-1", Args: json.RawMessage(`{"wattage":60}`)})
-	if !dup.Duplicate || mustJSON(t, dup.Events) != mustJSON(t, create.Events) {
-		t.Fatalf("retry after restart: %+v, want the original %s", dup, mustJSON(t, create.Events))
+	if !dup.Duplicate || testsupport.MustJSON(t, dup.Events) != testsupport.MustJSON(t, create.Events) {
+		t.Fatalf("retry after restart: %+v, want the original %s", dup, testsupport.MustJSON(t, create.Events))
 	}
 }

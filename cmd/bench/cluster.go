@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"runtime"
@@ -146,20 +145,10 @@ func startCluster(url string, size int, events eventlog.Log, commands commandlog
 		fp := nodes[0].ClusterInfo().Fingerprint
 		for _, n := range nodes {
 			info := n.ClusterInfo()
-			in := 0
-			for _, m := range info.Members {
-				if m.InRing {
-					in++
-				}
-			}
-			agree = agree && in == size && info.Fingerprint == fp
+			agree = agree && info.InRing() == size && info.Fingerprint == fp
 			if !noFilter {
-				var g struct {
-					Leader string   `json:"leader"`
-					Voters []string `json:"voters"`
-				}
-				_ = json.Unmarshal(info.Idempotency, &g)
-				agree = agree && g.Leader != "" && len(g.Voters) == min(size, 3)
+				g := info.Idempotency
+				agree = agree && g != nil && g.Leader != "" && len(g.Voters) == min(size, 3)
 			}
 		}
 		if agree {

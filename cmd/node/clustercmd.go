@@ -521,20 +521,6 @@ func orNone(s string) string {
 	return s
 }
 
-// groupReport is the part of idempotency.Stats the report shows.
-type groupReport struct {
-	GroupID      string   `json:"groupId"`
-	Role         string   `json:"role"`
-	Leader       string   `json:"leader"`
-	AppliedIndex uint64   `json:"appliedIndex"`
-	Voters       []string `json:"voters"`
-	NonVoters    []string `json:"nonVoters"`
-	Conflicts    []string `json:"conflicts"`
-	Filter       struct {
-		Entries int64 `json:"entries"`
-	} `json:"filter"`
-}
-
 // writeIdempotency prints each node's part in the idempotency filter's
 // raft group, when any node runs one.
 func writeIdempotency(w io.Writer, replies []clusterReply) {
@@ -542,11 +528,8 @@ func writeIdempotency(w io.Writer, replies []clusterReply) {
 	groups, leaders := map[string]bool{}, map[string]bool{}
 	conflict, forming := false, false
 	for _, r := range replies {
-		if r.info.Idempotency == nil {
-			continue
-		}
-		var g groupReport
-		if err := json.Unmarshal(r.info.Idempotency, &g); err != nil {
+		g := r.info.Idempotency
+		if g == nil {
 			continue
 		}
 		if g.GroupID == "" {

@@ -71,8 +71,8 @@ func converged(nodes []*node.Node) bool {
 			return false
 		}
 		fp = info.Fingerprint
-		var g groupReport // and one idempotency group with a leader
-		if json.Unmarshal(info.Idempotency, &g) != nil || g.Leader == "" || g.GroupID == "" || (leader != "" && g.Leader != leader) {
+		g := info.Idempotency // and one idempotency group with a leader
+		if g == nil || g.Leader == "" || g.GroupID == "" || (leader != "" && g.Leader != leader) {
 			return false
 		}
 		leader = g.Leader
@@ -288,8 +288,7 @@ func TestClusterReportDepartedMembers(t *testing.T) {
 // learnt the group id is forming, not a second group.
 func TestIdempotencyReportJoiningIsNotAConflict(t *testing.T) {
 	reply := func(id, group string) clusterReply {
-		raw, _ := json.Marshal(map[string]any{"groupId": group, "role": "follower", "leader": "n1"})
-		return clusterReply{info: api.ClusterInfo{NodeID: id, Idempotency: raw}}
+		return clusterReply{info: api.ClusterInfo{NodeID: id, Idempotency: &api.IdempotencyStats{GroupID: group, Role: "follower", Leader: "n1"}}}
 	}
 	var out bytes.Buffer
 	writeIdempotency(&out, []clusterReply{reply("n1", "g1"), reply("n2", "")})

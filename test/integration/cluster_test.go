@@ -27,6 +27,7 @@ import (
 	"github.com/concursus-go/concursus/client"
 	"github.com/concursus-go/concursus/eventlog"
 	"github.com/concursus-go/concursus/examples/lightbulb"
+	"github.com/concursus-go/concursus/internal/testsupport"
 	"github.com/concursus-go/concursus/model"
 	"github.com/concursus-go/concursus/router"
 	"github.com/concursus-go/concursus/storage/cassandra"
@@ -536,31 +537,18 @@ func startClusterLoad(t *testing.T, url string, workers, perWorker int, phase st
 		l.running.Add(1)
 		l.wg.Go(func() {
 			defer l.running.Add(-1)
-			on := make([]bool, perWorker)
-			for step := 0; ; step++ {
+			bulbs := testsupport.NewLightbulbs(w, perWorker)
+			for {
 				select {
 				case <-l.stop:
 					return
 				default:
 				}
-				i := step % perWorker
-				id := fmt.Sprintf("w%d-b%d", w, i)
-				cmd, args := "switchOn", json.RawMessage(nil)
-				switch {
-				case step < perWorker:
-					cmd, args = "create", json.RawMessage(`{"wattage":60}`)
-				case step < 2*perWorker:
-					cmd, args = "screwIn", json.RawMessage(`{"location":"lab"}`)
-				case on[i]:
-					cmd = "switchOff"
-				}
-				cid := fmt.Sprintf("%s-%d", id, step)
-				if !l.send(id, cmd, args, cid) {
+				c := bulbs.Next()
+				if !l.send(c.AggregateID, c.Command, c.Args, c.CommandID) {
 					return // the aggregate's state is unknown now
 				}
-				if step >= 2*perWorker {
-					on[i] = !on[i]
-				}
+				bulbs.Accepted()
 			}
 		})
 	}

@@ -155,8 +155,8 @@ func TestEventDeliveryProcesses(t *testing.T) {
 	t.Logf("dead letter: %s#%d after %d attempts: %s", poison.Ref(), poison.Sequence, dead[0].Attempts, dead[0].Error)
 	con.report(t)
 	waitUntil(t, 60*time.Second, "n1's publisher to have nothing left to republish", func() bool {
-		var ps eventbus.PublisherStats
-		return json.Unmarshal(h.info("n1").Publisher, &ps) == nil && ps.DirtyBuckets == 0 && ps.Outstanding == 0
+		ps := h.info("n1").Publisher
+		return ps != nil && ps.DirtyBuckets == 0 && ps.Outstanding == 0
 	})
 	publisherReport(t, h)
 	h.reportLogs()
@@ -266,8 +266,7 @@ func streamEventIDs(t *testing.T, js jetstream.JetStream, name string) map[strin
 // publisherReport logs the survivors' publisher counters.
 func publisherReport(t *testing.T, h *clusterHarness) {
 	for id := range h.nodes {
-		info := h.info(id)
-		t.Logf("%s publisher: %s", id, info.Publisher)
+		t.Logf("%s publisher: %+v", id, h.info(id).Publisher)
 	}
 }
 

@@ -19,27 +19,13 @@ import (
 	"github.com/concursus-go/concursus/storage/cassandra"
 )
 
-// raftInfo is the part of idempotency.Stats (ClusterInfo.Idempotency) the
-// test reads.
-type raftInfo struct {
-	GroupID string   `json:"groupId"`
-	Role    string   `json:"role"`
-	Leader  string   `json:"leader"`
-	Voters  []string `json:"voters"`
-	Filter  struct {
-		Entries int `json:"entries"`
-	} `json:"filter"`
-}
-
-func raftOf(t *testing.T, info api.ClusterInfo) raftInfo {
-	t.Helper()
-	var r raftInfo
+// raftOf returns a node's view of the idempotency raft group
+// (ClusterInfo.Idempotency; the zero value when it runs none).
+func raftOf(info api.ClusterInfo) api.IdempotencyStats {
 	if info.Idempotency != nil {
-		if err := json.Unmarshal(info.Idempotency, &r); err != nil {
-			t.Fatalf("%s: idempotency stats: %v", info.NodeID, err)
-		}
+		return *info.Idempotency
 	}
-	return r
+	return api.IdempotencyStats{}
 }
 
 // waitRaft waits until the nodes ids are in one raft group whose leader is
@@ -54,7 +40,7 @@ func (h *clusterHarness) waitRaft(voters int, excluded string, ids ...string) st
 			if err != nil {
 				return false
 			}
-			r := raftOf(h.t, info)
+			r := raftOf(info)
 			if r.GroupID == "" || r.Leader == "" || r.Leader == excluded || len(r.Voters) != voters ||
 				(group != "" && (r.GroupID != group || r.Leader != leader)) {
 				return false
@@ -165,7 +151,7 @@ func TestIdempotencyProcesses(t *testing.T) {
 	}
 	survivors := []string{"n1", "n2", "n3"}
 	survivors = slicesDelete(survivors, leader)
-	entries := func(id string) int { return raftOf(t, h.info(id)).Filter.Entries }
+	entries := func(id string) int { return raftOf(h.info(id)).Filter.Entries }
 	recorded := entries(leader)
 	waitUntil(t, 30*time.Second, "every replica to hold the outcomes", func() bool {
 		for _, id := range survivors {

@@ -4,7 +4,6 @@ package integration
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"maps"
 	"os"
@@ -17,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/concursus-go/concursus/api"
 	"github.com/concursus-go/concursus/examples/lightbulb"
 	"github.com/concursus-go/concursus/router"
 )
@@ -287,10 +285,7 @@ func clusterView(h *clusterHarness, want int) string {
 			}
 			members = append(members, fmt.Sprintf("%s:%s/%d", m.ID, st, m.Partitions))
 		}
-		r := raftInfo{}
-		if info.Idempotency != nil {
-			r = raftOfQuiet(info)
-		}
+		r := raftOf(info)
 		parts = append(parts, fmt.Sprintf("%s sees [%s] fp %.8s raft %s leader %q voters %v",
 			id, strings.Join(members, " "), info.Fingerprint, r.Role, r.Leader, r.Voters))
 	}
@@ -454,12 +449,3 @@ func reportFaults(t *testing.T, faults []*jFault, ops []*jOp) {
 }
 
 func secs(d time.Duration) string { return fmt.Sprintf("%.2fs", d.Seconds()) }
-
-// raftOfQuiet decodes a node's idempotency stats for a log line.
-func raftOfQuiet(info api.ClusterInfo) raftInfo {
-	var r raftInfo
-	if err := json.Unmarshal(info.Idempotency, &r); err != nil {
-		r.Role = "undecodable: " + err.Error()
-	}
-	return r
-}

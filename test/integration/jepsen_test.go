@@ -239,7 +239,7 @@ func TestJepsen(t *testing.T) {
 			}
 			// The raft leader, if any: cutting it off is the hardest case.
 			f.victim = pick()
-			if r := raftOfQuiet(h.info(all[0])); r.Leader != "" && slices.Contains(all, r.Leader) {
+			if r := raftOf(h.info(all[0])); r.Leader != "" && slices.Contains(all, r.Leader) {
 				f.victim = r.Leader
 			}
 			f.affected = ownedBy(owners, f.victim, w.bulbs)
@@ -257,7 +257,7 @@ func TestJepsen(t *testing.T) {
 			// voters (DESIGN: the idempotency group survives the loss of a
 			// minority; a minority that reconfigures it does not).
 			if info, err := nodeClusterInfo(h.admin, clusterPrefix, f.victim, 2*time.Second); err == nil {
-				r := raftOfQuiet(info)
+				r := raftOf(info)
 				minorityChecks++
 				var lost []string
 				for _, id := range all {
