@@ -37,6 +37,15 @@ type ExecutorStats struct {
 	// RecordsMended counts command records written again after their
 	// events were durable and their first write failed.
 	RecordsMended int64 `json:"recordsMended,omitempty"`
+	// RecordsRepaired counts command records written from a loaded
+	// history: the command's events were durable but its writer stopped
+	// before writing the record (they are written by the mender, and
+	// counted in RecordsMended too once written).
+	RecordsRepaired int64 `json:"recordsRepaired,omitempty"`
+	// RepairChecks counts the command-log reads made to look for such
+	// records after loads (usually one per load of an aggregate with
+	// commands processed within the executor's RepairWithin).
+	RepairChecks int64 `json:"repairChecks,omitempty"`
 	// Loads counts aggregates loaded from the event log.
 	Loads int64 `json:"loads"`
 	// Facts counts facts recorded, FactDuplicates facts already in their

@@ -81,8 +81,10 @@ const (
 type Record struct {
 	CommandID string    `json:"commandId"`
 	Ref       model.Ref `json:"aggregate"`
-	Command   string    `json:"command"`
-	Outcome   Outcome   `json:"outcome"`
+	// Command is the command's name; empty in a record the executor wrote
+	// from an aggregate's history, which does not say it.
+	Command string  `json:"command"`
+	Outcome Outcome `json:"outcome"`
 	// FirstSequence..LastSequence are the sequence numbers of the events an
 	// accepted command produced. A command that produced no events has
 	// FirstSequence = LastSequence+1 (an empty range ending at the current

@@ -51,6 +51,12 @@ type Config struct {
 	UnfencedDecisions bool
 	// LoadPageSize is the page size used to load a history. Default 512.
 	LoadPageSize int
+	// RepairWithin is how recent the last commands of a loaded history
+	// must be for the executor to check that they have their records,
+	// and to write the missing ones from the history (see "Idempotency"
+	// in the package doc). Keep it at least the time within which clients
+	// retry a command (the idempotency filter's window). Default 1h.
+	RepairWithin time.Duration
 }
 
 // DefaultConfig returns the defaults described on Config.
@@ -64,6 +70,7 @@ func DefaultConfig() Config {
 		Flushers:     1,
 		StoreTimeout: 10 * time.Second,
 		LoadPageSize: eventlog.DefaultPageSize,
+		RepairWithin: time.Hour,
 	}
 }
 
@@ -77,6 +84,7 @@ func (c *Config) fillDefaults() {
 	c.Flushers = cmp.Or(c.Flushers, d.Flushers)
 	c.StoreTimeout = cmp.Or(c.StoreTimeout, d.StoreTimeout)
 	c.LoadPageSize = cmp.Or(c.LoadPageSize, d.LoadPageSize)
+	c.RepairWithin = cmp.Or(c.RepairWithin, d.RepairWithin)
 }
 
 // Validate reports the first unusable value, naming it.
@@ -98,6 +106,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("executor: StoreTimeout %v must be positive", c.StoreTimeout)
 	case c.LoadPageSize < 1:
 		return fmt.Errorf("executor: LoadPageSize %d must be at least 1", c.LoadPageSize)
+	case c.RepairWithin <= 0:
+		return fmt.Errorf("executor: RepairWithin %v must be positive", c.RepairWithin)
 	}
 	return nil
 }

@@ -84,6 +84,15 @@
 // the command stands, its history answers its retries, and a mender writes
 // the record again with a back-off until the command log takes it
 // (Stats.RecordsMended), so that the record exists once the store is back.
+// A writer that dies between the two writes takes its mender with it; the
+// next load of the aggregate repairs that: in the background it reads the
+// records of the history's last commands (processed within
+// Config.RepairWithin), newest first, until one stands, and writes the
+// missing ones from the history (Stats.RecordsRepaired, RepairChecks).
+// Such a record does not know the command's name or arguments; a retry is
+// matched against it by id and aggregate only. Without it, a retry that
+// came after enough newer commands to leave the cached aggregate's memory
+// of its last 16 would have run again.
 //
 // The domain handlers must be deterministic in the state, the arguments and
 // the command's timestamp: two owners deciding one command on the same state

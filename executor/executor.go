@@ -114,6 +114,9 @@ type Executor struct {
 	filterq    chan commandlog.Record
 	mendq      chan commandlog.Record // records to write again (mend.go)
 	mending    sync.WaitGroup
+	repairq    chan repairItem // loaded histories whose records to check (mend.go)
+	repairStop chan struct{}
+	repairing  sync.WaitGroup
 	filterWarn rate.Sometimes // the filter-failure warning, at most every 10 s (the count stays in Stats)
 	flushq     chan *flushItem
 	stats      counters
@@ -288,6 +291,9 @@ func New(cfg Config, deps Deps) (*Executor, error) {
 	x.mendq = make(chan commandlog.Record, mendQueue)
 	x.mending.Add(1)
 	go x.mendRecords()
+	x.repairq, x.repairStop = make(chan repairItem, mendQueue), make(chan struct{})
+	x.repairing.Add(1)
+	go x.repairRecords()
 	if x.filter != nil {
 		x.filterq = make(chan commandlog.Record, 1<<16)
 		for range filterFeeders {
@@ -743,9 +749,10 @@ func (x *Executor) recallFromCommandLog(req *Request) (Result, error, bool) {
 }
 
 // answer turns the recorded outcome of a command id into the reply to a
-// request that carries it again.
+// request that carries it again. A record written from the history (no
+// command name, no digest; mend.go) is matched by aggregate alone.
 func (x *Executor) answer(req *Request, rec commandlog.Record) (Result, error) {
-	if rec.Ref != req.Ref || rec.Command != req.Command {
+	if rec.Ref != req.Ref || (rec.Command != "" && rec.Command != req.Command) {
 		return Result{}, fmt.Errorf("%w: %q was %s on %s, now %s on %s", ErrCommandIDReused, req.CommandID, rec.Command, rec.Ref, req.Command, req.Ref)
 	}
 	if rec.ArgsDigest != "" && rec.ArgsDigest != commandlog.ArgsDigest(req.Args) {
@@ -805,10 +812,12 @@ func (x *Executor) load(e *entity, commandID string) (loaded bool, hit recentCom
 	if err != nil {
 		return fail(err)
 	}
+	var repair []recentCommand
 	if next == 0 || len(first) == 0 {
 		// The whole history, in log order: the recent commands are its
 		// tail; sorted, it is the event-time order.
 		from := max(len(first)-recentScan, 0)
+		repair = x.repairCandidates(first[from:])
 		for i := range first {
 			look(&first[i])
 			if i >= from {
@@ -846,10 +855,12 @@ func (x *Executor) load(e *entity, commandID string) (loaded bool, hit recentCom
 		for i := range page {
 			recent.observe(&page[i])
 		}
+		repair = x.repairCandidates(page)
 	}
 	x.stats.loads.Add(1)
 	e.agg = agg
 	e.recent = recent
+	x.repairLater(e.ref, repair)
 	return true, hit, found, nil
 }
 
@@ -918,13 +929,15 @@ func (x *Executor) recallFromLog(e *entity, req *Request, c recentCommand) (Resu
 		return Result{}, fmt.Errorf("%w: reading recorded events: %v", ErrUnavailable, err)
 	}
 	x.stats.duplicates.Add(1)
-	err = x.record(&flushItem{record: commandlog.Record{
+	rec := commandlog.Record{
 		CommandID: req.CommandID, Ref: e.ref, Command: req.Command, Outcome: commandlog.Accepted,
 		FirstSequence: c.first, LastSequence: c.last, At: events[0].ProcessingTime,
 		// No ArgsDigest: the history does not say what the arguments were.
-	}})
+	}
+	err = x.record(&flushItem{record: rec})
 	if err != nil && !errors.Is(err, commandlog.ErrDecided) {
-		x.log.Warn("re-recording a command failed", "aggregate", e.ref.String(), "commandId", req.CommandID, "err", err)
+		x.log.Warn("re-recording a command failed; the mender retries", "aggregate", e.ref.String(), "commandId", req.CommandID, "err", err)
+		x.mendLater([]commandlog.Record{rec})
 	}
 	return Result{Ref: e.ref, CommandID: req.CommandID, Events: events, Sequence: c.last, Duplicate: true}, nil
 }
@@ -937,6 +950,7 @@ func (x *Executor) Close() error {
 		x.workers.Wait()
 		x.flushers.Wait()
 		x.filtering.Wait()
+		x.repairing.Wait()
 		x.mending.Wait()
 		return nil
 	}
@@ -948,7 +962,9 @@ func (x *Executor) Close() error {
 	x.workers.Wait()
 	close(x.flushq)
 	x.flushers.Wait()
-	close(x.mendq)   // the flushers were its only senders
+	close(x.repairStop) // what it still holds, the next load checks again
+	x.repairing.Wait()
+	close(x.mendq)   // the flushers and the repairer were its only senders
 	x.mending.Wait() // each attempt is bounded by StoreTimeout
 	if x.filterq != nil {
 		close(x.filterq)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/concursus-go/concursus/commandlog"
 	"github.com/concursus-go/concursus/internal/backoff"
+	"github.com/concursus-go/concursus/model"
 )
 
 // The mender writes the records of commands whose events are durable but
@@ -131,4 +132,109 @@ func (x *Executor) mended(records []commandlog.Record) {
 	for _, r := range records {
 		x.log.Info("command record written after its events", "aggregate", r.Ref.String(), "commandId", r.CommandID)
 	}
+}
+
+// A writer that dies between the two writes takes its mender with it: the
+// command's events are durable, and nothing will write its record. Its
+// retry is recognised while the aggregate's history says so: on a cold
+// load (the whole history is searched) and while the command is among the
+// cached aggregate's last few. A retry that came only after newer
+// commands had pushed it out would find neither record nor recent command
+// and run again. So the next load repairs the records: after a cold load,
+// the repairer reads the records of the history's last commands, newest
+// first, until it finds one (the usual case: the first); the ones before
+// it that have none get a record written from the history: accepted, the
+// events' range. The history does not say the command's name or
+// arguments, so a retry is matched against such a record by its id and
+// aggregate only. It works in the background: a load waits for none of it.
+// Only commands processed within Config.RepairWithin are checked, so that
+// records pruned by age are not written again.
+
+// repairItem is a loaded aggregate's last commands, newest first.
+type repairItem struct {
+	ref  model.Ref
+	cmds []recentCommand
+}
+
+// repairCandidates lists the commands of tail (the last events of a
+// history, in log order), newest first, processed within RepairWithin.
+func (x *Executor) repairCandidates(tail []model.Event) []recentCommand {
+	since := x.clock().Add(-x.cfg.RepairWithin)
+	var out []recentCommand
+	for i := len(tail) - 1; i >= 0; i-- {
+		ev := &tail[i]
+		if ev.ProcessingTime.Before(since) {
+			break
+		}
+		if ev.CommandID == "" {
+			continue // a fact: no record
+		}
+		if n := len(out); n > 0 && out[n-1].id == ev.CommandID && out[n-1].first == ev.Sequence+1 {
+			out[n-1].first = ev.Sequence
+			continue
+		}
+		out = append(out, recentCommand{id: ev.CommandID, first: ev.Sequence, last: ev.Sequence})
+	}
+	return out
+}
+
+// repairLater hands a loaded history's last commands to the repairer
+// without blocking; when its queue is full they are not checked (the next
+// load checks again).
+func (x *Executor) repairLater(ref model.Ref, cmds []recentCommand) {
+	if len(cmds) == 0 {
+		return
+	}
+	select {
+	case x.repairq <- repairItem{ref: ref, cmds: cmds}:
+	default:
+	}
+}
+
+// repairRecords runs until Close: it checks each loaded history's last
+// commands' records and hands the missing ones to the mender.
+func (x *Executor) repairRecords() {
+	defer x.repairing.Done()
+	for {
+		select {
+		case it := <-x.repairq:
+			missing, reads := x.missingRecords(it)
+			if len(missing) > 0 {
+				x.log.Warn("commands in the history have no record (their writer stopped between the two writes); writing them from the history",
+					"aggregate", it.ref.String(), "records", len(missing), "first", missing[0].CommandID)
+				x.mendLater(missing)
+			}
+			// Counted once the check is done, so that whoever sees the
+			// reads counted sees what they found.
+			x.stats.recordsRepaired.Add(int64(len(missing)))
+			x.stats.repairChecks.Add(int64(reads))
+		case <-x.repairStop:
+			return
+		}
+	}
+}
+
+// missingRecords reads the records of it's commands, newest first, until
+// one is found, and returns the records of those before it that have none,
+// as the history tells them, and how many records it read. A failed read
+// ends the check (the command log is failing: the next load checks again).
+func (x *Executor) missingRecords(it repairItem) (missing []commandlog.Record, reads int) {
+	for _, c := range it.cmds {
+		ctx, cancel := x.storeCtx()
+		_, err := x.commands.Get(ctx, c.id)
+		cancel()
+		reads++
+		switch {
+		case err == nil:
+			return missing, reads
+		case errors.Is(err, commandlog.ErrNotFound):
+			missing = append(missing, commandlog.Record{
+				CommandID: c.id, Ref: it.ref, Outcome: commandlog.Accepted,
+				FirstSequence: c.first, LastSequence: c.last, At: model.NormalizeTime(x.clock()),
+			})
+		default:
+			return nil, reads
+		}
+	}
+	return missing, reads
 }

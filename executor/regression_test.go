@@ -8,9 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
+	"github.com/concursus-go/concursus/commandlog"
 	"github.com/concursus-go/concursus/eventlog"
 	"github.com/concursus-go/concursus/executor"
+	"github.com/concursus-go/concursus/internal/testsupport"
 )
 
 // ErrUnavailable's doc: "The command may be retried with the same command
@@ -104,4 +107,67 @@ func wrapErr(ch <-chan error) <-chan outcome {
 	out := make(chan outcome, 1)
 	go func() { out <- outcome{err: <-ch} }()
 	return out
+}
+
+// A node dies between its events' append and its record's write: the
+// mender, which would have written the record, dies with it. The next
+// owner's first load finds the command at the end of the history without
+// a record and writes it from the history; however many commands reach
+// the aggregate before the retry does, the retry is then recognised, not
+// run again. (Without the repair the late retry ran a second time.)
+func TestRecordLostInACrashIsRepairedByTheNextLoad(t *testing.T) {
+	dead, cl, ref := newFlakyHarness(t, "crashed")
+	cl.failPut.Store(true)
+	dead.mustExec(t, ref, "old", "increment", "")
+	dead.clock.Advance(2 * time.Hour) // past RepairWithin (1h) for "old"
+	lost := dead.mustExec(t, ref, "lost", "increment", "")
+	if err := dead.x.Close(); err != nil { // the mender gives up: both records are lost
+		t.Fatal(err)
+	}
+	records := dead.commands
+	for _, id := range []string{"old", "lost"} {
+		if _, err := records.Get(context.Background(), id); !errors.Is(err, commandlog.ErrNotFound) {
+			t.Fatalf("record of %s: %v, want not found", id, err)
+		}
+	}
+
+	next := newHarness(t, executor.Config{}, withStores(dead.events, records, nil))
+	next.clock.Set(dead.clock.Now())
+	next.mustExec(t, ref, "later-0", "increment", "") // the cold load
+	testsupport.Eventually(t, 10*time.Second, "the load's records checked", func() bool { return next.x.Stats().RepairChecks > 0 })
+	// Only "lost" is recent enough to be checked: reading on to "old"
+	// would find it missing too, and write it, and go on to "create".
+	if st := next.x.Stats(); st.RepairChecks != 1 || st.RecordsRepaired != 1 {
+		t.Errorf("stats %+v: want 1 record read and repaired", st)
+	}
+	testsupport.Eventually(t, 10*time.Second, "the record of lost written from the history", func() bool {
+		rec, err := records.Get(context.Background(), "lost")
+		return err == nil && rec.Outcome == commandlog.Accepted && rec.FirstSequence == lost.Sequence && rec.LastSequence == lost.Sequence
+	})
+	if _, err := records.Get(context.Background(), "old"); !errors.Is(err, commandlog.ErrNotFound) {
+		t.Errorf("record of old: %v, want not found (older than RepairWithin)", err)
+	}
+	for i := 1; i < 20; i++ {
+		next.mustExec(t, ref, fmt.Sprintf("later-%d", i), "increment", "")
+	}
+	again, err := next.exec(t, ref, "lost", "increment", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !again.Duplicate || again.Sequence != lost.Sequence {
+		t.Errorf("late retry %+v, want the duplicate of %+v", again, lost)
+	}
+	if n := next.checkCounterHistory(t, ref); n != 22 {
+		t.Errorf("%d increments, want 22 (old, lost, later-0..19)", n)
+	}
+
+	// Records that stand are not written again: the next load finds the
+	// newest command's record and stops there.
+	third := newHarness(t, executor.Config{}, withStores(dead.events, records, nil))
+	third.clock.Set(dead.clock.Now())
+	third.mustExec(t, ref, "later-20", "increment", "")
+	testsupport.Eventually(t, 10*time.Second, "the load's records checked", func() bool { return third.x.Stats().RepairChecks > 0 })
+	if st := third.x.Stats(); st.RepairChecks != 1 || st.RecordsRepaired != 0 {
+		t.Errorf("stats %+v: want 1 record read, none repaired", st)
+	}
 }

@@ -54,6 +54,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -261,7 +262,15 @@ func New(ctx context.Context, cfg Config, reg *model.Registry, opts ...Option) (
 	if n.group != nil {
 		deps.Filter = n.group
 	}
-	n.exec, err = executor.New(cfg.Executor, deps)
+	xcfg := cfg.Executor
+	if n.group != nil {
+		// Records missing after a crash are repaired for as long as
+		// clients may retry: at least the filter's window.
+		if w := cfg.Cluster.Idempotency.Window; w > cmp.Or(xcfg.RepairWithin, executor.DefaultConfig().RepairWithin) {
+			xcfg.RepairWithin = w
+		}
+	}
+	n.exec, err = executor.New(xcfg, deps)
 	if err != nil {
 		return nil, err
 	}
