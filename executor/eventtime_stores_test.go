@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	mrand "math/rand/v2"
-	"os"
 	"slices"
 	"testing"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"github.com/concursus-go/concursus/eventlog"
 	"github.com/concursus-go/concursus/examples/lightbulb"
 	"github.com/concursus-go/concursus/executor"
+	"github.com/concursus-go/concursus/internal/testsupport"
 	"github.com/concursus-go/concursus/model"
 	"github.com/concursus-go/concursus/storage/cassandra"
 	"github.com/concursus-go/concursus/storage/memory"
@@ -46,13 +46,7 @@ func everyStore() []storeUnderTest {
 // CI, which must run it).
 func openCassandra(t *testing.T) (eventlog.Log, commandlog.Log) {
 	t.Helper()
-	addr := os.Getenv("CONCURSUS_CASSANDRA")
-	if addr == "" && os.Getenv("CI") == "true" {
-		t.Fatal("CI must run the Cassandra suites: set CONCURSUS_CASSANDRA")
-	}
-	if addr == "" {
-		t.Skip("no Cassandra: start one with `scripts/cassandra.sh start` and set CONCURSUS_CASSANDRA=127.0.0.1:9042")
-	}
+	addr := testsupport.CassandraAddr(t, "the Cassandra suites")
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	cfg := cassandra.DefaultConfig()

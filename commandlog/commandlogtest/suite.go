@@ -17,7 +17,8 @@
 // suite also checks Prune.
 //
 // Test records carry times truncated to milliseconds in UTC, the precision
-// stores are required to keep; times are compared with time.Time.Equal.
+// stores are required to keep; times are compared with time.Time.Equal. A
+// store's own tests can build their records with NewRecord.
 package commandlogtest
 
 import (
@@ -79,11 +80,15 @@ func runOptional[I any](t *testing.T, name string, open func(*testing.T) command
 	})
 }
 
-// base is the time test records start from; it has millisecond precision.
-var base = time.Date(2025, time.March, 14, 15, 9, 26, 535_000_000, time.UTC)
+// Base is the time the suite's records start from; it has millisecond
+// precision.
+var Base = time.Date(2025, time.March, 14, 15, 9, 26, 535_000_000, time.UTC)
 
-// newRecord builds an accepted record for command id.
-func newRecord(id string, at time.Time) commandlog.Record {
+// NewRecord builds an accepted record for command id at at, as the suite
+// writes it; stores' own tests use it too. It records that command
+// switchOn of lightbulb bulb-id appended sequences 3 and 4, with the
+// digest of the arguments {"id":id}.
+func NewRecord(id string, at time.Time) commandlog.Record {
 	return commandlog.Record{
 		CommandID:     id,
 		Ref:           model.Ref{Type: "lightbulb", ID: "bulb-" + id},
@@ -138,7 +143,7 @@ func testRoundTrip(t *testing.T, l commandlog.Log) {
 		Outcome:       commandlog.Accepted,
 		FirstSequence: 1,
 		LastSequence:  2,
-		At:            base,
+		At:            Base,
 	}
 	noEvents := commandlog.Record{
 		CommandID:     "noop",
@@ -147,7 +152,7 @@ func testRoundTrip(t *testing.T, l commandlog.Log) {
 		Outcome:       commandlog.Accepted,
 		FirstSequence: 8,
 		LastSequence:  7,
-		At:            base.Add(-400 * 24 * time.Hour).In(time.FixedZone("UTC-7", -7*3600)),
+		At:            Base.Add(-400 * 24 * time.Hour).In(time.FixedZone("UTC-7", -7*3600)),
 	}
 	rejected := commandlog.Record{
 		CommandID: "client-key/with:odd chars",
@@ -157,7 +162,7 @@ func testRoundTrip(t *testing.T, l commandlog.Log) {
 		Code:      "rejected",
 		Reason:    "not_screwed_in",
 		Message:   "the bulb \"b-3\" is not screwed in\nso it cannot be switched on",
-		At:        base.Add(time.Millisecond),
+		At:        Base.Add(time.Millisecond),
 	}
 	mustPut(t, l, accepted, noEvents)
 	mustPut(t, l, rejected)
@@ -168,7 +173,7 @@ func testRoundTrip(t *testing.T, l commandlog.Log) {
 
 func testNotFound(t *testing.T, l commandlog.Log) {
 	checkAbsent(t, l, "never-seen")
-	mustPut(t, l, newRecord("seen", base))
+	mustPut(t, l, NewRecord("seen", Base))
 	checkAbsent(t, l, "never-seen")
 	checkAbsent(t, l, "see")   // a prefix of a stored id
 	checkAbsent(t, l, "seen2") // a stored id is a prefix of it
@@ -176,19 +181,19 @@ func testNotFound(t *testing.T, l commandlog.Log) {
 }
 
 func testReplace(t *testing.T, l commandlog.Log) {
-	first := newRecord("cmd-1", base)
+	first := NewRecord("cmd-1", Base)
 	mustPut(t, l, first)
 	second := first
 	second.Outcome = commandlog.Rejected
 	second.FirstSequence, second.LastSequence = 0, 0
 	second.Code, second.Reason, second.Message = "conflict", "", "stale owner"
-	second.At = base.Add(time.Minute)
+	second.At = Base.Add(time.Minute)
 	mustPut(t, l, second)
 	check(t, l, second)
 
 	// A replacement moves the record in time, and Prune follows it.
 	if p, ok := l.(commandlog.Pruner); ok {
-		n, err := p.Prune(t.Context(), base.Add(time.Second))
+		n, err := p.Prune(t.Context(), Base.Add(time.Second))
 		if err != nil {
 			t.Fatalf("Prune: %v", err)
 		}
@@ -197,9 +202,9 @@ func testReplace(t *testing.T, l commandlog.Log) {
 		}
 		check(t, l, second)
 		third := second
-		third.At = base.Add(-time.Hour)
+		third.At = Base.Add(-time.Hour)
 		mustPut(t, l, third)
-		if n, err := p.Prune(t.Context(), base); err != nil || n != 1 {
+		if n, err := p.Prune(t.Context(), Base); err != nil || n != 1 {
 			t.Errorf("Prune after moving the record back in time = %d, %v; want 1, nil", n, err)
 		}
 		checkAbsent(t, l, "cmd-1")
@@ -210,7 +215,7 @@ func testBatch(t *testing.T, l commandlog.Log) {
 	const n = 200
 	rs := make([]commandlog.Record, n)
 	for i := range rs {
-		rs[i] = newRecord(fmt.Sprintf("batch-%03d", i), base.Add(time.Duration(i%7)*time.Millisecond))
+		rs[i] = NewRecord(fmt.Sprintf("batch-%03d", i), Base.Add(time.Duration(i%7)*time.Millisecond))
 		rs[i].Ref.ID = fmt.Sprintf("b-%d", i)
 		rs[i].FirstSequence, rs[i].LastSequence = uint64(i)+1, uint64(i)+1
 	}
@@ -226,7 +231,7 @@ func testBatch(t *testing.T, l commandlog.Log) {
 func testCanceledContext(t *testing.T, l commandlog.Log) {
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if err := l.Put(ctx, []commandlog.Record{newRecord("canceled", base)}); !errors.Is(err, context.Canceled) {
+	if err := l.Put(ctx, []commandlog.Record{NewRecord("canceled", Base)}); !errors.Is(err, context.Canceled) {
 		t.Errorf("Put with a canceled context: %v, want an error wrapping context.Canceled", err)
 	}
 	checkAbsent(t, l, "canceled")
@@ -237,18 +242,18 @@ func testCanceledContext(t *testing.T, l commandlog.Log) {
 
 func testClosed(t *testing.T, l commandlog.Log) {
 	ctx := t.Context()
-	mustPut(t, l, newRecord("before-close", base))
+	mustPut(t, l, NewRecord("before-close", Base))
 	if err := l.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	if err := l.Put(ctx, []commandlog.Record{newRecord("after-close", base)}); !errors.Is(err, commandlog.ErrClosed) {
+	if err := l.Put(ctx, []commandlog.Record{NewRecord("after-close", Base)}); !errors.Is(err, commandlog.ErrClosed) {
 		t.Errorf("Put after Close: %v, want ErrClosed", err)
 	}
 	if _, err := l.Get(ctx, "before-close"); !errors.Is(err, commandlog.ErrClosed) {
 		t.Errorf("Get after Close: %v, want ErrClosed", err)
 	}
 	if p, ok := l.(commandlog.Pruner); ok {
-		if _, err := p.Prune(ctx, base); !errors.Is(err, commandlog.ErrClosed) {
+		if _, err := p.Prune(ctx, Base); !errors.Is(err, commandlog.ErrClosed) {
 			t.Errorf("Prune after Close: %v, want ErrClosed", err)
 		}
 	}
@@ -263,9 +268,9 @@ func testPrune(t *testing.T, l commandlog.Log, p commandlog.Pruner) {
 	// before the epoch.
 	var rs []commandlog.Record
 	for _, i := range []int{7, 2, 9, 0, 4, 5, 1, 8, 3, 6} {
-		rs = append(rs, newRecord(fmt.Sprintf("r-%d", i), base.Add(time.Duration(i)*time.Minute)))
+		rs = append(rs, NewRecord(fmt.Sprintf("r-%d", i), Base.Add(time.Duration(i)*time.Minute)))
 	}
-	ancient := newRecord("ancient", time.Date(1901, 1, 1, 0, 0, 0, 0, time.UTC))
+	ancient := NewRecord("ancient", time.Date(1901, 1, 1, 0, 0, 0, 0, time.UTC))
 	mustPut(t, l, append(rs, ancient)...)
 
 	if n, err := p.Prune(ctx, ancient.At); err != nil || n != 0 {
@@ -273,7 +278,7 @@ func testPrune(t *testing.T, l commandlog.Log, p commandlog.Pruner) {
 	}
 	// Records at r-0 … r-4 and the ancient one are before the cutoff; r-5
 	// is exactly at it and stays.
-	n, err := p.Prune(ctx, base.Add(5*time.Minute))
+	n, err := p.Prune(ctx, Base.Add(5*time.Minute))
 	if err != nil {
 		t.Fatalf("Prune: %v", err)
 	}
@@ -282,27 +287,27 @@ func testPrune(t *testing.T, l commandlog.Log, p commandlog.Pruner) {
 	}
 	checkAbsent(t, l, "ancient")
 	for _, r := range rs {
-		if r.At.Before(base.Add(5 * time.Minute)) {
+		if r.At.Before(Base.Add(5 * time.Minute)) {
 			checkAbsent(t, l, r.CommandID)
 		} else {
 			check(t, l, r)
 		}
 	}
-	if n, err := p.Prune(ctx, base.Add(5*time.Minute)); err != nil || n != 0 {
+	if n, err := p.Prune(ctx, Base.Add(5*time.Minute)); err != nil || n != 0 {
 		t.Errorf("second Prune with the same cutoff = %d, %v; want 0, nil", n, err)
 	}
 	// A cutoff half a millisecond after r-5 removes it.
-	if n, err := p.Prune(ctx, base.Add(5*time.Minute+500*time.Microsecond)); err != nil || n != 1 {
+	if n, err := p.Prune(ctx, Base.Add(5*time.Minute+500*time.Microsecond)); err != nil || n != 1 {
 		t.Errorf("Prune just after r-5 = %d, %v; want 1, nil", n, err)
 	}
 	checkAbsent(t, l, "r-5")
 	check(t, l, rs[len(rs)-1]) // r-6
 	// Everything else.
-	if n, err := p.Prune(ctx, base.Add(time.Hour)); err != nil || n != 4 {
+	if n, err := p.Prune(ctx, Base.Add(time.Hour)); err != nil || n != 4 {
 		t.Errorf("Prune(all) = %d, %v; want 4, nil", n, err)
 	}
-	mustPut(t, l, newRecord("after-prune", base))
-	check(t, l, newRecord("after-prune", base))
+	mustPut(t, l, NewRecord("after-prune", Base))
+	check(t, l, NewRecord("after-prune", Base))
 }
 
 // testInsert checks commandlog.Inserter: the first record of a command id
@@ -310,16 +315,16 @@ func testPrune(t *testing.T, l commandlog.Log, p commandlog.Pruner) {
 // independent.
 func testInsert(t *testing.T, l commandlog.Log, ins commandlog.Inserter) {
 	ctx := context.Background()
-	first := newRecord("ins-1", base)
+	first := NewRecord("ins-1", Base)
 	errs := ins.Insert(ctx, []commandlog.Record{first})
 	if len(errs) != 1 || errs[0] != nil {
 		t.Fatalf("Insert of a new record: %v", errs)
 	}
 	check(t, l, first)
-	later := newRecord("ins-1", base.Add(time.Second))
+	later := NewRecord("ins-1", Base.Add(time.Second))
 	later.Outcome, later.Code, later.Reason, later.Message = commandlog.Rejected, "rejected", "nope", "decided again"
 	later.FirstSequence, later.LastSequence = 0, 0
-	fresh := newRecord("ins-2", base)
+	fresh := NewRecord("ins-2", Base)
 	errs = ins.Insert(ctx, []commandlog.Record{later, fresh})
 	if len(errs) != 2 {
 		t.Fatalf("Insert returned %d results for 2 records", len(errs))

@@ -10,7 +10,7 @@ import (
 )
 
 func TestDiffFields(t *testing.T) {
-	want := newEvent(model.Ref{Type: "t", ID: "i"}, 3, "w")
+	want := NewEvent(model.Ref{Type: "t", ID: "i"}, 3, "w")
 	same := want
 	same.Timestamp = want.Timestamp.In(time.FixedZone("UTC+2", 2*3600))
 	same.Payload = json.RawMessage(string(want.Payload))

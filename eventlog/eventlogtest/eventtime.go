@@ -36,12 +36,12 @@ type stamp struct {
 	stream string
 }
 
-// stamped builds events from+1 … from+len(stamps) of ref as newEvent does,
+// stamped builds events from+1 … from+len(stamps) of ref as NewEvent does,
 // with the stamps' timestamps and streams.
 func stamped(ref model.Ref, from uint64, tag string, stamps ...stamp) []model.Event {
 	es := make([]model.Event, len(stamps))
 	for i, s := range stamps {
-		es[i] = newEvent(ref, from+uint64(i)+1, tag)
+		es[i] = NewEvent(ref, from+uint64(i)+1, tag)
 		es[i].Timestamp = base.Add(s.at)
 		es[i].StreamID = s.stream
 	}
@@ -172,7 +172,7 @@ func shuffledHistory(rng *rand.Rand, ref model.Ref, n int) []model.Event {
 	perm := rng.Perm(n)
 	es := make([]model.Event, n)
 	for i := range es {
-		es[i] = newEvent(ref, uint64(i)+1, "shuffled")
+		es[i] = NewEvent(ref, uint64(i)+1, "shuffled")
 		es[i].Timestamp = base.Add(time.Duration(perm[i]/3) * time.Millisecond)
 		es[i].StreamID = streams[rng.IntN(len(streams))]
 	}

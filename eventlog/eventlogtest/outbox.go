@@ -532,8 +532,8 @@ func testMarkThenAppend(t *testing.T, l eventlog.Log, o eventlog.Outbox) {
 	marks := []eventlog.Mark{{Ref: a, First: 1, Last: 2}, {Ref: b, First: 1, Last: 1}}
 	mustMark(t, o, w, bucket0, marks...)
 	mustAppend(t, l,
-		eventlog.Append{Ref: a, Events: newEvents(a, 0, 2, "w")},
-		eventlog.Append{Ref: b, Events: newEvents(b, 0, 1, "w")},
+		eventlog.Append{Ref: a, Events: NewEvents(a, 0, 2, "w")},
+		eventlog.Append{Ref: b, Events: NewEvents(b, 0, 1, "w")},
 	)
 	checkMarks(t, o, w, bucket0, marks)
 	checkWriters(t, o, eventlog.OutboxWriter{Writer: w, Last: bucket0})
@@ -541,7 +541,7 @@ func testMarkThenAppend(t *testing.T, l eventlog.Log, o eventlog.Outbox) {
 	// A mark whose append is refused stays readable too.
 	stale := eventlog.Mark{Ref: a, First: 2, Last: 2}
 	mustMark(t, o, w, bucket0+1, stale)
-	errs := l.Append(t.Context(), []eventlog.Append{{Ref: a, Expected: 1, Events: newEvents(a, 1, 1, "stale")}})
+	errs := l.Append(t.Context(), []eventlog.Append{{Ref: a, Expected: 1, Events: NewEvents(a, 1, 1, "stale")}})
 	if len(errs) != 1 || !errors.Is(errs[0], eventlog.ErrConflict) {
 		t.Fatalf("stale append: %v, want ErrConflict", errs)
 	}
@@ -551,7 +551,7 @@ func testMarkThenAppend(t *testing.T, l eventlog.Log, o eventlog.Outbox) {
 	// And after the next append that lands.
 	next := eventlog.Mark{Ref: b, First: 2, Last: 3}
 	mustMark(t, o, w, bucket0+1, next)
-	mustAppend(t, l, eventlog.Append{Ref: b, Expected: 1, Events: newEvents(b, 1, 2, "w")})
+	mustAppend(t, l, eventlog.Append{Ref: b, Expected: 1, Events: NewEvents(b, 1, 2, "w")})
 	checkMarks(t, o, w, bucket0, marks)
 	checkMarks(t, o, w, bucket0+1, sortedMarks([]eventlog.Mark{stale, next}))
 }

@@ -31,7 +31,8 @@
 //
 // Test events carry timestamps truncated to milliseconds in UTC, the
 // precision stores are required to keep; times are compared with
-// time.Time.Equal, so a store may return them in any location.
+// time.Time.Equal, so a store may return them in any location. A store's
+// own tests can build their events with NewEvent and NewEvents.
 package eventlogtest
 
 import (
@@ -129,10 +130,15 @@ func Run(t *testing.T, newLog func(t *testing.T) eventlog.Log, opts ...Option) {
 // base is the time test events start from; it has millisecond precision.
 var base = time.Date(2025, time.March, 14, 15, 9, 26, 535_000_000, time.UTC)
 
-// newEvent builds event seq of ref. tag marks who wrote it: it goes into the
-// payload and the event id, so a test can tell two writers' events apart.
-func newEvent(ref model.Ref, seq uint64, tag string) model.Event {
-	// Tags are plain ASCII chosen by the suite, so %q quotes them as JSON.
+// NewEvent builds event seq of ref, as the suite appends it; stores' own
+// tests use it too. tag, plain ASCII, marks who wrote it: it goes into the payload (JSON
+// {"tag":tag,"seq":seq}, read back by TagOf), the command id
+// (cmd-tag-seq) and the event id (tag/ref/seq), so a test can tell two
+// writers' events apart. It is named "updated", in the default stream,
+// stamped seq × 1001ms after a fixed time of millisecond precision, and
+// processed by "node-1" seq seconds and 7ms after that time.
+func NewEvent(ref model.Ref, seq uint64, tag string) model.Event {
+	// Tags are plain ASCII, so %q quotes them as JSON.
 	payload := fmt.Appendf(nil, `{"tag":%q,"seq":%d}`, tag, seq)
 	return model.Event{
 		AggregateType:  ref.Type,
@@ -150,17 +156,17 @@ func newEvent(ref model.Ref, seq uint64, tag string) model.Event {
 	}
 }
 
-// newEvents builds events from+1 … from+n of ref.
-func newEvents(ref model.Ref, from uint64, n int, tag string) []model.Event {
+// NewEvents builds events from+1 … from+n of ref.
+func NewEvents(ref model.Ref, from uint64, n int, tag string) []model.Event {
 	es := make([]model.Event, n)
 	for i := range es {
-		es[i] = newEvent(ref, from+uint64(i)+1, tag)
+		es[i] = NewEvent(ref, from+uint64(i)+1, tag)
 	}
 	return es
 }
 
-// tagOf returns the tag newEvent put into e's payload.
-func tagOf(t *testing.T, e model.Event) string {
+// TagOf returns the tag NewEvent put into e's payload.
+func TagOf(t testing.TB, e model.Event) string {
 	t.Helper()
 	var p struct {
 		Tag string `json:"tag"`
@@ -290,7 +296,7 @@ func testRoundTrip(t *testing.T, l eventlog.Log) {
 	e3.EventID = "0194c3a2-0000-7000-8000-000000000003"
 
 	other := model.Ref{Type: "lightbulb", ID: "one-shot"}
-	e4 := newEvent(other, 1, "x")
+	e4 := NewEvent(other, 1, "x")
 	e4.Characteristics = model.Initial | model.Terminal
 
 	mustAppend(t, l,
@@ -328,18 +334,18 @@ func testLastSequence(t *testing.T, l eventlog.Log) {
 	if n := lastSequence(t, l, a); n != 0 {
 		t.Fatalf("LastSequence of an unknown aggregate = %d, want 0", n)
 	}
-	mustAppend(t, l, eventlog.Append{Ref: a, Events: newEvents(a, 0, 3, "w")})
+	mustAppend(t, l, eventlog.Append{Ref: a, Events: NewEvents(a, 0, 3, "w")})
 	if n := lastSequence(t, l, a); n != 3 {
 		t.Fatalf("LastSequence after 3 events = %d, want 3", n)
 	}
-	mustAppend(t, l, eventlog.Append{Ref: a, Expected: 3, Events: newEvents(a, 3, 2, "w")})
+	mustAppend(t, l, eventlog.Append{Ref: a, Expected: 3, Events: NewEvents(a, 3, 2, "w")})
 	if n := lastSequence(t, l, a); n != 5 {
 		t.Fatalf("LastSequence after 5 events = %d, want 5", n)
 	}
 	if n := lastSequence(t, l, b); n != 0 {
 		t.Fatalf("LastSequence of another aggregate = %d, want 0", n)
 	}
-	mustAppend(t, l, eventlog.Append{Ref: b, Events: newEvents(b, 0, 1, "w")})
+	mustAppend(t, l, eventlog.Append{Ref: b, Events: NewEvents(b, 0, 1, "w")})
 	if n := lastSequence(t, l, a); n != 5 {
 		t.Fatalf("LastSequence of %s after appending to %s = %d, want 5", a, b, n)
 	}
@@ -348,7 +354,7 @@ func testLastSequence(t *testing.T, l eventlog.Log) {
 func testReadPage(t *testing.T, l eventlog.Log) {
 	ctx := t.Context()
 	ref := model.Ref{Type: "order", ID: "o-1"}
-	all := newEvents(ref, 0, 10, "w")
+	all := NewEvents(ref, 0, 10, "w")
 	mustAppend(t, l, eventlog.Append{Ref: ref, Events: all})
 
 	// Walk the history three at a time.
@@ -432,7 +438,7 @@ func testEvents(t *testing.T, l eventlog.Log) {
 	ref := model.Ref{Type: "stream", ID: "s-1"}
 	var all []model.Event
 	for len(all) < 95 {
-		es := newEvents(ref, uint64(len(all)), 19, "w")
+		es := NewEvents(ref, uint64(len(all)), 19, "w")
 		mustAppend(t, l, eventlog.Append{Ref: ref, Expected: uint64(len(all)), Events: es})
 		all = append(all, es...)
 	}
@@ -461,7 +467,7 @@ func testEventsAsOf(t *testing.T, l eventlog.Log) {
 	ref := model.Ref{Type: "sensor", ID: "late"}
 	asOf := base.Add(30 * time.Minute)
 	offsets := []time.Duration{10, 40, 20, 30, 50, 5, 31} // minutes after base, by sequence
-	es := newEvents(ref, 0, len(offsets), "w")
+	es := NewEvents(ref, 0, len(offsets), "w")
 	for i, m := range offsets {
 		es[i].Timestamp = base.Add(m * time.Minute)
 	}
@@ -476,14 +482,14 @@ func testEventsAsOf(t *testing.T, l eventlog.Log) {
 func testConflictStale(t *testing.T, l eventlog.Log) {
 	a := model.Ref{Type: "account", ID: "contended"}
 	b := model.Ref{Type: "account", ID: "bystander"}
-	orig := newEvents(a, 0, 3, "first")
+	orig := NewEvents(a, 0, 3, "first")
 	mustAppend(t, l, eventlog.Append{Ref: a, Events: orig})
 
 	// A stale writer saw sequence 2 and tries to write 3 and 4, in the same
 	// batch as an unrelated, valid append.
-	bEvents := newEvents(b, 0, 2, "b")
+	bEvents := NewEvents(b, 0, 2, "b")
 	errs := l.Append(t.Context(), []eventlog.Append{
-		{Ref: a, Expected: 2, Events: newEvents(a, 2, 2, "stale")},
+		{Ref: a, Expected: 2, Events: NewEvents(a, 2, 2, "stale")},
 		{Ref: b, Expected: 0, Events: bEvents},
 	})
 	if len(errs) != 2 {
@@ -499,7 +505,7 @@ func testConflictStale(t *testing.T, l eventlog.Log) {
 	checkEvents(t, "bystander's history", history(t, l, b), bEvents)
 
 	// Also when the stale writer believes the aggregate is new.
-	errs = l.Append(t.Context(), []eventlog.Append{{Ref: a, Expected: 0, Events: newEvents(a, 0, 1, "stale")}})
+	errs = l.Append(t.Context(), []eventlog.Append{{Ref: a, Expected: 0, Events: NewEvents(a, 0, 1, "stale")}})
 	if len(errs) != 1 || !errors.Is(errs[0], eventlog.ErrConflict) {
 		t.Errorf("append expecting a new aggregate to an existing one: %v, want ErrConflict", errs)
 	}
@@ -508,7 +514,7 @@ func testConflictStale(t *testing.T, l eventlog.Log) {
 
 func testConflictAhead(t *testing.T, l eventlog.Log) {
 	a := model.Ref{Type: "account", ID: "behind"}
-	orig := newEvents(a, 0, 3, "first")
+	orig := NewEvents(a, 0, 3, "first")
 	mustAppend(t, l, eventlog.Append{Ref: a, Events: orig})
 	for _, c := range []struct {
 		ref      model.Ref
@@ -518,7 +524,7 @@ func testConflictAhead(t *testing.T, l eventlog.Log) {
 		{a, 100},
 		{model.Ref{Type: "account", ID: "new"}, 1}, // no history at all
 	} {
-		errs := l.Append(t.Context(), []eventlog.Append{{Ref: c.ref, Expected: c.expected, Events: newEvents(c.ref, c.expected, 2, "ahead")}})
+		errs := l.Append(t.Context(), []eventlog.Append{{Ref: c.ref, Expected: c.expected, Events: NewEvents(c.ref, c.expected, 2, "ahead")}})
 		if len(errs) != 1 || !errors.Is(errs[0], eventlog.ErrConflict) {
 			t.Errorf("append to %s expecting %d: %v, want ErrConflict", c.ref, c.expected, errs)
 		}
@@ -531,11 +537,11 @@ func testConflictAhead(t *testing.T, l eventlog.Log) {
 
 func testInvalidAppend(t *testing.T, l eventlog.Log) {
 	ref := model.Ref{Type: "widget", ID: "w-1"}
-	existing := newEvents(ref, 0, 2, "first")
+	existing := NewEvents(ref, 0, 2, "first")
 	mustAppend(t, l, eventlog.Append{Ref: ref, Events: existing})
 
 	mutate := func(f func(es []model.Event)) []model.Event {
-		es := newEvents(ref, 2, 3, "bad")
+		es := NewEvents(ref, 2, 3, "bad")
 		f(es)
 		return es
 	}
@@ -547,17 +553,17 @@ func testInvalidAppend(t *testing.T, l eventlog.Log) {
 		{"EmptyEvents", eventlog.Append{Ref: ref, Expected: 2, Events: []model.Event{}}},
 		{"WrongType", eventlog.Append{Ref: ref, Expected: 2, Events: mutate(func(es []model.Event) { es[1].AggregateType = "gadget" })}},
 		{"WrongID", eventlog.Append{Ref: ref, Expected: 2, Events: mutate(func(es []model.Event) { es[2].AggregateID = "w-2" })}},
-		{"FirstSequenceNotNext", eventlog.Append{Ref: ref, Expected: 2, Events: newEvents(ref, 3, 2, "bad")}},
-		{"FirstSequenceRewrites", eventlog.Append{Ref: ref, Expected: 2, Events: newEvents(ref, 1, 2, "bad")}},
+		{"FirstSequenceNotNext", eventlog.Append{Ref: ref, Expected: 2, Events: NewEvents(ref, 3, 2, "bad")}},
+		{"FirstSequenceRewrites", eventlog.Append{Ref: ref, Expected: 2, Events: NewEvents(ref, 1, 2, "bad")}},
 		{"Gap", eventlog.Append{Ref: ref, Expected: 2, Events: mutate(func(es []model.Event) { es[2].Sequence = 6 })}},
 		{"Repeat", eventlog.Append{Ref: ref, Expected: 2, Events: mutate(func(es []model.Event) { es[1].Sequence = 3 })}},
 		{"ZeroSequence", eventlog.Append{Ref: ref, Expected: 2, Events: mutate(func(es []model.Event) { es[0].Sequence = 0 })}},
 		{"MissingEventID", eventlog.Append{Ref: ref, Expected: 2, Events: mutate(func(es []model.Event) { es[2].EventID = "" })}},
-		{"InvalidRef", eventlog.Append{Ref: model.Ref{Type: "", ID: "w-1"}, Events: newEvents(model.Ref{Type: "", ID: "w-1"}, 0, 1, "bad")}},
+		{"InvalidRef", eventlog.Append{Ref: model.Ref{Type: "", ID: "w-1"}, Events: NewEvents(model.Ref{Type: "", ID: "w-1"}, 0, 1, "bad")}},
 	}
 	for i, c := range cases {
 		bystander := model.Ref{Type: "widget", ID: fmt.Sprintf("bystander-%d", i)}
-		errs := l.Append(t.Context(), []eventlog.Append{c.a, {Ref: bystander, Events: newEvents(bystander, 0, 1, "ok")}})
+		errs := l.Append(t.Context(), []eventlog.Append{c.a, {Ref: bystander, Events: NewEvents(bystander, 0, 1, "ok")}})
 		if len(errs) != 2 {
 			t.Fatalf("%s: Append returned %d errors for 2 entries", c.name, len(errs))
 		}
@@ -579,14 +585,14 @@ func testManyAggregates(t *testing.T, l eventlog.Log) {
 	batch := make([]eventlog.Append, n)
 	for i := range batch {
 		ref := model.Ref{Type: fmt.Sprintf("type-%d", i%3), ID: fmt.Sprintf("agg-%03d", i)}
-		batch[i] = eventlog.Append{Ref: ref, Events: newEvents(ref, 0, 1+i%4, "first")}
+		batch[i] = eventlog.Append{Ref: ref, Events: NewEvents(ref, 0, 1+i%4, "first")}
 	}
 	mustAppend(t, l, batch...)
 	// A second batch extending every other aggregate.
 	var second []eventlog.Append
 	for i := 0; i < n; i += 2 {
 		a := batch[i]
-		es := newEvents(a.Ref, uint64(len(a.Events)), 2, "second")
+		es := NewEvents(a.Ref, uint64(len(a.Events)), 2, "second")
 		second = append(second, eventlog.Append{Ref: a.Ref, Expected: uint64(len(a.Events)), Events: es})
 		batch[i].Events = append(append([]model.Event(nil), a.Events...), es...)
 	}
@@ -624,7 +630,7 @@ func testRacingWriters(t *testing.T, l eventlog.Log) {
 				if last >= target {
 					return
 				}
-				errs := l.Append(ctx, []eventlog.Append{{Ref: ref, Expected: last, Events: newEvents(ref, last, 1, tag)}})
+				errs := l.Append(ctx, []eventlog.Append{{Ref: ref, Expected: last, Events: NewEvents(ref, last, 1, tag)}})
 				switch {
 				case len(errs) != 1:
 					t.Errorf("%s: Append returned %d errors for 1 entry", tag, len(errs))
@@ -663,7 +669,7 @@ func testRacingWriters(t *testing.T, l eventlog.Log) {
 			t.Errorf("sequence %d: %d writers were told they wrote it (%v), want exactly 1", seq, len(winners), winners)
 			continue
 		}
-		if tag := tagOf(t, e); tag != winners[0] {
+		if tag := TagOf(t, e); tag != winners[0] {
 			t.Errorf("sequence %d was written by %s, but %s was told it won", seq, tag, winners[0])
 		}
 	}
@@ -698,7 +704,7 @@ func testKeyIsolation(t *testing.T, l eventlog.Log) {
 	}
 	batch := make([]eventlog.Append, len(refs))
 	for i, ref := range refs {
-		batch[i] = eventlog.Append{Ref: ref, Events: newEvents(ref, 0, i+1, fmt.Sprintf("ref-%d", i))}
+		batch[i] = eventlog.Append{Ref: ref, Events: NewEvents(ref, 0, i+1, fmt.Sprintf("ref-%d", i))}
 	}
 	// Append in two batches, in opposite orders, so neither insertion order
 	// hides a mix-up.
@@ -719,8 +725,8 @@ func testKeyIsolation(t *testing.T, l eventlog.Log) {
 
 func testNoAliasing(t *testing.T, l eventlog.Log) {
 	ref := model.Ref{Type: "doc", ID: "d-1"}
-	in := newEvents(ref, 0, 2, "w")
-	want := newEvents(ref, 0, 2, "w")
+	in := NewEvents(ref, 0, 2, "w")
+	want := NewEvents(ref, 0, 2, "w")
 	mustAppend(t, l, eventlog.Append{Ref: ref, Events: in})
 	// The caller reuses its slices.
 	for i := range in {
@@ -744,7 +750,7 @@ func testCanceledContext(t *testing.T, l eventlog.Log) {
 	ref := model.Ref{Type: "doc", ID: "canceled"}
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	errs := l.Append(ctx, []eventlog.Append{{Ref: ref, Events: newEvents(ref, 0, 1, "w")}})
+	errs := l.Append(ctx, []eventlog.Append{{Ref: ref, Events: NewEvents(ref, 0, 1, "w")}})
 	if len(errs) != 1 || !errors.Is(errs[0], context.Canceled) {
 		t.Errorf("Append with a canceled context = %v, want an error wrapping context.Canceled", errs)
 	}
@@ -774,14 +780,14 @@ func testCanceledContext(t *testing.T, l eventlog.Log) {
 func testClosed(t *testing.T, l eventlog.Log) {
 	ctx := t.Context()
 	ref := model.Ref{Type: "doc", ID: "closed"}
-	mustAppend(t, l, eventlog.Append{Ref: ref, Events: newEvents(ref, 0, 1, "w")})
+	mustAppend(t, l, eventlog.Append{Ref: ref, Events: NewEvents(ref, 0, 1, "w")})
 	tr := timeReader(t, l)
 	if err := l.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
 	errs := l.Append(ctx, []eventlog.Append{
-		{Ref: ref, Expected: 1, Events: newEvents(ref, 1, 1, "w")},
-		{Ref: model.Ref{Type: "doc", ID: "other"}, Events: newEvents(model.Ref{Type: "doc", ID: "other"}, 0, 1, "w")},
+		{Ref: ref, Expected: 1, Events: NewEvents(ref, 1, 1, "w")},
+		{Ref: model.Ref{Type: "doc", ID: "other"}, Events: NewEvents(model.Ref{Type: "doc", ID: "other"}, 0, 1, "w")},
 	})
 	if len(errs) != 2 {
 		t.Fatalf("Append after Close returned %d errors for 2 entries", len(errs))
@@ -809,7 +815,7 @@ func testLargeHistory(t *testing.T, l eventlog.Log, n int) {
 	const perAppend = 100
 	ref := model.Ref{Type: "ledger", ID: "long"}
 	for done := 0; done < n; done += perAppend {
-		mustAppend(t, l, eventlog.Append{Ref: ref, Expected: uint64(done), Events: newEvents(ref, uint64(done), min(perAppend, n-done), "bulk")})
+		mustAppend(t, l, eventlog.Append{Ref: ref, Expected: uint64(done), Events: NewEvents(ref, uint64(done), min(perAppend, n-done), "bulk")})
 	}
 	if got := lastSequence(t, l, ref); got != uint64(n) {
 		t.Fatalf("LastSequence = %d, want %d", got, n)
@@ -823,7 +829,7 @@ func testLargeHistory(t *testing.T, l eventlog.Log, n int) {
 			t.Fatalf("Events: event %d has sequence %d (history has %d)", want, e.Sequence, n)
 		}
 		if want%997 == 0 || want == uint64(n) {
-			exp := newEvent(ref, want, "bulk")
+			exp := NewEvent(ref, want, "bulk")
 			for _, d := range diffEvent(&exp, &e) {
 				t.Errorf("event %d: %s", want, d)
 			}
@@ -895,13 +901,13 @@ func testCheckHead(t *testing.T, l eventlog.Log) {
 	check("empty", []eventlog.Head{{Ref: a, Sequence: 0}, {Ref: a, Sequence: 1}}, true, false)
 	var seq uint64
 	for n := 1; n <= 12; n++ { // crosses the buckets of stores with small ones
-		mustAppend(t, l, eventlog.Append{Ref: a, Expected: seq, Events: newEvents(a, seq, 1, "w")})
+		mustAppend(t, l, eventlog.Append{Ref: a, Expected: seq, Events: NewEvents(a, seq, 1, "w")})
 		seq++
 		check(fmt.Sprintf("after %d", seq), []eventlog.Head{
 			{Ref: a, Sequence: seq}, {Ref: a, Sequence: seq - 1}, {Ref: a, Sequence: seq + 1}, {Ref: a, Sequence: 0}, {Ref: b, Sequence: 0},
 		}, true, false, false, false, true)
 	}
-	mustAppend(t, l, eventlog.Append{Ref: b, Expected: 0, Events: newEvents(b, 0, 3, "w")})
+	mustAppend(t, l, eventlog.Append{Ref: b, Expected: 0, Events: NewEvents(b, 0, 3, "w")})
 	check("two aggregates", []eventlog.Head{{Ref: a, Sequence: seq}, {Ref: b, Sequence: 3}, {Ref: b, Sequence: 0}}, true, true, false)
 	check("none", nil)
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/gocql/gocql"
 
 	"github.com/concursus-go/concursus/eventlog"
+	"github.com/concursus-go/concursus/eventlog/eventlogtest"
 	"github.com/concursus-go/concursus/model"
 )
 
@@ -16,21 +17,29 @@ import (
 // at -cpu 2 sixteen are in flight.
 const benchParallelism = 8
 
+// runPerAggregate runs body in benchParallelism goroutines per GOMAXPROCS,
+// each with an aggregate of its own (IDs name-1, name-2, …), and reports
+// the rate of b.N operations in ops/s.
+func runPerAggregate(b *testing.B, name string, body func(pb *testing.PB, ref model.Ref)) {
+	var ids atomic.Int64
+	b.SetParallelism(benchParallelism)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		body(pb, model.Ref{Type: "bench", ID: fmt.Sprintf("%s-%d", name, ids.Add(1))})
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
+}
+
 // BenchmarkRawConditionalInsert measures the storage ceiling of the append
 // path: the bare driver running, per op, one single-partition conditional
 // batch of one event row and the head update, each goroutine on an
 // aggregate of its own, with none of the store's logic.
 func BenchmarkRawConditionalInsert(b *testing.B) {
-	ks := newKeyspace(b)
-	s := ks.open(b, nil)
-	var ids atomic.Int64
-	b.SetParallelism(benchParallelism)
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		ref := model.Ref{Type: "bench", ID: fmt.Sprintf("raw-%d", ids.Add(1))}
+	s := newKeyspace(b).open(b, nil)
+	runPerAggregate(b, "raw", func(pb *testing.PB, ref model.Ref) {
 		var last int64
 		for pb.Next() {
-			e := testEvent(ref, uint64(last+1), "raw")
+			e := eventlogtest.NewEvent(ref, uint64(last+1), "raw")
 			batch := s.session.NewBatch(gocql.UnloggedBatch).WithContext(b.Context())
 			batch.SetConsistency(s.cons)
 			batch.SerialConsistency(s.serial)
@@ -54,7 +63,6 @@ func BenchmarkRawConditionalInsert(b *testing.B) {
 			last++
 		}
 	})
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
 }
 
 // BenchmarkAppend measures Append through the store, one event per call,
@@ -62,18 +70,13 @@ func BenchmarkRawConditionalInsert(b *testing.B) {
 // bucket size, the position cache and one conditional batch per append;
 // every thousandth opens a bucket).
 func BenchmarkAppend(b *testing.B) {
-	ks := newKeyspace(b)
-	l := ks.open(b, nil).EventLog()
-	var ids atomic.Int64
-	b.SetParallelism(benchParallelism)
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		ref := model.Ref{Type: "bench", ID: fmt.Sprintf("append-%d", ids.Add(1))}
+	l := newKeyspace(b).open(b, nil).EventLog()
+	runPerAggregate(b, "append", func(pb *testing.PB, ref model.Ref) {
 		var last uint64
 		events := make([]model.Event, 1)
 		batch := []eventlog.Append{{Ref: ref, Events: events}}
 		for pb.Next() {
-			events[0] = testEvent(ref, last+1, "append")
+			events[0] = eventlogtest.NewEvent(ref, last+1, "append")
 			batch[0].Expected = last
 			if err := l.Append(b.Context(), batch)[0]; err != nil {
 				b.Errorf("Append after %d: %v", last, err)
@@ -82,7 +85,6 @@ func BenchmarkAppend(b *testing.B) {
 			last++
 		}
 	})
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
 }
 
 // BenchmarkOutboxMark measures Mark, the outbox write the event publisher

@@ -6,20 +6,8 @@ import (
 	"time"
 
 	"github.com/concursus-go/concursus/commandlog"
-	"github.com/concursus-go/concursus/model"
+	"github.com/concursus-go/concursus/commandlog/commandlogtest"
 )
-
-func testRecord(id string) commandlog.Record {
-	return commandlog.Record{
-		CommandID:     id,
-		Ref:           model.Ref{Type: "lightbulb", ID: "b-" + id},
-		Command:       "switchOn",
-		Outcome:       commandlog.Accepted,
-		FirstSequence: 3,
-		LastSequence:  4,
-		At:            time.Date(2025, 3, 14, 15, 9, 26, 535_000_000, time.UTC),
-	}
-}
 
 // ttlOf returns the remaining TTL of a stored record's columns, 0 if none.
 func ttlOf(t *testing.T, s *Store, id string) int {
@@ -39,7 +27,7 @@ func ttlOf(t *testing.T, s *Store, id string) int {
 func TestCommandTTL(t *testing.T) {
 	ks := newKeyspace(t)
 	short := ks.open(t, func(c *Config) { c.CommandTTL = time.Second }).CommandLog()
-	r := testRecord("short-lived")
+	r := commandlogtest.NewRecord("short-lived", commandlogtest.Base)
 	start := time.Now()
 	if err := short.Put(t.Context(), []commandlog.Record{r}); err != nil {
 		t.Fatal(err)
@@ -64,21 +52,21 @@ func TestCommandTTL(t *testing.T) {
 	}
 
 	s := ks.open(t, nil)
-	if err := s.CommandLog().Put(t.Context(), []commandlog.Record{testRecord("default")}); err != nil {
+	if err := s.CommandLog().Put(t.Context(), []commandlog.Record{commandlogtest.NewRecord("default", commandlogtest.Base)}); err != nil {
 		t.Fatal(err)
 	}
 	if ttl, max := ttlOf(t, s, "default"), int(DefaultCommandTTL/time.Second); ttl > max || ttl < max-60 {
 		t.Errorf("TTL with the default configuration = %ds, want about %ds", ttl, max)
 	}
 	forever := ks.open(t, func(c *Config) { c.CommandTTL = 0 })
-	if err := forever.CommandLog().Put(t.Context(), []commandlog.Record{testRecord("forever")}); err != nil {
+	if err := forever.CommandLog().Put(t.Context(), []commandlog.Record{commandlogtest.NewRecord("forever", commandlogtest.Base)}); err != nil {
 		t.Fatal(err)
 	}
 	if ttl := ttlOf(t, forever, "forever"); ttl != 0 {
 		t.Errorf("TTL with CommandTTL 0 = %ds, want none", ttl)
 	}
 	// A replacement restarts the TTL (and keeps it).
-	if err := s.CommandLog().Put(t.Context(), []commandlog.Record{testRecord("default")}); err != nil {
+	if err := s.CommandLog().Put(t.Context(), []commandlog.Record{commandlogtest.NewRecord("default", commandlogtest.Base)}); err != nil {
 		t.Fatal(err)
 	}
 	if ttl := ttlOf(t, s, "default"); ttl < int(DefaultCommandTTL/time.Second)-60 {
@@ -90,8 +78,8 @@ func TestCommandTTL(t *testing.T) {
 func TestCommandPutInvalid(t *testing.T) {
 	ks := newKeyspace(t)
 	l := ks.open(t, nil).CommandLog()
-	ok := testRecord("fine")
-	if err := l.Put(t.Context(), []commandlog.Record{ok, testRecord("")}); err == nil {
+	ok := commandlogtest.NewRecord("fine", commandlogtest.Base)
+	if err := l.Put(t.Context(), []commandlog.Record{ok, commandlogtest.NewRecord("", commandlogtest.Base)}); err == nil {
 		t.Errorf("Put of a record without a command id succeeded")
 	}
 	if _, err := l.Get(t.Context(), ok.CommandID); !errors.Is(err, commandlog.ErrNotFound) {
@@ -120,7 +108,7 @@ func TestCommandsTableGainsArgsDigest(t *testing.T) {
 	if err != nil || got.ArgsDigest != "" || got.Command != "switchOn" {
 		t.Fatalf("old record: %+v, %v", got, err)
 	}
-	r := testRecord("new-1")
+	r := commandlogtest.NewRecord("new-1", commandlogtest.Base)
 	r.ArgsDigest = commandlog.ArgsDigest([]byte(`{"a":1}`))
 	if errs := s.Insert(t.Context(), []commandlog.Record{r}); errs[0] != nil {
 		t.Fatal(errs[0])

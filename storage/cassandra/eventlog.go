@@ -204,20 +204,34 @@ func (l *EventLog) positionOf(ctx context.Context, ref model.Ref, seq int64) (at
 // aggregate has no bucket yet). It reads the index newest first and stops
 // there, so the cost is one short read when seq is recent.
 func (l *EventLog) locate(ctx context.Context, ref model.Ref, seq int64) (at position, found bool, err error) {
+	err = l.scanBuckets(ctx, ref, 16, func(b position) bool {
+		if b.first <= seq {
+			at, found = b, true
+			return false
+		}
+		return true
+	})
+	return at, found, err
+}
+
+// scanBuckets reads the bucket index of ref newest first, pageSize rows to a
+// page, and calls each with every bucket and its first sequence (head
+// unset) until each returns false or the index ends. It returns the error
+// of the read.
+func (l *EventLog) scanBuckets(ctx context.Context, ref model.Ref, pageSize int, each func(position) (more bool)) error {
 	s := l.s
 	iter := s.session.Query(s.q.selectBuckets, ref.Type, ref.ID).
-		WithContext(ctx).Consistency(s.cons).PageSize(16).Iter()
+		WithContext(ctx).Consistency(s.cons).PageSize(pageSize).Iter()
 	var (
 		bucket int32
 		first  int64
 	)
 	for iter.Scan(&bucket, &first) {
-		if first <= seq {
-			at, found = position{bucket: bucket, first: first}, true
+		if !each(position{bucket: bucket, first: first}) {
 			break
 		}
 	}
-	return at, found, iter.Close()
+	return iter.Close()
 }
 
 // head reads the head of one bucket, at the serial consistency (a Paxos
@@ -246,23 +260,16 @@ func (l *EventLog) head(ctx context.Context, ref model.Ref, bucket int32, serial
 // bucketsFrom returns the buckets of ref from the one holding seq to the
 // newest, oldest first, with their first sequences.
 func (l *EventLog) bucketsFrom(ctx context.Context, ref model.Ref, seq int64) ([]position, error) {
-	s := l.s
-	iter := s.session.Query(s.q.selectBuckets, ref.Type, ref.ID).
-		WithContext(ctx).Consistency(s.cons).PageSize(16).Iter()
 	var (
-		out    []position
-		bucket int32
-		first  int64
-		found  bool
+		out   []position
+		found bool
 	)
-	for iter.Scan(&bucket, &first) {
-		out = append(out, position{bucket: bucket, first: first})
-		if first <= seq {
-			found = true
-			break
-		}
-	}
-	if err := iter.Close(); err != nil {
+	err := l.scanBuckets(ctx, ref, 16, func(b position) bool {
+		out = append(out, b)
+		found = b.first <= seq
+		return !found
+	})
+	if err != nil {
 		return nil, err
 	}
 	if !found {
@@ -420,18 +427,12 @@ func (l *EventLog) LastSequence(ctx context.Context, ref model.Ref) (uint64, err
 	if ref.Validate() != nil {
 		return 0, nil // no such aggregate can have been written
 	}
-	s := l.s
-	iter := s.session.Query(s.q.selectBuckets, ref.Type, ref.ID).
-		WithContext(ctx).Consistency(s.cons).PageSize(2).Iter()
-	var (
-		newest []position
-		bucket int32
-		first  int64
-	)
-	for len(newest) < 2 && iter.Scan(&bucket, &first) {
-		newest = append(newest, position{bucket: bucket, first: first})
-	}
-	if err := iter.Close(); err != nil {
+	var newest []position
+	err := l.scanBuckets(ctx, ref, 2, func(b position) bool {
+		newest = append(newest, b)
+		return len(newest) < 2
+	})
+	if err != nil {
 		return 0, l.wrap(what+": read the bucket index", err)
 	}
 	for _, at := range newest {
@@ -441,7 +442,7 @@ func (l *EventLog) LastSequence(ctx context.Context, ref model.Ref) (uint64, err
 		}
 		if ok {
 			at.head = head
-			s.cache.advance(ref, at)
+			l.s.cache.advance(ref, at)
 			return uint64(head), nil
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/concursus-go/concursus/eventlog"
+	"github.com/concursus-go/concursus/eventlog/eventlogtest"
 	"github.com/concursus-go/concursus/model"
 )
 
@@ -70,10 +71,8 @@ func TestRacingWritersAcrossBuckets(t *testing.T) {
 		size      = 5
 		maxAppend = 3
 	)
-	ks := newKeyspace(t)
-	cfg := ks.config()
-	cfg.BucketSize = size
-	stores := []*Store{ks.openConfig(t, cfg), ks.openConfig(t, cfg)}
+	s, another := openSized(t, size)
+	stores := []*Store{s, another()}
 	ref := model.Ref{Type: "counter", ID: "contended"}
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
@@ -108,7 +107,7 @@ func TestRacingWritersAcrossBuckets(t *testing.T) {
 				}
 				n := min(1+rng.IntN(maxAppend), target-int(expected))
 				tag := fmt.Sprintf("w%da%d", w, attempt)
-				errs := l.Append(ctx, []eventlog.Append{{Ref: ref, Expected: expected, Events: testEvents(ref, expected, n, tag)}})
+				errs := l.Append(ctx, []eventlog.Append{{Ref: ref, Expected: expected, Events: eventlogtest.NewEvents(ref, expected, n, tag)}})
 				var o outcome
 				switch {
 				case len(errs) != 1:
@@ -155,7 +154,7 @@ func TestRacingWritersAcrossBuckets(t *testing.T) {
 		if e.Sequence != uint64(i+1) {
 			t.Fatalf("history position %d holds sequence %d: not gap-free", i, e.Sequence)
 		}
-		tag := tagOf(e)
+		tag := eventlogtest.TagOf(t, e)
 		switch attempts[tag] {
 		case won, unknown:
 			owner[tag]++
@@ -198,16 +197,13 @@ func TestRacingWritersAcrossBuckets(t *testing.T) {
 // database).
 func TestStaleWriter(t *testing.T) {
 	const size = 5
-	ks := newKeyspace(t)
-	cfg := ks.config()
-	cfg.BucketSize = size
-	s := ks.openConfig(t, cfg)
+	s, another := openSized(t, size)
 	l := s.EventLog()
 	ref := model.Ref{Type: "account", ID: "boundaries"}
 	// Bucket 0: 1-5; bucket 1: 6-8, 9-10; bucket 2: 11.
 	var want []model.Event
 	for _, n := range []int{5, 3, 2, 1} {
-		es := testEvents(ref, uint64(len(want)), n, "first")
+		es := eventlogtest.NewEvents(ref, uint64(len(want)), n, "first")
 		mustAppend(t, l, eventlog.Append{Ref: ref, Expected: uint64(len(want)), Events: es})
 		want = append(want, es...)
 	}
@@ -215,12 +211,12 @@ func TestStaleWriter(t *testing.T) {
 	inside := model.Ref{Type: "account", ID: "inside"}
 	var wantInside []model.Event
 	for _, n := range []int{3, 5} {
-		es := testEvents(inside, uint64(len(wantInside)), n, "first")
+		es := eventlogtest.NewEvents(inside, uint64(len(wantInside)), n, "first")
 		mustAppend(t, l, eventlog.Append{Ref: inside, Expected: uint64(len(wantInside)), Events: es})
 		wantInside = append(wantInside, es...)
 	}
 
-	fresh := ks.openConfig(t, cfg).EventLog()
+	fresh := another().EventLog()
 	cases := []struct {
 		ref      model.Ref
 		expected uint64
@@ -241,7 +237,7 @@ func TestStaleWriter(t *testing.T) {
 	}{{"writer's store", l}, {"fresh store", fresh}} {
 		for _, c := range cases {
 			for _, n := range []int{1, 3} {
-				errs := log.l.Append(t.Context(), []eventlog.Append{{Ref: c.ref, Expected: c.expected, Events: testEvents(c.ref, c.expected, n, "stale")}})
+				errs := log.l.Append(t.Context(), []eventlog.Append{{Ref: c.ref, Expected: c.expected, Events: eventlogtest.NewEvents(c.ref, c.expected, n, "stale")}})
 				if len(errs) != 1 || !errors.Is(errs[0], eventlog.ErrConflict) {
 					t.Errorf("%s: stale append of %d to %s after %d: %v, want ErrConflict", log.name, n, c.ref, c.expected, errs)
 					continue
@@ -276,7 +272,7 @@ func TestStaleWriter(t *testing.T) {
 		t.Errorf("bucket index of %s has %d buckets, want 1: a stale writer indexed one", inside, len(rows))
 	}
 	// The rightful writer still goes on, into bucket 1 from 9.
-	mustAppend(t, fresh, eventlog.Append{Ref: inside, Expected: 8, Events: testEvents(inside, 8, 2, "next")})
+	mustAppend(t, fresh, eventlog.Append{Ref: inside, Expected: 8, Events: eventlogtest.NewEvents(inside, 8, 2, "next")})
 	if rows := checkBuckets(t, s, inside, 10, size, 6); len(rows) != 2 || rows[1].first != 9 {
 		t.Errorf("bucket index of %s = %+v, want buckets starting at 1 and 9", inside, rows)
 	}
@@ -294,11 +290,12 @@ func TestLargeHistory(t *testing.T) {
 	s := ks.open(t, nil)
 	l := s.EventLog()
 	ref := model.Ref{Type: "ledger", ID: "long"}
-	// Events after asOf, except every thousandth from 7 on, which is late.
-	base := testEvent(ref, 0, "bulk").Timestamp
-	asOf := base.Add(n / 2 * time.Second)
+	// Events n/2+1 on lie after asOf (the time of event n/2), except every
+	// thousandth from 7 on, which is late.
+	base := eventlogtest.NewEvent(ref, 0, "bulk").Timestamp
+	asOf := eventlogtest.NewEvent(ref, n/2, "bulk").Timestamp
 	event := func(seq uint64) model.Event {
-		e := testEvent(ref, seq, "bulk")
+		e := eventlogtest.NewEvent(ref, seq, "bulk")
 		if seq > n/2 && seq%1000 == 7 {
 			e.Timestamp = base
 		}
@@ -314,7 +311,7 @@ func TestLargeHistory(t *testing.T) {
 		}
 		errs := l.Append(t.Context(), []eventlog.Append{
 			{Ref: ref, Expected: uint64(done), Events: events},
-			{Ref: other, Expected: uint64(done / perAppend), Events: testEvents(other, uint64(done/perAppend), 1, "other")},
+			{Ref: other, Expected: uint64(done / perAppend), Events: eventlogtest.NewEvents(other, uint64(done/perAppend), 1, "other")},
 		})
 		for i, err := range errs {
 			if err != nil {
@@ -401,7 +398,7 @@ func TestEventsAsOfAcrossBuckets(t *testing.T) {
 	var expected uint64
 	for len(offsets) > 0 {
 		n := min(3, len(offsets))
-		es := testEvents(ref, expected, n, "w")
+		es := eventlogtest.NewEvents(ref, expected, n, "w")
 		for i := range es {
 			es[i].Timestamp = base.Add(time.Duration(offsets[i]) * time.Minute)
 			if offsets[i] <= 30 {
@@ -440,7 +437,7 @@ func TestReadPageAcrossBuckets(t *testing.T) {
 	// Buckets: 1-4 (2+2), 5-9 (3+2), 10-12 (3): the second overshoots.
 	var expected uint64
 	for _, n := range []int{2, 2, 3, 2, 3} {
-		mustAppend(t, l, eventlog.Append{Ref: ref, Expected: expected, Events: testEvents(ref, expected, n, "w")})
+		mustAppend(t, l, eventlog.Append{Ref: ref, Expected: expected, Events: eventlogtest.NewEvents(ref, expected, n, "w")})
 		expected += uint64(n)
 	}
 	cases := []struct {
@@ -486,19 +483,16 @@ func TestReadPageAcrossBuckets(t *testing.T) {
 // reads and LastSequence skip it, and the next rightful append fills it.
 func TestEmptyTrailingBucket(t *testing.T) {
 	const size = 5
-	ks := newKeyspace(t)
-	cfg := ks.config()
-	cfg.BucketSize = size
-	s := ks.openConfig(t, cfg)
+	s, another := openSized(t, size)
 	l := s.EventLog()
 	ref := model.Ref{Type: "account", ID: "interrupted"}
-	want := testEvents(ref, 0, 5, "w")
+	want := eventlogtest.NewEvents(ref, 0, 5, "w")
 	mustAppend(t, l, eventlog.Append{Ref: ref, Events: want})
 	// What a writer that died between the index row and its batch leaves.
 	if err := s.session.Query(s.q.insertBucket, ref.Type, ref.ID, int32(1), int64(6)).Exec(); err != nil {
 		t.Fatal(err)
 	}
-	fresh := ks.openConfig(t, cfg).EventLog()
+	fresh := another().EventLog()
 	for _, log := range []*EventLog{l, fresh} {
 		if last, err := log.LastSequence(t.Context(), ref); err != nil || last != 5 {
 			t.Errorf("LastSequence = %d, %v; want 5", last, err)
@@ -516,10 +510,10 @@ func TestEmptyTrailingBucket(t *testing.T) {
 		}
 	}
 	// A stale writer cannot use the empty bucket; the rightful one does.
-	if errs := fresh.Append(t.Context(), []eventlog.Append{{Ref: ref, Expected: 4, Events: testEvents(ref, 4, 2, "stale")}}); !errors.Is(errs[0], eventlog.ErrConflict) {
+	if errs := fresh.Append(t.Context(), []eventlog.Append{{Ref: ref, Expected: 4, Events: eventlogtest.NewEvents(ref, 4, 2, "stale")}}); !errors.Is(errs[0], eventlog.ErrConflict) {
 		t.Errorf("stale append after 4: %v, want ErrConflict", errs[0])
 	}
-	more := testEvents(ref, 5, 2, "w")
+	more := eventlogtest.NewEvents(ref, 5, 2, "w")
 	mustAppend(t, fresh, eventlog.Append{Ref: ref, Expected: 5, Events: more})
 	want = append(want, more...)
 	got := readAll(t, l, ref, 3)
@@ -557,7 +551,7 @@ func TestProcessingID(t *testing.T) {
 		{strings.ReplaceAll(v1.String(), "-", ""), false},
 	}
 	ref := model.Ref{Type: "lightbulb", ID: "processing"}
-	es := testEvents(ref, 0, len(ids), "w")
+	es := eventlogtest.NewEvents(ref, 0, len(ids), "w")
 	for i := range es {
 		es[i].ProcessingID = ids[i].id
 	}
@@ -621,11 +615,11 @@ func TestClosedStore(t *testing.T) {
 	ks := newKeyspace(t)
 	s := ks.open(t, nil)
 	ref := model.Ref{Type: "doc", ID: "x"}
-	mustAppend(t, s.EventLog(), eventlog.Append{Ref: ref, Events: testEvents(ref, 0, 1, "w")})
+	mustAppend(t, s.EventLog(), eventlog.Append{Ref: ref, Events: eventlogtest.NewEvents(ref, 0, 1, "w")})
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if errs := s.EventLog().Append(t.Context(), []eventlog.Append{{Ref: ref, Expected: 1, Events: testEvents(ref, 1, 1, "w")}}); !errors.Is(errs[0], eventlog.ErrClosed) {
+	if errs := s.EventLog().Append(t.Context(), []eventlog.Append{{Ref: ref, Expected: 1, Events: eventlogtest.NewEvents(ref, 1, 1, "w")}}); !errors.Is(errs[0], eventlog.ErrClosed) {
 		t.Errorf("Append after Store.Close: %v", errs[0])
 	}
 	if _, err := s.EventLog().LastSequence(t.Context(), ref); !errors.Is(err, eventlog.ErrClosed) {

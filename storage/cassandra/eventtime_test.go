@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/concursus-go/concursus/eventlog"
+	"github.com/concursus-go/concursus/eventlog/eventlogtest"
 	"github.com/concursus-go/concursus/model"
 )
 
@@ -17,7 +18,7 @@ import (
 // within a minute, in one of three streams, so that the history is far
 // from event-time order and has ties.
 func lateEvents(rng *rand.Rand, ref model.Ref, after uint64, n int) []model.Event {
-	es := testEvents(ref, after, n, "late")
+	es := eventlogtest.NewEvents(ref, after, n, "late")
 	for i := range es {
 		es[i].Timestamp = es[i].Timestamp.Add(-time.Duration(rng.IntN(60)) * time.Second).Truncate(time.Second)
 		es[i].StreamID = []string{"a", "ab", "b"}[rng.IntN(3)]
@@ -114,10 +115,7 @@ func TestTimeTableWrittenWithAppends(t *testing.T) {
 // claim past the hole, and ReadTimePage copies the missing events from the
 // log and returns the full order.
 func TestTimeTableRepairAfterFailedWrites(t *testing.T) {
-	ks := newKeyspace(t)
-	cfg := ks.config()
-	cfg.BucketSize = 3
-	s := ks.openConfig(t, cfg)
+	s, another := openSized(t, 3)
 	l, rng := s.EventLog(), seededRand(t)
 	ref, bystander := model.Ref{Type: "sensor", ID: "holes"}, model.Ref{Type: "sensor", ID: "fine"}
 	var failing atomic.Bool
@@ -161,7 +159,7 @@ func TestTimeTableRepairAfterFailedWrites(t *testing.T) {
 	checkTimeOrder(t, l, bystander, other)
 
 	// A node that never saw the failures reads the same, with no repair.
-	checkTimeOrder(t, ks.openConfig(t, cfg).EventLog(), ref, all)
+	checkTimeOrder(t, another().EventLog(), ref, all)
 	// And appends after the repair claim again.
 	appendSome(false, 2)
 	checkTimeTable(t, s, ref, int64(len(all)))
@@ -171,10 +169,7 @@ func TestTimeTableRepairAfterFailedWrites(t *testing.T) {
 // (deleted); ReadTimePage rebuilds it from the log, a page of the log at
 // a time.
 func TestTimeTableRepairAfterLoss(t *testing.T) {
-	ks := newKeyspace(t)
-	cfg := ks.config()
-	cfg.BucketSize = 50
-	s := ks.openConfig(t, cfg)
+	s, another := openSized(t, 50)
 	l, rng := s.EventLog(), seededRand(t)
 	ref := model.Ref{Type: "sensor", ID: "lost"}
 	var all []model.Event
@@ -187,7 +182,7 @@ func TestTimeTableRepairAfterLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Another node (no cache of claims) reads it.
-	other := ks.openConfig(t, cfg)
+	other := another()
 	checkTimeOrder(t, other.EventLog(), ref, all)
 	checkTimeTable(t, s, ref, int64(len(all)))
 }

@@ -6,34 +6,15 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
-	"os"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gocql/gocql"
 
+	"github.com/concursus-go/concursus/internal/testsupport"
 	"github.com/concursus-go/concursus/model"
 )
-
-// envAddr names the environment variable holding the address of the
-// Cassandra node the tests run against.
-const envAddr = "CONCURSUS_CASSANDRA"
-
-// cassandraAddr returns the node's address, or skips the test when none is
-// configured.
-func cassandraAddr(t testing.TB) string {
-	t.Helper()
-	addr := os.Getenv(envAddr)
-	if addr == "" && os.Getenv("CI") == "true" {
-		t.Fatalf("CI must run the Cassandra suites: .ci/run starts Cassandra and sets %s", envAddr)
-	}
-	if addr == "" {
-		t.Skipf("no Cassandra: start one with `scripts/cassandra.sh start` and set %s=127.0.0.1:9042", envAddr)
-	}
-	return addr
-}
 
 // testKeyspace is a fresh keyspace for one top-level test, dropped when the
 // test ends. Each store it opens gets tables of its own (a fresh prefix),
@@ -48,7 +29,7 @@ type testKeyspace struct {
 // opened in it) and drops it at cleanup.
 func newKeyspace(t testing.TB) *testKeyspace {
 	t.Helper()
-	addr := cassandraAddr(t)
+	addr := testsupport.CassandraAddr(t, "the Cassandra suites")
 	var b [6]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		t.Fatal(err)
@@ -103,6 +84,21 @@ func (k *testKeyspace) openConfig(t testing.TB, cfg Config) *Store {
 	return s
 }
 
+// openSized opens a store with buckets of size events on fresh tables in a
+// fresh keyspace. another opens one more store on the same tables (another
+// node, with a position cache of its own). All are closed at cleanup.
+func openSized(t testing.TB, size int) (s *Store, another func() *Store) {
+	t.Helper()
+	ks := newKeyspace(t)
+	cfg := ks.config()
+	cfg.BucketSize = size
+	another = func() *Store {
+		t.Helper()
+		return ks.openConfig(t, cfg)
+	}
+	return another(), another
+}
+
 // drop drops the keyspace with a session of its own (the stores may be
 // closed already).
 func (k *testKeyspace) drop() error {
@@ -116,39 +112,6 @@ func (k *testKeyspace) drop() error {
 	}
 	defer s.Close()
 	return s.Query("DROP KEYSPACE IF EXISTS " + k.name).Exec()
-}
-
-// testEvent builds event seq of ref, tagged with the writer that made it.
-func testEvent(ref model.Ref, seq uint64, tag string) model.Event {
-	at := time.Date(2025, time.March, 14, 15, 9, 26, 535_000_000, time.UTC)
-	return model.Event{
-		AggregateType:  ref.Type,
-		AggregateID:    ref.ID,
-		Sequence:       seq,
-		Timestamp:      at.Add(time.Duration(seq) * time.Second),
-		StreamID:       model.DefaultStream,
-		ProcessingID:   "node-1",
-		ProcessingTime: at.Add(time.Duration(seq)*time.Second + time.Millisecond),
-		Name:           "updated",
-		Payload:        fmt.Appendf(nil, `{"tag":%q,"seq":%d}`, tag, seq),
-		CommandID:      fmt.Sprintf("cmd-%s-%d", tag, seq),
-		EventID:        fmt.Sprintf("%s/%s/%d", tag, ref, seq),
-	}
-}
-
-// testEvents builds events after+1 … after+n of ref.
-func testEvents(ref model.Ref, after uint64, n int, tag string) []model.Event {
-	es := make([]model.Event, n)
-	for i := range es {
-		es[i] = testEvent(ref, after+uint64(i)+1, tag)
-	}
-	return es
-}
-
-// tagOf returns the writer tag in an event's id.
-func tagOf(e model.Event) string {
-	tag, _, _ := strings.Cut(e.EventID, "/")
-	return tag
 }
 
 // bucketRow is one row of the bucket index with what the events table

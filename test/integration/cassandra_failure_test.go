@@ -22,6 +22,7 @@ import (
 	"github.com/concursus-go/concursus/api"
 	"github.com/concursus-go/concursus/eventlog"
 	"github.com/concursus-go/concursus/examples/lightbulb"
+	"github.com/concursus-go/concursus/internal/testsupport"
 	"github.com/concursus-go/concursus/model"
 	"github.com/concursus-go/concursus/node"
 	"github.com/concursus-go/concursus/storage/cassandra"
@@ -37,16 +38,11 @@ func repoRoot(t *testing.T) string {
 	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
+// cassandraAddr returns the address of the Cassandra node the suite runs
+// against; see testsupport.CassandraAddr.
 func cassandraAddr(t *testing.T) string {
 	t.Helper()
-	addr := os.Getenv("CONCURSUS_CASSANDRA")
-	if addr == "" && os.Getenv("CI") == "true" {
-		t.Fatal("CI must run the integration suite against Cassandra: set CONCURSUS_CASSANDRA")
-	}
-	if addr == "" {
-		t.Skip("set CONCURSUS_CASSANDRA=127.0.0.1:9042 after scripts/cassandra.sh start")
-	}
-	return addr
+	return testsupport.CassandraAddr(t, "the integration suite")
 }
 
 // script runs scripts/cassandra.sh with one verb and streams its output.

@@ -31,6 +31,7 @@ import (
 
 	"github.com/concursus-go/concursus/commandlog"
 	"github.com/concursus-go/concursus/eventlog"
+	"github.com/concursus-go/concursus/eventlog/eventlogtest"
 	"github.com/concursus-go/concursus/model"
 )
 
@@ -73,29 +74,15 @@ type store struct {
 	commands commandlog.Log
 }
 
-// base is the time test events and records start from; it has millisecond
-// precision.
+// base is the time test records start from; it has millisecond precision.
 var base = time.Date(2025, time.March, 14, 15, 9, 26, 535_000_000, time.UTC)
 
-// newEvents builds events from+1 … from+n of ref, tagged with the id of
-// the command that wrote them.
+// newEvents builds events from+1 … from+n of ref (eventlogtest.NewEvents,
+// tagged with cmd), written by command cmd.
 func newEvents(ref model.Ref, from uint64, n int, cmd string) []model.Event {
-	es := make([]model.Event, n)
+	es := eventlogtest.NewEvents(ref, from, n, cmd)
 	for i := range es {
-		seq := from + uint64(i) + 1
-		es[i] = model.Event{
-			AggregateType:  ref.Type,
-			AggregateID:    ref.ID,
-			Sequence:       seq,
-			Timestamp:      base.Add(time.Duration(seq) * time.Second),
-			StreamID:       model.DefaultStream,
-			ProcessingID:   "node-1",
-			ProcessingTime: base.Add(time.Duration(seq)*time.Second + time.Millisecond),
-			Name:           "updated",
-			Payload:        fmt.Appendf(nil, `{"cmd":%q,"seq":%d}`, cmd, seq),
-			CommandID:      cmd,
-			EventID:        fmt.Sprintf("%s/%s/%d", cmd, ref, seq),
-		}
+		es[i].CommandID = cmd
 	}
 	return es
 }
