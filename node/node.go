@@ -251,7 +251,7 @@ func New(ctx context.Context, cfg Config, reg *model.Registry, opts ...Option) (
 	deps := executor.Deps{
 		Registry: reg,
 		Events:   n.events,
-		Commands: n.commands,
+		Commands: n.executorCommands(),
 		Publish:  n.executorPublisher(),
 		Clock:    cfg.Clock,
 		Logger:   n.log,

@@ -1,6 +1,9 @@
 package node
 
-import "github.com/concursus-go/concursus/executor"
+import (
+	"github.com/concursus-go/concursus/commandlog"
+	"github.com/concursus-go/concursus/executor"
+)
 
 // TestHooks let a test binary reach into a node at the points where a
 // fault is worth injecting, without the library doing it itself: the
@@ -16,6 +19,25 @@ type TestHooks struct {
 	// executor's goroutines and must be safe for concurrent use. Returning
 	// nil keeps p.
 	Publisher func(p executor.Publisher) executor.Publisher
+	// Commands, when set, wraps the command log the executor writes
+	// records to and reads them from, the same way: it must pass every
+	// call on unless it means to inject a fault there, and keep
+	// commandlog.Inserter when l has it. Returning nil keeps l.
+	Commands func(l commandlog.Log) commandlog.Log
+}
+
+// executorCommands is the command log the executor uses: the node's,
+// wrapped by Config.TestHooks when a test asks for it.
+func (n *Node) executorCommands() commandlog.Log {
+	h := n.cfg.TestHooks
+	if h == nil || h.Commands == nil {
+		return n.commands
+	}
+	if l := h.Commands(n.commands); l != nil {
+		n.log.Warn("test hook: the executor writes command records through a wrapper")
+		return l
+	}
+	return n.commands
 }
 
 // executorPublisher is what the executor publishes through: the node's

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"github.com/concursus-go/concursus/commandlog"
 	"github.com/concursus-go/concursus/executor"
 	"github.com/concursus-go/concursus/model"
 	"github.com/concursus-go/concursus/node"
@@ -25,21 +27,60 @@ import (
 // and about to be published, so the batch is in the log and on no bus.
 const faultKillBeforePublish = "CONCURSUS_FAULT_KILL_BEFORE_PUBLISH"
 
+// faultKillBeforeRecord names an environment variable: set to N, the node
+// kills its own process (SIGKILL) when it is about to write the Nth batch
+// of command records that holds a command with events: those events are
+// durable and their records are never written (on a store without a
+// DecisionWriter, where the two are separate writes).
+const faultKillBeforeRecord = "CONCURSUS_FAULT_KILL_BEFORE_RECORD"
+
 // faultInjection sets the test hooks that the environment asks for.
 func faultInjection(cfg *node.Config, logger *slog.Logger) error {
-	v := os.Getenv(faultKillBeforePublish)
-	if v == "" {
-		return nil
+	var hooks node.TestHooks
+	if at, ok, err := faultAt(faultKillBeforePublish); err != nil {
+		return err
+	} else if ok {
+		logger.Warn("fault injection: this node kills itself before publishing a batch of events", "env", faultKillBeforePublish, "batch", at)
+		hooks.Publisher = func(p executor.Publisher) executor.Publisher {
+			return &killBeforePublish{Publisher: p, at: at, log: logger}
+		}
 	}
-	at, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || at < 1 {
-		return fmt.Errorf("$%s=%q: want a batch number from 1", faultKillBeforePublish, v)
+	if at, ok, err := faultAt(faultKillBeforeRecord); err != nil {
+		return err
+	} else if ok {
+		logger.Warn("fault injection: this node kills itself before writing a batch of command records", "env", faultKillBeforeRecord, "batch", at)
+		hooks.Commands = func(l commandlog.Log) commandlog.Log {
+			k := &killBeforeRecord{Log: l, at: at, log: logger}
+			if ins, ok := l.(commandlog.Inserter); ok {
+				return killBeforeInsert{k, ins}
+			}
+			return k
+		}
 	}
-	logger.Warn("fault injection: this node kills itself before publishing a batch of events", "env", faultKillBeforePublish, "batch", at)
-	cfg.TestHooks = &node.TestHooks{Publisher: func(p executor.Publisher) executor.Publisher {
-		return &killBeforePublish{Publisher: p, at: at, log: logger}
-	}}
+	if hooks.Publisher != nil || hooks.Commands != nil {
+		cfg.TestHooks = &hooks
+	}
 	return nil
+}
+
+// faultAt reads a batch number from the environment variable env.
+func faultAt(env string) (at int64, ok bool, err error) {
+	v := os.Getenv(env)
+	if v == "" {
+		return 0, false, nil
+	}
+	at, err = strconv.ParseInt(v, 10, 64)
+	if err != nil || at < 1 {
+		return 0, false, fmt.Errorf("$%s=%q: want a batch number from 1", env, v)
+	}
+	return at, true, nil
+}
+
+// die logs what the fault injection stops and SIGKILLs the process.
+func die(log *slog.Logger, msg string, args ...any) {
+	log.Error("fault injection: killing the process "+msg, args...)
+	_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+	select {} // the signal is on its way
 }
 
 // killBeforePublish SIGKILLs the process instead of publishing batch at.
@@ -53,10 +94,46 @@ type killBeforePublish struct {
 func (k *killBeforePublish) Publish(t executor.Ticket, events []model.Event) {
 	if k.count.Add(1) == k.at && len(events) > 0 {
 		e := events[0]
-		k.log.Error("fault injection: killing the process before publishing", "aggregate", e.Ref().String(),
+		die(k.log, "before publishing", "aggregate", e.Ref().String(),
 			"sequence", e.Sequence, "eventId", e.EventID, "events", len(events))
-		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
-		select {} // the signal is on its way
 	}
 	k.Publisher.Publish(t, events)
+}
+
+// killBeforeRecord SIGKILLs the process instead of writing batch at of
+// the record batches that hold a command with events.
+type killBeforeRecord struct {
+	commandlog.Log
+	at    int64
+	count atomic.Int64
+	log   *slog.Logger
+}
+
+func (k *killBeforeRecord) Put(ctx context.Context, records []commandlog.Record) error {
+	k.check(records)
+	return k.Log.Put(ctx, records)
+}
+
+func (k *killBeforeRecord) check(records []commandlog.Record) {
+	var ids []string
+	for _, r := range records {
+		if r.Outcome == commandlog.Accepted && r.FirstSequence > 0 && r.FirstSequence <= r.LastSequence {
+			ids = append(ids, r.CommandID)
+		}
+	}
+	if len(ids) > 0 && k.count.Add(1) == k.at {
+		r := records[0]
+		die(k.log, "before writing command records", "aggregate", r.Ref.String(), "commandId", ids[0], "commandIds", ids)
+	}
+}
+
+// killBeforeInsert is killBeforeRecord over a log that inserts.
+type killBeforeInsert struct {
+	*killBeforeRecord
+	ins commandlog.Inserter
+}
+
+func (k killBeforeInsert) Insert(ctx context.Context, records []commandlog.Record) []error {
+	k.check(records)
+	return k.ins.Insert(ctx, records)
 }

@@ -13,9 +13,11 @@ import (
 // faultinject (see faultinject.go). It only warns when the environment asks
 // for a fault, so a test that forgot the tag says why nothing happens.
 func faultInjection(_ *node.Config, logger *slog.Logger) error {
-	if v := os.Getenv("CONCURSUS_FAULT_KILL_BEFORE_PUBLISH"); v != "" {
-		logger.Warn("fault injection requested, but this binary was built without it (go build -tags faultinject); ignored",
-			"env", "CONCURSUS_FAULT_KILL_BEFORE_PUBLISH", "value", v)
+	for _, env := range []string{"CONCURSUS_FAULT_KILL_BEFORE_PUBLISH", "CONCURSUS_FAULT_KILL_BEFORE_RECORD"} {
+		if v := os.Getenv(env); v != "" {
+			logger.Warn("fault injection requested, but this binary was built without it (go build -tags faultinject); ignored",
+				"env", env, "value", v)
+		}
 	}
 	return nil
 }

@@ -70,7 +70,7 @@ func TestEventDeliveryProcesses(t *testing.T) {
 	load.setPhase("n2 killed")
 	n2 := h.nodes["n2"]
 	waitUntil(t, 120*time.Second, "n2 to kill itself before a publication", n2.proc.exited)
-	killedEvent := faultInjectedEvent(t, n2.proc.logPath)
+	killedEvent := faultInjected(t, n2.proc.logPath).EventID
 	t.Logf("n2 died before publishing %s", killedEvent)
 	delete(h.nodes, "n2")
 	h.waitConverged("n1")
@@ -162,14 +162,28 @@ func TestEventDeliveryProcesses(t *testing.T) {
 	h.reportLogs()
 }
 
-// faultKillBeforePublish is read by cmd/node built with -tags faultinject:
-// set to N, the node SIGKILLs itself when its Nth batch of events is
-// durable and about to be published (cmd/node/faultinject.go).
-const faultKillBeforePublish = "CONCURSUS_FAULT_KILL_BEFORE_PUBLISH"
+// The fault-injection variables cmd/node built with -tags faultinject
+// reads (cmd/node/faultinject.go), each set to N: the node SIGKILLs itself
+// when its Nth batch of events is durable and about to be published, or
+// when it is about to write its Nth batch of command records that holds a
+// command with events (the events are durable, the records never written).
+const (
+	faultKillBeforePublish = "CONCURSUS_FAULT_KILL_BEFORE_PUBLISH"
+	faultKillBeforeRecord  = "CONCURSUS_FAULT_KILL_BEFORE_RECORD"
+)
 
-// faultInjectedEvent reads, from a node's JSON log, the event id of the
-// batch it died before publishing.
-func faultInjectedEvent(t *testing.T, logPath string) string {
+// faultLine is what a node logged as it killed itself: the event id of
+// the batch it did not publish, or the command id of the records it did
+// not write.
+type faultLine struct {
+	EventID   string `json:"eventId"`
+	CommandID string `json:"commandId"`
+	Aggregate string `json:"aggregate"`
+}
+
+// faultInjected reads, from a node's JSON log, the line it wrote as the
+// fault injection killed it.
+func faultInjected(t *testing.T, logPath string) faultLine {
 	t.Helper()
 	f, err := os.Open(logPath)
 	if err != nil {
@@ -180,15 +194,15 @@ func faultInjectedEvent(t *testing.T, logPath string) string {
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		var line struct {
-			Msg     string `json:"msg"`
-			EventID string `json:"eventId"`
+			Msg string `json:"msg"`
+			faultLine
 		}
 		if json.Unmarshal(sc.Bytes(), &line) == nil && strings.HasPrefix(line.Msg, "fault injection: killing") {
-			return line.EventID
+			return line.faultLine
 		}
 	}
 	t.Fatalf("%s has no fault-injection line:\n%s", logPath, tail(logPath, 20))
-	return ""
+	return faultLine{}
 }
 
 // readLog reads the whole history of every aggregate the load touched.
