@@ -29,13 +29,8 @@ type TestHooks struct {
 // executorCommands is the command log the executor uses: the node's,
 // wrapped by Config.TestHooks when a test asks for it.
 func (n *Node) executorCommands() commandlog.Log {
-	h := n.cfg.TestHooks
-	if h == nil || h.Commands == nil {
-		return n.commands
-	}
-	if l := h.Commands(n.commands); l != nil {
-		n.log.Warn("test hook: the executor writes command records through a wrapper")
-		return l
+	if h := n.cfg.TestHooks; h != nil {
+		return hooked(n, n.commands, h.Commands, "writes command records")
 	}
 	return n.commands
 }
@@ -43,13 +38,22 @@ func (n *Node) executorCommands() commandlog.Log {
 // executorPublisher is what the executor publishes through: the node's
 // publisher, wrapped by Config.TestHooks when a test asks for it.
 func (n *Node) executorPublisher() executor.Publisher {
-	h := n.cfg.TestHooks
-	if h == nil || h.Publisher == nil {
-		return n.pub
-	}
-	if p := h.Publisher(n.pub); p != nil {
-		n.log.Warn("test hook: the executor publishes through a wrapper")
-		return p
+	if h := n.cfg.TestHooks; h != nil {
+		return hooked(n, executor.Publisher(n.pub), h.Publisher, "publishes")
 	}
 	return n.pub
+}
+
+// hooked returns what hook wraps v in, or v when there is no hook or it
+// returned nil, and logs that a wrapper is in use.
+func hooked[T comparable](n *Node, v T, hook func(T) T, what string) T {
+	var none T
+	if hook == nil {
+		return v
+	}
+	if w := hook(v); w != none {
+		n.log.Warn("test hook: the executor " + what + " through a wrapper")
+		return w
+	}
+	return v
 }
