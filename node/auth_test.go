@@ -52,3 +52,44 @@ func credentials(c node.NATSConfig) string {
 	}
 	return c.User + ":" + c.Password
 }
+
+// Credentials that cannot go together are refused before anything
+// connects, by the node and by the admin commands (which judge their flags
+// with the same CheckCredentials).
+func TestContradictoryCredentialsAreRefused(t *testing.T) {
+	for _, tt := range []struct {
+		nats node.NATSConfig
+		want string // in the error; "" for none
+	}{
+		{nats: node.NATSConfig{Token: "t"}},
+		{nats: node.NATSConfig{User: "u", Password: "p"}},
+		{nats: node.NATSConfig{CredsFile: "x.creds"}},
+		{nats: node.NATSConfig{Token: "t", CredsFile: "x.creds"}, want: "at most one of"},
+		{nats: node.NATSConfig{Token: "t", Password: "p"}, want: "at most one of"},
+		{nats: node.NATSConfig{User: "u"}, want: `user "u" has no password`},
+		{nats: node.NATSConfig{Password: "p"}, want: "password needs a user"},
+	} {
+		err := tt.nats.CheckCredentials()
+		if tt.want == "" {
+			if err != nil {
+				t.Errorf("%+v: %v", tt.nats, err)
+			}
+			if n := len(tt.nats.AuthOptions()); n != 1 {
+				t.Errorf("%+v: %d auth options, want 1", tt.nats, n)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%+v: %v, want an error about %q", tt.nats, err, tt.want)
+		}
+		cfg := node.DefaultConfig()
+		cfg.NATS = tt.nats
+		cfg.NATS.URL = "nats://127.0.0.1:1"
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Validate with %+v: %v, want an error about %q", tt.nats, err, tt.want)
+		}
+	}
+	if opts := (node.NATSConfig{}).AuthOptions(); len(opts) != 0 {
+		t.Errorf("no credentials: %d auth options", len(opts))
+	}
+}

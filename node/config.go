@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/concursus-go/concursus/api"
 	"github.com/concursus-go/concursus/cluster"
 	"github.com/concursus-go/concursus/eventbus"
@@ -92,6 +94,44 @@ type NATSConfig struct {
 	// Defaults 127.0.0.1 and 4222; port -1 picks a free port.
 	EmbeddedHost string
 	EmbeddedPort int
+}
+
+// CheckCredentials reports credentials that cannot go together: more than
+// one kind, a user without a password, a password without a user.
+func (c NATSConfig) CheckCredentials() error {
+	kinds := 0
+	for _, set := range []bool{c.Token != "", c.User != "" || c.Password != "", c.CredsFile != ""} {
+		if set {
+			kinds++
+		}
+	}
+	switch {
+	case kinds > 1:
+		return errors.New("give at most one of NATS token, user and password, credentials file")
+	case c.User != "" && c.Password == "":
+		return fmt.Errorf("NATS user %q has no password", c.User)
+	case c.Password != "" && c.User == "":
+		return errors.New("a NATS password needs a user")
+	}
+	return nil
+}
+
+func (c NATSConfig) hasCredentials() bool {
+	return c.Token != "" || c.User != "" || c.Password != "" || c.CredsFile != ""
+}
+
+// AuthOptions returns the connect options that present c's credentials
+// (none when it has none).
+func (c NATSConfig) AuthOptions() []nats.Option {
+	switch {
+	case c.Token != "":
+		return []nats.Option{nats.Token(c.Token)}
+	case c.User != "":
+		return []nats.Option{nats.UserInfo(c.User, c.Password)}
+	case c.CredsFile != "":
+		return []nats.Option{nats.UserCredentials(c.CredsFile)}
+	}
+	return nil
 }
 
 // DefaultConfig returns a configuration with every default filled in.
@@ -190,19 +230,12 @@ func (c *Config) Validate() error {
 		}
 	}
 	n := &c.NATS
-	kinds := 0
-	for _, set := range []bool{n.Token != "", n.User != "" || n.Password != "", n.CredsFile != ""} {
-		if set {
-			kinds++
-		}
+	if err := n.CheckCredentials(); err != nil {
+		return fmt.Errorf("node: %w", err)
 	}
 	switch {
-	case kinds > 1:
-		return errors.New("node: give at most one of NATS token, user/password, credentials file")
-	case kinds == 1 && n.URL == "":
+	case n.hasCredentials() && n.URL == "":
 		return errors.New("node: NATS credentials need a NATS URL (the embedded server has no auth)")
-	case n.User != "" && n.Password == "":
-		return fmt.Errorf("node: NATS user %q has no password", n.User)
 	case n.URL == "" && (n.EmbeddedPort < -1 || n.EmbeddedPort > 65535):
 		return fmt.Errorf("node: embedded NATS port %d out of range", n.EmbeddedPort)
 	}

@@ -352,14 +352,7 @@ func (n *Node) connectNATS() error {
 		opts = append(opts, nats.InProcessServer(s))
 		n.log.Info("embedded NATS server started", "url", url)
 	} else {
-		switch {
-		case c.Token != "":
-			opts = append(opts, nats.Token(c.Token))
-		case c.User != "":
-			opts = append(opts, nats.UserInfo(c.User, c.Password))
-		case c.CredsFile != "":
-			opts = append(opts, nats.UserCredentials(c.CredsFile))
-		}
+		opts = append(opts, c.AuthOptions()...)
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {

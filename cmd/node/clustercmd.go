@@ -7,7 +7,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -20,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/concursus-go/concursus/api"
+	"github.com/concursus-go/concursus/node"
 )
 
 // defaultClusterURL is where `node cluster` looks when no --nats-url is
@@ -32,7 +32,7 @@ const defaultClusterURL = "nats://127.0.0.1:4222"
 const lastReplyGrace = 200 * time.Millisecond
 
 func runCluster(args []string, stdout, stderr io.Writer) int {
-	nc := natsFlags{url: defaultClusterURL}
+	nc := node.NATSConfig{URL: defaultClusterURL}
 	prefix := api.DefaultPrefix
 	wait := durationValue(time.Second)
 	var partitions, asJSON boolValue
@@ -67,10 +67,10 @@ Flags (the NATS ones share the node's environment variables):
 		fmt.Fprintf(stderr, "node cluster: unexpected arguments %q\n", fs.Args())
 		return 2
 	}
-	if nc.url == "" { // CONCURSUS_NATS_URL="" means an embedded server to a node
-		nc.url = defaultClusterURL
+	if nc.URL == "" { // CONCURSUS_NATS_URL="" means an embedded server to a node
+		nc.URL = defaultClusterURL
 	}
-	if err := nc.validate(); err != nil {
+	if err := nc.CheckCredentials(); err != nil {
 		fmt.Fprintf(stderr, "node cluster: %v\n", err)
 		return 2
 	}
@@ -83,9 +83,9 @@ Flags (the NATS ones share the node's environment variables):
 		return 2
 	}
 
-	conn, err := nats.Connect(nc.url, nc.options()...)
+	conn, err := nats.Connect(nc.URL, natsOptions(nc, "concursus-cluster-report")...)
 	if err != nil {
-		fmt.Fprintf(stderr, "node cluster: connecting to NATS at %s: %v (is a node running there? see --nats-url)\n", redactURL(nc.url), err)
+		fmt.Fprintf(stderr, "node cluster: connecting to NATS at %s: %v (is a node running there? see --nats-url)\n", redactURL(nc.URL), err)
 		return 1
 	}
 	defer conn.Close()
@@ -115,42 +115,10 @@ Flags (the NATS ones share the node's environment variables):
 	return 0
 }
 
-// natsFlags are the connection settings of `node cluster`.
-type natsFlags struct {
-	url, token, user, password, creds string
-}
-
-// validate applies node.Config's rules: at most one kind of credentials,
-// and a user needs a password.
-func (f natsFlags) validate() error {
-	kinds := 0
-	for _, set := range []bool{f.token != "", f.user != "" || f.password != "", f.creds != ""} {
-		if set {
-			kinds++
-		}
-	}
-	switch {
-	case kinds > 1:
-		return errors.New("give at most one of --nats-token, --nats-user/--nats-password, --nats-creds")
-	case f.user != "" && f.password == "":
-		return fmt.Errorf("--nats-user %q has no --nats-password", f.user)
-	case f.password != "" && f.user == "":
-		return errors.New("--nats-password needs --nats-user")
-	}
-	return nil
-}
-
-func (f natsFlags) options() []nats.Option {
-	opts := []nats.Option{nats.Name("concursus-cluster-report"), nats.Timeout(5 * time.Second)}
-	switch {
-	case f.token != "":
-		opts = append(opts, nats.Token(f.token))
-	case f.user != "":
-		opts = append(opts, nats.UserInfo(f.user, f.password))
-	case f.creds != "":
-		opts = append(opts, nats.UserCredentials(f.creds))
-	}
-	return opts
+// natsOptions are the connect options of the admin subcommands: their
+// name, a connect timeout and the credentials of nc.
+func natsOptions(nc node.NATSConfig, name string) []nats.Option {
+	return append([]nats.Option{nats.Name(name), nats.Timeout(5 * time.Second)}, nc.AuthOptions()...)
 }
 
 // redactURL hides the passwords of a comma-separated list of NATS URLs.
@@ -568,13 +536,22 @@ func writeIdempotency(w io.Writer, replies []clusterReply) {
 
 // natsSettings are the flags with which the admin subcommands reach a
 // cluster: its NATS server, credentials and subject prefix.
-func natsSettings(nc *natsFlags, prefix *string) []setting {
-	return []setting{
-		{"nats-url", "CONCURSUS_NATS_URL", "NATS server of the cluster", (*stringValue)(&nc.url)},
-		{"nats-token", "CONCURSUS_NATS_TOKEN", "token for --nats-url", (*stringValue)(&nc.token)},
-		{"nats-user", "CONCURSUS_NATS_USER", "user for --nats-url (with --nats-password)", (*stringValue)(&nc.user)},
-		{"nats-password", "CONCURSUS_NATS_PASSWORD", "password for --nats-user", (*stringValue)(&nc.password)},
-		{"nats-creds", "CONCURSUS_NATS_CREDS", "credentials (.creds) file for --nats-url", (*stringValue)(&nc.creds)},
+func natsSettings(nc *node.NATSConfig, prefix *string) []setting {
+	return slices.Concat([]setting{
+		{"nats-url", "CONCURSUS_NATS_URL", "NATS server of the cluster", (*stringValue)(&nc.URL)},
+	}, natsCredentials(nc), []setting{
 		{"prefix", "CONCURSUS_PREFIX", "NATS subject prefix of the cluster", (*stringValue)(prefix)},
+	})
+}
+
+// natsCredentials are the credential flags of a NATS connection, the
+// node's and the admin subcommands' alike (node.NATSConfig.CheckCredentials
+// judges them).
+func natsCredentials(nc *node.NATSConfig) []setting {
+	return []setting{
+		{"nats-token", "CONCURSUS_NATS_TOKEN", "token for --nats-url", (*stringValue)(&nc.Token)},
+		{"nats-user", "CONCURSUS_NATS_USER", "user for --nats-url (with --nats-password)", (*stringValue)(&nc.User)},
+		{"nats-password", "CONCURSUS_NATS_PASSWORD", "password for --nats-user", (*stringValue)(&nc.Password)},
+		{"nats-creds", "CONCURSUS_NATS_CREDS", "credentials (.creds) file for --nats-url", (*stringValue)(&nc.CredsFile)},
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/concursus-go/concursus/api"
+	"github.com/concursus-go/concursus/node"
 	"github.com/concursus-go/concursus/subscription"
 )
 
@@ -63,7 +64,7 @@ func runDeadLetters(args []string, stdout, stderr io.Writer) int {
 // runDeadLettersCmd runs `node deadletters list|replay`.
 func runDeadLettersCmd(sub string, args []string, stdout, stderr io.Writer) int {
 	name := "node deadletters " + sub
-	nc := natsFlags{url: defaultClusterURL}
+	nc := node.NATSConfig{URL: defaultClusterURL}
 	prefix := api.DefaultPrefix
 	timeout := durationValue(10 * time.Second)
 	var consumer string
@@ -90,10 +91,10 @@ func runDeadLettersCmd(sub string, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "%s: unexpected arguments %q\n", name, fs.Args())
 		return 2
 	}
-	if nc.url == "" {
-		nc.url = defaultClusterURL
+	if nc.URL == "" {
+		nc.URL = defaultClusterURL
 	}
-	switch err := nc.validate(); {
+	switch err := nc.CheckCredentials(); {
 	case err != nil:
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return 2
@@ -108,9 +109,9 @@ func runDeadLettersCmd(sub string, args []string, stdout, stderr io.Writer) int 
 		return 2
 	}
 
-	conn, err := nats.Connect(nc.url, append(nc.options(), nats.Name("concursus-deadletters"))...)
+	conn, err := nats.Connect(nc.URL, natsOptions(nc, "concursus-deadletters")...)
 	if err != nil {
-		fmt.Fprintf(stderr, "%s: connecting to NATS at %s: %v (see --nats-url)\n", name, redactURL(nc.url), err)
+		fmt.Fprintf(stderr, "%s: connecting to NATS at %s: %v (see --nats-url)\n", name, redactURL(nc.URL), err)
 		return 1
 	}
 	defer conn.Close()

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -86,13 +87,10 @@ func configure(args []string, stderr io.Writer) (*invocation, int) {
 	cl.failureGrace = durationValue(30 * time.Second)
 	fs := flag.NewFlagSet("node", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	settings := []setting{
+	settings := slices.Concat([]setting{
 		{"node-id", "CONCURSUS_NODE_ID", "name of this node in logs and admin replies, and its member id in a cluster (default: host name; in cluster mode a fresh <host>-<pid>-<random> per process: give a stable id only to a node that keeps its identity's state across restarts)", (*stringValue)(&cfg.NodeID)},
 		{"nats-url", "CONCURSUS_NATS_URL", "NATS server to connect to; empty starts an embedded server", (*stringValue)(&cfg.NATS.URL)},
-		{"nats-token", "CONCURSUS_NATS_TOKEN", "token for --nats-url", (*stringValue)(&cfg.NATS.Token)},
-		{"nats-user", "CONCURSUS_NATS_USER", "user for --nats-url (with --nats-password)", (*stringValue)(&cfg.NATS.User)},
-		{"nats-password", "CONCURSUS_NATS_PASSWORD", "password for --nats-user", (*stringValue)(&cfg.NATS.Password)},
-		{"nats-creds", "CONCURSUS_NATS_CREDS", "credentials (.creds) file for --nats-url", (*stringValue)(&cfg.NATS.CredsFile)},
+	}, natsCredentials(&cfg.NATS), []setting{
 		{"nats-host", "CONCURSUS_NATS_HOST", "address the embedded NATS server listens on", (*stringValue)(&cfg.NATS.EmbeddedHost)},
 		{"nats-port", "CONCURSUS_NATS_PORT", "port of the embedded NATS server (-1: any free port)", (*intValue)(&cfg.NATS.EmbeddedPort)},
 		{"data-dir", "CONCURSUS_DATA_DIR", "directory of the embedded event and command log", (*stringValue)(&cfg.DataDir)},
@@ -142,7 +140,7 @@ func configure(args []string, stderr io.Writer) (*invocation, int) {
 		{"raft-failure-grace", "CONCURSUS_RAFT_FAILURE_GRACE", "how long a failed member stays a raft server before it is removed", (*durationValue)(&cl.failureGrace)},
 		{"log-level", "CONCURSUS_LOG_LEVEL", "debug, info, warn or error", (*stringValue)(&logLevel)},
 		{"log-format", "CONCURSUS_LOG_FORMAT", "text or json", (*stringValue)(&logFormat)},
-	}
+	})
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, `Usage: node [flags]
        node cluster [flags]    print who owns what in a running cluster (node cluster --help)
