@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"time"
 
@@ -10,6 +11,19 @@ import (
 
 	"github.com/concursus-go/concursus/storage/cassandra"
 )
+
+// benchCassandra names a fresh keyspace for this run and returns the
+// store configuration on it (logging nothing) and the function that drops
+// the keyspace at the end.
+func benchCassandra(p params, name string) (cassandra.Config, func()) {
+	keyspace := fmt.Sprintf("%s_%d", name, time.Now().UnixNano())
+	fmt.Printf("store: Cassandra at %s, keyspace %s (dropped when done)\n", p.cassandra, keyspace)
+	ccfg := cassandra.DefaultConfig()
+	ccfg.Hosts = []string{p.cassandra}
+	ccfg.Keyspace = keyspace
+	ccfg.Logger = slog.New(slog.DiscardHandler)
+	return ccfg, func() { dropKeyspace(p.cassandra, keyspace) }
+}
 
 // benchRawCassandra measures the storage ceiling: each operation is the
 // conditional batch the store itself sends for a one-event append (move the

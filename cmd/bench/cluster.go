@@ -35,13 +35,8 @@ func benchClusters(p params, url string, conns []*nats.Conn) error {
 		events, commands = memory.NewEventLog(), memory.NewCommandLog()
 		fmt.Println("store: shared in-memory logs (isolates routing and forwarding from storage)")
 	case "cassandra":
-		keyspace := fmt.Sprintf("bench_cluster_%d", time.Now().Unix())
-		fmt.Printf("store: Cassandra at %s, keyspace %s (dropped at the end)\n", p.cassandra, keyspace)
-		ccfg := cassandra.DefaultConfig()
-		ccfg.Hosts = []string{p.cassandra}
-		ccfg.Keyspace = keyspace
-		ccfg.Logger = slog.New(slog.DiscardHandler)
-		defer dropKeyspace(p.cassandra, keyspace)
+		ccfg, drop := benchCassandra(p, "bench_cluster")
+		defer drop()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		st, err := cassandra.Open(ctx, ccfg)
 		cancel()

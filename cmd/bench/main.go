@@ -235,17 +235,12 @@ func run() error {
 		}
 	case "cassandra":
 		baseline = "raw-cassandra"
-		keyspace := fmt.Sprintf("bench_%d", time.Now().Unix())
-		fmt.Printf("Cassandra at %s, keyspace %s (dropped at the end)\n", p.cassandra, keyspace)
-		ccfg := cassandra.DefaultConfig()
-		ccfg.Hosts = []string{p.cassandra}
-		ccfg.Keyspace = keyspace
-		ccfg.Logger = slog.New(slog.DiscardHandler)
-		defer dropKeyspace(p.cassandra, keyspace)
+		ccfg, drop := benchCassandra(p, "bench")
+		defer drop()
 		if raw, err = benchRawCassandra(p, ccfg); err != nil {
 			return err
 		}
-		opener = cassandraOpener(p, keyspace)
+		opener = cassandraOpener(ccfg)
 	default:
 		return fmt.Errorf("-store %q: want embedded or cassandra", p.store)
 	}
@@ -268,18 +263,13 @@ func freshStores(p params, scenario string) func() (node.StoreOpener, func()) {
 		if p.store != "cassandra" {
 			return nil, func() {}
 		}
-		keyspace := fmt.Sprintf("bench_%s_%d", scenario, time.Now().UnixNano())
-		fmt.Printf("Cassandra at %s, keyspace %s (dropped after the scenario)\n", p.cassandra, keyspace)
-		return cassandraOpener(p, keyspace), func() { dropKeyspace(p.cassandra, keyspace) }
+		ccfg, drop := benchCassandra(p, "bench_"+scenario)
+		return cassandraOpener(ccfg), drop
 	}
 }
 
-// cassandraOpener opens the node's logs in keyspace, with the outbox.
-func cassandraOpener(p params, keyspace string) node.StoreOpener {
-	ccfg := cassandra.DefaultConfig()
-	ccfg.Hosts = []string{p.cassandra}
-	ccfg.Keyspace = keyspace
-	ccfg.Logger = slog.New(slog.DiscardHandler)
+// cassandraOpener opens the node's logs as ccfg says, with the outbox.
+func cassandraOpener(ccfg cassandra.Config) node.StoreOpener {
 	return func(ctx context.Context) (node.Stores, error) {
 		st, err := cassandra.Open(ctx, ccfg)
 		if err != nil {
