@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -22,20 +21,11 @@ import (
 // request once (decode.go), routes it (route.go) and runs it here or
 // passes it on; the reply goes straight to the client.
 
-// onCommand takes a command request from the queue group. It runs on the
-// subscription's goroutine and never blocks on the command: the reply is
-// sent from the executor's callback.
-func (n *Node) onCommand(m *nats.Msg) {
-	n.handleCommand(m, strings.TrimPrefix(m.Subject, n.cmdSubjectPrefix), false)
-}
-
-// onDirectCommand takes a command another node forwarded to this one.
-func (n *Node) onDirectCommand(m *nats.Msg) {
-	n.handleCommand(m, strings.TrimPrefix(m.Subject, n.directBase+".cmd."), true)
-}
-
 // handleCommand reads a command request once and dispatches it: run here
-// (runCommand), passed to its owner, delayed or answered. A request whose
+// (runCommand), passed to its owner, delayed or answered. direct: another
+// node forwarded it to this one. It runs on the subscription's goroutine
+// and never blocks on the command: the reply is sent from the executor's
+// callback. A request whose
 // aggregate id or timeout cannot be read is not routed: this node answers
 // it.
 func (n *Node) handleCommand(m *nats.Msg, aggType string, direct bool) {
@@ -158,17 +148,8 @@ func (n *Node) respond(m *nats.Msg, v any) {
 	}
 }
 
-// onQuery answers a state query through the aggregate's mailbox.
-func (n *Node) onQuery(m *nats.Msg) {
-	n.handleQuery(m, strings.TrimPrefix(m.Subject, n.querySubjectPrefix), false)
-}
-
-// onDirectQuery takes a query another node forwarded to this one.
-func (n *Node) onDirectQuery(m *nats.Msg) {
-	n.handleQuery(m, strings.TrimPrefix(m.Subject, n.directBase+".query."), true)
-}
-
-// handleQuery decodes a query once and dispatches it. A query is small and
+// handleQuery decodes a state query once and dispatches it to the
+// aggregate's mailbox, here or at its owner. A query is small and
 // decoded whole where it arrives: a refused one is answered there.
 func (n *Node) handleQuery(m *nats.Msg, aggType string, direct bool) {
 	arrived := time.Now()
@@ -208,11 +189,11 @@ func (n *Node) runQuery(rq *request, eq executor.Query) {
 	})
 }
 
-// onHistory answers a history read from the event log. Any node answers:
-// the log is shared. The request is parsed by decodeHistory; a successful
-// reply always carries events (maybe none) and next (see api.HistoryReply).
-func (n *Node) onHistory(m *nats.Msg) {
-	aggType := m.Subject[len(n.historySubjectPrefix):]
+// handleHistory answers a history read from the event log. Any node
+// answers: the log is shared. The request is parsed by decodeHistory; a
+// successful reply always carries events (maybe none) and next (see
+// api.HistoryReply).
+func (n *Node) handleHistory(m *nats.Msg, aggType string) {
 	fail := func(e *api.Error) { n.respond(m, &api.HistoryReply{AggregateType: aggType, Error: e}) }
 	q, apiErr := decodeHistory(m.Data, n.cfg.MaxPayload)
 	if apiErr != nil {
@@ -250,16 +231,6 @@ func (n *Node) onHistory(m *nats.Msg) {
 		next = 0 // the history ended inside the page
 	}
 	n.respond(m, &api.HistoryReply{OK: true, AggregateType: aggType, AggregateID: q.AggregateID, Events: events, Next: next})
-}
-
-// onFacts takes a facts request from the queue group.
-func (n *Node) onFacts(m *nats.Msg) {
-	n.handleFacts(m, strings.TrimPrefix(m.Subject, n.factsSubjectPrefix))
-}
-
-// onDirectFacts takes facts another node passed to this one, their owner.
-func (n *Node) onDirectFacts(m *nats.Msg) {
-	n.handleFacts(m, strings.TrimPrefix(m.Subject, n.directBase+".facts."))
 }
 
 // handleFacts splits a facts request by aggregate, ingests the facts of

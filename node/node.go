@@ -61,6 +61,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -401,17 +402,16 @@ func (n *Node) subscribe() error {
 		n.subs = append(n.subs, s)
 	}
 	if n.cfg.Cluster != nil {
-		for range n.cfg.Subscribers {
-			// A queue group of one node's subscriptions: each message
-			// once.
-			if err := n.subscribeTo(n.directBase+".cmd.*", n.directBase, n.onDirectCommand); err != nil {
-				return err
-			}
-		}
-		if err := n.subscribeTo(n.directBase+".query.*", n.directBase, n.onDirectQuery); err != nil {
+		// Requests forwarded to this node: a queue group of its own
+		// subscriptions, so that each is taken once.
+		base := n.directBase + "."
+		if err := n.takeRequests(base+"cmd.", n.directBase, n.cfg.Subscribers, func(m *nats.Msg, t string) { n.handleCommand(m, t, true) }); err != nil {
 			return err
 		}
-		if err := n.subscribeTo(n.directBase+".facts.*", n.directBase, n.onDirectFacts); err != nil {
+		if err := n.takeRequests(base+"query.", n.directBase, 1, func(m *nats.Msg, t string) { n.handleQuery(m, t, true) }); err != nil {
+			return err
+		}
+		if err := n.takeRequests(base+"facts.", n.directBase, 1, n.handleFacts); err != nil {
 			return err
 		}
 		if err := n.subscribeTo(pingSubject(n.directBase), "", func(m *nats.Msg) { _ = m.Respond(nil) }); err != nil {
@@ -436,21 +436,33 @@ func (n *Node) subscribeTo(subject, queue string, h nats.MsgHandler) error {
 // subscribeQueue joins the queue group that spreads client requests over
 // the nodes.
 func (n *Node) subscribeQueue() error {
-	for range n.cfg.Subscribers {
-		if err := n.subscribeTo(n.cmdSubjectPrefix+"*", n.queueGroup(), n.onCommand); err != nil {
-			return err
-		}
-	}
-	if err := n.subscribeTo(n.querySubjectPrefix+"*", n.queueGroup(), n.onQuery); err != nil {
+	q := n.queueGroup()
+	if err := n.takeRequests(n.cmdSubjectPrefix, q, n.cfg.Subscribers, func(m *nats.Msg, t string) { n.handleCommand(m, t, false) }); err != nil {
 		return err
 	}
-	if err := n.subscribeTo(n.historySubjectPrefix+"*", n.queueGroup(), n.onHistory); err != nil {
+	if err := n.takeRequests(n.querySubjectPrefix, q, 1, func(m *nats.Msg, t string) { n.handleQuery(m, t, false) }); err != nil {
 		return err
 	}
-	if err := n.subscribeTo(n.factsSubjectPrefix+"*", n.queueGroup(), n.onFacts); err != nil {
+	if err := n.takeRequests(n.historySubjectPrefix, q, 1, n.handleHistory); err != nil {
+		return err
+	}
+	if err := n.takeRequests(n.factsSubjectPrefix, q, 1, n.handleFacts); err != nil {
 		return err
 	}
 	return n.nc.Flush()
+}
+
+// takeRequests subscribes copies times to prefix+"*" in queue and hands
+// each request to handle with its aggregate type, the subject's last
+// token: the prefix a request is taken on is the one it is read with.
+func (n *Node) takeRequests(prefix, queue string, copies int, handle func(m *nats.Msg, aggType string)) error {
+	h := func(m *nats.Msg) { handle(m, strings.TrimPrefix(m.Subject, prefix)) }
+	for range copies {
+		if err := n.subscribeTo(prefix+"*", queue, h); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ClientURL is the URL clients use to reach this node's NATS server.
