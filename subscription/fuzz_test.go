@@ -16,10 +16,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/concursus-go/concursus/api"
-	"github.com/concursus-go/concursus/model"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/concursus-go/concursus/api"
+	"github.com/concursus-go/concursus/model"
 )
 
 // FuzzDecodeDelivery: decode never panics, and an event it accepts is

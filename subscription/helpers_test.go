@@ -280,6 +280,15 @@ func settle(t *testing.T, e *env, s *subscription.Subscription) {
 	})
 }
 
+// twoBulbs is n events of b1 and of b2, interleaved: b1#1 b2#1 b1#2 …
+func twoBulbs(n uint64) []model.Event {
+	var events []model.Event
+	for seq := uint64(1); seq <= n; seq++ {
+		events = append(events, ev("b1", seq, "created", ""), ev("b2", seq, "created", ""))
+	}
+	return events
+}
+
 func wantKeys(t *testing.T, what string, got []string, want ...string) {
 	t.Helper()
 	if !slices.Equal(got, want) {

@@ -191,10 +191,7 @@ func TestStartPositions(t *testing.T) {
 // delivered again.
 func TestRestartResumesAfterTheLastAcknowledgedEvent(t *testing.T) {
 	e := newEnv(t)
-	var events []model.Event
-	for seq := uint64(1); seq <= 5; seq++ {
-		events = append(events, ev("b1", seq, "created", ""), ev("b2", seq, "created", ""))
-	}
+	events := twoBulbs(5)
 	e.publish(events[:6]...)
 
 	var first recorder
@@ -657,10 +654,7 @@ func TestConnectionLossStopsTheSubscription(t *testing.T) {
 // in stream order, not after AckWait behind the newer events.
 func TestCrashedSubscriptionResumesInOrder(t *testing.T) {
 	e := newEnv(t)
-	var events []model.Event
-	for seq := uint64(1); seq <= 4; seq++ {
-		events = append(events, ev("b1", seq, "created", ""), ev("b2", seq, "created", ""))
-	}
+	events := twoBulbs(4)
 	e.publish(events[:6]...)
 	nc := testsupport.Connect(t, e.srv.ClientURL())
 	var first recorder
