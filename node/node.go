@@ -271,6 +271,11 @@ func New(ctx context.Context, cfg Config, reg *model.Registry, opts ...Option) (
 			xcfg.RepairWithin = w
 		}
 	}
+	if r := cfg.CommandRetention; r > 0 {
+		// …but not for longer than records are kept: a pruned record is
+		// not missing.
+		xcfg.RepairWithin = min(cmp.Or(xcfg.RepairWithin, executor.DefaultConfig().RepairWithin), r)
+	}
 	n.exec, err = executor.New(xcfg, deps)
 	if err != nil {
 		return nil, err
