@@ -35,7 +35,7 @@ type CommandLog struct {
 // wins. A record with an empty or oversized command id fails the batch
 // before anything is written.
 func (l *CommandLog) Put(ctx context.Context, records []commandlog.Record) error {
-	if err := l.checkOpen(); err != nil {
+	if err := l.CheckOpen(); err != nil {
 		return fmt.Errorf("bolt: put %d command records: %w", len(records), err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -99,7 +99,7 @@ func checkRecord(r *commandlog.Record) error {
 
 // Get implements commandlog.Log.
 func (l *CommandLog) Get(ctx context.Context, commandID string) (commandlog.Record, error) {
-	if err := l.checkOpen(); err != nil {
+	if err := l.CheckOpen(); err != nil {
 		return commandlog.Record{}, fmt.Errorf("bolt: get command %q: %w", commandID, err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -135,7 +135,7 @@ func (l *CommandLog) Get(ctx context.Context, commandID string) (commandlog.Reco
 func (l *CommandLog) Prune(ctx context.Context, cutoff time.Time) (int, error) {
 	total := 0
 	for {
-		if err := l.checkOpen(); err != nil {
+		if err := l.CheckOpen(); err != nil {
 			return total, fmt.Errorf("bolt: prune commands before %s: %w", cutoff, err)
 		}
 		if err := ctx.Err(); err != nil {
@@ -213,7 +213,7 @@ func (l *CommandLog) pruneChunk(cutoff time.Time) (deleted, scanned int, err err
 
 // Close implements commandlog.Log: it closes this view, not the file (see
 // DB.Close). A second Close returns ErrClosed.
-func (l *CommandLog) Close() error { return l.close() }
+func (l *CommandLog) Close() error { return l.View.Close() }
 
 var _ commandlog.Inserter = (*CommandLog)(nil)
 
@@ -228,7 +228,7 @@ func (l *CommandLog) Insert(ctx context.Context, records []commandlog.Record) []
 		}
 		return errs
 	}
-	if err := l.checkOpen(); err != nil {
+	if err := l.CheckOpen(); err != nil {
 		return fail(err)
 	}
 	if err := ctx.Err(); err != nil {

@@ -98,8 +98,8 @@ func Open(path string, opts Options) (*DB, error) {
 		return nil, errors.Join(fmt.Errorf("bolt: open %s: %w", path, err), bdb.Close())
 	}
 	db := &DB{path: path, bdb: bdb, outbox: newOutboxBuffer()}
-	db.events = &EventLog{view{db: db, errClosed: eventlog.ErrClosed, errUnavailable: eventlog.ErrUnavailable}}
-	db.commands = &CommandLog{view{db: db, errClosed: commandlog.ErrClosed, errUnavailable: commandlog.ErrUnavailable}}
+	db.events = &EventLog{newView(db, eventlog.ErrClosed, eventlog.ErrUnavailable)}
+	db.commands = &CommandLog{newView(db, commandlog.ErrClosed, commandlog.ErrUnavailable)}
 	return db, nil
 }
 

@@ -53,7 +53,7 @@ func (l *EventLog) Append(ctx context.Context, batch []eventlog.Append) []error 
 		}
 		return errs
 	}
-	if err := l.checkOpen(); err != nil {
+	if err := l.CheckOpen(); err != nil {
 		return fail(err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -200,7 +200,7 @@ func lastSequence(c *bbolt.Cursor, prefix []byte) (uint64, error) {
 
 // ReadPage implements eventlog.Log.
 func (l *EventLog) ReadPage(ctx context.Context, ref model.Ref, from uint64, limit int) ([]model.Event, uint64, error) {
-	if err := l.checkOpen(); err != nil {
+	if err := l.CheckOpen(); err != nil {
 		return nil, 0, fmt.Errorf("bolt: read %s from %d: %w", ref, from, err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -250,7 +250,7 @@ func (l *EventLog) ReadPage(ctx context.Context, ref model.Ref, from uint64, lim
 // transactions.
 func (l *EventLog) ReadTimePage(ctx context.Context, ref model.Ref, after model.TimeKey, limit int) ([]model.Event, bool, error) {
 	what := func() string { return fmt.Sprintf("read %s in event time after %v", ref, after) }
-	if err := l.checkOpen(); err != nil {
+	if err := l.CheckOpen(); err != nil {
 		return nil, false, fmt.Errorf("bolt: %s: %w", what(), err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -453,7 +453,7 @@ func buildTimeIndex(bdb *bbolt.DB, perTx int) error {
 
 // LastSequence implements eventlog.Log.
 func (l *EventLog) LastSequence(ctx context.Context, ref model.Ref) (uint64, error) {
-	if err := l.checkOpen(); err != nil {
+	if err := l.CheckOpen(); err != nil {
 		return 0, fmt.Errorf("bolt: last sequence of %s: %w", ref, err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -473,7 +473,7 @@ func (l *EventLog) LastSequence(ctx context.Context, ref model.Ref) (uint64, err
 
 // Close implements eventlog.Log: it closes this view, not the file (see
 // DB.Close). A second Close returns ErrClosed.
-func (l *EventLog) Close() error { return l.close() }
+func (l *EventLog) Close() error { return l.View.Close() }
 
 var _ eventlog.HeadChecker = (*EventLog)(nil)
 
@@ -487,7 +487,7 @@ func (l *EventLog) CheckHead(ctx context.Context, heads []eventlog.Head) []error
 		}
 		return errs
 	}
-	if err := l.checkOpen(); err != nil {
+	if err := l.CheckOpen(); err != nil {
 		return fail(err)
 	}
 	if err := ctx.Err(); err != nil {

@@ -1,43 +1,23 @@
 package bolt
 
 import (
-	"fmt"
-	"sync/atomic"
+	"github.com/concursus-go/concursus/storage/internal/logview"
 )
 
 // view is what the event log and the command log of a DB share: a Close of
 // their own that leaves the file open, the check that neither the view nor
-// its DB is closed, and the wrapping of a transaction's error. Each view
-// returns the ErrClosed and ErrUnavailable of its own log package.
+// its DB is closed (logview), and the DB.
 type view struct {
-	db     *DB
-	closed atomic.Bool
-	// errClosed and errUnavailable are the log package's ErrClosed and
-	// ErrUnavailable.
-	errClosed, errUnavailable error
+	logview.View
+	db *DB
 }
 
-// close closes the view; a second close returns errClosed.
-func (v *view) close() error {
-	if !v.closed.CompareAndSwap(false, true) {
-		return v.errClosed
-	}
-	return nil
+func newView(db *DB, errClosed, errUnavailable error) view {
+	return view{View: logview.View{Store: &db.closed, Name: "bolt", ErrClosed: errClosed, ErrUnavailable: errUnavailable}, db: db}
 }
 
-// checkOpen returns errClosed if the view or its DB was closed.
-func (v *view) checkOpen() error {
-	if v.closed.Load() || v.db.closed.Load() {
-		return v.errClosed
-	}
-	return nil
-}
-
-// txError wraps the error of a transaction: errClosed if the file was
-// closed under it, errUnavailable otherwise.
+// txError wraps the error of a transaction: ErrClosed if the file was
+// closed under it, ErrUnavailable otherwise.
 func (v *view) txError(what string, err error) error {
-	if isClosed(err) {
-		return fmt.Errorf("bolt: %s: %w", what, v.errClosed)
-	}
-	return fmt.Errorf("%w: bolt: %s: %w", v.errUnavailable, what, err)
+	return v.Wrap(what, err, isClosed(err))
 }

@@ -30,7 +30,7 @@ type CommandLog struct {
 // restarts its TTL. When Put fails, some records may have been written.
 func (l *CommandLog) Put(ctx context.Context, records []commandlog.Record) error {
 	what := fmt.Sprintf("put %d command records", len(records))
-	if err := l.checkOpen(); err != nil {
+	if err := l.CheckOpen(); err != nil {
 		return fmt.Errorf("cassandra: %s: %w", what, err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -72,7 +72,7 @@ func (l *CommandLog) put(ctx context.Context, r *commandlog.Record) error {
 // Get implements commandlog.Log.
 func (l *CommandLog) Get(ctx context.Context, commandID string) (commandlog.Record, error) {
 	what := fmt.Sprintf("get command %q", commandID)
-	if err := l.checkOpen(); err != nil {
+	if err := l.CheckOpen(); err != nil {
 		return commandlog.Record{}, fmt.Errorf("cassandra: %s: %w", what, err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -119,7 +119,7 @@ var _ commandlog.Inserter = (*CommandLog)(nil)
 // Insert.
 func (l *CommandLog) Insert(ctx context.Context, records []commandlog.Record) []error {
 	errs := make([]error, len(records))
-	if err := l.checkOpen(); err != nil {
+	if err := l.CheckOpen(); err != nil {
 		for i := range records {
 			errs[i] = fmt.Errorf("cassandra: insert command %q: %w", records[i].CommandID, err)
 		}

@@ -23,7 +23,7 @@ var _ eventlog.HeadChecker = (*EventLog)(nil)
 // about half a conditional write.
 func (l *EventLog) CheckHead(ctx context.Context, heads []eventlog.Head) []error {
 	errs := make([]error, len(heads))
-	if err := l.checkOpen(); err != nil {
+	if err := l.CheckOpen(); err != nil {
 		for i := range heads {
 			errs[i] = fmt.Errorf("cassandra: check the head of %s: %w", heads[i].Ref, err)
 		}

@@ -92,7 +92,7 @@ func checkMarks(writer string, marks []eventlog.Mark) error {
 // outboxCheck is the common start of the outbox methods: ErrClosed, then
 // the context.
 func (l *EventLog) outboxCheck(ctx context.Context, what string) error {
-	if err := l.checkOpen(); err != nil {
+	if err := l.CheckOpen(); err != nil {
 		return fmt.Errorf("cassandra: %s: %w", what, err)
 	}
 	if err := ctx.Err(); err != nil {

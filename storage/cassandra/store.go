@@ -87,8 +87,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		lwtRetry:  &retryPolicy{retries: 2, lwt: true},
 	}
 	s.outbox.mu.writers = make(map[string]*writerState)
-	s.events = &EventLog{s: s, view: view{store: &s.closed, errClosed: eventlog.ErrClosed, errUnavailable: eventlog.ErrUnavailable}}
-	s.commands = &CommandLog{s: s, view: view{store: &s.closed, errClosed: commandlog.ErrClosed, errUnavailable: commandlog.ErrUnavailable}}
+	s.events = &EventLog{s: s, view: newView(&s.closed, eventlog.ErrClosed, eventlog.ErrUnavailable)}
+	s.commands = &CommandLog{s: s, view: newView(&s.closed, commandlog.ErrClosed, commandlog.ErrUnavailable)}
 
 	session, err := connect(ctx, cluster)
 	if err != nil {

@@ -1,0 +1,53 @@
+// Package logview is what the event log and the command log of one store
+// share, in every store package that opens both on one connection or
+// file: a Close of their own that leaves the store open for the other, the
+// check that neither the log nor its store is closed, and the wrapping of
+// a failed call's error into the log package's sentinels (eventlog's or
+// commandlog's ErrClosed and ErrUnavailable). It has its own home so that
+// the stores cannot drift apart in what a closed log answers.
+package logview
+
+import (
+	"fmt"
+	"sync/atomic"
+)
+
+// View is one log's share of a store. Set its fields, then do not copy
+// it.
+type View struct {
+	// Store is the store's closed flag.
+	Store *atomic.Bool
+	// Name starts every error message: the store's ("bolt", "cassandra").
+	Name string
+	// ErrClosed and ErrUnavailable are the log package's sentinels.
+	ErrClosed, ErrUnavailable error
+
+	closed atomic.Bool
+}
+
+// Close closes this view, not the store. A second Close returns
+// ErrClosed.
+func (v *View) Close() error {
+	if !v.closed.CompareAndSwap(false, true) {
+		return v.ErrClosed
+	}
+	return nil
+}
+
+// CheckOpen returns ErrClosed if the view or its store was closed.
+func (v *View) CheckOpen() error {
+	if v.closed.Load() || v.Store.Load() {
+		return v.ErrClosed
+	}
+	return nil
+}
+
+// Wrap wraps the error of a failed call: ErrClosed if closed says the
+// store was closed under it, ErrUnavailable otherwise, with what the call
+// was doing.
+func (v *View) Wrap(what string, err error, closed bool) error {
+	if closed {
+		return fmt.Errorf("%s: %s: %w", v.Name, what, v.ErrClosed)
+	}
+	return fmt.Errorf("%w: %s: %s: %w", v.ErrUnavailable, v.Name, what, err)
+}
