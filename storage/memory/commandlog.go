@@ -115,13 +115,10 @@ var _ commandlog.Inserter = (*CommandLog)(nil)
 // Insert implements commandlog.Inserter: a record whose command id has one
 // already is not written, and its error carries the standing record.
 func (l *CommandLog) Insert(ctx context.Context, records []commandlog.Record) []error {
-	errs := make([]error, len(records))
-	if err := ctx.Err(); err != nil {
-		for i := range errs {
-			errs[i] = fmt.Errorf("%w: insert record %q: %w", commandlog.ErrUnavailable, records[i].CommandID, err)
-		}
+	if errs := failDone(ctx, records, commandlog.ErrUnavailable, func(r commandlog.Record) string { return fmt.Sprintf("insert record %q", r.CommandID) }); errs != nil {
 		return errs
 	}
+	errs := make([]error, len(records))
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for i, r := range records {

@@ -50,13 +50,10 @@ func NewEventLog() *EventLog {
 // Append implements eventlog.Log. Entries are applied in order under one lock,
 // so the batch is atomic as a whole with respect to readers.
 func (l *EventLog) Append(ctx context.Context, batch []eventlog.Append) []error {
-	errs := make([]error, len(batch))
-	if err := ctx.Err(); err != nil {
-		for i := range batch {
-			errs[i] = fmt.Errorf("%w: append %s: %w", eventlog.ErrUnavailable, batch[i].Ref, err)
-		}
+	if errs := failDone(ctx, batch, eventlog.ErrUnavailable, func(a eventlog.Append) string { return "append " + a.Ref.String() }); errs != nil {
 		return errs
 	}
+	errs := make([]error, len(batch))
 	// Validate and copy outside the lock; only the sequence check and the
 	// slice append need it.
 	copies := make([][]model.Event, len(batch))
@@ -218,6 +215,21 @@ func copyEvent(e *model.Event) model.Event {
 	return c
 }
 
+// failDone fails every item of a batch when ctx is done: each error
+// wraps unavailable, says what the item's call was, and carries ctx's
+// error. It returns nil while ctx is live.
+func failDone[T any](ctx context.Context, items []T, unavailable error, what func(T) string) []error {
+	err := ctx.Err()
+	if err == nil {
+		return nil
+	}
+	errs := make([]error, len(items))
+	for i, it := range items {
+		errs[i] = fmt.Errorf("%w: %s: %w", unavailable, what(it), err)
+	}
+	return errs
+}
+
 // toMillis truncates t to milliseconds and returns it in UTC without a
 // monotonic clock reading.
 func toMillis(t time.Time) time.Time {
@@ -229,13 +241,10 @@ var _ eventlog.HeadChecker = (*EventLog)(nil)
 // CheckHead implements eventlog.HeadChecker: every head is checked under
 // one lock.
 func (l *EventLog) CheckHead(ctx context.Context, heads []eventlog.Head) []error {
-	errs := make([]error, len(heads))
-	if err := ctx.Err(); err != nil {
-		for i := range errs {
-			errs[i] = fmt.Errorf("%w: check the head of %s: %w", eventlog.ErrUnavailable, heads[i].Ref, err)
-		}
+	if errs := failDone(ctx, heads, eventlog.ErrUnavailable, func(h eventlog.Head) string { return "check the head of " + h.Ref.String() }); errs != nil {
 		return errs
 	}
+	errs := make([]error, len(heads))
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for i, h := range heads {
