@@ -147,6 +147,11 @@ func (x *Executor) mended(records []commandlog.Record) {
 // events' range. The history does not say the command's name or
 // arguments, so a retry is matched against such a record by its id and
 // aggregate only. It works in the background: a load waits for none of it.
+// Not covered: a command older than one whose record stands. That takes
+// a record write that failed, a later one of the same aggregate that
+// succeeded, and the writer dying before its mender wrote the first: such
+// a command is recognised only from the history (on a cold load, or among
+// the cached aggregate's last commands).
 // Only commands processed within Config.RepairWithin are checked, so that
 // records pruned by age are not written again.
 
