@@ -115,7 +115,8 @@ type Executor struct {
 	mendq      chan commandlog.Record // records to write again (mend.go)
 	mending    sync.WaitGroup
 	repairq    chan repairItem // loaded histories whose records to check (mend.go)
-	repairStop chan struct{}
+	repairCtx  context.Context // cancelled by Close: the repairer stops, its reads too
+	repairStop context.CancelFunc
 	repairing  sync.WaitGroup
 	filterWarn rate.Sometimes // the filter-failure warning, at most every 10 s (the count stays in Stats)
 	flushq     chan *flushItem
@@ -291,7 +292,8 @@ func New(cfg Config, deps Deps) (*Executor, error) {
 	x.mendq = make(chan commandlog.Record, mendQueue)
 	x.mending.Add(1)
 	go x.mendRecords()
-	x.repairq, x.repairStop = make(chan repairItem, mendQueue), make(chan struct{})
+	x.repairq = make(chan repairItem, mendQueue)
+	x.repairCtx, x.repairStop = context.WithCancel(context.Background())
 	x.repairing.Add(1)
 	go x.repairRecords()
 	if x.filter != nil {
@@ -962,7 +964,7 @@ func (x *Executor) Close() error {
 	x.workers.Wait()
 	close(x.flushq)
 	x.flushers.Wait()
-	close(x.repairStop) // what it still holds, the next load checks again
+	x.repairStop() // what it still holds, the next load checks again
 	x.repairing.Wait()
 	close(x.mendq)   // the flushers and the repairer were its only senders
 	x.mending.Wait() // each attempt is bounded by StoreTimeout

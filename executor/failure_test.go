@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/concursus-go/concursus/executor"
 	"github.com/concursus-go/concursus/internal/testsupport"
 	"github.com/concursus-go/concursus/model"
+	"github.com/concursus-go/concursus/storage/memory"
 )
 
 // appendBehindBack appends one incremented event to ref as another writer
@@ -270,4 +272,47 @@ func TestCloseGivesUpOnUnwrittenRecords(t *testing.T) {
 		t.Errorf("record of inc: %v, want not found", err)
 	}
 	h.checkLastSeq(t, ref, 2, "")
+}
+
+// stuckGets is a command log whose Get, once stuck is set, waits for its
+// context to end.
+type stuckGets struct {
+	commandlog.Log
+	stuck   atomic.Bool
+	entered chan struct{}
+}
+
+func (s *stuckGets) Get(ctx context.Context, id string) (commandlog.Record, error) {
+	if s.stuck.Load() {
+		s.entered <- struct{}{}
+		<-ctx.Done()
+		return commandlog.Record{}, fmt.Errorf("%w: %w", commandlog.ErrUnavailable, ctx.Err())
+	}
+	return s.Log.Get(ctx, id)
+}
+
+// Close does not wait out the record repair's reads: a command log that
+// hangs (StoreTimeout an hour here) is let go of at once.
+func TestCloseStopsTheRepairsReads(t *testing.T) {
+	commands := &stuckGets{Log: memory.NewCommandLog(), entered: make(chan struct{}, 1)}
+	h := newHarness(t, executor.Config{StoreTimeout: time.Hour}, withStores(memory.NewEventLog(), commands, nil))
+	ref := h.newCounter(t, "stuck-repair")
+	h.mustExec(t, ref, "inc", "increment", "")
+	h.x.Invalidate(func(model.Ref) bool { return true })
+	commands.stuck.Store(true)
+	h.state(t, ref) // a cold load: the repairer reads the record of inc, and hangs
+	<-commands.entered
+	closed := make(chan error, 1)
+	go func() { closed <- h.x.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(testDeadline):
+		t.Fatalf("Close still waiting after %v for a repair read bounded by StoreTimeout (an hour)", testDeadline)
+	}
+	if st := h.x.Stats(); st.RecordsRepaired != 0 {
+		t.Errorf("stats %+v: an unread record was repaired", st)
+	}
 }

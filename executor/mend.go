@@ -1,6 +1,7 @@
 package executor
 
 import (
+	"context"
 	"errors"
 	"time"
 
@@ -213,7 +214,7 @@ func (x *Executor) repairRecords() {
 			// reads counted sees what they found.
 			x.stats.recordsRepaired.Add(int64(len(missing)))
 			x.stats.repairChecks.Add(int64(reads))
-		case <-x.repairStop:
+		case <-x.repairCtx.Done():
 			return
 		}
 	}
@@ -225,7 +226,7 @@ func (x *Executor) repairRecords() {
 // ends the check (the command log is failing: the next load checks again).
 func (x *Executor) missingRecords(it repairItem) (missing []commandlog.Record, reads int) {
 	for _, c := range it.cmds {
-		ctx, cancel := x.storeCtx()
+		ctx, cancel := context.WithTimeout(x.repairCtx, x.cfg.StoreTimeout)
 		_, err := x.commands.Get(ctx, c.id)
 		cancel()
 		reads++
