@@ -17,6 +17,7 @@ import (
 	"github.com/concursus-go/concursus/api"
 	"github.com/concursus-go/concursus/eventlog"
 	"github.com/concursus-go/concursus/executor"
+	"github.com/concursus-go/concursus/internal/gather"
 	"github.com/concursus-go/concursus/model"
 )
 
@@ -304,18 +305,7 @@ func (p *Publisher) ackLoop() {
 		}
 		// Core NATS: one flush acknowledges everything sent before it.
 		group = append(group[:0], s)
-	fill:
-		for len(group) < 1024 {
-			select {
-			case more, ok := <-p.acks:
-				if !ok {
-					break fill
-				}
-				group = append(group, more)
-			default:
-				break fill
-			}
-		}
+		group = gather.Ready(group, p.acks, 1024)
 		err := p.out.flush()
 		for _, g := range group {
 			p.resolve(g, err)

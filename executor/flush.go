@@ -8,6 +8,7 @@ import (
 
 	"github.com/concursus-go/concursus/commandlog"
 	"github.com/concursus-go/concursus/eventlog"
+	"github.com/concursus-go/concursus/internal/gather"
 	"github.com/concursus-go/concursus/model"
 )
 
@@ -47,18 +48,7 @@ func (x *Executor) flushLoop() {
 	batch := make([]*flushItem, 0, x.cfg.MaxBatch)
 	for it := range x.flushq {
 		batch = append(batch[:0], it)
-	fill:
-		for len(batch) < x.cfg.MaxBatch {
-			select {
-			case more, ok := <-x.flushq:
-				if !ok {
-					break fill
-				}
-				batch = append(batch, more)
-			default:
-				break fill
-			}
-		}
+		batch = gather.Ready(batch, x.flushq, x.cfg.MaxBatch)
 		x.flush(batch)
 		clear(batch)
 	}
@@ -194,18 +184,7 @@ func (x *Executor) feedFilter() {
 	batch := make([]commandlog.Record, 0, 1024)
 	for r := range x.filterq {
 		batch = append(batch[:0], r)
-	fill:
-		for len(batch) < cap(batch) {
-			select {
-			case more, ok := <-x.filterq:
-				if !ok {
-					break fill
-				}
-				batch = append(batch, more)
-			default:
-				break fill
-			}
-		}
+		batch = gather.Ready(batch, x.filterq, cap(batch))
 		// Outcomes decided while the filter forms (or has lost its
 		// quorum) are kept until it serves again: the other nodes'
 		// filters must learn them too. Closing drops them; the command
