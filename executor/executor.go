@@ -332,19 +332,28 @@ func (x *Executor) Submit(ctx context.Context, req Request, done func(Result, er
 
 // Execute runs a command and waits for its outcome.
 func (x *Executor) Execute(ctx context.Context, req Request) (Result, error) {
+	// On timeout the command may still run; its outcome is recorded under
+	// its command id, so a retry with the same id learns it.
+	return await(ctx, func(done func(Result, error)) { x.Submit(ctx, req, done) },
+		func(err error) error { return fmt.Errorf("%w: %s %s: %v", ErrTimeout, req.Ref, req.Command, err) })
+}
+
+// await hands submit a callback and waits for it to be called or for ctx
+// to end; then it returns timeout(ctx.Err()). The callback may still be
+// called after that (its channel has room for it).
+func await[R any](ctx context.Context, submit func(done func(R, error)), timeout func(error) error) (R, error) {
 	type outcome struct {
-		res Result
+		res R
 		err error
 	}
 	ch := make(chan outcome, 1)
-	x.Submit(ctx, req, func(r Result, err error) { ch <- outcome{r, err} })
+	submit(func(r R, err error) { ch <- outcome{r, err} })
 	select {
 	case o := <-ch:
 		return o.res, o.err
 	case <-ctx.Done():
-		// The command may still run; its outcome is recorded under its
-		// command id, so a retry with the same id learns it.
-		return Result{}, fmt.Errorf("%w: %s %s: %v", ErrTimeout, req.Ref, req.Command, ctx.Err())
+		var zero R
+		return zero, timeout(ctx.Err())
 	}
 }
 

@@ -60,18 +60,8 @@ func (x *Executor) SubmitQuery(ctx context.Context, q Query, done func(QueryResu
 
 // Ask runs a query and waits for it.
 func (x *Executor) Ask(ctx context.Context, q Query) (QueryResult, error) {
-	type outcome struct {
-		res QueryResult
-		err error
-	}
-	ch := make(chan outcome, 1)
-	x.SubmitQuery(ctx, q, func(r QueryResult, err error) { ch <- outcome{r, err} })
-	select {
-	case o := <-ch:
-		return o.res, o.err
-	case <-ctx.Done():
-		return QueryResult{}, fmt.Errorf("%w: query %s: %v", ErrTimeout, q.Ref, ctx.Err())
-	}
+	return await(ctx, func(done func(QueryResult, error)) { x.SubmitQuery(ctx, q, done) },
+		func(err error) error { return fmt.Errorf("%w: query %s: %v", ErrTimeout, q.Ref, err) })
 }
 
 // fenceCached confirms that e's cached state is still the log's before a
