@@ -18,38 +18,46 @@ func BenchmarkExecute(b *testing.B) {
 	for _, aggregates := range []int{1, 64, 10_000} {
 		b.Run(fmt.Sprintf("aggregates=%d", aggregates), func(b *testing.B) {
 			h := newHarness(b, executor.Config{})
-			for i := range aggregates {
-				ref := counterRef("bench-" + strconv.Itoa(i))
-				h.mustExec(b, ref, ref.ID, "create", "")
-			}
-			before := h.x.Stats()
-			var seq atomic.Int64
-			b.SetParallelism(64)
-			b.ReportAllocs()
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				ctx := ctxT(b)
-				for pb.Next() {
-					n := seq.Add(1)
-					req := executor.Request{
-						Ref:       counterRef("bench-" + strconv.Itoa(int(n)%aggregates)),
-						CommandID: "c-" + strconv.FormatInt(n, 10),
-						Command:   "increment",
-					}
-					if _, err := h.x.Execute(ctx, req); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
-			b.StopTimer()
-			s := h.x.Stats()
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "cmds/s")
-			if batches := s.Batches - before.Batches; batches > 0 {
-				b.ReportMetric(float64(s.Appended-before.Appended)/float64(batches), "appends/batch")
+			before := runIncrements(b, h, "bench-", aggregates, 64, func(n int64) int64 { return n })
+			if s := h.x.Stats(); s.Batches > before.Batches {
+				b.ReportMetric(float64(s.Appended-before.Appended)/float64(s.Batches-before.Batches), "appends/batch")
 			}
 		})
 	}
+}
+
+// runIncrements creates the counters prefix0 … prefix<aggregates-1>, then
+// runs b.N increments from parallel clients (parallelism per GOMAXPROCS),
+// the n-th on counter pick(n) mod aggregates, each with its own command
+// id. It reports cmds/s and returns the stats from before the timed part.
+func runIncrements(b *testing.B, h *harness, prefix string, aggregates, parallelism int, pick func(n int64) int64) executor.Stats {
+	for i := range aggregates {
+		ref := counterRef(prefix + strconv.Itoa(i))
+		h.mustExec(b, ref, ref.ID, "create", "")
+	}
+	before := h.x.Stats()
+	var seq atomic.Int64
+	b.SetParallelism(parallelism)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		ctx := context.Background() // a long run outlasts ctxT's deadline
+		for pb.Next() {
+			n := seq.Add(1)
+			req := executor.Request{
+				Ref:       counterRef(prefix + strconv.FormatInt(pick(n)%int64(aggregates), 10)),
+				CommandID: "c-" + strconv.FormatInt(n, 10),
+				Command:   "increment",
+			}
+			if _, err := h.x.Execute(ctx, req); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "cmds/s")
+	return before
 }
 
 // BenchmarkColdLoads measures what the record repair costs where it
@@ -68,33 +76,8 @@ func BenchmarkColdLoads(b *testing.B) {
 				cfg.RepairWithin = time.Nanosecond
 			}
 			h := newHarness(b, cfg, func(_ *harness, d *executor.Deps) { d.Clock = time.Now })
-			const aggregates = 10_000
-			for i := range aggregates {
-				ref := counterRef("cold-" + strconv.Itoa(i))
-				h.mustExec(b, ref, ref.ID, "create", "")
-			}
-			before := h.x.Stats()
-			var seq atomic.Int64
-			b.SetParallelism(16)
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				ctx := context.Background() // a long run outlasts ctxT's deadline
-				for pb.Next() {
-					n := seq.Add(1)
-					req := executor.Request{
-						Ref:       counterRef("cold-" + strconv.Itoa(int(n*7919)%aggregates)),
-						CommandID: "c-" + strconv.FormatInt(n, 10),
-						Command:   "increment",
-					}
-					if _, err := h.x.Execute(ctx, req); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
-			b.StopTimer()
+			before := runIncrements(b, h, "cold-", 10_000, 16, func(n int64) int64 { return n * 7919 })
 			s := h.x.Stats()
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "cmds/s")
 			b.ReportMetric(float64(s.Loads-before.Loads)/float64(b.N), "loads/cmd")
 			b.ReportMetric(float64(s.RepairChecks-before.RepairChecks)/float64(b.N), "checks/cmd")
 		})
