@@ -19,26 +19,13 @@ import (
 // It ends with "outbox/best-effort ratio: X.XX" and checks that the stream
 // holds every event the node appended in each scenario.
 func benchDelivery(p params, url string, conns []*nats.Conn, opener func() (node.StoreOpener, func())) error {
-	var results [2]*result
-	for i, noOutbox := range []bool{true, false} {
-		name := map[bool]string{true: "best-effort", false: "outbox"}[noOutbox]
-		op, done := opener()
-		r, appended, err := benchCommandsWith(p, url, conns, op, func(c *node.Config) {
-			c.Stream = &eventbus.StreamConfig{Name: "BENCH_" + map[bool]string{true: "BE", false: "OB"}[noOutbox]}
-			c.NoOutbox = noOutbox
-		})
-		done()
-		if err != nil {
-			return err
-		}
-		r.print(name)
-		if err := checkStream(conns[0], "BENCH_"+map[bool]string{true: "BE", false: "OB"}[noOutbox], appended); err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		results[i] = r
-	}
-	fmt.Printf("\noutbox/best-effort ratio: %.2f\n", results[1].throughput()/results[0].throughput())
-	return nil
+	stream := map[bool]string{false: "BENCH_BE", true: "BENCH_OB"}
+	return baselineAndVariant(p, url, conns, opener, [2]string{"best-effort", "outbox"},
+		func(c *node.Config, outbox bool) {
+			c.Stream = &eventbus.StreamConfig{Name: stream[outbox]}
+			c.NoOutbox = !outbox
+		},
+		func(outbox bool, appended int64) error { return checkStream(conns[0], stream[outbox], appended) })
 }
 
 // checkStream compares the stream's message count with the events the

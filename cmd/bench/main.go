@@ -399,6 +399,34 @@ func benchCommandsWith(p params, url string, conns []*nats.Conn, opener node.Sto
 	return r, n.Executor().Stats().Appended, err
 }
 
+// baselineAndVariant runs the command-path scenario twice, each on a
+// fresh store from opener: first the baseline (names[0], the node
+// configured by tweak(c, false)), then the variant (names[1],
+// tweak(c, true)). After each run check, if not nil, inspects what the
+// node appended. It ends with "<names[1]>/<names[0]> ratio: X.XX".
+func baselineAndVariant(p params, url string, conns []*nats.Conn, opener func() (node.StoreOpener, func()), names [2]string,
+	tweak func(c *node.Config, variant bool), check func(variant bool, appended int64) error) error {
+	var results [2]*result
+	for i, name := range names {
+		variant := i == 1
+		op, done := opener()
+		r, appended, err := benchCommandsWith(p, url, conns, op, func(c *node.Config) { tweak(c, variant) })
+		done()
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		r.print(name)
+		if check != nil {
+			if err := check(variant, appended); err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+		}
+		results[i] = r
+	}
+	fmt.Printf("\n%s/%s ratio: %.2f\n", names[1], names[0], results[1].throughput()/results[0].throughput())
+	return nil
+}
+
 // startBenchNode starts the node a single-node scenario measures, on the
 // store opener gives (nil: the embedded store in -data-dir or a fresh
 // temporary dir), configured by tweak, and waits until it is ready. stop

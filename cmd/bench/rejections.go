@@ -1,8 +1,6 @@
 package main
 
 import (
-	"fmt"
-
 	"github.com/nats-io/nats.go"
 
 	"github.com/concursus-go/concursus/node"
@@ -18,20 +16,6 @@ import (
 // query-heavy instead (-query-share) and the same comparison measures the
 // head check of state queries.
 func benchRejections(p params, url string, conns []*nats.Conn, opener func() (node.StoreOpener, func())) error {
-	var results [2]*result
-	for i, unfenced := range []bool{true, false} {
-		name := map[bool]string{true: "unfenced", false: "fenced"}[unfenced]
-		op, done := opener()
-		r, _, err := benchCommandsWith(p, url, conns, op, func(c *node.Config) {
-			c.Executor.UnfencedDecisions = unfenced
-		})
-		done()
-		if err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		r.print(name)
-		results[i] = r
-	}
-	fmt.Printf("\nfenced/unfenced ratio: %.2f\n", results[1].throughput()/results[0].throughput())
-	return nil
+	return baselineAndVariant(p, url, conns, opener, [2]string{"unfenced", "fenced"},
+		func(c *node.Config, fenced bool) { c.Executor.UnfencedDecisions = !fenced }, nil)
 }
