@@ -196,16 +196,22 @@ func TestJepsen(t *testing.T) {
 		f := &jFault{name: name, before: time.Now()}
 		time.Sleep(cfg.quiet)
 		owners := h.info(all[0]).Owners
-		w.setPhase(name)
-		switch name {
-		case "kill":
+		// signalVictim picks the fault's victim node, notes the
+		// aggregates it owns and the fault's start, and sends it sig.
+		signalVictim := func(sig syscall.Signal) *process {
 			f.victim = pick()
 			f.affected = ownedBy(owners, f.victim, w.bulbs)
 			f.start = time.Now()
 			p := h.nodes[f.victim].proc
-			if err := p.signal(syscall.SIGKILL); err != nil {
+			if err := p.signal(sig); err != nil {
 				t.Fatal(err)
 			}
+			return p
+		}
+		w.setPhase(name)
+		switch name {
+		case "kill":
+			p := signalVictim(syscall.SIGKILL)
 			if exited, _ := p.wait(10 * time.Second); !exited {
 				t.Fatalf("%s did not exit after SIGKILL", f.victim)
 			}
@@ -217,13 +223,7 @@ func TestJepsen(t *testing.T) {
 			h.start(f.victim, false)
 			f.note = fmt.Sprintf("%s restarted (same flags and id) and ready %.1fs after the heal began", f.victim, time.Since(f.heal).Seconds())
 		case "stop":
-			f.victim = pick()
-			f.affected = ownedBy(owners, f.victim, w.bulbs)
-			f.start = time.Now()
-			p := h.nodes[f.victim].proc
-			if err := p.signal(syscall.SIGSTOP); err != nil {
-				t.Fatal(err)
-			}
+			p := signalVictim(syscall.SIGSTOP)
 			t.Cleanup(func() { _ = p.signal(syscall.SIGCONT) })
 			time.Sleep(cfg.fault / 2)
 			t.Logf("stop %s: views mid-fault: %s", f.victim, clusterView(h, 2))
