@@ -182,12 +182,7 @@ func TestShutdownAnswersInFlightCommands(t *testing.T) {
 // command's events are in the data file afterwards, gap-free.
 func TestShutdownUnderLoad(t *testing.T) {
 	cfg := testConfig(t)
-	_, reg := lightbulbRegistry(t)
-	n, err := node.New(context.Background(), cfg, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = n.Shutdown(context.Background()) })
+	n := startNode(t, cfg)
 	url := n.ClientURL()
 
 	const clients = 16
@@ -279,11 +274,7 @@ func assertGapFree(t *testing.T, db *bolt.DB, ref model.Ref) {
 // directory: state, sequence numbers and recorded command ids survive.
 func TestRestartKeepsHistory(t *testing.T) {
 	cfg := testConfig(t)
-	_, reg := lightbulbRegistry(t)
-	n1, err := node.New(context.Background(), cfg, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	n1 := startNode(t, cfg)
 	nc1 := testsupport.Connect(t, n1.ClientURL())
 	create := mustOK(t, nc1, api.Command{AggregateID: "rb1", Command: "create", CommandID: "r-1", Args: json.RawMessage(`{"wattage":60}`)})
 	mustOK(t, nc1, api.Command{AggregateID: "rb1", Command: "screwIn", CommandID: "r-2", Args: json.RawMessage(`{"location":"hall"}`)})
@@ -296,12 +287,7 @@ func TestRestartKeepsHistory(t *testing.T) {
 		t.Fatalf("second Shutdown: %v", err)
 	}
 
-	_, reg2 := lightbulbRegistry(t)
-	n2, err := node.New(context.Background(), cfg, reg2)
-	if err != nil {
-		t.Fatalf("restarting on the same data dir: %v", err)
-	}
-	t.Cleanup(func() { _ = n2.Shutdown(context.Background()) })
+	n2 := startNode(t, cfg) // on the same data dir
 	nc2 := testsupport.Connect(t, n2.ClientURL())
 
 	after := query(t, nc2, api.Query{AggregateID: "rb1"})
