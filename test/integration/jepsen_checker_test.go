@@ -232,6 +232,7 @@ const (
 	chkReadReplies   = "state queries answered with a state or a retryable error"
 	chkStream        = "every logged event in the stream"
 	chkMinority      = "an isolated minority removes no majority raft voter"
+	chkRaftBack      = "the raft group takes back a node cut from it"
 )
 
 // outcomeOf describes a definite reply for messages.

@@ -131,24 +131,53 @@ func prepareIptables(t *testing.T) error {
 }
 
 // cutGossip isolates the gossip of node victim from the other nodes of
-// ids (partitionGossip), and heals it at cleanup if the test has not.
-func cutGossip(t *testing.T, h *clusterHarness, victim string, ids []string) (*gossipPartition, error) {
+// ids (partitionPort), and heals it at cleanup if the test has not.
+func cutGossip(t *testing.T, h *clusterHarness, victim string, ids []string) (*portPartition, error) {
 	t.Helper()
-	port := func(id string) int {
-		_, p, _ := strings.Cut(h.nodes[id].gossip, ":")
+	return cutPort(t, h, victim, ids, "gossip", func(id string) string { return h.nodes[id].gossip })
+}
+
+// cutRaft isolates the idempotency filter's raft transport of node victim
+// from the other nodes of ids, leaving its gossip, NATS and Cassandra
+// traffic alone: the filter's group loses the victim while the ring keeps
+// it. The raft addresses are those the victim's ClusterInfo lists.
+func cutRaft(t *testing.T, h *clusterHarness, victim string, ids []string) (*portPartition, error) {
+	t.Helper()
+	raft := map[string]string{}
+	for _, m := range h.info(victim).Members {
+		raft[m.ID] = m.RaftAddr
+	}
+	return cutPort(t, h, victim, ids, "raft", func(id string) string { return raft[id] })
+}
+
+// cutPort isolates node victim's port named what (at addr(id), host:port)
+// from the other nodes' of ids, and heals it at cleanup if the test has
+// not.
+func cutPort(t *testing.T, h *clusterHarness, victim string, ids []string, what string, addr func(id string) string) (*portPartition, error) {
+	t.Helper()
+	port := func(id string) (int, error) {
+		_, p, _ := strings.Cut(addr(id), ":")
 		n, err := strconv.Atoi(p)
 		if err != nil {
-			t.Fatalf("gossip address of %s: %q", id, h.nodes[id].gossip)
+			return 0, fmt.Errorf("%s address of %s: %q", what, id, addr(id))
 		}
-		return n
+		return n, nil
+	}
+	own, err := port(victim)
+	if err != nil {
+		return nil, err
 	}
 	var others []int
 	for _, id := range ids {
 		if id != victim {
-			others = append(others, port(id))
+			n, err := port(id)
+			if err != nil {
+				return nil, err
+			}
+			others = append(others, n)
 		}
 	}
-	part, err := partitionGossip(h.nodes[victim].proc.pid(), port(victim), others)
+	part, err := partitionPort(h.nodes[victim].proc.pid(), own, others, what)
 	if err != nil {
 		return nil, err
 	}
@@ -156,9 +185,9 @@ func cutGossip(t *testing.T, h *clusterHarness, victim string, ids []string) (*g
 	return part, nil
 }
 
-// gossipPartition cuts one node's gossip from the others', both ways,
-// leaving its NATS, raft and Cassandra traffic alone.
-type gossipPartition struct {
+// portPartition cuts one node's port (its gossip or its raft transport)
+// from the others', both ways, leaving the rest of its traffic alone.
+type portPartition struct {
 	rules  [][]string // iptables arguments after -I/-D
 	cgroup string     // directory of the cgroup the node was moved into
 	root   string     // cgroup2 root
@@ -166,15 +195,15 @@ type gossipPartition struct {
 	mode   string
 }
 
-// partitionGossip isolates the gossip of the process pid listening on
-// port from the members on others: it drops what arrives at the port and
+// partitionPort isolates the port (what: gossip or raft) of the process
+// pid listening on port from the members on others: it drops what arrives at the port and
 // what leaves from it (UDP and TCP), and — since memberlist dials TCP
 // from an ephemeral port — the TCP connections the process opens to the
-// others' gossip ports, matched by a cgroup the process is moved into.
+// others' ports, matched by a cgroup the process is moved into.
 // Without a usable cgroup v2 hierarchy the port rules alone are used,
 // which leaves the node's own TCP dials through (said in mode).
-func partitionGossip(pid, port int, others []int) (*gossipPartition, error) {
-	p := &gossipPartition{pid: pid, mode: "port rules, UDP and TCP, both directions"}
+func partitionPort(pid, port int, others []int, what string) (*portPartition, error) {
+	p := &portPartition{pid: pid, mode: what + " port rules, UDP and TCP, both directions"}
 	tag := []string{"-m", "comment", "--comment", jepsenRuleTag}
 	ps := strconv.Itoa(port)
 	for _, proto := range []string{"udp", "tcp"} {
@@ -193,11 +222,27 @@ func partitionGossip(pid, port int, others []int) (*gossipPartition, error) {
 				}
 				p.rules = append(p.rules, append([]string{"OUTPUT", "-p", "tcp", "-m", "cgroup", "--path", filepath.Base(dir),
 					"-m", "multiport", "--dports", strings.Join(ports, ",")}, append(slices.Clone(tag), "-j", "DROP")...))
-				p.mode += ", plus the node's own TCP dials to the others' gossip ports (cgroup match)"
+				p.mode += ", plus the node's own TCP dials to the others' " + what + " ports (cgroup match)"
 			} else {
 				_ = os.Remove(dir)
 			}
 		}
+	}
+	// A socket keeps the cgroup it was made in: connections the process
+	// dialled before its move (raft keeps a pool of them) escape the
+	// cgroup rule, so each is cut by its own ports.
+	conns, err := establishedTo(pid, others)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range conns {
+		l, r := strconv.Itoa(c[0]), strconv.Itoa(c[1])
+		p.rules = append(p.rules,
+			append([]string{"OUTPUT", "-p", "tcp", "--sport", l, "--dport", r}, append(slices.Clone(tag), "-j", "DROP")...),
+			append([]string{"OUTPUT", "-p", "tcp", "--sport", r, "--dport", l}, append(slices.Clone(tag), "-j", "DROP")...))
+	}
+	if len(conns) > 0 {
+		p.mode += fmt.Sprintf(", plus %d connections it had dialled before (their ports)", len(conns))
 	}
 	for i, r := range p.rules {
 		if out, err := exec.Command("iptables", append([]string{"-I"}, r...)...).CombinedOutput(); err != nil {
@@ -209,9 +254,50 @@ func partitionGossip(pid, port int, others []int) (*gossipPartition, error) {
 	return p, nil
 }
 
+// establishedTo returns the (local, remote) ports of the established TCP
+// connections of process pid whose remote port is one of ports, read from
+// /proc: the process's socket inodes, matched in its network namespace's
+// TCP tables.
+func establishedTo(pid int, ports []int) ([][2]int, error) {
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return nil, err
+	}
+	inodes := map[string]bool{}
+	for _, fd := range fds {
+		link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
+		if err == nil && strings.HasPrefix(link, "socket:[") {
+			inodes[strings.TrimSuffix(strings.TrimPrefix(link, "socket:["), "]")] = true
+		}
+	}
+	port := func(addr string) int { // "0100007F:B2C3"
+		_, h, _ := strings.Cut(addr, ":")
+		n, _ := strconv.ParseInt(h, 16, 32)
+		return int(n)
+	}
+	var conns [][2]int
+	for _, table := range []string{"tcp", "tcp6"} {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", pid, table))
+		if err != nil {
+			continue // no IPv6
+		}
+		for line := range strings.SplitSeq(string(data), "\n") {
+			// sl local rem st tx:rx tr:when retrnsmt uid timeout inode
+			f := strings.Fields(line)
+			if len(f) < 10 || f[3] != "01" || !inodes[f[9]] { // 01: ESTABLISHED
+				continue
+			}
+			if r := port(f[2]); slices.Contains(ports, r) {
+				conns = append(conns, [2]int{port(f[1]), r})
+			}
+		}
+	}
+	return conns, nil
+}
+
 // heal removes the rules and moves the process back to the root cgroup.
 // It may be called more than once.
-func (p *gossipPartition) heal() []error {
+func (p *portPartition) heal() []error {
 	var errs []error
 	for _, r := range p.rules {
 		if out, err := exec.Command("iptables", append([]string{"-D"}, r...)...).CombinedOutput(); err != nil {
@@ -265,6 +351,42 @@ func jepsenConverge(h *clusterHarness, within time.Duration, ids ...string) (tim
 		last = strings.Join(views, "; ")
 		if time.Since(began) > within {
 			return time.Since(began), false, last
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// raftConverge waits up to within for nodes ids to answer, each seeing
+// one raft group (the same group id and leader) whose voters are exactly
+// ids. Like jepsenConverge it never fails the test: it returns how long
+// it took, whether it happened, and what it saw last otherwise.
+func raftConverge(h *clusterHarness, within time.Duration, ids ...string) (time.Duration, bool, string) {
+	want := slices.Sorted(slices.Values(ids))
+	began := time.Now()
+	for {
+		infos, err := gatherClusterInfo(h.admin, clusterPrefix, len(ids), 500*time.Millisecond)
+		ok := err == nil
+		var group, leader string
+		var views []string
+		for _, id := range want {
+			info, found := infos[id]
+			r := raftOf(info)
+			voters := slices.Sorted(slices.Values(r.Voters))
+			views = append(views, fmt.Sprintf("%s: group %.8s role %s leader %q voters %v", id, r.GroupID, r.Role, r.Leader, voters))
+			switch {
+			case !found || r.GroupID == "" || r.Leader == "" || !slices.Equal(voters, want):
+				ok = false
+			case group == "":
+				group, leader = r.GroupID, r.Leader
+			case r.GroupID != group || r.Leader != leader:
+				ok = false
+			}
+		}
+		if ok {
+			return time.Since(began), true, ""
+		}
+		if time.Since(began) > within {
+			return time.Since(began), false, fmt.Sprintf("%d replies (err %v): %s", len(infos), err, strings.Join(views, "; "))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -36,7 +36,7 @@ type jepsenConfig struct {
 	attempt  time.Duration // CONCURSUS_JEPSEN_ATTEMPT (2s): per request
 	grace    time.Duration // CONCURSUS_JEPSEN_RAFT_GRACE (10s): the nodes' --raft-failure-grace
 	converge time.Duration // CONCURSUS_JEPSEN_CONVERGE (30s): how long to wait for one ring after a heal before moving on
-	faults   []string      // CONCURSUS_JEPSEN_FAULTS ("kill,stop,partition,nats,natspause,cassandra,storm"), in order
+	faults   []string      // CONCURSUS_JEPSEN_FAULTS ("kill,stop,partition,raftcut,nats,natspause,cassandra,storm"), in order
 	storm    int           // CONCURSUS_JEPSEN_STORM_PARALLEL (32): requests in flight during the storm
 }
 
@@ -49,7 +49,7 @@ func jepsenConfigFromEnv(t *testing.T) jepsenConfig {
 		bulbs: 50, workers: 8, rate: 10, reads: 20,
 		fault: 20 * time.Second, quiet: 10 * time.Second, budget: 90 * time.Second, attempt: 2 * time.Second,
 		grace: 10 * time.Second, converge: 30 * time.Second,
-		faults: []string{"kill", "stop", "partition", "nats", "natspause", "cassandra", "storm"},
+		faults: []string{"kill", "stop", "partition", "raftcut", "nats", "natspause", "cassandra", "storm"},
 		storm:  32,
 	}
 	dur := func(name string, d *time.Duration) {
@@ -98,8 +98,8 @@ func jepsenConfigFromEnv(t *testing.T) jepsenConfig {
 		c.faults = nil
 		for f := range strings.SplitSeq(v, ",") {
 			f = strings.TrimSpace(f)
-			if !slices.Contains([]string{"kill", "stop", "partition", "nats", "natspause", "cassandra", "storm"}, f) {
-				t.Fatalf("CONCURSUS_JEPSEN_FAULTS: unknown fault %q (kill, stop, partition, nats, natspause, cassandra, storm)", f)
+			if !slices.Contains([]string{"kill", "stop", "partition", "raftcut", "nats", "natspause", "cassandra", "storm"}, f) {
+				t.Fatalf("CONCURSUS_JEPSEN_FAULTS: unknown fault %q (kill, stop, partition, raftcut, nats, natspause, cassandra, storm)", f)
 			}
 			c.faults = append(c.faults, f)
 		}
@@ -111,8 +111,9 @@ func jepsenConfigFromEnv(t *testing.T) jepsenConfig {
 // nats-server, drives a logged workload of lightbulb commands through
 // plain NATS requests, injects faults one after another — SIGKILL and
 // restart of a node, SIGSTOP past failure detection then SIGCONT, a
-// gossip partition, nats-server SIGKILL and restart, Cassandra stop and
-// start — then resends every answered command id to every node (the
+// gossip partition, the filter's raft leader cut from the other voters,
+// nats-server SIGKILL and restart, nats-server SIGSTOP, Cassandra stop
+// and start — then resends every answered command id to every node (the
 // storm), and finally checks, from the Cassandra tables read directly,
 // that the log and every reply agree (see jepsen_checker_test.go and
 // jepsen_model_test.go). It prints figures per fault and fails on any
@@ -178,6 +179,7 @@ func TestJepsen(t *testing.T) {
 	var faults []*jFault
 	var minorityChecks int
 	var minorityViolations []string
+	var raftViolations []string // the raft group did not come back after a raft cut
 	pick := func() string { return all[rng.IntN(len(all))] }
 	converge := func(f *jFault) {
 		_, f.converged, _ = jepsenConverge(h, cfg.converge, all...)
@@ -274,6 +276,43 @@ func TestJepsen(t *testing.T) {
 			f.heal = time.Now()
 			for _, err := range part.heal() {
 				t.Errorf("healing the partition: %v", err)
+			}
+		case "raftcut":
+			// The filter's raft leader cut from the other voters, its
+			// gossip left alone: the ring keeps it as an owner while the
+			// group elects another leader without it. It goes on deciding
+			// its aggregates' commands; its filter does not serve.
+			if iptablesErr != nil {
+				t.Logf("!!!!! SKIPPING THE RAFT CUT: iptables is not usable here (%v) !!!!!", iptablesErr)
+				continue
+			}
+			f.victim = pick()
+			if r := raftOf(h.info(all[0])); r.Leader != "" && slices.Contains(all, r.Leader) {
+				f.victim = r.Leader
+			}
+			f.affected = ownedBy(owners, f.victim, w.bulbs)
+			f.start = time.Now()
+			part, err := cutRaft(t, h, f.victim, all)
+			if err != nil {
+				t.Logf("!!!!! SKIPPING THE RAFT CUT: %v !!!!!", err)
+				continue
+			}
+			time.Sleep(cfg.fault / 2)
+			t.Logf("raft cut %s: views mid-fault: %s", f.victim, clusterView(h, 3))
+			time.Sleep(cfg.fault - cfg.fault/2)
+			f.heal = time.Now()
+			for _, err := range part.heal() {
+				t.Errorf("healing the raft cut: %v", err)
+			}
+			// The group must take the victim back: one leader and the
+			// three voters, seen alike by every node, within the
+			// convergence time. A group that dropped the victim for
+			// good, or two leaders, would leave the filter short.
+			took, ok, last := raftConverge(h, cfg.converge, all...)
+			f.note = fmt.Sprintf("cut: %s; one raft group of %d voters again %.1fs after the heal (%v)", part.mode, len(all), took.Seconds(), ok)
+			if !ok {
+				raftViolations = append(raftViolations, fmt.Sprintf("after the raft cut of %s the nodes did not agree on one raft group with a leader and voters %v within %v: %s",
+					f.victim, all, cfg.converge, last))
 			}
 		case "nats":
 			f.victim = "nats"
@@ -380,6 +419,12 @@ func TestJepsen(t *testing.T) {
 		v.check(chkMinority, minorityChecks)
 		for _, m := range minorityViolations {
 			v.add(chkMinority, "%s", m)
+		}
+	}
+	if slices.Contains(cfg.faults, "raftcut") && iptablesErr == nil {
+		v.check(chkRaftBack, 1)
+		for _, m := range raftViolations {
+			v.add(chkRaftBack, "%s", m)
 		}
 	}
 	t.Logf("raft at the end: %s", clusterView(h, 3))
