@@ -41,19 +41,7 @@ func FuzzJSONCodec(f *testing.F) {
 	f.Add([]byte(``), true)
 	f.Fuzz(func(t *testing.T, data []byte, allowUnknown bool) {
 		c := JSON{AllowUnknownFields: allowUnknown}
-		var p fuzzPayload
-		if err := c.Unmarshal(data, &p); err == nil {
-			if !json.Valid(data) {
-				t.Fatalf("codec accepted %q, which is not one JSON value", data)
-			}
-			enc, err := c.Marshal(p)
-			if err != nil {
-				t.Fatalf("decoded payload %+v does not encode: %v", p, err)
-			}
-			var back fuzzPayload
-			if err := c.Unmarshal(enc, &back); err != nil {
-				t.Fatalf("re-encoded payload %s does not decode: %v", enc, err)
-			}
+		if p, back, ok := reencode[fuzzPayload](t, c, data); ok {
 			if !back.When.Equal(p.When) {
 				t.Fatalf("time %v came back as %v", p.When, back.When)
 			}
@@ -71,21 +59,33 @@ func FuzzJSONCodec(f *testing.F) {
 				t.Fatalf("re-encoding changed the payload:\n%+v\n%+v", p, back)
 			}
 		}
-		var v any
-		if err := c.Unmarshal(data, &v); err == nil {
-			if !json.Valid(data) {
-				t.Fatalf("codec accepted %q into any, which is not one JSON value", data)
-			}
-			enc, err := c.Marshal(v)
-			if err != nil {
-				t.Fatalf("decoded value %#v does not encode: %v", v, err)
-			}
-			var back any
-			if err := c.Unmarshal(enc, &back); err != nil || !reflect.DeepEqual(back, v) {
-				t.Fatalf("re-encoding changed the value: %#v became %#v (%v)", v, back, err)
-			}
+		if v, back, ok := reencode[any](t, c, data); ok && !reflect.DeepEqual(back, v) {
+			t.Fatalf("re-encoding changed the value: %#v became %#v", v, back)
 		}
 	})
+}
+
+// reencode decodes data with c into a T. When that succeeds, data must be
+// one JSON value, and what was decoded must encode and decode again: it
+// returns the value decoded from data and the one decoded from its
+// encoding, for the caller to compare. ok is false when data does not
+// decode.
+func reencode[T any](t *testing.T, c JSON, data []byte) (v, back T, ok bool) {
+	t.Helper()
+	if err := c.Unmarshal(data, &v); err != nil {
+		return v, back, false
+	}
+	if !json.Valid(data) {
+		t.Fatalf("codec accepted %q into %T, which is not one JSON value", data, &v)
+	}
+	enc, err := c.Marshal(v)
+	if err != nil {
+		t.Fatalf("decoded %#v does not encode: %v", v, err)
+	}
+	if err := c.Unmarshal(enc, &back); err != nil {
+		t.Fatalf("re-encoded %s does not decode into %T: %v", enc, &back, err)
+	}
+	return v, back, true
 }
 
 // FuzzEventJSON: an event that decodes from JSON (a published event as a

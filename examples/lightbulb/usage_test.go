@@ -4,11 +4,11 @@ import (
 	"encoding/json"
 	"math/rand/v2"
 	"slices"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/concursus-go/concursus/examples/lightbulb"
+	"github.com/concursus-go/concursus/examples/lightbulb/lightbulbtest"
 	"github.com/concursus-go/concursus/model"
 )
 
@@ -242,20 +242,9 @@ func TestUsageIgnoresOtherEvents(t *testing.T) {
 // whatever order the history is given.
 func TestUsageWithLateFacts(t *testing.T) {
 	const m = time.Minute
+	facts := lightbulbtest.NewFacts(t0)
 	ev := func(seq uint64, name string, stamp time.Duration, payload string) model.Event {
-		if payload == "" {
-			payload = "{}"
-		}
-		var chars model.Characteristics
-		switch name {
-		case "created":
-			chars = model.Initial
-		case "blown":
-			chars = model.Terminal
-		}
-		return model.Event{AggregateType: lightbulb.TypeName, AggregateID: "b1", Sequence: seq,
-			Timestamp: at(stamp), StreamID: model.DefaultStream, ProcessingTime: at(time.Hour),
-			Name: name, Characteristics: chars, Payload: []byte(payload), EventID: "e" + strconv.FormatUint(seq, 10)}
+		return facts.Fact("b1", seq, name, stamp, payload)
 	}
 	tests := []struct {
 		name    string

@@ -3,7 +3,6 @@ package projection_test
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"math/rand/v2"
 	"slices"
 	"sort"
@@ -18,6 +17,7 @@ import (
 	"github.com/concursus-go/concursus/api"
 	"github.com/concursus-go/concursus/eventbus"
 	"github.com/concursus-go/concursus/examples/lightbulb"
+	"github.com/concursus-go/concursus/examples/lightbulb/lightbulbtest"
 	"github.com/concursus-go/concursus/examples/lightbulb/projection"
 	"github.com/concursus-go/concursus/internal/testsupport"
 	"github.com/concursus-go/concursus/model"
@@ -27,25 +27,7 @@ import (
 var r0 = time.Date(2026, 6, 1, 20, 0, 0, 0, time.UTC)
 
 // fact builds event seq of bulb id, stamped at r0+at.
-func fact(id string, seq uint64, name string, at time.Duration, payload string) model.Event {
-	if payload == "" {
-		payload = "{}"
-	}
-	var chars model.Characteristics
-	switch name {
-	case "created":
-		chars = model.Initial
-	case "blown":
-		chars = model.Terminal
-	}
-	return model.Event{
-		AggregateType: lightbulb.TypeName, AggregateID: id, Sequence: seq,
-		Timestamp: r0.Add(at), StreamID: model.DefaultStream,
-		ProcessingID: "test", ProcessingTime: r0.Add(time.Hour + time.Duration(seq)*time.Second),
-		Name: name, Characteristics: chars, Payload: json.RawMessage(payload),
-		EventID: fmt.Sprintf("%s-%d", id, seq),
-	}
-}
+var fact = lightbulbtest.NewFacts(r0).Fact
 
 // histories are bulbs whose log order differs from their event time:
 // facts that arrived at their owner late.
