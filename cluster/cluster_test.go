@@ -123,17 +123,8 @@ func TestFailureDetection(t *testing.T) {
 	took := waitState(t, 15*time.Second, []*Cluster{a, b, c}, "d", StateDead)
 	t.Logf("failure of 1 in 4 detected by all %v after the abrupt stop", took)
 
-	var after View
-	testsupport.EventuallyErr(t, 2*time.Second, "b's subscription to show d dead", func() error {
-		select {
-		case after = <-sub.C():
-		default:
-		}
-		if m, _ := after.Member("d"); m.State != StateDead {
-			return errors.New("saw " + states(after))
-		}
-		return nil
-	})
+	after := waitSubscribed(t, 2*time.Second, sub, "b's subscription to show d dead", "d",
+		func(m Member) bool { return m.State == StateDead })
 	// Only d's failure is certain: on a starved host a false suspicion of
 	// another member may be in flight too.
 	events := Diff(before, after)
@@ -162,17 +153,8 @@ func TestSetMetaUpdate(t *testing.T) {
 	if err := b.SetMeta(Meta{Subject: meta.Subject, RaftAddr: meta.RaftAddr, Version: meta.Version}, 2*time.Second); err != nil {
 		t.Fatalf("SetMeta: %v", err)
 	}
-	var after View
-	testsupport.EventuallyErr(t, 3*time.Second, "a to see b's new metadata", func() error {
-		select {
-		case after = <-sub.C():
-		default:
-		}
-		if m, _ := after.Member("b"); m.Meta != meta {
-			return errors.New("saw " + states(after))
-		}
-		return nil
-	})
+	after := waitSubscribed(t, 3*time.Second, sub, "a to see b's new metadata", "b",
+		func(m Member) bool { return m.Meta == meta })
 	if ev := Diff(before, after); len(ev) != 1 || ev[0].Kind != EventUpdate || ev[0].Member.Meta != meta {
 		t.Errorf("Diff = %s, want one update of b", eventsString(ev))
 	}

@@ -124,6 +124,24 @@ func waitState(t *testing.T, timeout time.Duration, cs []*Cluster, id string, st
 	})
 }
 
+// waitSubscribed reads sub until the latest view it delivered shows member
+// id as ok wants, and returns that view.
+func waitSubscribed(t *testing.T, timeout time.Duration, sub *Subscription, what, id string, ok func(Member) bool) View {
+	t.Helper()
+	var v View
+	testsupport.EventuallyErr(t, timeout, what, func() error {
+		select {
+		case v = <-sub.C():
+		default:
+		}
+		if m, _ := v.Member(id); !ok(m) {
+			return errors.New("saw " + states(v))
+		}
+		return nil
+	})
+	return v
+}
+
 // publishedVersion returns the version of the last view published.
 func (t *table) publishedVersion() uint64 {
 	t.mu.Lock()

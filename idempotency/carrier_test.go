@@ -99,11 +99,7 @@ func TestTLSTransport(t *testing.T) {
 	n := newTestNet(t, func(c *GroupConfig) { c.TLS = serverConf })
 	n.start("n1", "n2", "n3")
 	n.waitConfig([]string{"n1", "n2", "n3"}, nil)
-	recs, ids := records("tls", 5)
-	if err := n.group("n3").Record(ctxTimeout(t, 10*time.Second), recs); err != nil {
-		t.Fatal(err)
-	}
-	n.waitHeld(ids...)
+	n.recordHeld(n.group("n3"), "tls", 5)
 
 	// A plain TCP client and one with an untrusted certificate are refused.
 	l, _ := n.leader()

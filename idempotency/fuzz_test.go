@@ -118,6 +118,25 @@ func FuzzRecordCodec(f *testing.F) {
 	})
 }
 
+// refusedUnchanged runs change, an Apply or Restore on f, and reports
+// whether f refused it; a refusal must wrap ErrCorrupt and leave f as it
+// was.
+func refusedUnchanged(t *testing.T, f *Filter, what string, change func() error) bool {
+	t.Helper()
+	before := snapshotBytes(t, f)
+	err := change()
+	if err == nil {
+		return false
+	}
+	if !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("%s error %v does not wrap ErrCorrupt", what, err)
+	}
+	if !bytes.Equal(before, snapshotBytes(t, f)) {
+		t.Fatalf("%s refused (%v) but changed the filter", what, err)
+	}
+	return true
+}
+
 // FuzzFilterApply applies one arbitrary log entry to a filter that holds
 // records. Apply never panics; a refused entry returns ErrCorrupt and
 // leaves the filter as it was; an accepted one holds every command id it
@@ -137,15 +156,7 @@ func FuzzFilterApply(f *testing.F) {
 	f.Add(good[:len(good)-3])
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fl := fuzzFilter(t)
-		before := snapshotBytes(t, fl)
-		err := applyErr(fl, data)
-		if err != nil {
-			if !errors.Is(err, ErrCorrupt) {
-				t.Fatalf("Apply error %v does not wrap ErrCorrupt", err)
-			}
-			if !bytes.Equal(before, snapshotBytes(t, fl)) {
-				t.Fatalf("a refused entry (%v) changed the filter", err)
-			}
+		if refusedUnchanged(t, fl, "Apply", func() error { return applyErr(fl, data) }) {
 			return
 		}
 		if data[0] == kindRecords {
@@ -193,15 +204,7 @@ func FuzzFilterRestore(f *testing.F) {
 			data = binary.BigEndian.AppendUint32(bytes.Clone(body), crc32.Checksum(body, castagnoli))
 		}
 		fl := fuzzFilter(t)
-		before := snapshotBytes(t, fl)
-		err := fl.Restore(io.NopCloser(bytes.NewReader(data)))
-		if err != nil {
-			if !errors.Is(err, ErrCorrupt) {
-				t.Fatalf("Restore error %v does not wrap ErrCorrupt", err)
-			}
-			if !bytes.Equal(before, snapshotBytes(t, fl)) {
-				t.Fatalf("a refused snapshot (%v) changed the filter", err)
-			}
+		if refusedUnchanged(t, fl, "Restore", func() error { return fl.Restore(io.NopCloser(bytes.NewReader(data))) }) {
 			return
 		}
 		roundTripSnapshot(t, fl)

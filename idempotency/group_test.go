@@ -93,11 +93,7 @@ func TestLateSmallerNodeJoinsExistingGroup(t *testing.T) {
 	if bootstrapped {
 		t.Fatal("n0 bootstrapped a group of its own")
 	}
-	recs, ids := records("via-n0", 3)
-	if err := g0.Record(ctxTimeout(t, 10*time.Second), recs); err != nil {
-		t.Fatal(err)
-	}
-	n.waitHeld(ids...)
+	n.recordHeld(g0, "via-n0", 3)
 }
 
 // TestLeaderKilled: the leader crashes (no leadership transfer); the
@@ -106,11 +102,7 @@ func TestLeaderKilled(t *testing.T) {
 	n := newTestNet(t, nil)
 	n.start("n1", "n2", "n3")
 	old := n.waitConfig([]string{"n1", "n2", "n3"}, nil)
-	before, beforeIDs := records("before", 3)
-	if err := old.Record(ctxTimeout(t, 10*time.Second), before); err != nil {
-		t.Fatal(err)
-	}
-	n.waitHeld(beforeIDs...)
+	_, beforeIDs := n.recordHeld(old, "before", 3)
 	n.kill(old.cfg.NodeID)
 	var next *Group
 	testsupport.EventuallyErr(t, 10*time.Second, "a new leader", func() error {
@@ -161,11 +153,7 @@ func TestMinorityLossAndVoterReplacement(t *testing.T) {
 		}
 	}
 	n.kill(victim)
-	recs, ids := records("minority-loss", 5)
-	if err := n.group("n4").Record(ctxTimeout(t, 10*time.Second), recs); err != nil {
-		t.Fatalf("record with one voter down: %v", err)
-	}
-	n.waitHeld(ids...)
+	n.recordHeld(n.group("n4"), "minority-loss", 5) // with one voter down
 
 	// The clock stands still: however many rounds the leader runs, the
 	// dead voter stays.
@@ -207,11 +195,7 @@ func TestMinorityLossAndVoterReplacement(t *testing.T) {
 		}
 		return nil
 	})
-	recs, ids = records("after-replacement", 3)
-	if err := n.group(want[0]).Record(ctxTimeout(t, 10*time.Second), recs); err != nil {
-		t.Fatal(err)
-	}
-	n.waitHeld(ids...)
+	n.recordHeld(n.group(want[0]), "after-replacement", 3)
 }
 
 // TestRecordBatches: many goroutines recording one record at a time, on
@@ -289,11 +273,7 @@ func TestShutdown(t *testing.T) {
 		rest = append(rest, g.cfg.NodeID)
 	}
 	n.waitConfig(rest, nil) // left: removed at once
-	recs, ids := records("after-shutdown", 2)
-	if err := n.live()[0].Record(ctxTimeout(t, 10*time.Second), recs); err != nil {
-		t.Fatal(err)
-	}
-	n.waitHeld(ids...)
+	n.recordHeld(n.live()[0], "after-shutdown", 2)
 }
 
 func TestRecordRefusesBadRecords(t *testing.T) {
@@ -346,11 +326,7 @@ func TestLargeRecordCallSplits(t *testing.T) {
 	n := newTestNet(t, func(c *GroupConfig) { c.MaxBatch = 10 })
 	g := n.start("n1")[0]
 	n.waitConfig([]string{"n1"}, nil)
-	recs, ids := records("split", 35)
-	if err := g.Record(ctxTimeout(t, 10*time.Second), recs); err != nil {
-		t.Fatal(err)
-	}
-	n.waitHeld(ids...)
+	n.recordHeld(g, "split", 35)
 	if s := g.Stats(); s.Batches < 4 || s.Records != 35 {
 		t.Fatalf("stats %+v", s)
 	}
@@ -515,11 +491,7 @@ func TestReadyFollowsQuorum(t *testing.T) {
 	n.clock = testsupport.NewClock(t0)
 	n.start("n1", "n2", "n3")
 	leader := n.waitConfig([]string{"n1", "n2", "n3"}, nil)
-	recs, ids := records("quorum", 2)
-	if err := leader.Record(ctxTimeout(t, 10*time.Second), recs); err != nil {
-		t.Fatal(err)
-	}
-	n.waitHeld(ids...)
+	_, ids := n.recordHeld(leader, "quorum", 2)
 	survivor := "n3"
 	for _, id := range []string{"n1", "n2", "n3"} {
 		if id != survivor {

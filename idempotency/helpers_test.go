@@ -262,6 +262,18 @@ func (n *testNet) waitHeld(ids ...string) {
 	})
 }
 
+// recordHeld records count fresh records (see records) through g and
+// waits until every live group's replica holds them.
+func (n *testNet) recordHeld(g *Group, prefix string, count int) ([]commandlog.Record, []string) {
+	n.t.Helper()
+	recs, ids := records(prefix, count)
+	if err := g.Record(ctxTimeout(n.t, 10*time.Second), recs); err != nil {
+		n.t.Fatalf("record %s on %s: %v", prefix, g.cfg.NodeID, err)
+	}
+	n.waitHeld(ids...)
+	return recs, ids
+}
+
 var recordSeq atomic.Int64
 
 // records makes n records with fresh command ids.

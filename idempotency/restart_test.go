@@ -20,11 +20,7 @@ func TestRestartedNodeGetsFreshIdentity(t *testing.T) {
 	n := newTestNet(t, func(c *GroupConfig) { c.TrailingLogs = 1; c.SnapshotThreshold = 1 })
 	n.start("n1", "n2", "n3")
 	leader := n.waitConfig([]string{"n1", "n2", "n3"}, nil)
-	recs, ids := records("before-restart", 50)
-	if err := leader.Record(ctxTimeout(t, 10*time.Second), recs); err != nil {
-		t.Fatal(err)
-	}
-	n.waitHeld(ids...)
+	_, ids := n.recordHeld(leader, "before-restart", 50)
 	victim := "n2"
 	if leader.cfg.NodeID == victim {
 		victim = "n3"
@@ -55,11 +51,7 @@ func TestAllNodesRestart(t *testing.T) {
 	n.start("a1", "a2", "a3")
 	leader := n.waitConfig([]string{"a1", "a2", "a3"}, nil)
 	old := leader.GroupID()
-	recs, ids := records("old-life", 5)
-	if err := leader.Record(ctxTimeout(t, 10*time.Second), recs); err != nil {
-		t.Fatal(err)
-	}
-	n.waitHeld(ids...)
+	_, ids := n.recordHeld(leader, "old-life", 5)
 	for _, id := range []string{"a1", "a2", "a3"} {
 		n.kill(id)
 	}
@@ -73,11 +65,7 @@ func TestAllNodesRestart(t *testing.T) {
 			t.Fatalf("%s holds a record of the previous group", g.cfg.NodeID)
 		}
 	}
-	recs, ids = records("new-life", 5)
-	if err := n.group("b3").Record(ctxTimeout(t, 10*time.Second), recs); err != nil {
-		t.Fatal(err)
-	}
-	n.waitHeld(ids...)
+	n.recordHeld(n.group("b3"), "new-life", 5)
 }
 
 // TestWindowExpiresOnAllReplicas: on an idle cluster the leader appends
@@ -89,11 +77,7 @@ func TestWindowExpiresOnAllReplicas(t *testing.T) {
 	n.clock = testsupport.NewClock(t0)
 	n.start("n1", "n2", "n3")
 	leader := n.waitConfig([]string{"n1", "n2", "n3"}, nil)
-	recs, ids := records("expiring", 10)
-	if err := leader.Record(ctxTimeout(t, 10*time.Second), recs); err != nil {
-		t.Fatal(err)
-	}
-	n.waitHeld(ids...)
+	recs, _ := n.recordHeld(leader, "expiring", 10)
 	n.clock.Advance(DefaultWindow + DefaultWindow/DefaultBuckets)
 	testsupport.EventuallyErr(t, 10*time.Second, "expiry on every replica", func() error {
 		for _, g := range n.live() {
