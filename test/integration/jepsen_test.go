@@ -234,85 +234,73 @@ func TestJepsen(t *testing.T) {
 			if err := p.signal(syscall.SIGCONT); err != nil {
 				t.Fatal(err)
 			}
-		case "partition":
+		case "partition", "raftcut":
+			// partition: the victim's gossip cut from the others'; each
+			// side rings itself. raftcut: its raft transport cut from
+			// the other voters, its gossip left alone: the ring keeps it
+			// as an owner while the group elects another leader without
+			// it; it goes on deciding its aggregates' commands, its
+			// filter does not serve. The victim is the raft leader, if
+			// any: cutting it off is the hardest case.
+			what, cut := "gossip partition", cutGossip
+			if name == "raftcut" {
+				what, cut = "raft cut", cutRaft
+			}
 			if iptablesErr != nil {
-				t.Logf("!!!!! SKIPPING THE GOSSIP PARTITION: iptables is not usable here (%v) !!!!!", iptablesErr)
+				t.Logf("!!!!! SKIPPING THE %s: iptables is not usable here (%v) !!!!!", strings.ToUpper(what), iptablesErr)
 				continue
 			}
-			// The raft leader, if any: cutting it off is the hardest case.
 			f.victim = pick()
 			if r := raftOf(h.info(all[0])); r.Leader != "" && slices.Contains(all, r.Leader) {
 				f.victim = r.Leader
 			}
 			f.affected = ownedBy(owners, f.victim, w.bulbs)
 			f.start = time.Now()
-			part, err := cutGossip(t, h, f.victim, all)
+			part, err := cut(t, h, f.victim, all)
 			if err != nil {
-				t.Logf("!!!!! SKIPPING THE GOSSIP PARTITION: %v !!!!!", err)
+				t.Logf("!!!!! SKIPPING THE %s: %v !!!!!", strings.ToUpper(what), err)
 				continue
 			}
 			f.note = "cut: " + part.mode
 			time.Sleep(cfg.fault / 2)
-			t.Logf("partition %s: views mid-fault: %s", f.victim, clusterView(h, 3))
+			t.Logf("%s %s: views mid-fault: %s", what, f.victim, clusterView(h, 3))
 			time.Sleep(cfg.fault - cfg.fault/2)
-			// The minority side must not have removed the majority's raft
-			// voters (DESIGN: the idempotency group survives the loss of a
-			// minority; a minority that reconfigures it does not).
-			if info, err := nodeClusterInfo(h.admin, clusterPrefix, f.victim, 2*time.Second); err == nil {
-				r := raftOf(info)
-				minorityChecks++
-				var lost []string
-				for _, id := range all {
-					if id != f.victim && !slices.Contains(r.Voters, id) {
-						lost = append(lost, id)
+			if name == "partition" {
+				// The minority side must not have removed the majority's
+				// raft voters (DESIGN: the idempotency group survives the
+				// loss of a minority; a minority that reconfigures it
+				// does not).
+				if info, err := nodeClusterInfo(h.admin, clusterPrefix, f.victim, 2*time.Second); err == nil {
+					r := raftOf(info)
+					minorityChecks++
+					var lost []string
+					for _, id := range all {
+						if id != f.victim && !slices.Contains(r.Voters, id) {
+							lost = append(lost, id)
+						}
+					}
+					if r.Role == "leader" && len(lost) > 0 {
+						minorityViolations = append(minorityViolations, fmt.Sprintf(
+							"the isolated %s, raft leader of a minority, removed voters %v during the %v partition: its voters are %v",
+							f.victim, lost, cfg.fault, r.Voters))
 					}
 				}
-				if r.Role == "leader" && len(lost) > 0 {
-					minorityViolations = append(minorityViolations, fmt.Sprintf(
-						"the isolated %s, raft leader of a minority, removed voters %v during the %v partition: its voters are %v",
-						f.victim, lost, cfg.fault, r.Voters))
+			}
+			f.heal = time.Now()
+			for _, err := range part.heal() {
+				t.Errorf("healing the %s: %v", what, err)
+			}
+			if name == "raftcut" {
+				// The group must take the victim back: one leader and the
+				// three voters, seen alike by every node, within the
+				// convergence time. A group that dropped the victim for
+				// good, or two leaders, would leave the filter short.
+				took, ok, last := raftConverge(h, cfg.converge, all...)
+				f.note += fmt.Sprintf("; one raft group of %d voters again %.1fs after the heal (%v)", len(all), took.Seconds(), ok)
+				if !ok {
+					raftViolations = append(raftViolations, fmt.Sprintf("after the raft cut of %s the nodes did not agree on one raft group with a leader and voters %v within %v: %s",
+						f.victim, all, cfg.converge, last))
 				}
-			}
-			f.heal = time.Now()
-			for _, err := range part.heal() {
-				t.Errorf("healing the partition: %v", err)
-			}
-		case "raftcut":
-			// The filter's raft leader cut from the other voters, its
-			// gossip left alone: the ring keeps it as an owner while the
-			// group elects another leader without it. It goes on deciding
-			// its aggregates' commands; its filter does not serve.
-			if iptablesErr != nil {
-				t.Logf("!!!!! SKIPPING THE RAFT CUT: iptables is not usable here (%v) !!!!!", iptablesErr)
-				continue
-			}
-			f.victim = pick()
-			if r := raftOf(h.info(all[0])); r.Leader != "" && slices.Contains(all, r.Leader) {
-				f.victim = r.Leader
-			}
-			f.affected = ownedBy(owners, f.victim, w.bulbs)
-			f.start = time.Now()
-			part, err := cutRaft(t, h, f.victim, all)
-			if err != nil {
-				t.Logf("!!!!! SKIPPING THE RAFT CUT: %v !!!!!", err)
-				continue
-			}
-			time.Sleep(cfg.fault / 2)
-			t.Logf("raft cut %s: views mid-fault: %s", f.victim, clusterView(h, 3))
-			time.Sleep(cfg.fault - cfg.fault/2)
-			f.heal = time.Now()
-			for _, err := range part.heal() {
-				t.Errorf("healing the raft cut: %v", err)
-			}
-			// The group must take the victim back: one leader and the
-			// three voters, seen alike by every node, within the
-			// convergence time. A group that dropped the victim for
-			// good, or two leaders, would leave the filter short.
-			took, ok, last := raftConverge(h, cfg.converge, all...)
-			f.note = fmt.Sprintf("cut: %s; one raft group of %d voters again %.1fs after the heal (%v)", part.mode, len(all), took.Seconds(), ok)
-			if !ok {
-				raftViolations = append(raftViolations, fmt.Sprintf("after the raft cut of %s the nodes did not agree on one raft group with a leader and voters %v within %v: %s",
-					f.victim, all, cfg.converge, last))
 			}
 		case "nats":
 			f.victim = "nats"
