@@ -40,11 +40,7 @@ func Run(t *testing.T, newLog func(t *testing.T) commandlog.Log) {
 	open := func(t *testing.T) commandlog.Log {
 		t.Helper()
 		l := newLog(t)
-		t.Cleanup(func() {
-			if err := l.Close(); err != nil && !errors.Is(err, commandlog.ErrClosed) {
-				t.Errorf("Close: %v", err)
-			}
-		})
+		eventlogtest.CloseAtCleanup(t, l, commandlog.ErrClosed)
 		return l
 	}
 	tests := []struct {

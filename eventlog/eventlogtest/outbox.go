@@ -51,11 +51,7 @@ func RunOutbox(t *testing.T, newStore func(t *testing.T) (eventlog.Log, eventlog
 	open := func(t *testing.T) (eventlog.Log, eventlog.Outbox) {
 		t.Helper()
 		l, o := newStore(t)
-		t.Cleanup(func() {
-			if err := l.Close(); err != nil && !errors.Is(err, eventlog.ErrClosed) {
-				t.Errorf("Close: %v", err)
-			}
-		})
+		CloseAtCleanup(t, l, eventlog.ErrClosed)
 		return l, o
 	}
 	tests := []struct {

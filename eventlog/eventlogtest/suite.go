@@ -41,6 +41,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"iter"
 	"math/rand/v2"
 	"slices"
@@ -86,11 +87,7 @@ func Run(t *testing.T, newLog func(t *testing.T) eventlog.Log, opts ...Option) {
 	open := func(t *testing.T) eventlog.Log {
 		t.Helper()
 		l := newLog(t)
-		t.Cleanup(func() {
-			if err := l.Close(); err != nil && !errors.Is(err, eventlog.ErrClosed) {
-				t.Errorf("Close: %v", err)
-			}
-		})
+		CloseAtCleanup(t, l, eventlog.ErrClosed)
 		return l
 	}
 	tests := []struct {
@@ -125,6 +122,19 @@ func Run(t *testing.T, newLog func(t *testing.T) eventlog.Log, opts ...Option) {
 	if cfg.largeHistory > 0 {
 		t.Run("LargeHistory", func(t *testing.T) { testLargeHistory(t, open(t), cfg.largeHistory) })
 	}
+}
+
+// CloseAtCleanup closes c when the test ends and fails the test on a
+// Close error other than closed, the log package's ErrClosed (a subtest
+// may have closed the log itself). The suites close the logs they were
+// given with it; the command-log suite uses it too.
+func CloseAtCleanup(t testing.TB, c io.Closer, closed error) {
+	t.Helper()
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil && !errors.Is(err, closed) {
+			t.Errorf("Close: %v", err)
+		}
+	})
 }
 
 // base is the time test events start from; it has millisecond precision.

@@ -35,11 +35,8 @@ type CommandLog struct {
 // wins. A record with an empty or oversized command id fails the batch
 // before anything is written.
 func (l *CommandLog) Put(ctx context.Context, records []commandlog.Record) error {
-	if err := l.CheckOpen(); err != nil {
-		return fmt.Errorf("bolt: put %d command records: %w", len(records), err)
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("%w: bolt: put %d command records: %w", commandlog.ErrUnavailable, len(records), err)
+	if err := l.Check(ctx, func() string { return fmt.Sprintf("put %d command records", len(records)) }); err != nil {
+		return err
 	}
 	if len(records) == 0 {
 		return nil
@@ -99,11 +96,8 @@ func checkRecord(r *commandlog.Record) error {
 
 // Get implements commandlog.Log.
 func (l *CommandLog) Get(ctx context.Context, commandID string) (commandlog.Record, error) {
-	if err := l.CheckOpen(); err != nil {
-		return commandlog.Record{}, fmt.Errorf("bolt: get command %q: %w", commandID, err)
-	}
-	if err := ctx.Err(); err != nil {
-		return commandlog.Record{}, fmt.Errorf("%w: bolt: get command %q: %w", commandlog.ErrUnavailable, commandID, err)
+	if err := l.Check(ctx, func() string { return fmt.Sprintf("get command %q", commandID) }); err != nil {
+		return commandlog.Record{}, err
 	}
 	if commandID == "" {
 		return commandlog.Record{}, fmt.Errorf("bolt: get command %q: %w", commandID, commandlog.ErrNotFound)
@@ -135,11 +129,8 @@ func (l *CommandLog) Get(ctx context.Context, commandID string) (commandlog.Reco
 func (l *CommandLog) Prune(ctx context.Context, cutoff time.Time) (int, error) {
 	total := 0
 	for {
-		if err := l.CheckOpen(); err != nil {
-			return total, fmt.Errorf("bolt: prune commands before %s: %w", cutoff, err)
-		}
-		if err := ctx.Err(); err != nil {
-			return total, fmt.Errorf("%w: bolt: prune commands before %s: %w", commandlog.ErrUnavailable, cutoff, err)
+		if err := l.Check(ctx, func() string { return fmt.Sprintf("prune commands before %s", cutoff) }); err != nil {
+			return total, err
 		}
 		deleted, scanned, err := l.pruneChunk(cutoff)
 		total += deleted
@@ -228,11 +219,8 @@ func (l *CommandLog) Insert(ctx context.Context, records []commandlog.Record) []
 		}
 		return errs
 	}
-	if err := l.CheckOpen(); err != nil {
+	if err := l.Ready(ctx); err != nil {
 		return fail(err)
-	}
-	if err := ctx.Err(); err != nil {
-		return fail(fmt.Errorf("%w: %w", commandlog.ErrUnavailable, err))
 	}
 	values := make([][]byte, len(records))
 	for i := range records {

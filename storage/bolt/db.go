@@ -60,6 +60,9 @@ type DB struct {
 	closed   atomic.Bool
 	events   *EventLog
 	commands *CommandLog
+	// own is the view of the DB's own calls (the outbox, WriteDecisions):
+	// never closed on its own, it is closed with the DB.
+	own view
 	// outbox holds the marks waiting for the next write transaction
 	// (outbox.go).
 	outbox *outboxBuffer
@@ -100,6 +103,7 @@ func Open(path string, opts Options) (*DB, error) {
 	db := &DB{path: path, bdb: bdb, outbox: newOutboxBuffer()}
 	db.events = &EventLog{newView(db, eventlog.ErrClosed, eventlog.ErrUnavailable)}
 	db.commands = &CommandLog{newView(db, commandlog.ErrClosed, commandlog.ErrUnavailable)}
+	db.own = newView(db, eventlog.ErrClosed, eventlog.ErrUnavailable)
 	return db, nil
 }
 

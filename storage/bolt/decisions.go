@@ -30,11 +30,8 @@ func (db *DB) WriteDecisions(ctx context.Context, decisions []commandlog.Decisio
 	if len(decisions) == 0 {
 		return errs
 	}
-	if db.closed.Load() {
-		return fail(eventlog.ErrClosed)
-	}
-	if err := ctx.Err(); err != nil {
-		return fail(fmt.Errorf("%w: %w", eventlog.ErrUnavailable, err))
+	if err := db.own.Ready(ctx); err != nil {
+		return fail(err)
 	}
 
 	// Validate and encode outside the writer lock. Appends are gathered

@@ -53,11 +53,8 @@ func (l *EventLog) Append(ctx context.Context, batch []eventlog.Append) []error 
 		}
 		return errs
 	}
-	if err := l.CheckOpen(); err != nil {
+	if err := l.Ready(ctx); err != nil {
 		return fail(err)
-	}
-	if err := ctx.Err(); err != nil {
-		return fail(fmt.Errorf("%w: %w", eventlog.ErrUnavailable, err))
 	}
 
 	pending := make([]pendingAppend, len(batch))
@@ -200,11 +197,8 @@ func lastSequence(c *bbolt.Cursor, prefix []byte) (uint64, error) {
 
 // ReadPage implements eventlog.Log.
 func (l *EventLog) ReadPage(ctx context.Context, ref model.Ref, from uint64, limit int) ([]model.Event, uint64, error) {
-	if err := l.CheckOpen(); err != nil {
-		return nil, 0, fmt.Errorf("bolt: read %s from %d: %w", ref, from, err)
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, 0, fmt.Errorf("%w: bolt: read %s from %d: %w", eventlog.ErrUnavailable, ref, from, err)
+	if err := l.Check(ctx, func() string { return fmt.Sprintf("read %s from %d", ref, from) }); err != nil {
+		return nil, 0, err
 	}
 	if limit <= 0 {
 		return nil, 0, fmt.Errorf("bolt: read %s from %d: limit %d is not positive", ref, from, limit)
@@ -250,11 +244,8 @@ func (l *EventLog) ReadPage(ctx context.Context, ref model.Ref, from uint64, lim
 // transactions.
 func (l *EventLog) ReadTimePage(ctx context.Context, ref model.Ref, after model.TimeKey, limit int) ([]model.Event, bool, error) {
 	what := func() string { return fmt.Sprintf("read %s in event time after %v", ref, after) }
-	if err := l.CheckOpen(); err != nil {
-		return nil, false, fmt.Errorf("bolt: %s: %w", what(), err)
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, false, fmt.Errorf("%w: bolt: %s: %w", eventlog.ErrUnavailable, what(), err)
+	if err := l.Check(ctx, what); err != nil {
+		return nil, false, err
 	}
 	if limit <= 0 {
 		return nil, false, fmt.Errorf("bolt: %s: limit %d is not positive", what(), limit)
@@ -453,11 +444,8 @@ func buildTimeIndex(bdb *bbolt.DB, perTx int) error {
 
 // LastSequence implements eventlog.Log.
 func (l *EventLog) LastSequence(ctx context.Context, ref model.Ref) (uint64, error) {
-	if err := l.CheckOpen(); err != nil {
-		return 0, fmt.Errorf("bolt: last sequence of %s: %w", ref, err)
-	}
-	if err := ctx.Err(); err != nil {
-		return 0, fmt.Errorf("%w: bolt: last sequence of %s: %w", eventlog.ErrUnavailable, ref, err)
+	if err := l.Check(ctx, func() string { return "last sequence of " + ref.String() }); err != nil {
+		return 0, err
 	}
 	var last uint64
 	err := l.db.bdb.View(func(tx *bbolt.Tx) error {
@@ -487,11 +475,8 @@ func (l *EventLog) CheckHead(ctx context.Context, heads []eventlog.Head) []error
 		}
 		return errs
 	}
-	if err := l.CheckOpen(); err != nil {
+	if err := l.Ready(ctx); err != nil {
 		return fail(err)
-	}
-	if err := ctx.Err(); err != nil {
-		return fail(fmt.Errorf("%w: %w", eventlog.ErrUnavailable, err))
 	}
 	err := l.db.bdb.View(func(tx *bbolt.Tx) error {
 		return checkHeadsInTx(tx.Bucket(bucketEvents), heads, errs)

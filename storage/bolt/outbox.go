@@ -203,18 +203,6 @@ func checkWriter(writer string) error {
 	return nil
 }
 
-// outboxCheck is the common start of the outbox methods: ErrClosed, then
-// the context.
-func (db *DB) outboxCheck(ctx context.Context, what string) error {
-	if db.closed.Load() {
-		return fmt.Errorf("bolt: %s: %w", what, eventlog.ErrClosed)
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("%w: bolt: %s: %w", eventlog.ErrUnavailable, what, err)
-	}
-	return nil
-}
-
 // Mark implements eventlog.Outbox without a transaction of its own: the
 // marks wait in memory for the DB's next write transaction (normally the
 // Append or WriteDecisions they announce) and are committed with it. A
@@ -224,7 +212,7 @@ func (db *DB) outboxCheck(ctx context.Context, what string) error {
 // announce, which never happened.
 func (db *DB) Mark(ctx context.Context, writer string, bucket int64, marks []eventlog.Mark) error {
 	what := fmt.Sprintf("mark %d in outbox %q bucket %d", len(marks), writer, bucket)
-	if err := db.outboxCheck(ctx, what); err != nil {
+	if err := db.own.Check(ctx, func() string { return what }); err != nil {
 		return err
 	}
 	if err := checkWriter(writer); err != nil {
@@ -260,7 +248,7 @@ func (db *DB) Mark(ctx context.Context, writer string, bucket int64, marks []eve
 // committed and leaves the buffer in between is seen either way.
 func (db *DB) Marks(ctx context.Context, writer string, bucket int64) ([]eventlog.Mark, error) {
 	what := fmt.Sprintf("read outbox %q bucket %d", writer, bucket)
-	if err := db.outboxCheck(ctx, what); err != nil {
+	if err := db.own.Check(ctx, func() string { return what }); err != nil {
 		return nil, err
 	}
 	prefix := bucketPrefix(writer, bucket)
@@ -310,7 +298,7 @@ func (db *DB) Marks(ctx context.Context, writer string, bucket int64) ([]eventlo
 // Last 0).
 func (db *DB) SetPublished(ctx context.Context, writer string, bucket int64) error {
 	what := fmt.Sprintf("set outbox %q published to %d", writer, bucket)
-	if err := db.outboxCheck(ctx, what); err != nil {
+	if err := db.own.Check(ctx, func() string { return what }); err != nil {
 		return err
 	}
 	if err := checkWriter(writer); err != nil {
@@ -376,7 +364,7 @@ func deleteMarks(ob *bbolt.Bucket, writer string, upTo int64) error {
 // writer's Last includes the buckets of marks still buffered.
 func (db *DB) Writers(ctx context.Context) ([]eventlog.OutboxWriter, error) {
 	const what = "list outbox writers"
-	if err := db.outboxCheck(ctx, what); err != nil {
+	if err := db.own.Check(ctx, func() string { return what }); err != nil {
 		return nil, err
 	}
 	buffered := db.outbox.lasts() // first: see Marks
@@ -410,7 +398,7 @@ func (db *DB) Writers(ctx context.Context) ([]eventlog.OutboxWriter, error) {
 // unknown writer is not an error.
 func (db *DB) Forget(ctx context.Context, writer string) error {
 	what := fmt.Sprintf("forget outbox %q", writer)
-	if err := db.outboxCheck(ctx, what); err != nil {
+	if err := db.own.Check(ctx, func() string { return what }); err != nil {
 		return err
 	}
 	if writer == "" {

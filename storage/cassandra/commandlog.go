@@ -30,11 +30,8 @@ type CommandLog struct {
 // restarts its TTL. When Put fails, some records may have been written.
 func (l *CommandLog) Put(ctx context.Context, records []commandlog.Record) error {
 	what := fmt.Sprintf("put %d command records", len(records))
-	if err := l.CheckOpen(); err != nil {
-		return fmt.Errorf("cassandra: %s: %w", what, err)
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("%w: cassandra: %s: %w", commandlog.ErrUnavailable, what, err)
+	if err := l.Check(ctx, func() string { return what }); err != nil {
+		return err
 	}
 	for i := range records {
 		if err := checkRecord(&records[i], i); err != nil {
@@ -72,11 +69,8 @@ func (l *CommandLog) put(ctx context.Context, r *commandlog.Record) error {
 // Get implements commandlog.Log.
 func (l *CommandLog) Get(ctx context.Context, commandID string) (commandlog.Record, error) {
 	what := fmt.Sprintf("get command %q", commandID)
-	if err := l.CheckOpen(); err != nil {
-		return commandlog.Record{}, fmt.Errorf("cassandra: %s: %w", what, err)
-	}
-	if err := ctx.Err(); err != nil {
-		return commandlog.Record{}, fmt.Errorf("%w: cassandra: %s: %w", commandlog.ErrUnavailable, what, err)
+	if err := l.Check(ctx, func() string { return what }); err != nil {
+		return commandlog.Record{}, err
 	}
 	if commandID == "" {
 		// Cassandra refuses an empty partition key; no record has one.
@@ -119,20 +113,12 @@ var _ commandlog.Inserter = (*CommandLog)(nil)
 // Insert.
 func (l *CommandLog) Insert(ctx context.Context, records []commandlog.Record) []error {
 	errs := make([]error, len(records))
-	if err := l.CheckOpen(); err != nil {
-		for i := range records {
-			errs[i] = fmt.Errorf("cassandra: insert command %q: %w", records[i].CommandID, err)
-		}
-		return errs
-	}
 	for i := range records {
 		errs[i] = checkRecord(&records[i], i)
 	}
-	each(ctx, l.s.cfg.AppendConcurrency, errs,
-		func(i int) error { return l.insert(ctx, &records[i]) },
-		func(i int, err error) error {
-			return fmt.Errorf("%w: cassandra: insert command %q: %w", commandlog.ErrUnavailable, records[i].CommandID, err)
-		})
+	l.eachOpen(ctx, l.s.cfg.AppendConcurrency, errs,
+		func(i int) string { return fmt.Sprintf("insert command %q", records[i].CommandID) },
+		func(i int) error { return l.insert(ctx, &records[i]) })
 	return errs
 }
 

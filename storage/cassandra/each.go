@@ -44,3 +44,16 @@ func each(ctx context.Context, limit int, errs []error, fn func(i int) error, ca
 	}
 	wg.Wait()
 }
+
+// eachOpen is each for a batch call of v's log: every item fails with
+// ErrClosed when v is closed, and an item not started when ctx ends fails
+// with ErrUnavailable; what(i) names item i in both errors.
+func (v *view) eachOpen(ctx context.Context, limit int, errs []error, what func(i int) string, fn func(i int) error) {
+	if err := v.CheckOpen(); err != nil {
+		for i := range errs {
+			errs[i] = v.Wrap(what(i), err, true)
+		}
+		return
+	}
+	each(ctx, limit, errs, fn, func(i int, err error) error { return v.Wrap(what(i), err, false) })
+}

@@ -48,15 +48,9 @@ func (l *EventLog) Append(ctx context.Context, batch []eventlog.Append) []error 
 		return fmt.Errorf("cassandra: append %s after %d: %w", batch[i].Ref, batch[i].Expected, err)
 	}
 	unavailable := func(i int, err error) error { return wrap(i, fmt.Errorf("%w: %w", eventlog.ErrUnavailable, err)) }
-	if err := l.CheckOpen(); err != nil {
+	if err := l.Ready(ctx); err != nil {
 		for i := range batch {
 			errs[i] = wrap(i, err)
-		}
-		return errs
-	}
-	if err := ctx.Err(); err != nil {
-		for i := range batch {
-			errs[i] = unavailable(i, err)
 		}
 		return errs
 	}
@@ -289,11 +283,8 @@ func (l *EventLog) bucketsFrom(ctx context.Context, ref model.Ref, seq int64) ([
 // the page even if the later buckets turn out empty.
 func (l *EventLog) ReadPage(ctx context.Context, ref model.Ref, from uint64, limit int) ([]model.Event, uint64, error) {
 	what := func() string { return fmt.Sprintf("read %s from %d", ref, from) }
-	if err := l.CheckOpen(); err != nil {
-		return nil, 0, fmt.Errorf("cassandra: %s: %w", what(), err)
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, 0, fmt.Errorf("%w: cassandra: %s: %w", eventlog.ErrUnavailable, what(), err)
+	if err := l.Check(ctx, what); err != nil {
+		return nil, 0, err
 	}
 	if limit <= 0 {
 		return nil, 0, fmt.Errorf("cassandra: %s: limit %d is not positive", what(), limit)
@@ -418,11 +409,8 @@ func (r *eventRow) event(ref model.Ref) model.Event {
 // is that of the bucket before it.
 func (l *EventLog) LastSequence(ctx context.Context, ref model.Ref) (uint64, error) {
 	what := "last sequence of " + ref.String()
-	if err := l.CheckOpen(); err != nil {
-		return 0, fmt.Errorf("cassandra: %s: %w", what, err)
-	}
-	if err := ctx.Err(); err != nil {
-		return 0, fmt.Errorf("%w: cassandra: %s: %w", eventlog.ErrUnavailable, what, err)
+	if err := l.Check(ctx, func() string { return what }); err != nil {
+		return 0, err
 	}
 	if ref.Validate() != nil {
 		return 0, nil // no such aggregate can have been written

@@ -150,11 +150,8 @@ func (l *EventLog) indexedThrough(ctx context.Context, ref model.Ref) (int64, er
 // one page of the log).
 func (l *EventLog) ReadTimePage(ctx context.Context, ref model.Ref, after model.TimeKey, limit int) ([]model.Event, bool, error) {
 	what := func() string { return fmt.Sprintf("read %s in event time after %v", ref, after) }
-	if err := l.CheckOpen(); err != nil {
-		return nil, false, fmt.Errorf("cassandra: %s: %w", what(), err)
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, false, fmt.Errorf("%w: cassandra: %s: %w", eventlog.ErrUnavailable, what(), err)
+	if err := l.Check(ctx, what); err != nil {
+		return nil, false, err
 	}
 	if limit <= 0 {
 		return nil, false, fmt.Errorf("cassandra: %s: limit %d is not positive", what(), limit)

@@ -23,17 +23,9 @@ var _ eventlog.HeadChecker = (*EventLog)(nil)
 // about half a conditional write.
 func (l *EventLog) CheckHead(ctx context.Context, heads []eventlog.Head) []error {
 	errs := make([]error, len(heads))
-	if err := l.CheckOpen(); err != nil {
-		for i := range heads {
-			errs[i] = fmt.Errorf("cassandra: check the head of %s: %w", heads[i].Ref, err)
-		}
-		return errs
-	}
-	each(ctx, l.s.cfg.AppendConcurrency, errs,
-		func(i int) error { return l.checkHead(ctx, heads[i]) },
-		func(i int, err error) error {
-			return fmt.Errorf("%w: cassandra: check the head of %s: %w", eventlog.ErrUnavailable, heads[i].Ref, err)
-		})
+	l.eachOpen(ctx, l.s.cfg.AppendConcurrency, errs,
+		func(i int) string { return "check the head of " + heads[i].Ref.String() },
+		func(i int) error { return l.checkHead(ctx, heads[i]) })
 	return errs
 }
 

@@ -89,18 +89,6 @@ func checkMarks(writer string, marks []eventlog.Mark) error {
 	return nil
 }
 
-// outboxCheck is the common start of the outbox methods: ErrClosed, then
-// the context.
-func (l *EventLog) outboxCheck(ctx context.Context, what string) error {
-	if err := l.CheckOpen(); err != nil {
-		return fmt.Errorf("cassandra: %s: %w", what, err)
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("%w: cassandra: %s: %w", eventlog.ErrUnavailable, what, err)
-	}
-	return nil
-}
-
 // Mark implements eventlog.Outbox. When bucket is newer than the last one
 // this process recorded for writer, it first sets the writer's last
 // (a plain write into outbox_writers); then it inserts the marks, USING
@@ -112,7 +100,7 @@ func (l *EventLog) outboxCheck(ctx context.Context, what string) error {
 // idempotent).
 func (l *EventLog) Mark(ctx context.Context, writer string, bucket int64, marks []eventlog.Mark) error {
 	what := fmt.Sprintf("mark %d in outbox %q bucket %d", len(marks), writer, bucket)
-	if err := l.outboxCheck(ctx, what); err != nil {
+	if err := l.Check(ctx, func() string { return what }); err != nil {
 		return err
 	}
 	if err := checkMarks(writer, marks); err != nil {
@@ -176,7 +164,7 @@ func (l *EventLog) noteLast(ctx context.Context, writer string, bucket int64) er
 // partition in clustering order, outboxPageSize rows per page.
 func (l *EventLog) Marks(ctx context.Context, writer string, bucket int64) ([]eventlog.Mark, error) {
 	what := fmt.Sprintf("read outbox %q bucket %d", writer, bucket)
-	if err := l.outboxCheck(ctx, what); err != nil {
+	if err := l.Check(ctx, func() string { return what }); err != nil {
 		return nil, err
 	}
 	if writer == "" {
@@ -208,7 +196,7 @@ func (l *EventLog) Marks(ctx context.Context, writer string, bucket int64) ([]ev
 // without a row it creates one (with no last).
 func (l *EventLog) SetPublished(ctx context.Context, writer string, bucket int64) error {
 	what := fmt.Sprintf("set outbox %q published to %d", writer, bucket)
-	if err := l.outboxCheck(ctx, what); err != nil {
+	if err := l.Check(ctx, func() string { return what }); err != nil {
 		return err
 	}
 	if writer == "" {
@@ -250,7 +238,7 @@ func (l *EventLog) casPublished(ctx context.Context, stmt string, args ...any) (
 // one small row per writer.
 func (l *EventLog) Writers(ctx context.Context) ([]eventlog.OutboxWriter, error) {
 	const what = "list outbox writers"
-	if err := l.outboxCheck(ctx, what); err != nil {
+	if err := l.Check(ctx, func() string { return what }); err != nil {
 		return nil, err
 	}
 	s := l.s
@@ -285,7 +273,7 @@ func (l *EventLog) Writers(ctx context.Context) ([]eventlog.OutboxWriter, error)
 // without recording them again.
 func (l *EventLog) Forget(ctx context.Context, writer string) error {
 	what := fmt.Sprintf("forget outbox %q", writer)
-	if err := l.outboxCheck(ctx, what); err != nil {
+	if err := l.Check(ctx, func() string { return what }); err != nil {
 		return err
 	}
 	if writer == "" {

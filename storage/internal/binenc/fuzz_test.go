@@ -1,9 +1,8 @@
 package binenc
 
-// Fuzz targets for the embedded store's encoding, besides FuzzDecodeEvent
-// and FuzzDecodeRecord in binenc_test.go: every field of an event
-// round-trips, encodings of decoded values are stable, and keys decode
-// back to what built them. Run one with
+// Fuzz targets for the embedded store's encoding: every field of an event
+// or a command record round-trips, encodings of decoded values are
+// stable, and keys decode back to what built them. Run one with
 //
 //	go test -run '^$' -fuzz '^FuzzEventValue$' -fuzztime 30s ./storage/internal/binenc/
 //
@@ -33,7 +32,9 @@ func FuzzEventValue(f *testing.F) {
 	f.Add(v[:len(v)-2])
 	f.Add(append(bytes.Clone(v), 1))
 	f.Add(AppendEvent(nil, &model.Event{}))
+	f.Add(AppendEvent(nil, &model.Event{Name: "n", Payload: []byte(`{}`), EventID: "e", Timestamp: time.UnixMilli(5)}))
 	f.Add([]byte{ValueFormat, 0x80})
+	f.Add([]byte{ValueFormat, 0xff})
 	f.Fuzz(func(t *testing.T, v []byte) {
 		var got model.Event
 		if err := dec.DecodeEvent(v, &got); err != nil {
@@ -68,6 +69,7 @@ func FuzzRecordValue(f *testing.F) {
 	f.Add(v)
 	f.Add(v[:len(v)-1])
 	f.Add(AppendRecord(nil, &commandlog.Record{}))
+	f.Add(AppendRecord(nil, &commandlog.Record{Ref: model.Ref{Type: "t", ID: "i"}, Command: "c", Outcome: commandlog.Accepted, At: time.UnixMilli(5)}))
 	f.Fuzz(func(t *testing.T, v []byte) {
 		var got commandlog.Record
 		err := dec.DecodeRecord(v, &got)

@@ -1,6 +1,7 @@
 package logview_test
 
 import (
+	"context"
 	"errors"
 	"sync/atomic"
 	"testing"
@@ -27,10 +28,33 @@ func TestView(t *testing.T) {
 		t.Errorf("Wrap under a close: %v", err)
 	}
 
-	// The store's close closes every view of it.
+	what := func() string { return "read x" }
+	if err := v.Ready(t.Context()); err != nil {
+		t.Errorf("Ready of an open view: %v", err)
+	}
+	if err := v.Check(t.Context(), func() string { t.Error("Check of an open view worded an error"); return "" }); err != nil {
+		t.Errorf("Check of an open view: %v", err)
+	}
+	done, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := v.Ready(done); !errors.Is(err, errUnavailable) || !errors.Is(err, context.Canceled) || err.Error() != "log: unavailable: context canceled" {
+		t.Errorf("Ready with a done context: %v", err)
+	}
+	if err := v.Check(done, what); !errors.Is(err, errUnavailable) || !errors.Is(err, context.Canceled) || err.Error() != "log: unavailable: test: read x: context canceled" {
+		t.Errorf("Check with a done context: %v", err)
+	}
+
+	// The store's close closes every view of it, and comes before the
+	// context.
 	store.Store(true)
 	if err := v.CheckOpen(); !errors.Is(err, errClosed) {
 		t.Errorf("store closed: %v", err)
+	}
+	if err := v.Ready(done); !errors.Is(err, errClosed) || errors.Is(err, errUnavailable) || err.Error() != "log: closed" {
+		t.Errorf("Ready of a closed store: %v", err)
+	}
+	if err := v.Check(done, what); !errors.Is(err, errClosed) || errors.Is(err, errUnavailable) || err.Error() != "test: read x: log: closed" {
+		t.Errorf("Check of a closed store: %v", err)
 	}
 	store.Store(false)
 
