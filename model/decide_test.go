@@ -420,3 +420,56 @@ func TestCommandWithoutCreatesIsNotFoundBeforeHandler(t *testing.T) {
 		t.Fatalf("make = %v, %v; want one event", events, err)
 	}
 }
+
+// TestDecideStampsAfterTheHistory: a command without a timestamp is
+// decided on the state after every event, so its events are stamped no
+// earlier than the latest one in event time, whatever the clock says; a
+// command with a timestamp keeps it.
+func TestDecideStampsAfterTheHistory(t *testing.T) {
+	last := at(10 * time.Minute)
+	tests := []struct {
+		name       string
+		lastStream string // the stream of the latest event (stamped at last)
+		req        model.CommandRequest
+		want       time.Time
+	}{
+		{name: "clock ahead: now", lastStream: model.DefaultStream,
+			req: model.CommandRequest{Now: last.Add(time.Second)}, want: last.Add(time.Second)},
+		{name: "clock behind: the latest event's time (same stream, later sequence)", lastStream: model.DefaultStream,
+			req: model.CommandRequest{Now: last.Add(-time.Hour)}, want: last},
+		{name: "clock on it: the same", lastStream: model.DefaultStream,
+			req: model.CommandRequest{Now: last}, want: last},
+		{name: "clock behind, latest event in a stream that sorts after ours: one ms later", lastStream: "sensor-7",
+			req: model.CommandRequest{Now: last.Add(-time.Hour), StreamID: "a-stream"}, want: last.Add(model.TimePrecision)},
+		{name: "clock behind, latest event in a stream that sorts before ours: its time", lastStream: "a-stream",
+			req: model.CommandRequest{Now: last.Add(-time.Hour)}, want: last},
+		{name: "the request's own timestamp is kept, late or not", lastStream: model.DefaultStream,
+			req: model.CommandRequest{Now: last.Add(-time.Hour), Timestamp: at(5 * time.Minute)}, want: at(5 * time.Minute)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newAccounts(t)
+			agg := f.Type.NewAggregate("a1")
+			history := run(t, agg, req("open", `{"owner":"ann"}`, t0), nil)
+			r := req("deposit", `{"amount":5}`, last)
+			r.StreamID = tt.lastStream
+			history = append(history, run(t, agg, r, history)...)
+
+			cmd := tt.req
+			cmd.CommandID, cmd.Command, cmd.Args = "c-2", "deposit", []byte(`{"amount":1}`)
+			events, err := agg.Decide(&cmd)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(events) != 1 || !events[0].Timestamp.Equal(tt.want) {
+				t.Fatalf("events %+v, want one stamped %v", events, tt.want)
+			}
+			if cmd.Timestamp.IsZero() && !history[len(history)-1].TimeKey().Before(events[0].TimeKey()) {
+				t.Errorf("the command's event %v sorts before the latest event %v", events[0].TimeKey(), history[len(history)-1].TimeKey())
+			}
+			if !events[0].ProcessingTime.Equal(model.NormalizeTime(cmd.Now)) {
+				t.Errorf("ProcessingTime %v, want the clock's %v", events[0].ProcessingTime, cmd.Now)
+			}
+		})
+	}
+}

@@ -272,7 +272,9 @@ type Snapshot[S any] struct {
 	// Now is the processing time of this command (injected, not read from
 	// the wall clock by handlers).
 	Now time.Time
-	// Timestamp is the source's event time for this command, or Now.
+	// Timestamp is the source's event time for this command, or Now
+	// (never before the aggregate's latest event: see
+	// CommandRequest.Timestamp).
 	Timestamp time.Time
 }
 

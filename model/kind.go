@@ -95,7 +95,9 @@ type CommandRequest struct {
 	// Args is the encoded argument value; empty means "{}".
 	Args []byte
 	// Timestamp is when the command's fact happened at its source; zero
-	// means Now. StreamID is the source's stream; empty means DefaultStream.
+	// means Now, moved up to the aggregate's latest event in event time
+	// when Now is before it (see stampAfter). StreamID is the source's
+	// stream; empty means DefaultStream.
 	Timestamp time.Time
 	StreamID  string
 	// Now is the processing time, supplied by the caller's clock.
@@ -438,13 +440,16 @@ func (a *instance[S]) Decide(req *CommandRequest) ([]Event, error) {
 		return nil, Reject(ReasonTerminated, "%s has ended (terminal event at %s); %s is refused", a.ref, end.Timestamp.Format(time.RFC3339Nano), req.Command)
 	}
 	now := NormalizeTime(req.Now)
-	ts := now
-	if !req.Timestamp.IsZero() {
-		ts = NormalizeTime(req.Timestamp)
-	}
 	stream := req.StreamID
 	if stream == "" {
 		stream = DefaultStream
+	}
+	ts := now
+	switch {
+	case !req.Timestamp.IsZero():
+		ts = NormalizeTime(req.Timestamp) // the source's time, late or not
+	case a.f.prefix.Events > 0:
+		ts = stampAfter(a.f.prefix.Last, now, stream)
 	}
 	snap := Snapshot[S]{Ref: a.ref, Exists: a.f.exists, Sequence: a.head, Value: a.f.value, Now: now, Timestamp: ts}
 	emits, err := decide(snap)
@@ -511,6 +516,26 @@ func (a *instance[S]) Decide(req *CommandRequest) ([]Event, error) {
 		events[i] = e
 	}
 	return events, nil
+}
+
+// stampAfter returns the timestamp of a command without one of its own,
+// processed at now in stream: now, unless that would put its events
+// before last, the end of the history in event time (another node's
+// clock ahead of this one, a wall clock stepped back, a fact stamped
+// ahead). The command was decided on the state after every event, so its
+// events must come after them, or a switchOff decided on "on" would land
+// before the switchOn it answered and change nothing. Then it is last's
+// timestamp, or one TimePrecision later where the stream id alone would
+// sort it first (its sequence is beyond every event's).
+func stampAfter(last TimeKey, now time.Time, stream string) time.Time {
+	switch {
+	case now.After(last.Timestamp):
+		return now
+	case stream >= last.StreamID:
+		return last.Timestamp
+	default:
+		return last.Timestamp.Add(TimePrecision)
+	}
 }
 
 // Registry holds the aggregate types one node serves. Build it explicitly
