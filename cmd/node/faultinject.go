@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/concursus-go/concursus/commandlog"
 	"github.com/concursus-go/concursus/executor"
@@ -34,8 +35,22 @@ const faultKillBeforePublish = "CONCURSUS_FAULT_KILL_BEFORE_PUBLISH"
 // DecisionWriter, where the two are separate writes).
 const faultKillBeforeRecord = "CONCURSUS_FAULT_KILL_BEFORE_RECORD"
 
+// faultClockSkew names an environment variable: set to a duration such as
+// -10s, the node's clock (node.Config.Clock: processing time, and the
+// stamp of a command that brings none) runs that far from the machine's,
+// as a host whose clock is off would.
+const faultClockSkew = "CONCURSUS_FAULT_CLOCK_SKEW"
+
 // faultInjection sets the test hooks that the environment asks for.
 func faultInjection(cfg *node.Config, logger *slog.Logger) error {
+	if v := os.Getenv(faultClockSkew); v != "" {
+		skew, err := time.ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("$%s=%q: want a duration such as -10s", faultClockSkew, v)
+		}
+		logger.Warn("fault injection: this node's clock is skewed", "env", faultClockSkew, "skew", skew)
+		cfg.Clock = func() time.Time { return time.Now().Add(skew) }
+	}
 	var hooks node.TestHooks
 	if at, ok, err := faultAt(faultKillBeforePublish); err != nil {
 		return err

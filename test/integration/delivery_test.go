@@ -170,6 +170,7 @@ func TestEventDeliveryProcesses(t *testing.T) {
 const (
 	faultKillBeforePublish = "CONCURSUS_FAULT_KILL_BEFORE_PUBLISH"
 	faultKillBeforeRecord  = "CONCURSUS_FAULT_KILL_BEFORE_RECORD"
+	faultClockSkew         = "CONCURSUS_FAULT_CLOCK_SKEW" // a duration: the node's clock runs that far off
 )
 
 // faultLine is what a node logged as it killed itself: the event id of
