@@ -723,6 +723,9 @@ func TestReconnectRecoversLostAcknowledgements(t *testing.T) {
 	testsupport.Eventually(t, 10*time.Second, "the ack floor to reach the handled events after the reconnect, well before AckWait", func() bool {
 		return e.consumerInfo("lostacks").AckFloor.Stream == 5
 	})
+	// The reset's reply may come after the events it brought back were
+	// handled: it counts once the reply is in.
+	testsupport.Eventually(t, 10*time.Second, "the reset to be counted", func() bool { return s.Stats().Resyncs > 0 })
 	s.Stop()
 	st := s.Stats()
 	if st.Resyncs == 0 || st.Duplicates != 3 || st.Handled != 5 {
