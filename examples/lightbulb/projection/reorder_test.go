@@ -278,11 +278,13 @@ func TestProjectionSameWhateverTheArrivalOrder(t *testing.T) {
 					got.Usage[id] = *u
 				}
 			}
+			// Logged before the comparison, so that a failure shows how
+			// the events came in.
+			st := p.Subscription().Stats()
+			t.Logf("index: %d events, %d refolded; subscription: %+v", p.Index().Events(), p.Index().Late(), st)
 			if got.String() != want.String() {
 				t.Fatalf("seed %d:\n%s\nwant\n%s", seed, got, want)
 			}
-			st := p.Subscription().Stats()
-			t.Logf("index: %d events, %d refolded; subscription: released %d, late %d, gaps filled %d", p.Index().Events(), p.Index().Late(), st.Released, st.Late, st.GapsFilled)
 		})
 	}
 }
