@@ -445,11 +445,16 @@ func (p *Projection) Subscription() *subscription.Subscription {
 }
 
 // CaughtUp waits until the index has taken in every lightbulb event in
-// the stream (its consumer has nothing pending or unacknowledged), or ctx
-// ends. A node answers a command once its events are durable in the log
-// and publishes them right after, so the events of a command just answered
+// the stream at the time of the call (its consumer has delivered the last
+// of them, and has nothing pending or unacknowledged), or ctx ends. A
+// node answers a command once its events are durable in the log and
+// publishes them right after, so the events of a command just answered
 // may not be in the stream yet: a caller that needs them in the index
 // waits for the stream to hold them before calling CaughtUp.
+//
+// The consumer's pending count alone is not enough: the server updates it
+// after it stores a message, so right after a publish it can still say 0
+// while the new event is neither delivered nor pending.
 func (p *Projection) CaughtUp(ctx context.Context) error {
 	js, err := jetstream.New(p.cfg.Conn)
 	if err != nil {
@@ -459,13 +464,19 @@ func (p *Projection) CaughtUp(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("projection: %w", err)
 	}
+	var last uint64 // stream sequence of the last event the consumer takes; 0 until known
 	for {
 		if sub := p.Subscription(); sub != nil {
-			cons, err := st.Consumer(ctx, sub.Durable())
-			if err == nil {
-				ci, err := cons.Info(ctx)
-				if err == nil && ci.NumPending == 0 && ci.NumAckPending == 0 {
-					return nil
+			if cons, err := st.Consumer(ctx, sub.Durable()); err == nil {
+				if ci, err := cons.Info(ctx); err == nil {
+					if last == 0 {
+						if last, err = lastOf(ctx, st, ci.Config); err != nil {
+							return err
+						}
+					}
+					if ci.NumPending == 0 && ci.NumAckPending == 0 && ci.Delivered.Stream >= last {
+						return nil
+					}
 				}
 			}
 		}
@@ -475,6 +486,34 @@ func (p *Projection) CaughtUp(ctx context.Context) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// lastOf returns the stream sequence of the last message in st that the
+// consumer configured by cfg takes (0 when there is none).
+func lastOf(ctx context.Context, st jetstream.Stream, cfg jetstream.ConsumerConfig) (uint64, error) {
+	filters := cfg.FilterSubjects
+	if cfg.FilterSubject != "" {
+		filters = append(filters, cfg.FilterSubject)
+	}
+	if len(filters) == 0 {
+		info, err := st.Info(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("projection: %w", err)
+		}
+		return info.State.LastSeq, nil
+	}
+	var last uint64
+	for _, f := range filters {
+		m, err := st.GetLastMsgForSubject(ctx, f)
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+		case err != nil:
+			return 0, fmt.Errorf("projection: the last event on %s: %w", f, err)
+		default:
+			last = max(last, m.Sequence)
+		}
+	}
+	return last, nil
 }
 
 // Rebuild drops the index and replays the stream from the beginning into
