@@ -38,6 +38,7 @@ type jepsenConfig struct {
 	converge time.Duration // CONCURSUS_JEPSEN_CONVERGE (30s): how long to wait for one ring after a heal before moving on
 	faults   []string      // CONCURSUS_JEPSEN_FAULTS ("kill,stop,partition,raftcut,nats,natspause,cassandra,storm"), in order
 	storm    int           // CONCURSUS_JEPSEN_STORM_PARALLEL (32): requests in flight during the storm
+	skew     time.Duration // CONCURSUS_JEPSEN_SKEW (-3s): how far n2's clock runs from the others' the whole test (0: no skew)
 }
 
 // jepsenLinearizeTimeout bounds porcupine's search per aggregate.
@@ -50,7 +51,7 @@ func jepsenConfigFromEnv(t *testing.T) jepsenConfig {
 		fault: 20 * time.Second, quiet: 10 * time.Second, budget: 90 * time.Second, attempt: 2 * time.Second,
 		grace: 10 * time.Second, converge: 30 * time.Second,
 		faults: []string{"kill", "stop", "partition", "raftcut", "nats", "natspause", "cassandra", "storm"},
-		storm:  32,
+		storm:  32, skew: -3 * time.Second,
 	}
 	dur := func(name string, d *time.Duration) {
 		if v := os.Getenv(name); v != "" {
@@ -94,6 +95,13 @@ func jepsenConfigFromEnv(t *testing.T) jepsenConfig {
 	dur("CONCURSUS_JEPSEN_ATTEMPT", &c.attempt)
 	dur("CONCURSUS_JEPSEN_RAFT_GRACE", &c.grace)
 	dur("CONCURSUS_JEPSEN_CONVERGE", &c.converge)
+	if v := os.Getenv("CONCURSUS_JEPSEN_SKEW"); v != "" {
+		x, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("CONCURSUS_JEPSEN_SKEW=%q: want a duration such as -3s (0: none)", v)
+		}
+		c.skew = x
+	}
 	if v := os.Getenv("CONCURSUS_JEPSEN_FAULTS"); v != "" {
 		c.faults = nil
 		for f := range strings.SplitSeq(v, ",") {
@@ -108,8 +116,9 @@ func jepsenConfigFromEnv(t *testing.T) jepsenConfig {
 }
 
 // TestJepsen runs three cmd/node processes on Cassandra with an external
-// nats-server, drives a logged workload of lightbulb commands through
-// plain NATS requests, injects faults one after another — SIGKILL and
+// nats-server (n2 with its clock skewed, CONCURSUS_JEPSEN_SKEW), drives a
+// logged workload of lightbulb commands through plain NATS requests,
+// injects faults one after another — SIGKILL and
 // restart of a node, SIGSTOP past failure detection then SIGCONT, a
 // gossip partition, the filter's raft leader cut from the other voters,
 // nats-server SIGKILL and restart, nats-server SIGSTOP, Cassandra stop
@@ -121,8 +130,8 @@ func jepsenConfigFromEnv(t *testing.T) jepsenConfig {
 func TestJepsen(t *testing.T) {
 	addr := cassandraAddr(t)
 	cfg := jepsenConfigFromEnv(t)
-	t.Logf("seed %d (CONCURSUS_JEPSEN_SEED=%d reproduces the choices); %d bulbs, %d workers at %.0f/s each, faults %v of %v with %v quiet before each, budget %v per command",
-		cfg.seed, cfg.seed, cfg.bulbs, cfg.workers, cfg.rate, cfg.faults, cfg.fault, cfg.quiet, cfg.budget)
+	t.Logf("seed %d (CONCURSUS_JEPSEN_SEED=%d reproduces the choices); %d bulbs, %d workers at %.0f/s each, faults %v of %v with %v quiet before each, budget %v per command; n2's clock skewed %v",
+		cfg.seed, cfg.seed, cfg.bulbs, cfg.workers, cfg.rate, cfg.faults, cfg.fault, cfg.quiet, cfg.budget, cfg.skew)
 	rng := rand.New(rand.NewPCG(cfg.seed, 0))
 	began := time.Now()
 
@@ -131,7 +140,7 @@ func TestJepsen(t *testing.T) {
 	// nats-server with a config file: a client that stops answering
 	// pings (a frozen node) is dropped after about 2-3 s.
 	dir := t.TempDir()
-	bins := buildBinaries(t, dir)
+	bins := buildBinaries(t, dir, "faultinject") // for the clock skew only
 	conf := filepath.Join(dir, "nats.conf")
 	if err := os.WriteFile(conf, []byte("ping_interval: \"1s\"\nping_max: 2\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -143,6 +152,12 @@ func TestJepsen(t *testing.T) {
 	h := newClusterHarnessOn(t, "it_jepsen", dir, bins, natsURL)
 	h.args = []string{"--gossip-profile", "local", "--raft-failure-grace", cfg.grace.String(), "--stream", "--stream-max-age", "2h"}
 	all := []string{"n1", "n2", "n3"}
+	if cfg.skew != 0 {
+		// n2's clock is off for the whole test, as a host's with a broken
+		// time sync: the aggregates it takes over from the others carry
+		// events stamped by clocks ahead of (or behind) its own.
+		h.env["n2"] = []string{fmt.Sprintf("%s=%s", faultClockSkew, cfg.skew)}
+	}
 	h.start("n1", true)
 	h.start("n2", false)
 	h.start("n3", false)
