@@ -679,6 +679,13 @@ func TestCrashedSubscriptionResumesInOrder(t *testing.T) {
 	<-blocked
 	testsupport.Eventually(t, 5*time.Second, "the first two acknowledgements", func() bool { return e.consumerInfo("crash").AckFloor.Stream == 2 })
 	nc.Close() // the crash: the events in hand stay unacknowledged
+	// The server must have noticed: until then the dead connection's pull
+	// requests still take new events, which come back only after AckWait
+	// (seen once under load). A process that dies closes its socket, and
+	// the server drops its requests at once.
+	testsupport.Eventually(t, 10*time.Second, "the server to drop the crashed connection's pull requests", func() bool {
+		return e.consumerInfo("crash").NumWaiting == 0
+	})
 	e.publish(events[6:]...)
 
 	var second recorder
