@@ -464,15 +464,17 @@ func (p *Projection) CaughtUp(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("projection: %w", err)
 	}
-	var last uint64 // stream sequence of the last event the consumer takes; 0 until known
+	var last uint64 // stream sequence of the last event the consumer takes at the call
+	known := false
 	for {
 		if sub := p.Subscription(); sub != nil {
 			if cons, err := st.Consumer(ctx, sub.Durable()); err == nil {
 				if ci, err := cons.Info(ctx); err == nil {
-					if last == 0 {
+					if !known {
 						if last, err = lastOf(ctx, st, ci.Config); err != nil {
 							return err
 						}
+						known = true
 					}
 					if ci.NumPending == 0 && ci.NumAckPending == 0 && ci.Delivered.Stream >= last {
 						return nil
@@ -491,7 +493,7 @@ func (p *Projection) CaughtUp(ctx context.Context) error {
 // lastOf returns the stream sequence of the last message in st that the
 // consumer configured by cfg takes (0 when there is none).
 func lastOf(ctx context.Context, st jetstream.Stream, cfg jetstream.ConsumerConfig) (uint64, error) {
-	filters := cfg.FilterSubjects
+	filters := slices.Clone(cfg.FilterSubjects)
 	if cfg.FilterSubject != "" {
 		filters = append(filters, cfg.FilterSubject)
 	}
