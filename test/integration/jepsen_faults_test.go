@@ -155,29 +155,21 @@ func cutRaft(t *testing.T, h *clusterHarness, victim string, ids []string) (*por
 // not.
 func cutPort(t *testing.T, h *clusterHarness, victim string, ids []string, what string, addr func(id string) string) (*portPartition, error) {
 	t.Helper()
-	port := func(id string) (int, error) {
+	port := func(id string) int {
 		_, p, _ := strings.Cut(addr(id), ":")
 		n, err := strconv.Atoi(p)
 		if err != nil {
-			return 0, fmt.Errorf("%s address of %s: %q", what, id, addr(id))
+			t.Fatalf("%s address of %s: %q", what, id, addr(id))
 		}
-		return n, nil
-	}
-	own, err := port(victim)
-	if err != nil {
-		return nil, err
+		return n
 	}
 	var others []int
 	for _, id := range ids {
 		if id != victim {
-			n, err := port(id)
-			if err != nil {
-				return nil, err
-			}
-			others = append(others, n)
+			others = append(others, port(id))
 		}
 	}
-	part, err := partitionPort(h.nodes[victim].proc.pid(), own, others, what)
+	part, err := partitionPort(h.nodes[victim].proc.pid(), port(victim), others, what)
 	if err != nil {
 		return nil, err
 	}
