@@ -8,7 +8,8 @@
 //
 //	<prefix>.cmd.<aggregateType>                 command requests (queue group)
 //	<prefix>.query.<aggregateType>               state queries
-//	<prefix>.events.<aggregateType>.<name_ver>   published events
+//	<prefix>.events.<aggregateType>.<name_ver>.<aggregateToken>
+//	                                             published events (AggregateToken)
 //	<prefix>.history.<aggregateType>             an aggregate's events, read from the log
 //	<prefix>.deadletter.<consumer>.<type>.<name> events a consumer gave up on
 //	<prefix>.admin.info                          node information
@@ -62,9 +63,29 @@ func CommandSubject(prefix, aggregateType string) string { return prefix + ".cmd
 // QuerySubject is where state queries for an aggregate type are sent.
 func QuerySubject(prefix, aggregateType string) string { return prefix + ".query." + aggregateType }
 
-// EventSubject is where events of one type and versioned name are published.
-func EventSubject(prefix, aggregateType string, name model.VersionedName) string {
-	return prefix + ".events." + aggregateType + "." + name.String()
+// EventSubject is where an event of one aggregate is published: its type,
+// its versioned name, and the aggregate's AggregateToken. Subscribe to
+// <prefix>.events.<type>.> for every event of a type, to
+// <prefix>.events.<type>.<name_ver>.* for one name. The last token lets a
+// consumer find an aggregate's messages in a stream by subject (JetStream's
+// last message per subject) without reading the stream; the subscription
+// package does that when it resumes.
+func EventSubject(prefix, aggregateType string, name model.VersionedName, aggregateID string) string {
+	return prefix + ".events." + aggregateType + "." + name.String() + "." + AggregateToken(aggregateType, aggregateID)
+}
+
+// AggregateToken is an aggregate's token in event subjects: AggregateHash
+// as 16 lowercase hexadecimal digits. An aggregate id may hold characters a
+// subject token cannot; its hash always fits.
+func AggregateToken(aggregateType, aggregateID string) string {
+	const hexDigits = "0123456789abcdef"
+	h := AggregateHash(aggregateType, aggregateID)
+	var b [16]byte
+	for i := 15; i >= 0; i-- {
+		b[i] = hexDigits[h&0xf]
+		h >>= 4
+	}
+	return string(b[:])
 }
 
 // HistorySubject is where an aggregate's events are read from the event

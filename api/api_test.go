@@ -50,3 +50,24 @@ func TestHistoryReplyJSON(t *testing.T) {
 		})
 	}
 }
+
+// An event's subject ends in its aggregate's token: the aggregate hash in
+// 16 hexadecimal digits, leading zeros kept. The values are the contract
+// (consumers compute them in any language) and never change.
+func TestEventSubjectNamesTheAggregate(t *testing.T) {
+	tests := []struct {
+		id, token string
+	}{
+		{"cb1", "c8ff040d22086510"},
+		{"b1", "0795975d99336cf2"},
+	}
+	for _, tt := range tests {
+		if got := api.AggregateToken("lightbulb", tt.id); got != tt.token {
+			t.Errorf("AggregateToken(lightbulb, %s) = %s, want %s", tt.id, got, tt.token)
+		}
+		want := "concursus.events.lightbulb.created_0." + tt.token
+		if got := api.EventSubject("concursus", "lightbulb", model.VersionedName{Name: "created"}, tt.id); got != want {
+			t.Errorf("EventSubject = %s, want %s", got, want)
+		}
+	}
+}

@@ -75,7 +75,7 @@ func EventMessageLate(prefix string, e *model.Event, late bool) (*nats.Msg, erro
 	if err != nil {
 		return nil, err
 	}
-	m := nats.NewMsg(EventSubject(prefix, e.AggregateType, e.VersionedName()))
+	m := nats.NewMsg(EventSubject(prefix, e.AggregateType, e.VersionedName(), e.AggregateID))
 	m.Header.Set(HeaderType, e.AggregateType)
 	m.Header.Set(HeaderAggregateID, e.AggregateID)
 	m.Header.Set(HeaderSequence, strconv.FormatUint(e.Sequence, 10))

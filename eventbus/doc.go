@@ -3,8 +3,9 @@
 //
 // # Subjects
 //
-// Publisher puts each event on <prefix>.events.<aggregateType>.<name_version>
-// with the aggregate id, sequence and event id in headers, and the event id
+// Publisher puts each event on
+// <prefix>.events.<aggregateType>.<name_version>.<aggregateToken>
+// (api.EventSubject) with the aggregate id, sequence and event id in headers, and the event id
 // as Nats-Msg-Id so that a JetStream stream over those subjects stores an
 // event published twice once. The body is the event as JSON (model.Event).
 //

@@ -94,6 +94,9 @@ func EnsureStream(ctx context.Context, nc *nats.Conn, prefix string, cfg StreamC
 		MaxBytes:    cfg.MaxBytes,
 		Replicas:    cfg.Replicas,
 		Duplicates:  cfg.Duplicates,
+		// Direct gets: a resumed subscription asks for an aggregate's last
+		// messages by subject (package subscription, resume.go).
+		AllowDirect: true,
 	}
 	if cfg.MaxBytes == 0 {
 		sc.MaxBytes = -1

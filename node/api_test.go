@@ -285,7 +285,7 @@ func TestPublishedEvents(t *testing.T) {
 	next := map[string]uint64{}
 	for i, want := range replied {
 		m, got := nextEvent(t, sub)
-		if wantSubj := api.EventSubject("concursus", "lightbulb", want.VersionedName()); m.Subject != wantSubj {
+		if wantSubj := api.EventSubject("concursus", "lightbulb", want.VersionedName(), want.AggregateID); m.Subject != wantSubj {
 			t.Errorf("event %d on %s, want %s", i, m.Subject, wantSubj)
 		}
 		h := m.Header
@@ -498,7 +498,7 @@ func TestCustomPrefix(t *testing.T) {
 	cfg.Prefix = "acme.bulbs"
 	n := startNode(t, cfg)
 	nc := testsupport.Connect(t, n.ClientURL())
-	sub := subscribe(t, nc, "acme.bulbs.events.lightbulb.*")
+	sub := subscribe(t, nc, "acme.bulbs.events.lightbulb.*.*")
 
 	var r api.Reply
 	request(t, nc, "acme.bulbs.cmd.lightbulb", []byte(`{"aggregateId":"cb1","command":"create","args":{"wattage":60}}`), &r)
@@ -506,7 +506,7 @@ func TestCustomPrefix(t *testing.T) {
 		t.Fatalf("command under the custom prefix: %v", r.Error)
 	}
 	m, e := nextEvent(t, sub)
-	if m.Subject != "acme.bulbs.events.lightbulb.created_0" || e.EventID != r.Events[0].EventID {
+	if m.Subject != "acme.bulbs.events.lightbulb.created_0."+api.AggregateToken("lightbulb", "cb1") || e.EventID != r.Events[0].EventID {
 		t.Fatalf("event on %s: %+v", m.Subject, e)
 	}
 	var q api.QueryReply

@@ -45,7 +45,7 @@ func TestConcurrentCommands(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = n.Shutdown(t.Context()) })
 	nc := testsupport.Connect(t, n.ClientURL())
-	sub, err := nc.SubscribeSync("concursus.events.tally.*")
+	sub, err := nc.SubscribeSync("concursus.events.tally.>")
 	if err != nil {
 		t.Fatal(err)
 	}

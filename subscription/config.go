@@ -419,7 +419,21 @@ func (c Config) filterSubjects() []string {
 	}
 	out := make([]string, len(c.Events))
 	for i, e := range c.Events {
-		out[i] = c.Prefix + ".events." + c.AggregateType + "." + e
+		out[i] = c.Prefix + ".events." + c.AggregateType + "." + e + ".*"
+	}
+	return out
+}
+
+// aggregateSubjects are the subjects of aggregate id's messages among
+// filterSubjects (api.EventSubject ends in the aggregate's token).
+func (c Config) aggregateSubjects(id string) []string {
+	tok := api.AggregateToken(c.AggregateType, id)
+	if len(c.Events) == 0 {
+		return []string{c.Prefix + ".events." + c.AggregateType + ".*." + tok}
+	}
+	out := make([]string, len(c.Events))
+	for i, e := range c.Events {
+		out[i] = c.Prefix + ".events." + c.AggregateType + "." + e + "." + tok
 	}
 	return out
 }

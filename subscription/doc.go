@@ -62,12 +62,12 @@
 // Backoff for up to GapTimeout; then the rest of the gap is skipped, with
 // a warning and Stats.GapsSkipped, and the events go on.
 //
-// Whether an aggregate not seen yet may begin anywhere depends on where the
-// subscription starts. A consumer created now FromBeginning expects
-// sequence 1 first, so an aggregate whose first events the stream no
-// longer holds is completed from history. Any other start (Live,
-// FromSequence, FromTime) and any resumed consumer takes an unseen
-// aggregate's first event as it comes.
+// Where an aggregate not seen yet begins depends on where the subscription
+// starts. A consumer created now FromBeginning expects sequence 1 first,
+// so an aggregate whose first events the stream no longer holds is
+// completed from history. A resumed consumer first looks up where the
+// aggregate stood (see "Restarts"). Any other start (Live, FromSequence,
+// FromTime) takes an unseen aggregate's first event as it comes.
 //
 // With an Events filter, the events left out make a jump at almost every
 // event, and each jump costs a history read (the events read are passed
@@ -229,6 +229,26 @@
 // idempotent (the event id and the aggregate's sequence make good keys).
 // A graceful Stop or Drain waits for the acknowledgements to be processed,
 // so it hands over without repeats.
+//
+// The stream does not hold every aggregate's events in sequence order: an
+// event published again from the outbox (its writer died before
+// publishing it, and another node took over) lands after later events of
+// its aggregate. So a resumed subscription cannot take an unseen
+// aggregate's first event as it comes: a late copy of an event handled
+// (from history) before the restart would be handed over again, and the
+// events after it filled from history again; a later event would make the
+// late copies still to come look like duplicates, and they were never
+// handled. Before the first event of an aggregate it has not seen, a
+// resumed subscription asks the stream for the aggregate's last messages
+// on its subjects at or below the ack floor it resumed from (one
+// JetStream direct get, answered from the stream's subject index: event
+// subjects end in the aggregate's token, api.EventSubject) and starts the
+// aggregate at the highest sequence there. Stats.ResumeLookups counts
+// them. A lookup that keeps failing (Backoff, up to GapTimeout), or a
+// stream without AllowDirect (made by an older node), leaves the
+// aggregate to be taken as it comes, with a warning
+// (Stats.ResumeLookupsFailed). An aggregate whose messages the stream's
+// limits removed is taken as it comes too.
 //
 // # Reconnects
 //

@@ -68,7 +68,7 @@ func (s *Subscription) fillGap(id string, from, to uint64, keepalive func()) boo
 				}
 				s.c.gapEvents.Add(1)
 				if s.wanted == nil || s.wanted[e.VersionedName().String()] {
-					d := &delivery{event: Event{Event: *e, Source: FromHistory}, subject: api.EventSubject(s.cfg.Prefix, e.AggregateType, e.VersionedName())}
+					d := &delivery{event: Event{Event: *e, Source: FromHistory}, subject: api.EventSubject(s.cfg.Prefix, e.AggregateType, e.VersionedName(), e.AggregateID)}
 					d.msgID = s.cfg.Name + ":history:" + e.EventID
 					if s.order != nil {
 						if !s.hold(d, nil, false) {

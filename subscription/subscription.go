@@ -59,6 +59,12 @@ type Stats struct {
 	// Resyncs counts the resets of the consumer to its ack floor after
 	// the connection came back (see "Reconnects" in the package doc).
 	Resyncs uint64 `json:"resyncs"`
+	// ResumeLookups counts the aggregates a resumed subscription looked
+	// up in the stream before taking their first event (see "Restarts" in
+	// the package doc); ResumeLookupsFailed those it could not, and took
+	// as they came.
+	ResumeLookups       uint64 `json:"resumeLookups"`
+	ResumeLookupsFailed uint64 `json:"resumeLookupsFailed"`
 
 	// The event-time order (Config.Order EventTime); zero in log order.
 	//
@@ -80,6 +86,7 @@ type Stats struct {
 type counters struct {
 	delivered, handled, duplicates, gapsFilled, gapEvents, gapsSkipped, retries,
 	deadLettered, skippedNoHandler, notMine, replayed, malformed, tracked, resyncs,
+	resumeLookups, resumeLookupsFailed,
 	held, released, late, heldOverflow atomic.Uint64
 }
 
@@ -103,6 +110,11 @@ type Subscription struct {
 	// lastAcked after it is gone.
 	tracker   *tracker
 	lastAcked uint64
+	// resumeFloor is the ack floor a resumed consumer started from (0: it
+	// was created now, or its aggregates cannot be looked up): an
+	// aggregate not in the tracker is looked up at or below it before its
+	// first event is taken (resume.go). Owned by the worker goroutine.
+	resumeFloor uint64
 
 	// order is the event-time order (nil in log order), owned by the
 	// worker goroutine like tracker; nextTouch is when a held event's
@@ -236,9 +248,13 @@ func Subscribe(ctx context.Context, cfg Config, h *Handlers) (*Subscription, err
 		// AckWait, behind newer events: an aggregate's older event would
 		// then look like a duplicate. Back to the ack floor, everything
 		// unacknowledged comes again in stream order.
-		if _, err := events.ResetConsumer(ctx, s.durable); err != nil {
+		r, err := events.ResetConsumer(ctx, s.durable)
+		if err != nil {
 			s.log.Warn("cannot reset the consumer to its ack floor: events left unacknowledged by a previous run come back after AckWait, out of order, and an aggregate's older event may be taken for a duplicate",
 				"consumer", s.durable, "err", err)
+			s.resumeFloor = cons.CachedInfo().AckFloor.Stream
+		} else {
+			s.resumeFloor = r.AckFloor.Stream
 		}
 	}
 	replays, _, err := ensureConsumer(ctx, dlq, jetstream.ConsumerConfig{
@@ -355,24 +371,26 @@ func (s *Subscription) Durable() string { return s.durable }
 // Stats returns the counters.
 func (s *Subscription) Stats() Stats {
 	return Stats{
-		Delivered:        s.c.delivered.Load(),
-		Handled:          s.c.handled.Load(),
-		Duplicates:       s.c.duplicates.Load(),
-		GapsFilled:       s.c.gapsFilled.Load(),
-		GapEvents:        s.c.gapEvents.Load(),
-		GapsSkipped:      s.c.gapsSkipped.Load(),
-		Retries:          s.c.retries.Load(),
-		DeadLettered:     s.c.deadLettered.Load(),
-		SkippedNoHandler: s.c.skippedNoHandler.Load(),
-		AckedNotMine:     s.c.notMine.Load(),
-		Replayed:         s.c.replayed.Load(),
-		Malformed:        s.c.malformed.Load(),
-		Tracked:          s.c.tracked.Load(),
-		Resyncs:          s.c.resyncs.Load(),
-		Held:             s.c.held.Load(),
-		Released:         s.c.released.Load(),
-		Late:             s.c.late.Load(),
-		HeldOverflow:     s.c.heldOverflow.Load(),
+		Delivered:           s.c.delivered.Load(),
+		Handled:             s.c.handled.Load(),
+		Duplicates:          s.c.duplicates.Load(),
+		GapsFilled:          s.c.gapsFilled.Load(),
+		GapEvents:           s.c.gapEvents.Load(),
+		GapsSkipped:         s.c.gapsSkipped.Load(),
+		Retries:             s.c.retries.Load(),
+		DeadLettered:        s.c.deadLettered.Load(),
+		SkippedNoHandler:    s.c.skippedNoHandler.Load(),
+		AckedNotMine:        s.c.notMine.Load(),
+		Replayed:            s.c.replayed.Load(),
+		Malformed:           s.c.malformed.Load(),
+		Tracked:             s.c.tracked.Load(),
+		Resyncs:             s.c.resyncs.Load(),
+		ResumeLookups:       s.c.resumeLookups.Load(),
+		ResumeLookupsFailed: s.c.resumeLookupsFailed.Load(),
+		Held:                s.c.held.Load(),
+		Released:            s.c.released.Load(),
+		Late:                s.c.late.Load(),
+		HeldOverflow:        s.c.heldOverflow.Load(),
 	}
 }
 
@@ -777,6 +795,9 @@ func (s *Subscription) processEvent(msg jetstream.Msg) {
 		return
 	}
 	id := e.AggregateID
+	if s.resumeFloor > 0 && !s.tracker.knows(id) && !s.resume(id, keepalive) {
+		return // stopped: left unacknowledged
+	}
 	switch v, from := s.tracker.check(id, e.Sequence); {
 	case v == duplicate:
 		s.c.duplicates.Add(1)
@@ -975,8 +996,9 @@ func (s *Subscription) deadLetterSubject(d *delivery) string {
 	if d.event.AggregateID != "" {
 		return api.DeadLetterSubject(s.cfg.Prefix, s.cfg.Name, s.cfg.AggregateType, d.event.VersionedName())
 	}
-	name := d.subject[strings.LastIndexByte(d.subject, '.')+1:]
-	if name == "" {
+	// <prefix>.events.<type>.<name>.<token>: the name token.
+	name, _, _ := strings.Cut(strings.TrimPrefix(d.subject, s.cfg.Prefix+".events."+s.cfg.AggregateType+"."), ".")
+	if name == "" || strings.ContainsAny(name, "*>") {
 		name = "unknown"
 	}
 	return s.cfg.Prefix + ".deadletter." + s.cfg.Name + "." + s.cfg.AggregateType + "." + name

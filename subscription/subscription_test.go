@@ -234,6 +234,100 @@ func TestRestartResumesAfterTheLastAcknowledgedEvent(t *testing.T) {
 	}
 }
 
+// A restarted subscription knows where each aggregate stood, although the
+// stream holds some events after later ones of their aggregate: copies
+// published again from the outbox by the node that took over a writer
+// that died before publishing them. Such a copy, first after the restart,
+// must not be handed over again nor make the events after it look missing
+// (they were handled before the restart); a later event first after the
+// restart must not make the events published again after it look handled
+// (they were not).
+func TestRestartKnowsWhereEachAggregateStood(t *testing.T) {
+	t.Run("every event", func(t *testing.T) {
+		e := newEnv(t)
+		b1, b2, b3 := history("b1", 5, "created"), history("b2", 4, "created"), history("b3", 1, "created")
+		e.serveHistory(api.MaxHistoryPage, slices.Concat(b1, b2, b3)...)
+		// b1#2's writer died before publishing it.
+		e.publish(b1[0], b1[2], b1[3], b2[0])
+		var first recorder
+		cfg := e.config("resume")
+		s := e.subscribe(cfg, first.catchAll())
+		testsupport.Eventually(t, 5*time.Second, "5 events", func() bool { return first.count() >= 5 })
+		settle(t, e, s)
+		s.Stop()
+		wantKeys(t, "before the restart", first.keys(), "b1#1", "b1#2", "b1#3", "b1#4", "b2#1")
+
+		// While it is stopped: b1#2 published again from the outbox; b2#4
+		// published live while b2#2 and b2#3, whose writer died, come after
+		// it from the outbox; new events of b1 and of a new b3.
+		e.publish(b1[1], b2[3], b2[1], b2[2], b1[4], b3[0])
+		var second recorder
+		s2 := e.subscribe(cfg, second.catchAll())
+		testsupport.Eventually(t, 5*time.Second, "6 deliveries", func() bool { return s2.Stats().Delivered >= 6 })
+		settle(t, e, s2)
+		wantKeys(t, "after the restart", second.keys(), "b2#2", "b2#3", "b2#4", "b1#5", "b3#1")
+		if st := s2.Stats(); st.Duplicates != 3 || st.GapsFilled != 1 || st.GapEvents != 2 || st.ResumeLookups != 3 || st.ResumeLookupsFailed != 0 {
+			t.Errorf("stats %+v: want 3 duplicates (b1#2, b2#2, b2#3), b2#2..3 filled from history, 3 aggregates looked up", st)
+		}
+	})
+	t.Run("one name", func(t *testing.T) {
+		e := newEnv(t)
+		log := []model.Event{ev("b4", 1, "created", ""), ev("b4", 2, "switchedOn", ""), ev("b4", 3, "switchedOff", ""),
+			ev("b4", 4, "switchedOn", ""), ev("b4", 5, "switchedOff", ""), ev("b4", 6, "switchedOn", "")}
+		e.serveHistory(api.MaxHistoryPage, log...)
+		e.publish(log[0], log[2], log[3]) // b4#2's writer died
+		var first recorder
+		cfg := e.config("resume-on")
+		cfg.Events = []string{"switchedOn_0"}
+		s := e.subscribe(cfg, first.catchAll())
+		testsupport.Eventually(t, 5*time.Second, "2 events", func() bool { return first.count() >= 2 })
+		settle(t, e, s)
+		s.Stop()
+		wantKeys(t, "before the restart", first.keys(), "b4#2", "b4#4")
+
+		e.publish(log[1], log[5]) // b4#2 from the outbox; b4#5's writer died too
+		var second recorder
+		s2 := e.subscribe(cfg, second.catchAll())
+		testsupport.Eventually(t, 5*time.Second, "2 deliveries", func() bool { return s2.Stats().Delivered >= 2 })
+		settle(t, e, s2)
+		wantKeys(t, "after the restart", second.keys(), "b4#6")
+		if st := s2.Stats(); st.Duplicates != 1 || st.GapsFilled != 1 || st.GapEvents != 1 || st.ResumeLookups != 1 {
+			t.Errorf("stats %+v: want b4#2 a duplicate, b4#5 passed over from history, 1 lookup", st)
+		}
+	})
+	// A stream an older node made, without direct gets: the subscription
+	// says so and takes first events as they come, as it did before.
+	t.Run("no direct gets", func(t *testing.T) {
+		e := newEnv(t)
+		b1 := history("b1", 3, "created")
+		e.publish(b1[0])
+		var first recorder
+		cfg := e.config("resume-old")
+		s := e.subscribe(cfg, first.catchAll())
+		testsupport.Eventually(t, 5*time.Second, "b1#1", func() bool { return first.count() >= 1 })
+		settle(t, e, s)
+		s.Stop()
+		st, err := e.js.Stream(context.Background(), api.StreamName(e.prefix))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := st.CachedInfo().Config
+		sc.AllowDirect = false
+		if _, err := e.js.UpdateStream(context.Background(), sc); err != nil {
+			t.Fatal(err)
+		}
+		e.publish(b1[2], ev("b2", 1, "created", ""))
+		var second recorder
+		s2 := e.subscribe(cfg, second.catchAll())
+		testsupport.Eventually(t, 5*time.Second, "2 events", func() bool { return second.count() >= 2 })
+		settle(t, e, s2)
+		wantKeys(t, "after the restart", second.keys(), "b1#3", "b2#1")
+		if st := s2.Stats(); st.ResumeLookupsFailed != 1 || st.ResumeLookups != 0 {
+			t.Errorf("stats %+v: want one failed lookup, then none", st)
+		}
+	})
+}
+
 // Drain lets the event in hand finish and acknowledges it.
 func TestDrainFinishesTheEventInHand(t *testing.T) {
 	e := newEnv(t)
@@ -486,7 +580,7 @@ func TestPoisonEventGoesToTheDeadLetters(t *testing.T) {
 		api.HeaderDeadError:     "bulb b1 is cursed (attempt 3)",
 		api.HeaderDeadAttempts:  "3",
 		api.HeaderDeadConsumer:  "poison",
-		api.HeaderDeadSubject:   "concursus.events.lightbulb.created_0",
+		api.HeaderDeadSubject:   "concursus.events.lightbulb.created_0." + api.AggregateToken(bulb, "b1"),
 		api.HeaderDeadStreamSeq: fmt.Sprint(seqs[1]),
 		api.HeaderAggregateID:   "b1",
 		api.HeaderSequence:      "2",
@@ -544,7 +638,7 @@ func TestListAndReplayDeadLetters(t *testing.T) {
 	}
 	d := letters[0]
 	if d.Seq == 0 || d.Consumer != "replayed" || d.Error != "database down" || d.Attempts != 2 || d.StreamSeq != seqs[1] ||
-		d.Subject != "concursus.events.lightbulb.created_0" || d.Event == nil || d.Event.EventID != "b1-2" || d.Time.IsZero() {
+		d.Subject != api.EventSubject(e.prefix, bulb, model.VersionedName{Name: "created"}, "b1") || d.Event == nil || d.Event.EventID != "b1-2" || d.Time.IsZero() {
 		t.Errorf("dead letter %+v", d)
 	}
 	if other, err := subscription.ListDeadLetters(context.Background(), e.nc, e.prefix, "someone-else"); err != nil || len(other) != 0 {
@@ -596,7 +690,7 @@ func TestListAndReplayDeadLetters(t *testing.T) {
 // letters unhandled.
 func TestMalformedMessagesAreDeadLettered(t *testing.T) {
 	e := newEnv(t)
-	if _, err := e.js.Publish(context.Background(), "concursus.events.lightbulb.created_0", []byte("not json")); err != nil {
+	if _, err := e.js.Publish(context.Background(), "concursus.events.lightbulb.created_0.0123456789abcdef", []byte("not json")); err != nil {
 		t.Fatal(err)
 	}
 	e.publish(ev("b1", 1, "created", ""))
@@ -609,6 +703,18 @@ func TestMalformedMessagesAreDeadLettered(t *testing.T) {
 	letters, err := subscription.ListDeadLetters(context.Background(), e.nc, e.prefix, "strict")
 	if err != nil || len(letters) != 1 || letters[0].Event != nil || string(letters[0].Body) != "not json" || letters[0].Attempts != 0 {
 		t.Fatalf("dead letters %+v, %v", letters, err)
+	}
+	// Filed under the name its subject gave.
+	dlq, err := e.js.Stream(context.Background(), subscription.DeadLetterStreamName(e.prefix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := dlq.GetMsg(context.Background(), letters[0].Seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := api.DeadLetterSubject(e.prefix, "strict", bulb, model.VersionedName{Name: "created"}); m.Subject != want {
+		t.Errorf("dead letter on %s, want %s", m.Subject, want)
 	}
 }
 

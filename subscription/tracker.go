@@ -58,6 +58,12 @@ func (t *tracker) check(id string, seq uint64) (verdict, uint64) {
 	return inOrder, 0
 }
 
+// knows tells whether aggregate id is in the table.
+func (t *tracker) knows(id string) bool {
+	_, ok := t.last[id]
+	return ok
+}
+
 // done records that event seq of id was handled or dead-lettered.
 func (t *tracker) done(id string, seq uint64) {
 	if last, ok := t.last[id]; !ok || seq > last {
