@@ -33,7 +33,7 @@ var t0 = time.Date(2026, 11, 21, 18, 0, 0, 0, time.UTC)
 // env is one embedded NATS server with JetStream and the events stream
 // of a prefix.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	srv    *server.Server
 	nc     *nats.Conn
 	js     jetstream.JetStream
@@ -42,7 +42,7 @@ type env struct {
 
 // newEnv starts an embedded JetStream server on a free port, with its
 // store in a fresh directory, and creates the events stream.
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	s := testsupport.NATS(t, testsupport.JetStream())
 	nc := testsupport.Connect(t, s.ClientURL())

@@ -98,19 +98,27 @@ func (s *Subscription) lastBefore(id string, floor uint64) (uint64, error) {
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.HistoryTimeout)
 	defer cancel()
-	inbox := s.cfg.Conn.NewRespInbox()
-	sub, err := s.cfg.Conn.SubscribeSync(inbox)
-	if err != nil {
-		return 0, err
+	if s.lookups == nil {
+		// One subscription for every lookup, each with its own reply
+		// subject under it: a subscription per lookup costs more than
+		// the lookup.
+		s.lookupInbox = s.cfg.Conn.NewRespInbox()
+		if s.lookups, err = s.cfg.Conn.SubscribeSync(s.lookupInbox + ".*"); err != nil {
+			s.lookups = nil
+			return 0, err
+		}
 	}
-	defer func() { _ = sub.Unsubscribe() }()
-	if err := s.cfg.Conn.PublishRequest(directGetPrefix+s.cfg.Stream, inbox, req); err != nil {
+	s.lookupSeq++
+	reply := s.lookupInbox + "." + strconv.FormatUint(s.lookupSeq, 10)
+	if err := s.cfg.Conn.PublishRequest(directGetPrefix+s.cfg.Stream, reply, req); err != nil {
 		return 0, err
 	}
 	var last uint64
 	for {
-		m, err := sub.NextMsgWithContext(ctx)
+		m, err := s.lookups.NextMsgWithContext(ctx)
 		switch {
+		case err == nil && m.Subject != reply:
+			continue // the rest of an earlier lookup's answer
 		case errors.Is(err, nats.ErrNoResponders):
 			return 0, errNoDirectGet
 		case err != nil:

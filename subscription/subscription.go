@@ -115,6 +115,11 @@ type Subscription struct {
 	// aggregate not in the tracker is looked up at or below it before its
 	// first event is taken (resume.go). Owned by the worker goroutine.
 	resumeFloor uint64
+	// lookups receives the answers to the lookups, on lookupInbox.<n>
+	// for the n-th; made at the first, unsubscribed when the worker ends.
+	lookups     *nats.Subscription
+	lookupInbox string
+	lookupSeq   uint64
 
 	// order is the event-time order (nil in log order), owned by the
 	// worker goroutine like tracker; nextTouch is when a held event's
@@ -302,6 +307,9 @@ func Subscribe(ctx context.Context, cfg Config, h *Handlers) (*Subscription, err
 	go func() {
 		defer close(workerDone)
 		s.runWorker()
+		if s.lookups != nil {
+			_ = s.lookups.Unsubscribe()
+		}
 	}()
 	go func() {
 		defer close(resyncDone)
