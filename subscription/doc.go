@@ -250,6 +250,17 @@
 // (Stats.ResumeLookupsFailed). An aggregate whose messages the stream's
 // limits removed is taken as it comes too.
 //
+// A lookup costs a round trip, once per aggregate per resume: in
+// BenchmarkResumeLookups (one server on this 2-core machine) the first
+// events after a resume went at about a quarter of the rate of events of
+// aggregates already known (some 5,000 against 20,000 a second).
+//
+// With a replicated stream (Replicas > 1) a follower may answer the
+// lookup. One that lags behind the ack floor knows less: a lower position
+// repeats events, and no message at all falls back to taking the first
+// event as it comes. The stream's replicas must be current for a resume
+// to be exact.
+//
 // # Reconnects
 //
 // An acknowledgement is a message like any other: one sent while the
