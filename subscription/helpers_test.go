@@ -262,7 +262,7 @@ func (r *recorder) catchAll() *subscription.Handlers {
 // nothing is held for event time. A handler runs, and the counters move,
 // before its event is acknowledged, so from then on nothing more comes
 // and the subscription's stats and what its handlers saw are final.
-func settle(t *testing.T, e *env, s *subscription.Subscription) {
+func settle(t testing.TB, e *env, s *subscription.Subscription) {
 	t.Helper()
 	testsupport.EventuallyErr(t, 10*time.Second, "the consumer to be drained", func() error {
 		c, err := e.js.Consumer(context.Background(), api.StreamName(e.prefix), s.Durable())
@@ -278,6 +278,18 @@ func settle(t *testing.T, e *env, s *subscription.Subscription) {
 		}
 		return nil
 	})
+}
+
+// runToTheEnd subscribes with cfg, lets the subscription take everything
+// the stream holds for it, stops it, and returns what its handlers got
+// ("id#seq", in order) and its final stats.
+func (e *env) runToTheEnd(cfg subscription.Config) ([]string, subscription.Stats) {
+	e.t.Helper()
+	var rec recorder
+	s := e.subscribe(cfg, rec.catchAll())
+	settle(e.t, e, s)
+	s.Stop()
+	return rec.keys(), s.Stats()
 }
 
 // twoBulbs is n events of b1 and of b2, interleaved: b1#1 b2#1 b1#2 …

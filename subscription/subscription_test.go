@@ -249,24 +249,17 @@ func TestRestartKnowsWhereEachAggregateStood(t *testing.T) {
 		e.serveHistory(api.MaxHistoryPage, slices.Concat(b1, b2, b3)...)
 		// b1#2's writer died before publishing it.
 		e.publish(b1[0], b1[2], b1[3], b2[0])
-		var first recorder
 		cfg := e.config("resume")
-		s := e.subscribe(cfg, first.catchAll())
-		testsupport.Eventually(t, 5*time.Second, "5 events", func() bool { return first.count() >= 5 })
-		settle(t, e, s)
-		s.Stop()
-		wantKeys(t, "before the restart", first.keys(), "b1#1", "b1#2", "b1#3", "b1#4", "b2#1")
+		first, _ := e.runToTheEnd(cfg)
+		wantKeys(t, "before the restart", first, "b1#1", "b1#2", "b1#3", "b1#4", "b2#1")
 
 		// While it is stopped: b1#2 published again from the outbox; b2#4
 		// published live while b2#2 and b2#3, whose writer died, come after
 		// it from the outbox; new events of b1 and of a new b3.
 		e.publish(b1[1], b2[3], b2[1], b2[2], b1[4], b3[0])
-		var second recorder
-		s2 := e.subscribe(cfg, second.catchAll())
-		testsupport.Eventually(t, 5*time.Second, "6 deliveries", func() bool { return s2.Stats().Delivered >= 6 })
-		settle(t, e, s2)
-		wantKeys(t, "after the restart", second.keys(), "b2#2", "b2#3", "b2#4", "b1#5", "b3#1")
-		if st := s2.Stats(); st.Duplicates != 3 || st.GapsFilled != 1 || st.GapEvents != 2 || st.ResumeLookups != 3 || st.ResumeLookupsFailed != 0 {
+		second, st := e.runToTheEnd(cfg)
+		wantKeys(t, "after the restart", second, "b2#2", "b2#3", "b2#4", "b1#5", "b3#1")
+		if st.Duplicates != 3 || st.GapsFilled != 1 || st.GapEvents != 2 || st.ResumeLookups != 3 || st.ResumeLookupsFailed != 0 {
 			t.Errorf("stats %+v: want 3 duplicates (b1#2, b2#2, b2#3), b2#2..3 filled from history, 3 aggregates looked up", st)
 		}
 	})
@@ -276,22 +269,15 @@ func TestRestartKnowsWhereEachAggregateStood(t *testing.T) {
 			ev("b4", 4, "switchedOn", ""), ev("b4", 5, "switchedOff", ""), ev("b4", 6, "switchedOn", "")}
 		e.serveHistory(api.MaxHistoryPage, log...)
 		e.publish(log[0], log[2], log[3]) // b4#2's writer died
-		var first recorder
 		cfg := e.config("resume-on")
 		cfg.Events = []string{"switchedOn_0"}
-		s := e.subscribe(cfg, first.catchAll())
-		testsupport.Eventually(t, 5*time.Second, "2 events", func() bool { return first.count() >= 2 })
-		settle(t, e, s)
-		s.Stop()
-		wantKeys(t, "before the restart", first.keys(), "b4#2", "b4#4")
+		first, _ := e.runToTheEnd(cfg)
+		wantKeys(t, "before the restart", first, "b4#2", "b4#4")
 
 		e.publish(log[1], log[5]) // b4#2 from the outbox; b4#5's writer died too
-		var second recorder
-		s2 := e.subscribe(cfg, second.catchAll())
-		testsupport.Eventually(t, 5*time.Second, "2 deliveries", func() bool { return s2.Stats().Delivered >= 2 })
-		settle(t, e, s2)
-		wantKeys(t, "after the restart", second.keys(), "b4#6")
-		if st := s2.Stats(); st.Duplicates != 1 || st.GapsFilled != 1 || st.GapEvents != 1 || st.ResumeLookups != 1 {
+		second, st := e.runToTheEnd(cfg)
+		wantKeys(t, "after the restart", second, "b4#6")
+		if st.Duplicates != 1 || st.GapsFilled != 1 || st.GapEvents != 1 || st.ResumeLookups != 1 {
 			t.Errorf("stats %+v: want b4#2 a duplicate, b4#5 passed over from history, 1 lookup", st)
 		}
 	})
@@ -301,12 +287,9 @@ func TestRestartKnowsWhereEachAggregateStood(t *testing.T) {
 		e := newEnv(t)
 		b1 := history("b1", 3, "created")
 		e.publish(b1[0])
-		var first recorder
 		cfg := e.config("resume-old")
-		s := e.subscribe(cfg, first.catchAll())
-		testsupport.Eventually(t, 5*time.Second, "b1#1", func() bool { return first.count() >= 1 })
-		settle(t, e, s)
-		s.Stop()
+		first, _ := e.runToTheEnd(cfg)
+		wantKeys(t, "before the restart", first, "b1#1")
 		st, err := e.js.Stream(context.Background(), api.StreamName(e.prefix))
 		if err != nil {
 			t.Fatal(err)
@@ -317,13 +300,10 @@ func TestRestartKnowsWhereEachAggregateStood(t *testing.T) {
 			t.Fatal(err)
 		}
 		e.publish(b1[2], ev("b2", 1, "created", ""))
-		var second recorder
-		s2 := e.subscribe(cfg, second.catchAll())
-		testsupport.Eventually(t, 5*time.Second, "2 events", func() bool { return second.count() >= 2 })
-		settle(t, e, s2)
-		wantKeys(t, "after the restart", second.keys(), "b1#3", "b2#1")
-		if st := s2.Stats(); st.ResumeLookupsFailed != 1 || st.ResumeLookups != 0 {
-			t.Errorf("stats %+v: want one failed lookup, then none", st)
+		second, stats := e.runToTheEnd(cfg)
+		wantKeys(t, "after the restart", second, "b1#3", "b2#1")
+		if stats.ResumeLookupsFailed != 1 || stats.ResumeLookups != 0 {
+			t.Errorf("stats %+v: want one failed lookup, then none", stats)
 		}
 	})
 }
