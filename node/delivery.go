@@ -63,7 +63,7 @@ func (n *Node) startPublisher(ctx context.Context) error {
 		n.sweeper = eventbus.NewSweeper(eventbus.SweeperConfig{
 			Publisher: p,
 			Outbox:    ob,
-			Claim:     n.claimWriter,
+			Claim:     n.claim,
 			Connected: n.nc.IsConnected,
 			Clock:     n.cfg.Clock,
 			Logger:    n.log,

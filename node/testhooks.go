@@ -2,6 +2,7 @@ package node
 
 import (
 	"github.com/concursus-go/concursus/commandlog"
+	"github.com/concursus-go/concursus/eventbus"
 	"github.com/concursus-go/concursus/executor"
 )
 
@@ -24,6 +25,21 @@ type TestHooks struct {
 	// call on unless it means to inject a fault there, and keep
 	// commandlog.Inserter when l has it. Returning nil keeps l.
 	Commands func(l commandlog.Log) commandlog.Log
+	// Claim, when set, has the last word on whether this node takes over
+	// another writer's outbox: it gets the node's own decision and returns
+	// the one to act on (eventbus.ClaimUnknown waits, and asks again at
+	// the next sweep). Called from the sweep's goroutine.
+	Claim func(writer string, c eventbus.Claim) eventbus.Claim
+}
+
+// claim is the outbox sweep's decision for writer: the node's, passed
+// through Config.TestHooks.Claim when a test asks for it.
+func (n *Node) claim(writer string) eventbus.Claim {
+	c := n.claimWriter(writer)
+	if h := n.cfg.TestHooks; h != nil && h.Claim != nil {
+		return h.Claim(writer, c)
+	}
+	return c
 }
 
 // executorCommands is the command log the executor uses: the node's,

@@ -8,11 +8,13 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/concursus-go/concursus/commandlog"
+	"github.com/concursus-go/concursus/eventbus"
 	"github.com/concursus-go/concursus/executor"
 	"github.com/concursus-go/concursus/model"
 	"github.com/concursus-go/concursus/node"
@@ -40,6 +42,13 @@ const faultKillBeforeRecord = "CONCURSUS_FAULT_KILL_BEFORE_RECORD"
 // stamp of a command that brings none) runs that far from the machine's,
 // as a host whose clock is off would.
 const faultClockSkew = "CONCURSUS_FAULT_CLOCK_SKEW"
+
+// faultHoldTakeover names an environment variable: set to a file path,
+// the node takes over no dead writer's outbox while that file exists (its
+// sweep waits, as if it could not tell yet). A test holds a dead node's
+// unpublished events back this way until the moment it wants them
+// republished.
+const faultHoldTakeover = "CONCURSUS_FAULT_HOLD_TAKEOVER"
 
 // faultInjection sets the test hooks that the environment asks for.
 func faultInjection(cfg *node.Config, logger *slog.Logger) error {
@@ -72,10 +81,42 @@ func faultInjection(cfg *node.Config, logger *slog.Logger) error {
 			return k
 		}
 	}
-	if hooks.Publisher != nil || hooks.Commands != nil {
+	if path := os.Getenv(faultHoldTakeover); path != "" {
+		logger.Warn("fault injection: this node takes over no outbox while a file exists", "env", faultHoldTakeover, "path", path)
+		hooks.Claim = holdTakeover(path, logger)
+	}
+	if hooks.Publisher != nil || hooks.Commands != nil || hooks.Claim != nil {
 		cfg.TestHooks = &hooks
 	}
 	return nil
+}
+
+// holdTakeover turns the node's decision to take over a writer's outbox
+// into a wait while the file at path exists, and logs each writer it holds
+// back once.
+func holdTakeover(path string, logger *slog.Logger) func(string, eventbus.Claim) eventbus.Claim {
+	var mu sync.Mutex
+	held := make(map[string]bool)
+	return func(writer string, c eventbus.Claim) eventbus.Claim {
+		if c != eventbus.ClaimMine {
+			return c
+		}
+		_, err := os.Stat(path)
+		mu.Lock()
+		defer mu.Unlock()
+		if err == nil {
+			if !held[writer] {
+				held[writer] = true
+				logger.Warn("fault injection: holding back the takeover of an outbox", "writer", writer, "path", path)
+			}
+			return eventbus.ClaimUnknown
+		}
+		if held[writer] {
+			delete(held, writer)
+			logger.Warn("fault injection: taking over the outbox held back", "writer", writer)
+		}
+		return c
+	}
 }
 
 // faultAt reads a batch number from the environment variable env.

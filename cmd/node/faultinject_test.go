@@ -4,9 +4,12 @@ package main
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/concursus-go/concursus/commandlog"
+	"github.com/concursus-go/concursus/eventbus"
 	"github.com/concursus-go/concursus/storage/memory"
 )
 
@@ -37,5 +40,31 @@ func TestFaultInjectionKillBeforeRecord(t *testing.T) {
 	t.Setenv(faultKillBeforeRecord, "x")
 	if inv, code := configure(nil, &out); inv != nil || code != 2 {
 		t.Fatalf("configure with batch x = %+v, %d; want a usage error", inv, code)
+	}
+}
+
+func TestFaultInjectionHoldTakeover(t *testing.T) {
+	var out bytes.Buffer
+	hold := filepath.Join(t.TempDir(), "hold")
+	if err := os.WriteFile(hold, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(faultHoldTakeover, hold)
+	inv, code := configure(nil, &out)
+	if inv == nil || inv.cfg.TestHooks == nil || inv.cfg.TestHooks.Claim == nil || inv.cfg.TestHooks.Publisher != nil {
+		t.Fatalf("configure = %+v, %d; want a claim hook only:\n%s", inv, code, out.String())
+	}
+	claim := inv.cfg.TestHooks.Claim
+	if c := claim("n2", eventbus.ClaimMine); c != eventbus.ClaimUnknown {
+		t.Errorf("while the file exists: %v, want ClaimUnknown", c)
+	}
+	if c := claim("n2", eventbus.ClaimPresent); c != eventbus.ClaimPresent {
+		t.Errorf("a present writer: %v, want ClaimPresent", c)
+	}
+	if err := os.Remove(hold); err != nil {
+		t.Fatal(err)
+	}
+	if c := claim("n2", eventbus.ClaimMine); c != eventbus.ClaimMine {
+		t.Errorf("once the file is gone: %v, want ClaimMine", c)
 	}
 }

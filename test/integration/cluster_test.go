@@ -506,9 +506,12 @@ type clusterLoad struct {
 	cl       *client.Client
 	stop     chan struct{}
 	stopOnce sync.Once
-	wg       sync.WaitGroup
-	acks     atomic.Int64
-	running  atomic.Int64 // workers still sending
+	// gate: each worker holds it for reading while it sends; pause takes
+	// it for writing.
+	gate    sync.RWMutex
+	wg      sync.WaitGroup
+	acks    atomic.Int64
+	running atomic.Int64 // workers still sending
 
 	mu struct {
 		sync.Mutex
@@ -550,7 +553,10 @@ func startClusterLoad(t *testing.T, url string, workers, perWorker int, phase st
 				default:
 				}
 				c := bulbs.Next()
-				if !l.send(c.AggregateID, c.Command, c.Args, c.CommandID) {
+				l.gate.RLock()
+				ok := l.send(c.AggregateID, c.Command, c.Args, c.CommandID)
+				l.gate.RUnlock()
+				if !ok {
 					return // the aggregate's state is unknown now
 				}
 				bulbs.Accepted()
@@ -678,6 +684,12 @@ func (l *clusterLoad) waitProgress(t *testing.T, d time.Duration, n int64) {
 		return time.Since(start) >= d && l.acks.Load() >= target
 	})
 }
+
+// pause waits for the commands in flight and holds the workers back until
+// resume.
+func (l *clusterLoad) pause() { l.gate.Lock() }
+
+func (l *clusterLoad) resume() { l.gate.Unlock() }
 
 func (l *clusterLoad) stopNow() { l.stopOnce.Do(func() { close(l.stop) }) }
 

@@ -38,7 +38,12 @@ import (
 //     over by n1, and the event reaches the stream.
 //  2. nats-server is killed and restarted on the same port and store
 //     while the load goes on.
-//  3. The consumer is stopped and started again.
+//  3. The consumer is stopped and started again. n1 takes over n2's
+//     outbox only while the consumer is stopped (fault injection holds the
+//     takeover back until then), so the event n2 did not publish reaches
+//     the stream after later events of its aggregate that the consumer
+//     handled, filling the gap from history, before its stop: the
+//     restarted consumer must know it handled them.
 //  4. The consumer's handler keeps failing on one event (poison): it
 //     lands in the dead letters, the aggregate's later events flow on.
 //
@@ -54,6 +59,11 @@ func TestEventDeliveryProcesses(t *testing.T) {
 	h.args = []string{"--stream", "--stream-max-age", "1h"}
 	const killAt = 150 // n2 dies before publishing its 150th batch
 	h.env["n2"] = []string{faultKillBeforePublish + "=" + fmt.Sprint(killAt)}
+	holdTakeover := filepath.Join(dir, "hold-takeover")
+	if err := os.WriteFile(holdTakeover, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.env["n1"] = []string{faultHoldTakeover + "=" + holdTakeover}
 	h.start("n1", true)
 	h.start("n2", false)
 	h.waitConverged("n1", "n2")
@@ -93,11 +103,23 @@ func TestEventDeliveryProcesses(t *testing.T) {
 		t.Fatalf("n1 did not see NATS go away and come back (%v)", err)
 	}
 
-	// 3. The consumer stops and starts again.
+	// 3. The consumer stops and starts again. With the load paused, it
+	// takes everything in the stream, stops, and the events n2 did not
+	// publish come first after its ack floor.
 	load.setPhase("consumer restart")
+	load.pause()
+	waitUntil(t, 60*time.Second, "the consumer to take every event in the stream", con.drained)
 	con.logState(t, "before its stop")
 	con.stop()
 	con.logState(t, "after its stop")
+	if err := os.Remove(holdTakeover); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 60*time.Second, "n1 to take over n2's outbox", func() bool {
+		ps := h.info("n1").Publisher
+		return ps != nil && ps.Recovered > 0
+	})
+	load.resume()
 	load.waitProgress(t, 2*time.Second, settleAcks)
 	con.start()
 	load.waitProgress(t, settle, settleAcks)
@@ -144,6 +166,11 @@ func TestEventDeliveryProcesses(t *testing.T) {
 		return con.caughtUp(logEvents)
 	})
 	con.check(t, logEvents)
+	// The attack happened: the consumer's first run handled the event n2
+	// did not publish from history (the stream did not have it yet).
+	if run, ok := con.historyRun(killedEvent); !ok || run != 1 {
+		t.Errorf("the event n2 did not publish (%s): handled from history in run %d (%v), want in run 1, before the stop", killedEvent, run, ok)
+	}
 	poison = con.poisonEvent(logEvents)
 	dead, err := subscription.ListDeadLetters(context.Background(), h.admin, clusterPrefix, con.name)
 	if err != nil {
@@ -171,6 +198,8 @@ const (
 	faultKillBeforePublish = "CONCURSUS_FAULT_KILL_BEFORE_PUBLISH"
 	faultKillBeforeRecord  = "CONCURSUS_FAULT_KILL_BEFORE_RECORD"
 	faultClockSkew         = "CONCURSUS_FAULT_CLOCK_SKEW" // a duration: the node's clock runs that far off
+	// A file path: the node takes over no dead writer's outbox while it exists.
+	faultHoldTakeover = "CONCURSUS_FAULT_HOLD_TAKEOVER"
 )
 
 // faultLine is what a node logged as it killed itself: the event id of
@@ -298,12 +327,15 @@ type testConsumer struct {
 	handled map[model.Ref][]uint64
 	dupes   int
 	stats   []subscription.Stats
+	// fromHistory: the run (1, 2 …) that handled an event, by event id,
+	// read from history.
+	fromHistory map[string]int
 }
 
 const poisonID, poisonSeq = "w0-b0", 3
 
 func newTestConsumer(t *testing.T, nc *nats.Conn) *testConsumer {
-	return &testConsumer{t: t, nc: nc, name: "itconsumer", handled: make(map[model.Ref][]uint64)}
+	return &testConsumer{t: t, nc: nc, name: "itconsumer", handled: make(map[model.Ref][]uint64), fromHistory: make(map[string]int)}
 }
 
 func (c *testConsumer) start() {
@@ -317,6 +349,9 @@ func (c *testConsumer) start() {
 		defer c.mu.Unlock()
 		ref := e.Ref()
 		c.handled[ref] = append(c.handled[ref], e.Sequence)
+		if e.Source == subscription.FromHistory {
+			c.fromHistory[e.EventID] = len(c.stats) + 1
+		}
 		return nil
 	})
 	cfg := subscription.DefaultConfig()
@@ -336,22 +371,33 @@ func (c *testConsumer) start() {
 	c.t.Cleanup(func() { c.stop() })
 }
 
-// logState logs the consumer's state as JetStream sees it: what it
-// delivered, its ack floor and what it waits to be acknowledged.
-func (c *testConsumer) logState(t *testing.T, when string) {
-	t.Helper()
+// drained reports whether the consumer has nothing pending and nothing
+// waiting for an acknowledgement.
+func (c *testConsumer) drained() bool {
+	info, err := c.info()
+	return err == nil && info.NumPending == 0 && info.NumAckPending == 0
+}
+
+// info reads the consumer's state from JetStream.
+func (c *testConsumer) info() (*jetstream.ConsumerInfo, error) {
 	js, err := jetstream.New(c.nc)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	cons, err := js.Consumer(ctx, eventbus.StreamName(clusterPrefix), c.name)
 	if err != nil {
-		t.Logf("consumer %s %s: %v", c.name, when, err)
-		return
+		return nil, err
 	}
-	info, err := cons.Info(ctx)
+	return cons.Info(ctx)
+}
+
+// logState logs the consumer's state as JetStream sees it: what it
+// delivered, its ack floor and what it waits to be acknowledged.
+func (c *testConsumer) logState(t *testing.T, when string) {
+	t.Helper()
+	info, err := c.info()
 	if err != nil {
 		t.Logf("consumer %s %s: %v", c.name, when, err)
 		return
@@ -405,6 +451,14 @@ func (c *testConsumer) check(t *testing.T, logEvents map[model.Ref][]model.Event
 			t.Errorf("%s: handled %v, want %v", ref, got, want)
 		}
 	}
+}
+
+// historyRun tells which run handled event id from history, if one did.
+func (c *testConsumer) historyRun(id string) (int, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	run, ok := c.fromHistory[id]
+	return run, ok
 }
 
 func (c *testConsumer) poisonEvent(logEvents map[model.Ref][]model.Event) model.Event {
