@@ -119,6 +119,13 @@ type FilterStats struct {
 	Window time.Duration `json:"window"`
 	// GroupID is the raft group's id, "" until its entry was applied.
 	GroupID string `json:"groupId,omitempty"`
+	// TimeJumps counts the batches that moved the filter's time ahead by
+	// more than two bucket widths at once while it held records (a
+	// leader's clock ahead or stepped forward): each expired records
+	// early, and made the node check misses against the command log for a
+	// window. Counted by this replica since it started (a snapshot does
+	// not carry it).
+	TimeJumps int `json:"timeJumps,omitempty"`
 }
 
 // PublisherStats counts what a node's event publisher did, as Info.Publisher

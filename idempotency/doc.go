@@ -36,7 +36,12 @@
 // leader whose clock runs ahead expires entries early by its skew, on
 // every replica alike; keep clocks synchronised well within a bucket
 // width. On an idle cluster the leader appends an empty, time-only batch
-// once per bucket width, so expiry goes on.
+// once per bucket width, so expiry goes on. A batch that moves the time
+// further at once while the filter holds entries (more than two bucket
+// widths, plus a quarter of the window up to 10 s: a leader whose clock
+// is far ahead or stepped forward) is a jump: the filter counts it
+// (FilterStats.TimeJumps), and every replica, applying the same batch,
+// makes its Group doubt (see below) before the batch's expiry is seen.
 //
 // A command id recorded twice keeps its first record: the original
 // outcome is what every retry must get.
@@ -226,7 +231,8 @@
 // whether the filter can vouch for its misses: not until it has been ready
 // for a whole window, and not for a window after Group.Doubt, which the
 // node calls when a member fails or stops listening on NATS, when its own
-// NATS connection comes back, and when it finds it was paused. While it
+// NATS connection comes back, and when it finds it was paused, and which
+// the Group calls itself after a jump of the filter's time. While it
 // cannot, the executor checks misses against the command log (one read per
 // new command, as without the filter).
 //

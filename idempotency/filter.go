@@ -38,6 +38,12 @@ type Filter struct {
 	// onGroup, when set, is called (outside the lock) when the group id
 	// becomes known.
 	onGroup func(string)
+	// onJump, when set, is called when a batch moves the filter's time
+	// further ahead in one step than idle ticks allow while it holds
+	// records (see jumpLimit): from and to are the times. It is called
+	// with the lock held, before the batch's expiry and records are seen
+	// by any Lookup, and must not call back into the filter.
+	onJump func(from, to time.Time)
 
 	// applied is closed and replaced after every applied batch or
 	// restore: a broadcast for waiters (see appliedC).
@@ -54,6 +60,7 @@ type Filter struct {
 	buckets []*bucket // oldest first, non-overlapping, ordered by time
 	entries int
 	size    int64 // encoded record bytes held
+	jumps   int   // batches that made the time jump (jumpLimit)
 }
 
 // A bucket holds the records applied while the filter's now was in
@@ -240,6 +247,18 @@ func (f *Filter) setGroup(id string) {
 	}
 }
 
+// jumpLimit is how far one batch may move the filter's time while it holds
+// records without that counting as a jump: two bucket widths, plus a
+// quarter of the window up to 10 s for an election and the membership
+// loop's tick. The leader proposes an idle tick every bucket width while
+// the filter holds records, so its time moves in steps of a bucket width
+// at most, unless the batch times come from a clock that jumped or from a
+// new leader whose clock is ahead of the last one's. It depends on the
+// batch header only: every replica finds the same jumps.
+func jumpLimit(window int64, buckets int) int64 {
+	return 2*window/int64(max(buckets, 1)) + min(window/4, int64(10*time.Second))
+}
+
 func (f *Filter) applyRecords(data []byte) error {
 	h, bounds, err := parseBatch(data)
 	if err != nil {
@@ -247,6 +266,12 @@ func (f *Filter) applyRecords(data []byte) error {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.now != 0 && f.entries > 0 && h.at-f.now > jumpLimit(h.window, h.buckets) {
+		f.jumps++
+		if f.onJump != nil {
+			f.onJump(time.Unix(0, f.now).UTC(), time.Unix(0, h.at).UTC())
+		}
+	}
 	f.now = max(f.now, h.at)
 	f.window, f.nb = h.window, h.buckets
 	f.expireLocked()
@@ -330,7 +355,7 @@ type FilterStats = api.FilterStats
 func (f *Filter) Stats() FilterStats {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	s := FilterStats{Entries: f.entries, Buckets: len(f.buckets), Bytes: f.size, Window: time.Duration(f.window), GroupID: f.groupID}
+	s := FilterStats{Entries: f.entries, Buckets: len(f.buckets), Bytes: f.size, Window: time.Duration(f.window), GroupID: f.groupID, TimeJumps: f.jumps}
 	if f.now != 0 {
 		s.Now = time.Unix(0, f.now).UTC()
 	}

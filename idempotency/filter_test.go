@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"runtime"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -135,6 +136,39 @@ func TestBucketExpiry(t *testing.T) {
 	// Both replicas produce identical snapshots.
 	if a, b := snapshotBytes(t, replicas[0]), snapshotBytes(t, replicas[1]); !bytes.Equal(a, b) {
 		t.Fatal("replicas differ")
+	}
+}
+
+// A batch that moves the filter's time further than idle ticks do while
+// it holds records is a jump: counted, and reported before its expiry is
+// seen. Window 10 min in 10 buckets: the limit is 2 min + 10 s.
+func TestTimeJumps(t *testing.T) {
+	const window = 10 * time.Minute
+	f := NewFilter()
+	var jumps []string
+	f.onJump = func(from, to time.Time) {
+		// Called before the batch's expiry is visible: the record is held.
+		jumps = append(jumps, fmt.Sprintf("%v->%v held %v", from.Sub(t0), to.Sub(t0), f.entries))
+	}
+	apply := func(at time.Duration, ids ...string) {
+		var recs []commandlog.Record
+		for _, id := range ids {
+			recs = append(recs, rec(id))
+		}
+		mustApply(t, f, entry(t0.Add(at), window, 10, recs...))
+	}
+	apply(0, "a")                            // the first batch: no time to jump from
+	apply(time.Minute)                       // an idle tick
+	apply(3*time.Minute + 10*time.Second)    // exactly the limit: not a jump
+	apply(5*time.Minute+21*time.Second, "b") // 2 min 11 s: a jump
+	apply(30 * time.Minute)                  // another, which expires everything
+	apply(3 * time.Hour)                     // nothing held: nothing to expire early
+	want := []string{"3m10s->5m21s held 1", "5m21s->30m0s held 2"}
+	if !slices.Equal(jumps, want) {
+		t.Fatalf("jumps %q, want %q", jumps, want)
+	}
+	if s := f.Stats(); s.TimeJumps != 2 || s.Entries != 0 {
+		t.Fatalf("stats %+v: want 2 jumps, nothing held", s)
 	}
 }
 

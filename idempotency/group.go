@@ -128,6 +128,7 @@ func NewGroup(cfg GroupConfig, logger *slog.Logger) (*Group, error) {
 		viewC:     make(chan struct{}, 1),
 	}
 	g.filter.onGroup = g.onGroup
+	g.filter.onJump = g.onJump
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	store := raft.NewInmemStore() // log and stable store: memory only, by design
 	g.raft, err = raft.NewRaft(rc, g.filter, store, store, &snapshotStore{}, trans)
@@ -147,6 +148,17 @@ func (g *Group) onGroup(id string) {
 		g.log.Info("idempotency: joined raft group", "group", id)
 		close(g.joined)
 	})
+}
+
+// onJump: a batch moved the filter's time far ahead at once (its
+// proposer's clock is ahead of the last one's, or stepped forward), so
+// records decided less than a window ago may have expired: the filter
+// cannot vouch for its misses for a window. Every replica applies the same
+// batch, so every node doubts, the one with the clock ahead too.
+func (g *Group) onJump(from, to time.Time) {
+	g.log.Warn("idempotency: the filter's time jumped ahead in one batch (a leader's clock is ahead, or stepped forward); records may have expired early",
+		"from", from, "to", to, "jump", to.Sub(from))
+	g.Doubt("the filter's time jumped ahead")
 }
 
 // Addr returns the raft address other servers dial ("host:port"): what

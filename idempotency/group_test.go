@@ -554,3 +554,77 @@ func TestCompleteAfterAWindow(t *testing.T) {
 		t.Fatal("still doubting a window after the doubt")
 	}
 }
+
+// A leader whose clock is ahead stamps its batches ahead, and the filter's
+// time (the largest batch time) jumps with them: every record of the last
+// window expires at once, on every replica, although the window has not
+// passed. A miss the filter vouches for must be a true miss, so each
+// replica that lost records this way must stop vouching for a window.
+func TestLeaderClockAheadMakesTheFilterDoubt(t *testing.T) {
+	base := testsupport.NewClock(t0)
+	var ahead sync.Map // node id → time.Duration its clock runs ahead
+	n := newTestNet(t, func(c *GroupConfig) {
+		id := c.NodeID
+		c.Clock = func() time.Time {
+			d, _ := ahead.Load(id)
+			off, _ := d.(time.Duration)
+			return base.Now().Add(off)
+		}
+	})
+	n.start("n1", "n2", "n3")
+	// Bootstrapping waits for a settle period on the clock: move it on
+	// until the group has formed.
+	testsupport.EventuallyErr(t, 20*time.Second, "a leader with three voters", func() error {
+		base.Advance(100 * time.Millisecond)
+		l, err := n.leader()
+		if err != nil {
+			return err
+		}
+		if f := l.raft.GetConfiguration(); f.Error() != nil || len(f.Configuration().Servers) != 3 {
+			return fmt.Errorf("configuration %+v", f.Configuration())
+		}
+		return nil
+	})
+	leader := n.waitConfig([]string{"n1", "n2", "n3"}, nil)
+	base.Advance(leader.cfg.Window + time.Second)
+	groups := n.live()
+	testsupport.EventuallyErr(t, 10*time.Second, "every replica complete", func() error {
+		for _, g := range groups {
+			if !g.Complete() {
+				return fmt.Errorf("%s not complete", g.cfg.NodeID)
+			}
+		}
+		return nil
+	})
+	var follower *Group
+	for _, g := range groups {
+		if g != leader {
+			follower = g
+			break
+		}
+	}
+	_, early := n.recordHeld(follower, "early", 3)
+
+	// The leader's clock steps a window and two buckets ahead; the next
+	// batch carries its time.
+	width := leader.cfg.Window / time.Duration(leader.cfg.Buckets)
+	ahead.Store(leader.cfg.NodeID, leader.cfg.Window+2*width)
+	n.recordHeld(follower, "late", 1)
+
+	for _, g := range groups {
+		_, held := g.Lookup(early[0])
+		if !held && g.Complete() {
+			t.Errorf("%s: %s (recorded a moment ago) is gone, and the replica vouches for the miss", g.cfg.NodeID, early[0])
+		}
+		if held {
+			t.Logf("%s still holds %s", g.cfg.NodeID, early[0])
+		}
+	}
+	// A window later (on each node's clock) they vouch again.
+	base.Advance(leader.cfg.Window + time.Second)
+	for _, g := range groups {
+		if !g.Complete() {
+			t.Errorf("%s still doubting a window after the jump", g.cfg.NodeID)
+		}
+	}
+}
