@@ -88,6 +88,11 @@ type IdempotencyStats struct {
 	NonVoters []string `json:"nonVoters,omitempty"`
 	// Filter describes the local replica.
 	Filter FilterStats `json:"filter"`
+	// Complete tells whether the node's filter vouches for its misses now
+	// (see the idempotency package: not within a window of its forming, of
+	// a doubt or of a jump of its time); while false, misses are checked
+	// against the command log.
+	Complete bool `json:"complete"`
 	// Batches counts the raft entries of records this node appended as
 	// leader (ticks included), Records the records in them.
 	Batches int64 `json:"batches"`

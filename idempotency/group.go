@@ -587,7 +587,7 @@ func (g *Group) Stats() Stats {
 		NodeID: g.cfg.NodeID, Addr: g.addr, GroupID: g.filter.GroupID(),
 		Role: roleName(g.raft.State()), Leader: string(leader),
 		Term: g.raft.CurrentTerm(), AppliedIndex: g.raft.AppliedIndex(),
-		Filter:  g.filter.Stats(),
+		Filter: g.filter.Stats(), Complete: g.Complete(),
 		Batches: g.batches.Load(), Records: g.records.Load(),
 		Forwarded: g.forwarded.Load(), ForwardedRecords: g.forwardedRecords.Load(),
 	}

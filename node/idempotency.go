@@ -66,6 +66,9 @@ func (n *Node) startIdempotency() error {
 		g.Settle, g.ReconcileInterval = 0, 0 // the profile's
 	}
 	g.Forward = idempotency.NATSForwarder(n.nc, n.cfg.Prefix)
+	// The node's clock stamps the batches this node proposes as leader and
+	// times its doubts: one clock for the node.
+	g.Clock = n.cfg.Clock
 	group, err := idempotency.NewGroup(g, n.cfg.Logger.With("node", n.cfg.NodeID))
 	if err != nil {
 		return fmt.Errorf("node: starting the idempotency group: %w", err)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -43,6 +44,14 @@ const faultKillBeforeRecord = "CONCURSUS_FAULT_KILL_BEFORE_RECORD"
 // as a host whose clock is off would.
 const faultClockSkew = "CONCURSUS_FAULT_CLOCK_SKEW"
 
+// faultClockFile names an environment variable: set to a file path, the
+// node's clock (node.Config.Clock, which also stamps the idempotency
+// filter's batches when this node leads its raft group) runs ahead by the
+// duration written in that file, such as 1m, from the moment it is
+// written (read every 50 ms; no file or an empty one: 0). A test steps a
+// running node's clock forward this way, as an NTP step would.
+const faultClockFile = "CONCURSUS_FAULT_CLOCK_FILE"
+
 // faultHoldTakeover names an environment variable: set to a file path,
 // the node takes over no dead writer's outbox while that file exists (its
 // sweep waits, as if it could not tell yet). A test holds a dead node's
@@ -59,6 +68,15 @@ func faultInjection(cfg *node.Config, logger *slog.Logger) error {
 		}
 		logger.Warn("fault injection: this node's clock is skewed", "env", faultClockSkew, "skew", skew)
 		cfg.Clock = func() time.Time { return time.Now().Add(skew) }
+	}
+	if path := os.Getenv(faultClockFile); path != "" {
+		logger.Warn("fault injection: this node's clock runs ahead by what a file says", "env", faultClockFile, "path", path)
+		base := cfg.Clock
+		if base == nil {
+			base = time.Now
+		}
+		ahead := stepClock(path, logger)
+		cfg.Clock = func() time.Time { return base().Add(time.Duration(ahead.Load())) }
 	}
 	var hooks node.TestHooks
 	if at, ok, err := faultAt(faultKillBeforePublish); err != nil {
@@ -89,6 +107,31 @@ func faultInjection(cfg *node.Config, logger *slog.Logger) error {
 		cfg.TestHooks = &hooks
 	}
 	return nil
+}
+
+// stepClock reads the duration in the file at path every 50 ms, for the
+// life of the process, into the offset it returns.
+func stepClock(path string, logger *slog.Logger) *atomic.Int64 {
+	var ahead atomic.Int64
+	read := func() {
+		var d time.Duration
+		if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+			if d, err = time.ParseDuration(strings.TrimSpace(string(b))); err != nil {
+				logger.Error("fault injection: the clock file does not hold a duration", "path", path, "err", err)
+				return
+			}
+		}
+		if old := ahead.Swap(int64(d)); old != int64(d) {
+			logger.Warn("fault injection: the clock steps", "ahead", d, "before", time.Duration(old))
+		}
+	}
+	read()
+	go func() {
+		for range time.Tick(50 * time.Millisecond) {
+			read()
+		}
+	}()
+	return &ahead
 }
 
 // holdTakeover turns the node's decision to take over a writer's outbox

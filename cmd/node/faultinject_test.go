@@ -7,9 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/concursus-go/concursus/commandlog"
 	"github.com/concursus-go/concursus/eventbus"
+	"github.com/concursus-go/concursus/internal/testsupport"
 	"github.com/concursus-go/concursus/storage/memory"
 )
 
@@ -67,4 +69,24 @@ func TestFaultInjectionHoldTakeover(t *testing.T) {
 	if c := claim("n2", eventbus.ClaimMine); c != eventbus.ClaimMine {
 		t.Errorf("once the file is gone: %v, want ClaimMine", c)
 	}
+}
+
+func TestFaultInjectionClockFile(t *testing.T) {
+	var out bytes.Buffer
+	file := filepath.Join(t.TempDir(), "clock")
+	t.Setenv(faultClockFile, file)
+	inv, code := configure(nil, &out)
+	if inv == nil || inv.cfg.Clock == nil {
+		t.Fatalf("configure = %+v, %d; want a clock:\n%s", inv, code, out.String())
+	}
+	if d := time.Until(inv.cfg.Clock()); d > time.Second || d < -time.Second {
+		t.Fatalf("without the file the clock is %v off", d)
+	}
+	if err := os.WriteFile(file, []byte("1h\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	testsupport.Eventually(t, 5*time.Second, "the clock an hour ahead", func() bool {
+		d := time.Until(inv.cfg.Clock())
+		return d > 59*time.Minute && d < 61*time.Minute
+	})
 }

@@ -200,6 +200,8 @@ const (
 	faultClockSkew         = "CONCURSUS_FAULT_CLOCK_SKEW" // a duration: the node's clock runs that far off
 	// A file path: the node takes over no dead writer's outbox while it exists.
 	faultHoldTakeover = "CONCURSUS_FAULT_HOLD_TAKEOVER"
+	// A file path: the node's clock runs ahead by the duration written in it.
+	faultClockFile = "CONCURSUS_FAULT_CLOCK_FILE"
 )
 
 // faultLine is what a node logged as it killed itself: the event id of

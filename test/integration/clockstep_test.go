@@ -1,0 +1,137 @@
+//go:build integration
+
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/concursus-go/concursus/client"
+	"github.com/concursus-go/concursus/examples/lightbulb"
+)
+
+// TestLeaderClockStepsAhead: the idempotency filter's time is the largest
+// batch time, stamped by the raft leader's clock. The leader's clock steps
+// a minute ahead (fault injection, CONCURSUS_FAULT_CLOCK_FILE) with a 20 s
+// window; its next batch expires every outcome of the last window on every
+// replica at once. A retry of a command decided seconds before, older than
+// the 16 commands the owner recognises in a cached aggregate's history,
+// must still get its original outcome: the nodes must stop vouching for
+// their filter's misses and ask the command log. Before the jump rule, the
+// retried switchOn was decided again on the bulb, off by then, and switched
+// it on a second time.
+func TestLeaderClockStepsAhead(t *testing.T) {
+	const window = 20 * time.Second
+	dir := t.TempDir()
+	bins := buildBinaries(t, dir, "faultinject")
+	_, natsURL := startNATS(t, bins.natsServer, dir)
+	h := newClusterHarnessOn(t, "itstep", dir, bins, natsURL)
+	h.args = []string{"--idempotency-window", window.String()}
+	clockFile := func(id string) string { return filepath.Join(dir, id+".clock") }
+	for _, id := range []string{"n1", "n2", "n3"} {
+		h.env[id] = []string{faultClockFile + "=" + clockFile(id)}
+	}
+	h.start("n1", true)
+	h.start("n2", false)
+	h.start("n3", false)
+	info := h.waitConverged("n1", "n2", "n3")
+	leader := h.waitRaft(3, "", "n1", "n2", "n3")
+	// Bulbs another node owns, so the retry is decided away from the
+	// leader (on the leader the test would hold too).
+	var ids []string
+	for _, owner := range []string{"n1", "n2", "n3"} {
+		if owner != leader {
+			ids = append(ids, aggregatesOwnedBy(info.Owners, owner, 2)...)
+		}
+	}
+
+	nc := connectNATS(t, natsURL, "step")
+	cl := client.New(nc, client.Options{Prefix: clusterPrefix, Timeout: 30 * time.Second, Attempt: 2 * time.Second})
+	ctx := context.Background()
+	send := func(id, cmd, cid, args string) (*client.Result, error) {
+		var raw json.RawMessage
+		if args != "" {
+			raw = json.RawMessage(args)
+		}
+		return cl.SendRaw(ctx, lightbulb.TypeName, id, cmd, raw, client.WithCommandID(cid))
+	}
+	must := func(id, cmd, cid, args string) *client.Result {
+		t.Helper()
+		res, err := send(id, cmd, cid, args)
+		if err != nil {
+			t.Fatalf("%s %s (%s): %v", cmd, id, cid, err)
+		}
+		return res
+	}
+
+	// Every filter vouches for its misses once it has served a window.
+	waitUntil(t, 3*window, "every node's filter complete", func() bool {
+		for _, id := range []string{"n1", "n2", "n3"} {
+			info, err := nodeClusterInfo(h.admin, clusterPrefix, id, time.Second)
+			if err != nil || !raftOf(info).Complete {
+				return false
+			}
+		}
+		return true
+	})
+	for _, id := range ids {
+		must(id, "create", id+"-create", `{"wattage":60}`)
+		must(id, "screwIn", id+"-screw", `{"location":"lab"}`)
+		for i := range 20 { // past the history the owner recognises
+			cmd := "switchOn"
+			if i%2 == 1 {
+				cmd = "switchOff"
+			}
+			must(id, cmd, fmt.Sprintf("%s-%d", id, i), "")
+		}
+	}
+
+	// The leader's clock steps a minute ahead; the next batch it stamps
+	// (the outcome of one more command) moves the filter's time with it.
+	if err := os.WriteFile(clockFile(leader), []byte("1m"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // the fault reads the file every 50 ms
+	must("step-probe", "create", "step-probe-create", `{"wattage":60}`)
+	waitUntil(t, 10*time.Second, "the jump applied on every node", func() bool {
+		for _, id := range []string{"n1", "n2", "n3"} {
+			info, err := nodeClusterInfo(h.admin, clusterPrefix, id, time.Second)
+			if err != nil || raftOf(info).Filter.TimeJumps == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	for _, id := range []string{"n1", "n2", "n3"} {
+		info, _ := nodeClusterInfo(h.admin, clusterPrefix, id, time.Second)
+		r := raftOf(info)
+		t.Logf("%s after the step: filter %d entries, time %s, %d jumps, complete %v", id, r.Filter.Entries, r.Filter.Now.Format(time.RFC3339), r.Filter.TimeJumps, r.Complete)
+	}
+
+	// Seconds later, well within the window: the first switchOn of each
+	// bulb again, now that the bulb is off. Decided again, it would be
+	// accepted and switch the bulb on a second time.
+	for _, id := range ids {
+		res, err := send(id, "switchOn", id+"-0", "")
+		if err != nil {
+			t.Errorf("retried switchOn %s: %v, want its original outcome (accepted at 3)", id, err)
+			continue
+		}
+		if !res.Duplicate || res.Sequence != 3 {
+			t.Errorf("retried switchOn %s: %+v, want the original outcome (a duplicate, accepted at 3)", id, res)
+		}
+		b, st, err := client.QueryAs[lightbulb.Bulb](ctx, cl, lightbulb.TypeName, id)
+		if err != nil {
+			t.Fatalf("query %s: %v", id, err)
+		}
+		if b.On || st.Sequence != 22 {
+			t.Errorf("%s after the retry: on %v at sequence %d, want off at 22", id, b.On, st.Sequence)
+		}
+	}
+	h.reportLogs()
+}
