@@ -17,8 +17,8 @@ func TestClusterInfoStatsJSON(t *testing.T) {
 	idem := &api.IdempotencyStats{NodeID: "n1", Addr: "127.0.0.1:7000", GroupID: "g1", Role: "leader", Leader: "n1",
 		Term: 3, AppliedIndex: 42, Voters: []string{"n1", "n2", "n3"},
 		Filter: api.FilterStats{Entries: 7, Buckets: 2, Bytes: 512, Now: time.Date(2027, 1, 2, 3, 4, 5, 6, time.UTC),
-			Window: 10 * time.Minute, GroupID: "g1"},
-		Batches: 5, Records: 7, Forwarded: 1, ForwardedRecords: 2}
+			Window: 10 * time.Minute, GroupID: "g1", TimeJumps: 1},
+		Complete: true, Batches: 5, Records: 7, Forwarded: 1, ForwardedRecords: 2}
 	pub := &api.PublisherStats{Published: 9, Failed: 1, Watermark: 4, DirtyBuckets: 1, Outbox: true}
 	in := api.ClusterInfo{NodeID: "n1", Version: "v1", Clustered: true, Idempotency: idem, Publisher: pub}
 	b, err := json.Marshal(in)
@@ -27,8 +27,8 @@ func TestClusterInfoStatsJSON(t *testing.T) {
 	}
 	for _, want := range []string{
 		`"idempotency":{"nodeId":"n1","addr":"127.0.0.1:7000","groupId":"g1","role":"leader","leader":"n1","term":3,"appliedIndex":42,` +
-			`"voters":["n1","n2","n3"],"filter":{"entries":7,"buckets":2,"bytes":512,"now":"2027-01-02T03:04:05.000000006Z","window":600000000000,"groupId":"g1"},` +
-			`"batches":5,"records":7,"forwarded":1,"forwardedRecords":2}`,
+			`"voters":["n1","n2","n3"],"filter":{"entries":7,"buckets":2,"bytes":512,"now":"2027-01-02T03:04:05.000000006Z","window":600000000000,"groupId":"g1","timeJumps":1},` +
+			`"complete":true,"batches":5,"records":7,"forwarded":1,"forwardedRecords":2}`,
 		`"publisher":{"published":9,"failed":1,"deferred":0,"republished":0,"recovered":0,"watermark":4,"dirtyBuckets":1,"outstanding":0,"outbox":true}`,
 	} {
 		if !strings.Contains(string(b), want) {
