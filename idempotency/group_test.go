@@ -620,11 +620,6 @@ func TestLeaderClockAheadMakesTheFilterDoubt(t *testing.T) {
 			t.Logf("%s still holds %s", g.cfg.NodeID, early[0])
 		}
 	}
-	// A window later (on each node's clock) they vouch again.
-	base.Advance(leader.cfg.Window + time.Second)
-	for _, g := range groups {
-		if !g.Complete() {
-			t.Errorf("%s still doubting a window after the jump", g.cfg.NodeID)
-		}
-	}
+	// (That the doubt ends a window later is TestCompleteAfterAWindow's:
+	// moving this clock a window on at once would be another jump.)
 }
