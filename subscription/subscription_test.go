@@ -263,6 +263,26 @@ func TestRestartKnowsWhereEachAggregateStood(t *testing.T) {
 			t.Errorf("stats %+v: want 3 duplicates (b1#2, b2#2, b2#3), b2#2..3 filled from history, 3 aggregates looked up", st)
 		}
 	})
+	// In event-time order the same: what the stream says decides what
+	// was handed over, whatever the settle window then holds.
+	t.Run("event time", func(t *testing.T) {
+		e := newEnv(t)
+		b1, b2 := history("b1", 5, "created"), history("b2", 4, "created")
+		e.serveHistory(api.MaxHistoryPage, slices.Concat(b1, b2)...)
+		e.publish(b1[0], b1[2], b1[3], b2[0])
+		cfg := e.config("resume-et")
+		cfg.Order, cfg.SettleWindow = subscription.EventTime, time.Millisecond
+		first, _ := e.runToTheEnd(cfg)
+		slices.Sort(first)
+		wantKeys(t, "before the restart", first, "b1#1", "b1#2", "b1#3", "b1#4", "b2#1")
+		e.publish(b1[1], b2[3], b2[1], b2[2], b1[4])
+		second, st := e.runToTheEnd(cfg)
+		slices.Sort(second)
+		wantKeys(t, "after the restart", second, "b1#5", "b2#2", "b2#3", "b2#4")
+		if st.ResumeLookups != 2 || st.Late != 0 {
+			t.Errorf("stats %+v: want 2 lookups, nothing late", st)
+		}
+	})
 	t.Run("one name", func(t *testing.T) {
 		e := newEnv(t)
 		log := []model.Event{ev("b4", 1, "created", ""), ev("b4", 2, "switchedOn", ""), ev("b4", 3, "switchedOff", ""),

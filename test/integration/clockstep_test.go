@@ -6,10 +6,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/concursus-go/concursus/client"
 	"github.com/concursus-go/concursus/examples/lightbulb"
@@ -50,24 +53,8 @@ func TestLeaderClockStepsAhead(t *testing.T) {
 		}
 	}
 
-	nc := connectNATS(t, natsURL, "step")
-	cl := client.New(nc, client.Options{Prefix: clusterPrefix, Timeout: 30 * time.Second, Attempt: 2 * time.Second})
-	ctx := context.Background()
-	send := func(id, cmd, cid, args string) (*client.Result, error) {
-		var raw json.RawMessage
-		if args != "" {
-			raw = json.RawMessage(args)
-		}
-		return cl.SendRaw(ctx, lightbulb.TypeName, id, cmd, raw, client.WithCommandID(cid))
-	}
-	must := func(id, cmd, cid, args string) *client.Result {
-		t.Helper()
-		res, err := send(id, cmd, cid, args)
-		if err != nil {
-			t.Fatalf("%s %s (%s): %v", cmd, id, cid, err)
-		}
-		return res
-	}
+	c := newCommander(t, connectNATS(t, natsURL, "step"))
+	send, must := c.send, c.must
 
 	// Every filter vouches for its misses once it has served a window.
 	waitUntil(t, 3*window, "every node's filter complete", func() bool {
@@ -125,7 +112,7 @@ func TestLeaderClockStepsAhead(t *testing.T) {
 		if !res.Duplicate || res.Sequence != 3 {
 			t.Errorf("retried switchOn %s: %+v, want the original outcome (a duplicate, accepted at 3)", id, res)
 		}
-		b, st, err := client.QueryAs[lightbulb.Bulb](ctx, cl, lightbulb.TypeName, id)
+		b, st, err := client.QueryAs[lightbulb.Bulb](context.Background(), c.cl, lightbulb.TypeName, id)
 		if err != nil {
 			t.Fatalf("query %s: %v", id, err)
 		}
@@ -134,4 +121,35 @@ func TestLeaderClockStepsAhead(t *testing.T) {
 		}
 	}
 	h.reportLogs()
+}
+
+// commander sends lightbulb commands under chosen command ids through the
+// Go client, as the tests' clients do.
+type commander struct {
+	t  *testing.T
+	cl *client.Client
+}
+
+func newCommander(t *testing.T, nc *nats.Conn) *commander {
+	return &commander{t: t, cl: client.New(nc, client.Options{Prefix: clusterPrefix, Timeout: 30 * time.Second, Attempt: 2 * time.Second})}
+}
+
+// send sends command cmd with id cid to bulb id; args is its JSON ("":
+// none).
+func (c *commander) send(id, cmd, cid, args string) (*client.Result, error) {
+	var raw json.RawMessage
+	if args != "" {
+		raw = json.RawMessage(args)
+	}
+	return c.cl.SendRaw(context.Background(), lightbulb.TypeName, id, cmd, raw, client.WithCommandID(cid))
+}
+
+// must is send that fails the test on an error.
+func (c *commander) must(id, cmd, cid, args string) *client.Result {
+	c.t.Helper()
+	res, err := c.send(id, cmd, cid, args)
+	if err != nil {
+		c.t.Fatalf("%s %s (%s): %v", cmd, id, cid, err)
+	}
+	return res
 }

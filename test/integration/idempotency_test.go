@@ -73,19 +73,8 @@ func TestIdempotencyProcesses(t *testing.T) {
 	t.Logf("idempotency group formed with leader %s (%.1fs after the ring converged)", leader, time.Since(started).Seconds())
 
 	nc := connectNATS(t, natsURL, "idem-client")
-	cl := client.New(nc, client.Options{Prefix: clusterPrefix, Timeout: 30 * time.Second, Attempt: 2 * time.Second})
-	ctx := context.Background()
-	send := func(id, cmd, cid, args string) (*client.Result, error) {
-		return cl.SendRaw(ctx, lightbulb.TypeName, id, cmd, json.RawMessage(args), client.WithCommandID(cid))
-	}
-	mustSend := func(id, cmd, cid, args string) *client.Result {
-		t.Helper()
-		res, err := send(id, cmd, cid, args)
-		if err != nil {
-			t.Fatalf("%s %s (%s): %v", cmd, id, cid, err)
-		}
-		return res
-	}
+	c := newCommander(t, nc)
+	send, mustSend := c.send, c.must
 	setUp := func(id string) {
 		mustSend(id, "create", id+"-create", `{"wattage":60}`)
 		mustSend(id, "screwIn", id+"-screw", `{"location":"lab"}`)
