@@ -71,7 +71,13 @@ func QuerySubject(prefix, aggregateType string) string { return prefix + ".query
 // last message per subject) without reading the stream; the subscription
 // package does that when it resumes.
 func EventSubject(prefix, aggregateType string, name model.VersionedName, aggregateID string) string {
-	return prefix + ".events." + aggregateType + "." + name.String() + "." + AggregateToken(aggregateType, aggregateID)
+	return EventSubjectPrefix(prefix, aggregateType) + name.String() + "." + AggregateToken(aggregateType, aggregateID)
+}
+
+// EventSubjectPrefix is what every event subject of an aggregate type
+// begins with, "<prefix>.events.<type>.", for building filters.
+func EventSubjectPrefix(prefix, aggregateType string) string {
+	return prefix + ".events." + aggregateType + "."
 }
 
 // AggregateToken is an aggregate's token in event subjects: AggregateHash

@@ -415,13 +415,9 @@ func (c Config) replayDurable() string { return c.Name + "-replay" }
 // filterSubjects are the events stream subjects the consumer takes.
 func (c Config) filterSubjects() []string {
 	if len(c.Events) == 0 {
-		return []string{c.Prefix + ".events." + c.AggregateType + ".>"}
+		return []string{api.EventSubjectPrefix(c.Prefix, c.AggregateType) + ">"}
 	}
-	out := make([]string, len(c.Events))
-	for i, e := range c.Events {
-		out[i] = c.Prefix + ".events." + c.AggregateType + "." + e + ".*"
-	}
-	return out
+	return c.namedSubjects("*")
 }
 
 // aggregateSubjects are the subjects of aggregate id's messages among
@@ -429,11 +425,17 @@ func (c Config) filterSubjects() []string {
 func (c Config) aggregateSubjects(id string) []string {
 	tok := api.AggregateToken(c.AggregateType, id)
 	if len(c.Events) == 0 {
-		return []string{c.Prefix + ".events." + c.AggregateType + ".*." + tok}
+		return []string{api.EventSubjectPrefix(c.Prefix, c.AggregateType) + "*." + tok}
 	}
+	return c.namedSubjects(tok)
+}
+
+// namedSubjects are the subjects of the Events names with last as their
+// aggregate token.
+func (c Config) namedSubjects(last string) []string {
 	out := make([]string, len(c.Events))
 	for i, e := range c.Events {
-		out[i] = c.Prefix + ".events." + c.AggregateType + "." + e + "." + tok
+		out[i] = api.EventSubjectPrefix(c.Prefix, c.AggregateType) + e + "." + last
 	}
 	return out
 }

@@ -94,17 +94,11 @@ func (s *Subscription) fillGap(id string, from, to uint64, keepalive func()) boo
 				err = fmt.Errorf("history ends before sequence %d (up to %d)", next, to)
 			}
 		}
-		if s.ctx.Err() != nil {
-			return false
-		}
 		lastErr = err
-		wait := s.cfg.Backoff.delay(try)
-		if s.cfg.Clock.Now().Sub(started)+wait > s.cfg.GapTimeout {
-			break
-		}
-		keepalive()
-		if !s.wait(wait) {
+		if next := s.waitToRetry(started, try, keepalive); next == retryStopped {
 			return false
+		} else if next == retryGiveUp {
+			break
 		}
 		try++
 	}
@@ -117,4 +111,31 @@ func (s *Subscription) fillGap(id string, from, to uint64, keepalive func()) boo
 	s.c.gapsFilled.Add(1)
 	s.log.Debug("gap filled from history", "aggregate", ref.String(), "from", from, "to", to)
 	return true
+}
+
+// retryStep is what waitToRetry decided.
+type retryStep uint8
+
+const (
+	retryNow     retryStep = iota // the wait is over: try again
+	retryGiveUp                   // the next try would end past GapTimeout
+	retryStopped                  // the subscription was stopped first
+)
+
+// waitToRetry waits Config.Backoff before try+1 of a read (history, a
+// resume lookup) that may be retried until Config.GapTimeout after
+// started, keeping the message in hand alive.
+func (s *Subscription) waitToRetry(started time.Time, try int, keepalive func()) retryStep {
+	if s.ctx.Err() != nil {
+		return retryStopped
+	}
+	wait := s.cfg.Backoff.delay(try)
+	if s.cfg.Clock.Now().Sub(started)+wait > s.cfg.GapTimeout {
+		return retryGiveUp
+	}
+	keepalive()
+	if !s.wait(wait) {
+		return retryStopped
+	}
+	return retryNow
 }

@@ -65,11 +65,17 @@ func (s *Subscription) resume(id string, keepalive func()) bool {
 			}
 			return true
 		}
-		if s.ctx.Err() != nil {
-			return false
+		next := retryGiveUp // a stream without direct gets: not worth a retry
+		switch {
+		case !errors.Is(err, errNoDirectGet):
+			next = s.waitToRetry(started, try, keepalive)
+		case s.ctx.Err() != nil:
+			next = retryStopped
 		}
-		wait := s.cfg.Backoff.delay(try)
-		if errors.Is(err, errNoDirectGet) || s.cfg.Clock.Now().Sub(started)+wait > s.cfg.GapTimeout {
+		switch next {
+		case retryStopped:
+			return false
+		case retryGiveUp:
 			s.c.resumeLookupsFailed.Add(1)
 			s.log.Warn("cannot tell where an aggregate stood when the subscription resumed; its first event is taken as it comes, and may repeat events handled before or pass over some not handled yet",
 				"aggregate", model.Ref{Type: s.cfg.AggregateType, ID: id}.String(), "ackFloor", s.resumeFloor, "err", err)
@@ -77,10 +83,6 @@ func (s *Subscription) resume(id string, keepalive func()) bool {
 				s.resumeFloor = 0 // no lookups from now on
 			}
 			return true
-		}
-		keepalive()
-		if !s.wait(wait) {
-			return false
 		}
 	}
 }

@@ -1005,7 +1005,7 @@ func (s *Subscription) deadLetterSubject(d *delivery) string {
 		return api.DeadLetterSubject(s.cfg.Prefix, s.cfg.Name, s.cfg.AggregateType, d.event.VersionedName())
 	}
 	// <prefix>.events.<type>.<name>.<token>: the name token.
-	name, _, _ := strings.Cut(strings.TrimPrefix(d.subject, s.cfg.Prefix+".events."+s.cfg.AggregateType+"."), ".")
+	name, _, _ := strings.Cut(strings.TrimPrefix(d.subject, api.EventSubjectPrefix(s.cfg.Prefix, s.cfg.AggregateType)), ".")
 	if name == "" || strings.ContainsAny(name, "*>") {
 		name = "unknown"
 	}
