@@ -14,8 +14,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/concursus-go/concursus/api"
 	"github.com/concursus-go/concursus/client"
 	"github.com/concursus-go/concursus/examples/lightbulb"
+	"github.com/concursus-go/concursus/model"
 )
 
 // TestLeaderClockStepsAhead: the idempotency filter's time is the largest
@@ -53,18 +55,14 @@ func TestLeaderClockStepsAhead(t *testing.T) {
 		}
 	}
 
-	c := newCommander(t, connectNATS(t, natsURL, "step"))
+	nc := connectNATS(t, natsURL, "step")
+	c := newCommander(t, nc)
 	send, must := c.send, c.must
 
 	// Every filter vouches for its misses once it has served a window.
+	nodes := []string{"n1", "n2", "n3"}
 	waitUntil(t, 3*window, "every node's filter complete", func() bool {
-		for _, id := range []string{"n1", "n2", "n3"} {
-			info, err := nodeClusterInfo(h.admin, clusterPrefix, id, time.Second)
-			if err != nil || !raftOf(info).Complete {
-				return false
-			}
-		}
-		return true
+		return everyRaft(h, nodes, func(r api.IdempotencyStats) bool { return r.Complete })
 	})
 	for _, id := range ids {
 		must(id, "create", id+"-create", `{"wattage":60}`)
@@ -86,38 +84,60 @@ func TestLeaderClockStepsAhead(t *testing.T) {
 	time.Sleep(200 * time.Millisecond) // the fault reads the file every 50 ms
 	must("step-probe", "create", "step-probe-create", `{"wattage":60}`)
 	waitUntil(t, 10*time.Second, "the jump applied on every node", func() bool {
-		for _, id := range []string{"n1", "n2", "n3"} {
-			info, err := nodeClusterInfo(h.admin, clusterPrefix, id, time.Second)
-			if err != nil || raftOf(info).Filter.TimeJumps == 0 {
-				return false
-			}
-		}
+		return everyRaft(h, nodes, func(r api.IdempotencyStats) bool { return r.Filter.TimeJumps > 0 })
+	})
+	everyRaft(h, nodes, func(r api.IdempotencyStats) bool {
+		t.Logf("%s after the step: filter %d entries, time %s, %d jumps, complete %v", r.NodeID, r.Filter.Entries, r.Filter.Now.Format(time.RFC3339), r.Filter.TimeJumps, r.Complete)
 		return true
 	})
-	for _, id := range []string{"n1", "n2", "n3"} {
-		info, _ := nodeClusterInfo(h.admin, clusterPrefix, id, time.Second)
-		r := raftOf(info)
-		t.Logf("%s after the step: filter %d entries, time %s, %d jumps, complete %v", id, r.Filter.Entries, r.Filter.Now.Format(time.RFC3339), r.Filter.TimeJumps, r.Complete)
-	}
 
 	// Seconds later, well within the window: the first switchOn of each
-	// bulb again, now that the bulb is off. Decided again, it would be
-	// accepted and switch the bulb on a second time.
+	// bulb again, now that the bulb is off, through the Go client and on
+	// every node's own subject. Decided again, it would be accepted and
+	// switch the bulb on a second time.
 	for _, id := range ids {
-		res, err := send(id, "switchOn", id+"-0", "")
+		cid := id + "-0"
+		res, err := send(id, "switchOn", cid, "")
 		if err != nil {
 			t.Errorf("retried switchOn %s: %v, want its original outcome (accepted at 3)", id, err)
-			continue
-		}
-		if !res.Duplicate || res.Sequence != 3 {
+		} else if !res.Duplicate || res.Sequence != 3 {
 			t.Errorf("retried switchOn %s: %+v, want the original outcome (a duplicate, accepted at 3)", id, res)
+		}
+		body, _ := json.Marshal(api.Command{AggregateID: id, Command: "switchOn", CommandID: cid})
+		for _, node := range nodes {
+			var r api.Reply
+			m, err := nc.Request(clusterPrefix+".node."+node+".cmd."+lightbulb.TypeName, body, 10*time.Second)
+			if err == nil {
+				err = json.Unmarshal(m.Data, &r)
+			}
+			if err != nil || !r.OK || !r.Duplicate || r.Sequence != 3 {
+				t.Errorf("retried switchOn %s via %s: %+v, %v; want the original outcome (a duplicate, accepted at 3)", id, node, r, err)
+			}
 		}
 		b, st, err := client.QueryAs[lightbulb.Bulb](context.Background(), c.cl, lightbulb.TypeName, id)
 		if err != nil {
 			t.Fatalf("query %s: %v", id, err)
 		}
 		if b.On || st.Sequence != 22 {
-			t.Errorf("%s after the retry: on %v at sequence %d, want off at 22", id, b.On, st.Sequence)
+			t.Errorf("%s after the retries: on %v at sequence %d, want off at 22", id, b.On, st.Sequence)
+		}
+	}
+	// The log, read from Cassandra by the test: each bulb's 22 events,
+	// one per command, the first switchOn at 3 only.
+	var refs []model.Ref
+	for _, id := range ids {
+		refs = append(refs, model.Ref{Type: lightbulb.TypeName, ID: id})
+	}
+	for ref, evs := range readRefs(t, h.cassandra, h.keyspace, refs) {
+		seen := make(map[string]uint64)
+		for _, e := range evs {
+			if at, twice := seen[e.CommandID]; twice {
+				t.Errorf("%s: command %s has events at %d and %d", ref, e.CommandID, at, e.Sequence)
+			}
+			seen[e.CommandID] = e.Sequence
+		}
+		if len(evs) != 22 || seen[ref.ID+"-0"] != 3 {
+			t.Errorf("%s: %d events in the log, the first switchOn at %d; want 22, at 3", ref, len(evs), seen[ref.ID+"-0"])
 		}
 	}
 	h.reportLogs()
@@ -152,4 +172,16 @@ func (c *commander) must(id, cmd, cid, args string) *client.Result {
 		c.t.Fatalf("%s %s (%s): %v", cmd, id, cid, err)
 	}
 	return res
+}
+
+// everyRaft tells whether ok holds for every node's view of the
+// idempotency group (false when a node does not answer).
+func everyRaft(h *clusterHarness, ids []string, ok func(api.IdempotencyStats) bool) bool {
+	for _, id := range ids {
+		info, err := nodeClusterInfo(h.admin, clusterPrefix, id, time.Second)
+		if err != nil || !ok(raftOf(info)) {
+			return false
+		}
+	}
+	return true
 }

@@ -240,6 +240,19 @@ func faultInjected(t *testing.T, logPath string) faultLine {
 // readLog reads the whole history of every aggregate the load touched.
 func readLog(t *testing.T, addr, keyspace string, l *clusterLoad) map[model.Ref][]model.Event {
 	t.Helper()
+	l.mu.Lock()
+	refs := make([]model.Ref, 0, len(l.mu.refs))
+	for r := range l.mu.refs {
+		refs = append(refs, r)
+	}
+	l.mu.Unlock()
+	return readRefs(t, addr, keyspace, refs)
+}
+
+// readRefs reads the whole history of each of refs from Cassandra, with
+// the storage package, not through a node.
+func readRefs(t *testing.T, addr, keyspace string, refs []model.Ref) map[model.Ref][]model.Event {
+	t.Helper()
 	cfg := cassandra.DefaultConfig()
 	cfg.Hosts = []string{addr}
 	cfg.Keyspace = keyspace
@@ -250,12 +263,6 @@ func readLog(t *testing.T, addr, keyspace string, l *clusterLoad) map[model.Ref]
 		t.Fatal(err)
 	}
 	defer st.Close()
-	l.mu.Lock()
-	refs := make([]model.Ref, 0, len(l.mu.refs))
-	for r := range l.mu.refs {
-		refs = append(refs, r)
-	}
-	l.mu.Unlock()
 	out := make(map[model.Ref][]model.Event, len(refs))
 	for _, ref := range refs {
 		for e, err := range eventlog.Events(ctx, st.EventLog(), ref, 1, 0) {
