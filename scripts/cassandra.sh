@@ -31,7 +31,7 @@
 #                            (default: $CASSANDRA_HOME_DIR/data)
 #   CASSANDRA_PORT           CQL native transport port (default: 9042)
 #   CASSANDRA_HEAP           JVM heap, used for -Xms and -Xmx (default: 1G)
-#   CASSANDRA_START_TIMEOUT  seconds `start` waits for CQL (default: 180)
+#   CASSANDRA_START_TIMEOUT  seconds `start` waits for CQL (default: 300)
 #   CASSANDRA_VERSION        cassandra-all version (default: 5.0.9)
 #   CASSANDRA_MAVEN_REPO     Maven local repository to use
 #                            (default: Maven's own, usually ~/.m2/repository)
@@ -48,7 +48,7 @@ HOME_DIR="${CASSANDRA_HOME_DIR:-$HOME/.cache/concursus-cassandra}"
 DATA_DIR="${CASSANDRA_DATA_DIR:-$HOME_DIR/data}"
 PORT="${CASSANDRA_PORT:-9042}"
 HEAP="${CASSANDRA_HEAP:-1G}"
-START_TIMEOUT="${CASSANDRA_START_TIMEOUT:-180}"
+START_TIMEOUT="${CASSANDRA_START_TIMEOUT:-300}"
 JAVA="${JAVA:-java}"
 if ! [[ "$PORT" =~ ^[0-9]+$ ]] || ((PORT < 1 || PORT > 65535)); then
 	echo "cassandra.sh: error: CASSANDRA_PORT must be a TCP port, got '$PORT'" >&2
