@@ -74,6 +74,7 @@ func TestCassandraOutageUnderLoad(t *testing.T) {
 	ccfg := cassandra.DefaultConfig()
 	ccfg.Hosts = []string{addr}
 	ccfg.Keyspace = fmt.Sprintf("it_outage_%d", rand.Uint32())
+	dropKeyspaceOnSuccess(t, addr, ccfg.Keyspace)
 	ccfg.Timeout = 3 * time.Second
 	ccfg.Logger = slog.New(slog.DiscardHandler)
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
