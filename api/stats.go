@@ -90,9 +90,16 @@ type IdempotencyStats struct {
 	Filter FilterStats `json:"filter"`
 	// Complete tells whether the node's filter vouches for its misses now
 	// (see the idempotency package: not within a window of its forming, of
-	// a doubt or of a jump of its time); while false, misses are checked
-	// against the command log.
+	// a doubt, or of a jump or step of its time); while false, misses are
+	// checked against the command log.
 	Complete bool `json:"complete"`
+	// TimeSteps counts the batches that moved the filter's time further
+	// than this node's own clock moved since the batch before, by more
+	// than a tolerance (a quarter of a bucket width, 1 to 5 s): a leader's
+	// clock ahead of the last leader's, or stepped forward, by less than a
+	// jump too. Each makes the node check misses against the command log
+	// for a window.
+	TimeSteps int64 `json:"timeSteps,omitempty"`
 	// Batches counts the raft entries of records this node appended as
 	// leader (ticks included), Records the records in them.
 	Batches int64 `json:"batches"`

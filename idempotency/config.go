@@ -156,6 +156,12 @@ type GroupConfig struct {
 	// Clock is the time source for batch times, grace periods and the
 	// settle period. Default time.Now.
 	Clock func() time.Time
+	// Monotonic measures how long this replica waited from one batch to
+	// the next, to tell a batch time stamped by a clock ahead of the last
+	// one's (see Group.onAdvance). Setting the wall clock must not move
+	// it: time.Now's readings do not (their Sub uses the monotonic
+	// reading). Default: Clock if that is set, else time.Now.
+	Monotonic func() time.Time
 }
 
 // DefaultGroupConfig returns the defaults for a node with the given id.
@@ -212,8 +218,14 @@ func (c *GroupConfig) fill() {
 	if c.TrailingLogs == 0 {
 		c.TrailingLogs = 256
 	}
+	if c.Monotonic == nil {
+		c.Monotonic = c.Clock // nil when Clock is
+	}
 	if c.Clock == nil {
 		c.Clock = time.Now
+	}
+	if c.Monotonic == nil {
+		c.Monotonic = time.Now
 	}
 	if c.MemberGroup == nil {
 		c.MemberGroup = metaGroup

@@ -33,15 +33,31 @@
 // order, so every replica holds and drops exactly the same entries,
 // whatever its own clock says. Only the leader stamps batches (followers
 // forward records, not times), so only the leader's clock matters: a
-// leader whose clock runs ahead expires entries early by its skew, on
-// every replica alike; keep clocks synchronised well within a bucket
-// width. On an idle cluster the leader appends an empty, time-only batch
-// once per bucket width, so expiry goes on. A batch that moves the time
-// further at once while the filter holds entries (more than two bucket
-// widths, plus a quarter of the window up to 10 s: a leader whose clock
-// is far ahead or stepped forward) is a jump: the filter counts it
-// (FilterStats.TimeJumps), and every replica, applying the same batch,
-// makes its Group doubt (see below) before the batch's expiry is seen.
+// leader whose clock runs ahead of the last leader's (or steps forward)
+// expires entries early by its skew, on every replica alike. On an idle
+// cluster the leader appends an empty, time-only batch once per bucket
+// width, so expiry goes on. Two rules catch a time that runs ahead, while
+// the filter holds entries:
+//
+//   - A batch that moves the time further at once than idle ticks can
+//     (more than two bucket widths, plus a quarter of the window up to
+//     10 s: a leader whose clock is far ahead or stepped forward) is a
+//     jump: the filter counts it (FilterStats.TimeJumps), and every
+//     replica, applying the same batch, makes its Group doubt (see below)
+//     before the batch's expiry is seen.
+//   - Each replica also compares how far every batch moved the time with
+//     how long it came after the one before, by its own monotonic clock
+//     (GroupConfig.Monotonic), which a step of the wall clock does not
+//     move. Time that ran ahead by more than a quarter of a bucket width
+//     (at least 1 s, at most 5 s) makes that Group doubt as well
+//     (Stats.TimeSteps): this catches skews below a jump, the leader's
+//     own step included. It is a replica's own judgment: one that applied
+//     the previous batch late (paused, lagging) doubts without need, which
+//     costs command-log reads, never a wrong answer.
+//
+// So a skew or step shortens the window by at most about that tolerance
+// before the nodes stop vouching for their misses; keep clocks
+// synchronised all the same.
 //
 // A command id recorded twice keeps its first record: the original
 // outcome is what every retry must get.
@@ -232,7 +248,8 @@
 // for a whole window, and not for a window after Group.Doubt, which the
 // node calls when a member fails or stops listening on NATS, when its own
 // NATS connection comes back, and when it finds it was paused, and which
-// the Group calls itself after a jump of the filter's time. While it
+// the Group calls itself when the filter's time jumps or runs ahead of
+// its own clock (see above). While it
 // cannot, the executor checks misses against the command log (one read per
 // new command, as without the filter).
 //

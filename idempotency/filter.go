@@ -44,6 +44,12 @@ type Filter struct {
 	// with the lock held, before the batch's expiry and records are seen
 	// by any Lookup, and must not call back into the filter.
 	onJump func(from, to time.Time)
+	// onAdvance, when set, is called after every batch with the filter's
+	// time and whether the filter held records when the batch came, and
+	// after a restore with holding false: the Group compares how far the
+	// time moved with how long the batch took to come (Group.onAdvance).
+	// Called with the lock held, like onJump.
+	onAdvance func(now int64, holding bool)
 
 	// applied is closed and replaced after every applied batch or
 	// restore: a broadcast for waiters (see appliedC).
@@ -266,13 +272,17 @@ func (f *Filter) applyRecords(data []byte) error {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.now != 0 && f.entries > 0 && h.at-f.now > jumpLimit(h.window, h.buckets) {
+	holding := f.entries > 0
+	if f.now != 0 && holding && h.at-f.now > jumpLimit(h.window, h.buckets) {
 		f.jumps++
 		if f.onJump != nil {
 			f.onJump(time.Unix(0, f.now).UTC(), time.Unix(0, h.at).UTC())
 		}
 	}
 	f.now = max(f.now, h.at)
+	if f.onAdvance != nil {
+		f.onAdvance(f.now, holding)
+	}
 	f.window, f.nb = h.window, h.buckets
 	f.expireLocked()
 	if len(bounds) == 0 {
@@ -601,6 +611,9 @@ func (f *Filter) Restore(rc io.ReadCloser) error {
 	hadGroup := f.groupID != ""
 	f.now, f.window, f.nb, f.groupID = next.now, next.window, next.nb, next.groupID
 	f.buckets, f.entries, f.size = next.buckets, next.entries, next.size
+	if f.onAdvance != nil {
+		f.onAdvance(f.now, false)
+	}
 	f.mu.Unlock()
 	f.notifyApplied()
 	if !hadGroup && groupID != "" && f.onGroup != nil {

@@ -60,6 +60,13 @@ type Group struct {
 	ready                                         atomic.Bool  // computed by the manager; see Ready
 	readySince                                    atomic.Int64 // Unix ns when ready last became true
 	doubtUntil                                    atomic.Int64 // Unix ns; see Doubt
+	timeSteps                                     atomic.Int64 // see onAdvance
+
+	// lastNow and lastMono are the filter's time and the Monotonic
+	// reading at the last batch applied: onAdvance's, under the filter's
+	// lock.
+	lastNow  int64
+	lastMono time.Time
 
 	mu struct {
 		sync.Mutex
@@ -129,6 +136,7 @@ func NewGroup(cfg GroupConfig, logger *slog.Logger) (*Group, error) {
 	}
 	g.filter.onGroup = g.onGroup
 	g.filter.onJump = g.onJump
+	g.filter.onAdvance = g.onAdvance
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	store := raft.NewInmemStore() // log and stable store: memory only, by design
 	g.raft, err = raft.NewRaft(rc, g.filter, store, store, &snapshotStore{}, trans)
@@ -159,6 +167,48 @@ func (g *Group) onJump(from, to time.Time) {
 	g.log.Warn("idempotency: the filter's time jumped ahead in one batch (a leader's clock is ahead, or stepped forward); records may have expired early",
 		"from", from, "to", to, "jump", to.Sub(from))
 	g.Doubt("the filter's time jumped ahead")
+}
+
+// stepTolerance is how much further than this replica's own clock the
+// filter's time may move from one batch to the next before onAdvance
+// doubts: a quarter of a bucket width, at least 1 s (commit latency varies
+// from batch to batch) and at most 5 s.
+func stepTolerance(window time.Duration, buckets int) time.Duration {
+	return min(max(window/time.Duration(max(buckets, 1))/4, time.Second), 5*time.Second)
+}
+
+// onAdvance compares how far a batch moved the filter's time with how long
+// it came after the last one here, by this replica's Monotonic clock. Time
+// that ran ahead by more than stepTolerance was stamped by a clock ahead
+// of the last batch's (a new leader's, or the leader's after a step
+// forward), and the records at the end of their window may expire early
+// by as much: less than a jump (jumpLimit), but enough to answer a retry
+// within the window as a new command. The node doubts for a window. The
+// leader notices its own step too, as its Monotonic clock did not step.
+//
+// It is this replica's judgment, not the log's: a replica that applied
+// the last batch late (paused, lagging) sees the time run ahead as well,
+// and doubts without need. That only costs command-log reads, and a
+// paused node doubts anyway.
+func (g *Group) onAdvance(now int64, holding bool) {
+	mono := g.cfg.Monotonic()
+	prevNow, prevMono := g.lastNow, g.lastMono
+	g.lastNow, g.lastMono = now, mono
+	if !holding || prevMono.IsZero() {
+		return
+	}
+	ahead := time.Duration(now-prevNow) - mono.Sub(prevMono)
+	tol := stepTolerance(g.cfg.Window, g.cfg.Buckets)
+	if ahead <= tol {
+		return
+	}
+	g.timeSteps.Add(1)
+	if g.doubtUntil.Load()-g.cfg.Clock().UnixNano() >= int64(g.cfg.Window-tol) {
+		return // doubting for (almost) a window already: say nothing more
+	}
+	g.log.Warn("idempotency: the filter's time ran ahead of this node's clock between two batches (the leader's clock is ahead of the last leader's, or stepped forward); records may expire early",
+		"ahead", ahead, "tolerance", tol)
+	g.Doubt("the filter's time ran ahead of this node's clock")
 }
 
 // Addr returns the raft address other servers dial ("host:port"): what
@@ -587,7 +637,7 @@ func (g *Group) Stats() Stats {
 		NodeID: g.cfg.NodeID, Addr: g.addr, GroupID: g.filter.GroupID(),
 		Role: roleName(g.raft.State()), Leader: string(leader),
 		Term: g.raft.CurrentTerm(), AppliedIndex: g.raft.AppliedIndex(),
-		Filter: g.filter.Stats(), Complete: g.Complete(),
+		Filter: g.filter.Stats(), Complete: g.Complete(), TimeSteps: g.timeSteps.Load(),
 		Batches: g.batches.Load(), Records: g.records.Load(),
 		Forwarded: g.forwarded.Load(), ForwardedRecords: g.forwardedRecords.Load(),
 	}

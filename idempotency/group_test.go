@@ -561,54 +561,14 @@ func TestCompleteAfterAWindow(t *testing.T) {
 // passed. A miss the filter vouches for must be a true miss, so each
 // replica that lost records this way must stop vouching for a window.
 func TestLeaderClockAheadMakesTheFilterDoubt(t *testing.T) {
-	base := testsupport.NewClock(t0)
-	var ahead sync.Map // node id → time.Duration its clock runs ahead
-	n := newTestNet(t, func(c *GroupConfig) {
-		id := c.NodeID
-		c.Clock = func() time.Time {
-			d, _ := ahead.Load(id)
-			off, _ := d.(time.Duration)
-			return base.Now().Add(off)
-		}
-	})
-	n.start("n1", "n2", "n3")
-	// Bootstrapping waits for a settle period on the clock: move it on
-	// until the group has formed.
-	testsupport.EventuallyErr(t, 20*time.Second, "a leader with three voters", func() error {
-		base.Advance(100 * time.Millisecond)
-		l, err := n.leader()
-		if err != nil {
-			return err
-		}
-		if f := l.raft.GetConfiguration(); f.Error() != nil || len(f.Configuration().Servers) != 3 {
-			return fmt.Errorf("configuration %+v", f.Configuration())
-		}
-		return nil
-	})
-	leader := n.waitConfig([]string{"n1", "n2", "n3"}, nil)
-	base.Advance(leader.cfg.Window + time.Second)
-	groups := n.live()
-	testsupport.EventuallyErr(t, 10*time.Second, "every replica complete", func() error {
-		for _, g := range groups {
-			if !g.Complete() {
-				return fmt.Errorf("%s not complete", g.cfg.NodeID)
-			}
-		}
-		return nil
-	})
-	var follower *Group
-	for _, g := range groups {
-		if g != leader {
-			follower = g
-			break
-		}
-	}
+	sk := newSkewedNet(t)
+	n, leader, groups, follower := sk.n, sk.leader, sk.groups, sk.follower()
 	_, early := n.recordHeld(follower, "early", 3)
 
 	// The leader's clock steps a window and two buckets ahead; the next
 	// batch carries its time.
 	width := leader.cfg.Window / time.Duration(leader.cfg.Buckets)
-	ahead.Store(leader.cfg.NodeID, leader.cfg.Window+2*width)
+	sk.ahead.Store(leader.cfg.NodeID, leader.cfg.Window+2*width)
 	n.recordHeld(follower, "late", 1)
 
 	for _, g := range groups {
@@ -622,4 +582,137 @@ func TestLeaderClockAheadMakesTheFilterDoubt(t *testing.T) {
 	}
 	// (That the doubt ends a window later is TestCompleteAfterAWindow's:
 	// moving this clock a window on at once would be another jump.)
+}
+
+// skewedNet is three replicas whose wall clocks run ahead of a shared fake
+// clock by what ahead holds for their node id (nothing at first); their
+// Monotonic clocks are the shared clock itself, as a wall clock's step
+// leaves the monotonic one alone. newSkewedNet returns once every replica
+// vouches for its misses.
+type skewedNet struct {
+	n      *testNet
+	base   *testsupport.Clock
+	ahead  *sync.Map // node id → time.Duration its wall clock runs ahead
+	leader *Group
+	groups []*Group
+}
+
+func newSkewedNet(t *testing.T) *skewedNet {
+	sk := &skewedNet{base: testsupport.NewClock(t0), ahead: new(sync.Map)}
+	sk.n = newTestNet(t, func(c *GroupConfig) {
+		id := c.NodeID
+		c.Clock = func() time.Time {
+			d, _ := sk.ahead.Load(id)
+			off, _ := d.(time.Duration)
+			return sk.base.Now().Add(off)
+		}
+		c.Monotonic = sk.base.Now
+	})
+	sk.n.start("n1", "n2", "n3")
+	// Bootstrapping waits for a settle period on the clock: move it on
+	// until the group has formed.
+	testsupport.EventuallyErr(t, 20*time.Second, "a leader with three voters", func() error {
+		sk.base.Advance(100 * time.Millisecond)
+		l, err := sk.n.leader()
+		if err != nil {
+			return err
+		}
+		if f := l.raft.GetConfiguration(); f.Error() != nil || len(f.Configuration().Servers) != 3 {
+			return fmt.Errorf("configuration %+v", f.Configuration())
+		}
+		return nil
+	})
+	sk.leader = sk.n.waitConfig([]string{"n1", "n2", "n3"}, nil)
+	sk.base.Advance(sk.leader.cfg.Window + time.Second)
+	sk.groups = sk.n.live()
+	testsupport.EventuallyErr(t, 10*time.Second, "every replica complete", func() error {
+		for _, g := range sk.groups {
+			if !g.Complete() {
+				return fmt.Errorf("%s not complete", g.cfg.NodeID)
+			}
+		}
+		return nil
+	})
+	return sk
+}
+
+// follower returns a replica that is not the leader.
+func (sk *skewedNet) follower() *Group {
+	for _, g := range sk.groups {
+		if g != sk.leader {
+			return g
+		}
+	}
+	sk.n.t.Fatal("no follower")
+	return nil
+}
+
+// advanceTicking moves the shared clock on by d, a bucket width at a time,
+// and waits after each whole width for the leader's idle tick to reach
+// every replica, so the filter's time follows the clock without a jump.
+func (sk *skewedNet) advanceTicking(d time.Duration) {
+	width := sk.leader.cfg.Window / time.Duration(sk.leader.cfg.Buckets)
+	for d > 0 {
+		step := min(d, width)
+		d -= step
+		sk.base.Advance(step)
+		if step < width {
+			return // no tick is due
+		}
+		want := sk.base.Now()
+		testsupport.EventuallyErr(sk.n.t, 10*time.Second, "the idle tick applied everywhere", func() error {
+			for _, g := range sk.groups {
+				if now := g.Filter().Stats().Now; now.Before(want) {
+					return fmt.Errorf("%s: filter time %s, clock %s", g.cfg.NodeID, now, want)
+				}
+			}
+			return nil
+		})
+	}
+}
+
+// A leader whose clock is ahead of the last leader's by less than a jump
+// (jumpLimit: two bucket widths and 10 s) moves the filter's time on by
+// its skew: the records at the end of their window expire that much
+// early, on every replica. Here the leader's clock steps 70 s ahead (a
+// bucket width is 60 s) a second before some records' window ends, and
+// they are gone: each replica, the leader too, must notice that the time
+// ran ahead of its own clock and stop vouching for misses.
+func TestLeaderClockAheadByLessThanAJumpMakesTheFilterDoubt(t *testing.T) {
+	sk := newSkewedNet(t)
+	n, leader, follower := sk.n, sk.leader, sk.follower()
+	const skew = 70 * time.Second
+	if limit := time.Duration(jumpLimit(int64(leader.cfg.Window), leader.cfg.Buckets)); skew >= limit {
+		t.Fatalf("skew %v is not below the jump limit %v", skew, limit)
+	}
+
+	_, early := n.recordHeld(follower, "early", 3)
+	recorded := sk.base.Now()
+	sk.advanceTicking(leader.cfg.Window - time.Second)
+	n.recordHeld(follower, "before", 1) // the last batch before the step
+	for _, g := range sk.groups {
+		if !g.Complete() {
+			t.Fatalf("%s does not vouch for its misses before the step", g.cfg.NodeID)
+		}
+	}
+
+	sk.ahead.Store(leader.cfg.NodeID, skew)
+	n.recordHeld(follower, "after", 1) // stamped 70 s ahead
+	age := sk.base.Now().Sub(recorded)
+	if age >= leader.cfg.Window {
+		t.Fatalf("the records are %v old: not within the window any more", age)
+	}
+	for _, g := range sk.groups {
+		st := g.Stats()
+		_, held := g.Lookup(early[0])
+		t.Logf("%s: holds %s %v, time jumps %d, time steps %d, complete %v", g.cfg.NodeID, early[0], held, st.Filter.TimeJumps, st.TimeSteps, st.Complete)
+		if st.Filter.TimeJumps != 0 {
+			t.Errorf("%s counted a jump: the step is meant to stay below one", g.cfg.NodeID)
+		}
+		if held {
+			t.Errorf("%s still holds %s: the step did not expire it, so the test proves nothing", g.cfg.NodeID, early[0])
+		} else if g.Complete() {
+			t.Errorf("%s: %s, recorded %v ago (within the window), is gone, and the replica vouches for the miss", g.cfg.NodeID, early[0], age)
+		}
+	}
 }

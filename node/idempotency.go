@@ -69,6 +69,10 @@ func (n *Node) startIdempotency() error {
 	// The node's clock stamps the batches this node proposes as leader and
 	// times its doubts: one clock for the node.
 	g.Clock = n.cfg.Clock
+	// Time between batches is measured on time.Now's monotonic reading,
+	// which a step of the wall clock does not move: so the node notices
+	// its own clock stepping ahead while it leads (Group.onAdvance).
+	g.Monotonic = time.Now
 	group, err := idempotency.NewGroup(g, n.cfg.Logger.With("node", n.cfg.NodeID))
 	if err != nil {
 		return fmt.Errorf("node: starting the idempotency group: %w", err)

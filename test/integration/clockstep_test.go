@@ -22,16 +22,37 @@ import (
 
 // TestLeaderClockStepsAhead: the idempotency filter's time is the largest
 // batch time, stamped by the raft leader's clock. The leader's clock steps
-// a minute ahead (fault injection, CONCURSUS_FAULT_CLOCK_FILE) with a 20 s
-// window; its next batch expires every outcome of the last window on every
-// replica at once. A retry of a command decided seconds before, older than
-// the 16 commands the owner recognises in a cached aggregate's history,
-// must still get its original outcome: the nodes must stop vouching for
-// their filter's misses and ask the command log. Before the jump rule, the
-// retried switchOn was decided again on the bulb, off by then, and switched
-// it on a second time.
+// ahead (fault injection, CONCURSUS_FAULT_CLOCK_FILE), and its batches
+// move the filter's time on with it: outcomes expire before their window
+// has passed, on every replica. A retry of a command decided within the
+// window, older than the 16 commands the owner recognises in a cached
+// aggregate's history, must still get its original outcome: the nodes
+// must stop vouching for their filter's misses and ask the command log.
+//
+//   - jump: a minute ahead with a 20 s window. The next batch expires
+//     every outcome of the window at once (a jump, FilterStats.TimeJumps).
+//     Before the jump rule, the retried switchOn was decided again on the
+//     bulb, off by then, and switched it on a second time.
+//   - step: 12 s ahead with a 60 s window, below a jump (two buckets and
+//     10 s: 22 s). The outcomes expire 12 s early; the retry comes when
+//     they have, within their window. Each node must notice that the
+//     filter's time ran ahead of its own monotonic clock (TimeSteps).
+//     Before that rule, the retries were decided again, as above.
 func TestLeaderClockStepsAhead(t *testing.T) {
-	const window = 20 * time.Second
+	for _, tc := range []struct {
+		name   string
+		window time.Duration
+		step   time.Duration
+		jump   bool // the step is a jump, not just a step
+	}{
+		{name: "jump", window: 20 * time.Second, step: time.Minute, jump: true},
+		{name: "step", window: time.Minute, step: 12 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testLeaderClockStep(t, tc.window, tc.step, tc.jump) })
+	}
+}
+
+func testLeaderClockStep(t *testing.T, window, step time.Duration, jump bool) {
 	dir := t.TempDir()
 	bins := buildBinaries(t, dir, "faultinject")
 	_, natsURL := startNATS(t, bins.natsServer, dir)
@@ -67,7 +88,17 @@ func TestLeaderClockStepsAhead(t *testing.T) {
 	for _, id := range ids {
 		must(id, "create", id+"-create", `{"wattage":60}`)
 		must(id, "screwIn", id+"-screw", `{"location":"lab"}`)
-		for i := range 20 { // past the history the owner recognises
+	}
+	// The first switchOn of every bulb at once (the commands the test
+	// retries), then 19 more commands each: past the history the owner
+	// recognises.
+	firstSent := time.Now()
+	for _, id := range ids {
+		must(id, "switchOn", id+"-0", "")
+	}
+	firstDone := time.Now()
+	for _, id := range ids {
+		for i := 1; i < 20; i++ {
 			cmd := "switchOn"
 			if i%2 == 1 {
 				cmd = "switchOff"
@@ -76,25 +107,55 @@ func TestLeaderClockStepsAhead(t *testing.T) {
 		}
 	}
 
-	// The leader's clock steps a minute ahead; the next batch it stamps
-	// (the outcome of one more command) moves the filter's time with it.
-	if err := os.WriteFile(clockFile(leader), []byte("1m"), 0o600); err != nil {
+	// The leader's clock steps ahead; the next batch it stamps (the
+	// outcome of one more command) moves the filter's time with it.
+	if err := os.WriteFile(clockFile(leader), []byte(step.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(200 * time.Millisecond) // the fault reads the file every 50 ms
 	must("step-probe", "create", "step-probe-create", `{"wattage":60}`)
-	waitUntil(t, 10*time.Second, "the jump applied on every node", func() bool {
-		return everyRaft(h, nodes, func(r api.IdempotencyStats) bool { return r.Filter.TimeJumps > 0 })
+	waitUntil(t, 10*time.Second, "every node to notice the step", func() bool {
+		return everyRaft(h, nodes, func(r api.IdempotencyStats) bool {
+			if jump {
+				return r.Filter.TimeJumps > 0
+			}
+			return r.TimeSteps > 0
+		})
 	})
+	if !jump {
+		// The switchOns' outcomes sit in the filter's bucket of their
+		// batch time (buckets are a tenth of the window, aligned on Unix
+		// time; a second's margin for the batch coming after the reply),
+		// and expire once the filter's time is a window past its end. As
+		// soon as the leader's clock, 12 s ahead, is there, one more
+		// command moves the filter's time there (idle ticks come only
+		// once a bucket width).
+		width := int64(window / 10)
+		bucketEnd := time.Unix(0, (firstDone.Add(time.Second).UnixNano()/width+1)*width)
+		expired := bucketEnd.Add(window)
+		time.Sleep(time.Until(expired.Add(-step + 500*time.Millisecond)))
+		must("expiry-probe", "create", "expiry-probe-create", `{"wattage":60}`)
+		waitUntil(t, 10*time.Second, "the first switchOns' outcomes to expire in every filter", func() bool {
+			return everyRaft(h, nodes, func(r api.IdempotencyStats) bool { return !r.Filter.Now.Before(expired) })
+		})
+		if age := time.Since(firstSent); age >= window {
+			t.Logf("WARNING: the retries come %v after the commands, past their %v window: this run does not show the early expiry", age, window)
+		} else {
+			t.Logf("the retries come %v after the commands, within their %v window", age, window)
+		}
+	}
 	everyRaft(h, nodes, func(r api.IdempotencyStats) bool {
-		t.Logf("%s after the step: filter %d entries, time %s, %d jumps, complete %v", r.NodeID, r.Filter.Entries, r.Filter.Now.Format(time.RFC3339), r.Filter.TimeJumps, r.Complete)
+		t.Logf("%s after the step: filter %d entries, time %s, %d jumps, %d steps, complete %v", r.NodeID, r.Filter.Entries, r.Filter.Now.Format(time.RFC3339), r.Filter.TimeJumps, r.TimeSteps, r.Complete)
+		if !jump && r.Filter.TimeJumps > 0 {
+			t.Errorf("%s counted a jump: this step is meant to stay below one", r.NodeID)
+		}
 		return true
 	})
 
-	// Seconds later, well within the window: the first switchOn of each
-	// bulb again, now that the bulb is off, through the Go client and on
-	// every node's own subject. Decided again, it would be accepted and
-	// switch the bulb on a second time.
+	// Within the window: the first switchOn of each bulb again, now that
+	// the bulb is off, through the Go client and on every node's own
+	// subject. Decided again, it would be accepted and switch the bulb on
+	// a second time.
 	for _, id := range ids {
 		cid := id + "-0"
 		res, err := send(id, "switchOn", cid, "")
