@@ -64,13 +64,8 @@ const (
 // EventSubject, with the headers HeaderType, HeaderAggregateID,
 // HeaderSequence, HeaderEventID and HeaderMsgID (the event id, so a stream
 // stores a re-publication once), HeaderEventTime and HeaderStream (its
-// event-time place), and HeaderLate when late is true.
+// event-time place), and HeaderLate when e.Late is set.
 func EventMessage(prefix string, e *model.Event) (*nats.Msg, error) {
-	return EventMessageLate(prefix, e, false)
-}
-
-// EventMessageLate is EventMessage with the late mark.
-func EventMessageLate(prefix string, e *model.Event, late bool) (*nats.Msg, error) {
 	body, err := json.Marshal(e)
 	if err != nil {
 		return nil, err

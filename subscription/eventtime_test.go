@@ -289,12 +289,12 @@ func TestLogOrderIgnoresEventTime(t *testing.T) {
 func (e *env) publishLate(x model.Event) {
 	e.t.Helper()
 	x.Late = true
-	m, err := api.EventMessageLate(e.prefix, &x, true)
+	m, err := api.EventMessage(e.prefix, &x)
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	if m.Header.Get(api.HeaderLate) != "true" {
-		e.t.Fatal("api.EventMessageLate did not set the late header")
+		e.t.Fatal("api.EventMessage did not set the late header of a late event")
 	}
 	if _, err := e.js.PublishMsg(context.Background(), m); err != nil {
 		e.t.Fatalf("publishing %s#%d: %v", x.AggregateID, x.Sequence, err)
