@@ -492,7 +492,7 @@ func orNone(s string) string {
 // writeIdempotency prints each node's part in the idempotency filter's
 // raft group, when any node runs one.
 func writeIdempotency(w io.Writer, replies []clusterReply) {
-	var rows []string
+	var rows, clock []string
 	groups, leaders := map[string]bool{}, map[string]bool{}
 	conflict, forming := false, false
 	for _, r := range replies {
@@ -511,15 +511,22 @@ func writeIdempotency(w io.Writer, replies []clusterReply) {
 		if len(group) > 12 {
 			group = group[:12]
 		}
-		rows = append(rows, fmt.Sprintf("%s\t%s\t%s\t%s\t%d+%d\t%d\t%d", r.info.NodeID, orNone(g.Role), orNone(g.Leader), orNone(group),
-			len(g.Voters), len(g.NonVoters), g.Filter.Entries, g.AppliedIndex))
+		vouches := "no"
+		if g.Complete {
+			vouches = "yes"
+		}
+		rows = append(rows, fmt.Sprintf("%s\t%s\t%s\t%s\t%d+%d\t%d\t%d\t%s", r.info.NodeID, orNone(g.Role), orNone(g.Leader), orNone(group),
+			len(g.Voters), len(g.NonVoters), g.Filter.Entries, g.AppliedIndex, vouches))
+		if g.Filter.TimeJumps > 0 || g.TimeSteps > 0 {
+			clock = append(clock, fmt.Sprintf("%s (jumps %d, steps %d)", r.info.NodeID, g.Filter.TimeJumps, g.TimeSteps))
+		}
 	}
 	if len(rows) == 0 {
 		return
 	}
 	fmt.Fprintf(w, "\nidempotency filter (raft):\n")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tROLE\tLEADER\tGROUP\tVOTERS+NON-VOTERS\tENTRIES\tAPPLIED")
+	fmt.Fprintln(tw, "NODE\tROLE\tLEADER\tGROUP\tVOTERS+NON-VOTERS\tENTRIES\tAPPLIED\tVOUCHES")
 	for _, row := range rows {
 		fmt.Fprintln(tw, row)
 	}
@@ -531,6 +538,12 @@ func writeIdempotency(w io.Writer, replies []clusterReply) {
 		fmt.Fprintf(w, "the group is forming or electing a leader (retries meanwhile read the command log)\n")
 	default:
 		fmt.Fprintf(w, "all nodes are in one group with one leader\n")
+	}
+	if len(clock) > 0 {
+		// Counted since each node started: a leader's clock ahead of
+		// another's, or stepped forward (a step is also counted by a node
+		// that applied a batch late, after a pause).
+		fmt.Fprintf(w, "WARNING: the filter's time jumped or ran ahead of the node's clock on %s: a leader's clock is ahead of another's or stepped forward, so outcomes may have expired early (each time, the node checked misses against the command log for a window); synchronise the clocks\n", strings.Join(clock, ", "))
 	}
 }
 

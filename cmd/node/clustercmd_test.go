@@ -302,7 +302,45 @@ func TestIdempotencyReportJoiningIsNotAConflict(t *testing.T) {
 	}
 	out.Reset()
 	writeIdempotency(&out, []clusterReply{reply("n1", "g1"), reply("n2", "g1")})
-	if !strings.Contains(out.String(), "all nodes are in one group with one leader") {
+	if !strings.Contains(out.String(), "all nodes are in one group with one leader") || strings.Contains(out.String(), "WARNING") {
 		t.Errorf("one group reported as:\n%s", out.String())
+	}
+}
+
+// A node whose filter's time jumped or ran ahead is named in a warning
+// about the clocks; whether each node vouches for its misses is a column.
+func TestIdempotencyReportClockWarning(t *testing.T) {
+	steady := api.IdempotencyStats{GroupID: "g1", Role: "leader", Leader: "n1", Complete: true}
+	stepped := api.IdempotencyStats{GroupID: "g1", Role: "follower", Leader: "n1", TimeSteps: 2}
+	stepped.Filter.TimeJumps = 1
+	var out bytes.Buffer
+	writeIdempotency(&out, []clusterReply{
+		{info: api.ClusterInfo{NodeID: "n1", Idempotency: &steady}},
+		{info: api.ClusterInfo{NodeID: "n2", Idempotency: &stepped}},
+	})
+	report := out.String()
+	for _, want := range []string{"VOUCHES", "WARNING: the filter's time jumped or ran ahead of the node's clock on n2 (jumps 1, steps 2)"} {
+		if !strings.Contains(report, want) {
+			t.Errorf("report lacks %q:\n%s", want, report)
+		}
+	}
+	for _, line := range strings.Split(report, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		switch f[0] {
+		case "n1":
+			if f[len(f)-1] != "yes" {
+				t.Errorf("n1 vouches, reported as %q", line)
+			}
+		case "n2":
+			if f[len(f)-1] != "no" {
+				t.Errorf("n2 does not vouch, reported as %q", line)
+			}
+		}
+	}
+	if strings.Contains(report, "n1 (") {
+		t.Errorf("n1 named in the clock warning:\n%s", report)
 	}
 }
