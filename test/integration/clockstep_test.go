@@ -33,8 +33,9 @@ import (
 //     every outcome of the window at once (a jump, FilterStats.TimeJumps).
 //     Before the jump rule, the retried switchOn was decided again on the
 //     bulb, off by then, and switched it on a second time.
-//   - step: 12 s ahead with a 60 s window, below a jump (two buckets and
-//     10 s: 22 s). The outcomes expire 12 s early; the retry comes when
+//   - step: 18 s ahead with a 60 s window, below a jump (two buckets and
+//     10 s: 22 s; a command just before the step keeps the last batch
+//     time close). The outcomes expire 18 s early; the retry comes when
 //     they have, within their window. Each node must notice that the
 //     filter's time ran ahead of its own monotonic clock (TimeSteps).
 //     Before that rule, the retries were decided again, as above.
@@ -46,7 +47,7 @@ func TestLeaderClockStepsAhead(t *testing.T) {
 		jump   bool // the step is a jump, not just a step
 	}{
 		{name: "jump", window: 20 * time.Second, step: time.Minute, jump: true},
-		{name: "step", window: time.Minute, step: 12 * time.Second},
+		{name: "step", window: time.Minute, step: 18 * time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) { testLeaderClockStep(t, tc.window, tc.step, tc.jump) })
 	}
@@ -108,7 +109,10 @@ func testLeaderClockStep(t *testing.T, window, step time.Duration, jump bool) {
 	}
 
 	// The leader's clock steps ahead; the next batch it stamps (the
-	// outcome of one more command) moves the filter's time with it.
+	// outcome of one more command) moves the filter's time with it. A
+	// command just before makes the batch before it recent, so that the
+	// step alone is what the filter's time moves by.
+	must("step-before", "create", "step-before-create", `{"wattage":60}`)
 	if err := os.WriteFile(clockFile(leader), []byte(step.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +131,7 @@ func testLeaderClockStep(t *testing.T, window, step time.Duration, jump bool) {
 		// batch time (buckets are a tenth of the window, aligned on Unix
 		// time; a second's margin for the batch coming after the reply),
 		// and expire once the filter's time is a window past its end. As
-		// soon as the leader's clock, 12 s ahead, is there, one more
+		// soon as the leader's clock, 18 s ahead, is there, one more
 		// command moves the filter's time there (idle ticks come only
 		// once a bucket width).
 		width := int64(window / 10)
