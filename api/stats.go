@@ -95,10 +95,11 @@ type IdempotencyStats struct {
 	Complete bool `json:"complete"`
 	// TimeSteps counts the batches that moved the filter's time further
 	// than this node's own clock moved since the batch before, by more
-	// than a tolerance (a quarter of a bucket width, 1 to 5 s): a leader's
-	// clock ahead of the last leader's, or stepped forward, by less than a
-	// jump too. Each makes the node check misses against the command log
-	// for a window.
+	// than a tolerance (a quarter of a bucket width, 1 to 5 s), while the
+	// node was not doubting already: a leader's clock ahead of the last
+	// leader's or stepped forward (by less than a jump too), or this node
+	// applied the batch before late. Each made the node check misses
+	// against the command log for a window.
 	TimeSteps int64 `json:"timeSteps,omitempty"`
 	// Batches counts the raft entries of records this node appended as
 	// leader (ticks included), Records the records in them.

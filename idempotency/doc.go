@@ -51,8 +51,10 @@
 //     move. Time that ran ahead by more than a quarter of a bucket width
 //     (at least 1 s, at most 5 s) makes that Group doubt as well
 //     (Stats.TimeSteps): this catches skews below a jump, the leader's
-//     own step included. It is a replica's own judgment: one that applied
-//     the previous batch late (paused, lagging) doubts without need, which
+//     own step included. Only batches applied while the replica is ready
+//     count (one catching up applies batches stamped seconds apart in a
+//     moment). It is a replica's own judgment: one that applied the
+//     previous batch late (paused, lagging) doubts without need, which
 //     costs command-log reads, never a wrong answer.
 //
 // So a skew or step shortens the window by at most about that tolerance

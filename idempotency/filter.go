@@ -46,10 +46,10 @@ type Filter struct {
 	onJump func(from, to time.Time)
 	// onAdvance, when set, is called after every batch with the filter's
 	// time and whether the filter held records when the batch came, and
-	// after a restore with holding false: the Group compares how far the
+	// after a restore with restored set: the Group compares how far the
 	// time moved with how long the batch took to come (Group.onAdvance).
 	// Called with the lock held, like onJump.
-	onAdvance func(now int64, holding bool)
+	onAdvance func(now int64, holding, restored bool)
 
 	// applied is closed and replaced after every applied batch or
 	// restore: a broadcast for waiters (see appliedC).
@@ -281,7 +281,7 @@ func (f *Filter) applyRecords(data []byte) error {
 	}
 	f.now = max(f.now, h.at)
 	if f.onAdvance != nil {
-		f.onAdvance(f.now, holding)
+		f.onAdvance(f.now, holding, false)
 	}
 	f.window, f.nb = h.window, h.buckets
 	f.expireLocked()
@@ -612,7 +612,7 @@ func (f *Filter) Restore(rc io.ReadCloser) error {
 	f.now, f.window, f.nb, f.groupID = next.now, next.window, next.nb, next.groupID
 	f.buckets, f.entries, f.size = next.buckets, next.entries, next.size
 	if f.onAdvance != nil {
-		f.onAdvance(f.now, false)
+		f.onAdvance(f.now, false, true)
 	}
 	f.mu.Unlock()
 	f.notifyApplied()

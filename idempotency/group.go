@@ -63,10 +63,12 @@ type Group struct {
 	timeSteps                                     atomic.Int64 // see onAdvance
 
 	// lastNow and lastMono are the filter's time and the Monotonic
-	// reading at the last batch applied: onAdvance's, under the filter's
+	// reading at the last batch applied, and lastLive whether the replica
+	// was ready then (not catching up): onAdvance's, under the filter's
 	// lock.
 	lastNow  int64
 	lastMono time.Time
+	lastLive bool
 
 	mu struct {
 		sync.Mutex
@@ -183,30 +185,32 @@ func stepTolerance(window time.Duration, buckets int) time.Duration {
 // of the last batch's (a new leader's, or the leader's after a step
 // forward), and the records at the end of their window may expire early
 // by as much: less than a jump (jumpLimit), but enough to answer a retry
-// within the window as a new command. The node doubts for a window. The
-// leader notices its own step too, as its Monotonic clock did not step.
+// within the window as a new command. The node doubts for a window and
+// counts the step. The leader notices its own step too, as its Monotonic
+// clock did not step.
 //
-// It is this replica's judgment, not the log's: a replica that applied
-// the last batch late (paused, lagging) sees the time run ahead as well,
-// and doubts without need. That only costs command-log reads, and a
-// paused node doubts anyway.
-func (g *Group) onAdvance(now int64, holding bool) {
-	mono := g.cfg.Monotonic()
-	prevNow, prevMono := g.lastNow, g.lastMono
-	g.lastNow, g.lastMono = now, mono
-	if !holding || prevMono.IsZero() {
+// Only batches applied while the replica is ready, after one applied
+// while it was ready too, are compared: a replica catching up (joining,
+// restoring a snapshot) applies batches stamped seconds apart in a
+// moment. Beyond that it is this replica's own judgment, not the log's:
+// one that applied the batch before late (paused, lagging) sees the time
+// run ahead as well, and doubts without need. That costs command-log
+// reads, never a wrong answer; a step found while the node doubts already
+// (a paused node does) is not counted.
+func (g *Group) onAdvance(now int64, holding, restored bool) {
+	mono, live := g.cfg.Monotonic(), g.ready.Load() && !restored
+	prevNow, prevMono, prevLive := g.lastNow, g.lastMono, g.lastLive
+	g.lastNow, g.lastMono, g.lastLive = now, mono, live
+	if !holding || !live || !prevLive {
 		return
 	}
 	ahead := time.Duration(now-prevNow) - mono.Sub(prevMono)
 	tol := stepTolerance(g.cfg.Window, g.cfg.Buckets)
-	if ahead <= tol {
-		return
+	if ahead <= tol || g.doubtUntil.Load()-g.cfg.Clock().UnixNano() >= int64(g.cfg.Window-tol) {
+		return // within the tolerance, or doubting for (almost) a window already
 	}
 	g.timeSteps.Add(1)
-	if g.doubtUntil.Load()-g.cfg.Clock().UnixNano() >= int64(g.cfg.Window-tol) {
-		return // doubting for (almost) a window already: say nothing more
-	}
-	g.log.Warn("idempotency: the filter's time ran ahead of this node's clock between two batches (the leader's clock is ahead of the last leader's, or stepped forward); records may expire early",
+	g.log.Warn("idempotency: the filter's time ran ahead of this node's clock between two batches (a leader's clock ahead of the last leader's or stepped forward, or this node applied the batch before late); records may expire early",
 		"ahead", ahead, "tolerance", tol)
 	g.Doubt("the filter's time ran ahead of this node's clock")
 }

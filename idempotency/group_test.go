@@ -716,3 +716,33 @@ func TestLeaderClockAheadByLessThanAJumpMakesTheFilterDoubt(t *testing.T) {
 		}
 	}
 }
+
+// A replica that joins catches up on batches stamped seconds apart in a
+// moment. That is not the filter's time running ahead of its clock: it
+// must count no step (the cluster report would blame the clocks) and not
+// doubt for it.
+func TestCatchingUpIsNotAStep(t *testing.T) {
+	n := newTestNet(t, nil)
+	n.clock = testsupport.NewClock(t0)
+	n.start("n1", "n2", "n3")
+	leader := n.waitConfig([]string{"n1", "n2", "n3"}, nil)
+	tol := stepTolerance(leader.cfg.Window, leader.cfg.Buckets)
+	for i := range 5 {
+		n.recordHeld(leader, fmt.Sprintf("spaced-%d", i), 1)
+		n.clock.Advance(2 * tol) // beyond the tolerance, within a bucket: no idle tick
+	}
+	n.start("n4")
+	n.waitConfig([]string{"n1", "n2", "n3"}, []string{"n4"})
+	joined := n.group("n4")
+	testsupport.EventuallyErr(t, 10*time.Second, "n4 ready", func() error {
+		if !joined.Ready() {
+			return fmt.Errorf("not ready")
+		}
+		return nil
+	})
+	n.recordHeld(leader, "after-1", 1)
+	n.recordHeld(leader, "after-2", 1)
+	if st := joined.Stats(); st.TimeSteps != 0 || joined.doubtUntil.Load() != 0 {
+		t.Errorf("n4 counted %d steps (doubting until %d) catching up on batches %v apart", st.TimeSteps, joined.doubtUntil.Load(), 2*tol)
+	}
+}

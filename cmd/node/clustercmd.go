@@ -540,10 +540,8 @@ func writeIdempotency(w io.Writer, replies []clusterReply) {
 		fmt.Fprintf(w, "all nodes are in one group with one leader\n")
 	}
 	if len(clock) > 0 {
-		// Counted since each node started: a leader's clock ahead of
-		// another's, or stepped forward (a step is also counted by a node
-		// that applied a batch late, after a pause).
-		fmt.Fprintf(w, "WARNING: the filter's time jumped or ran ahead of the node's clock on %s: a leader's clock is ahead of another's or stepped forward, so outcomes may have expired early (each time, the node checked misses against the command log for a window); synchronise the clocks\n", strings.Join(clock, ", "))
+		// Counted since each node started.
+		fmt.Fprintf(w, "WARNING: the filter's time jumped or ran ahead of the node's clock on %s: a leader's clock is ahead of another's or stepped forward (a step may also be the node applying a batch late, after a pause), so outcomes may have expired early; each time the node checked misses against the command log for a window. Keep the clocks synchronised\n", strings.Join(clock, ", "))
 	}
 }
 
