@@ -511,12 +511,8 @@ func writeIdempotency(w io.Writer, replies []clusterReply) {
 		if len(group) > 12 {
 			group = group[:12]
 		}
-		vouches := "no"
-		if g.Complete {
-			vouches = "yes"
-		}
 		rows = append(rows, fmt.Sprintf("%s\t%s\t%s\t%s\t%d+%d\t%d\t%d\t%s", r.info.NodeID, orNone(g.Role), orNone(g.Leader), orNone(group),
-			len(g.Voters), len(g.NonVoters), g.Filter.Entries, g.AppliedIndex, vouches))
+			len(g.Voters), len(g.NonVoters), g.Filter.Entries, g.AppliedIndex, yesNo(g.Complete)))
 		if g.Filter.TimeJumps > 0 || g.TimeSteps > 0 {
 			clock = append(clock, fmt.Sprintf("%s (jumps %d, steps %d)", r.info.NodeID, g.Filter.TimeJumps, g.TimeSteps))
 		}
